@@ -1,0 +1,1 @@
+//! WHIP/WHEP signaling and the selective-forwarding relay (filled by the video issue).
