@@ -1,0 +1,36 @@
+//! How the relay asks its host whether a bearer token may publish or view.
+
+use async_trait::async_trait;
+
+/// What a valid token of a session may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// The session's expert (or an admin): may publish and view.
+    Publish,
+    /// Any valid token of the session: may view.
+    View,
+}
+
+/// Why a token was refused; each variant maps to one HTTP status.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuthError {
+    /// 401: missing, malformed, expired or unknown token.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// 403: a valid token without the right for this session or action.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// 404: no such session.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// 410: the session has ended.
+    #[error("gone: {0}")]
+    Gone(String),
+}
+
+/// Checks bearer tokens; the server implements it with its own session store.
+#[async_trait]
+pub trait Authorizer: Send + Sync + 'static {
+    /// Check the bearer token (already stripped of `Bearer `) for session `session`.
+    async fn authorize(&self, session: &str, token: &str) -> Result<Access, AuthError>;
+}

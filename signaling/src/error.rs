@@ -1,0 +1,114 @@
+//! Errors at the crate boundary (`SignalingError`) and at the HTTP edge (`ApiError`).
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::auth::AuthError;
+
+/// Failures of the relay itself (not of a client's request).
+#[derive(Debug, thiserror::Error)]
+pub enum SignalingError {
+    #[error("invalid relay configuration: {0}")]
+    Config(String),
+    #[error("webrtc: {0}")]
+    WebRtc(#[from] webrtc::Error),
+    #[error("ICE gathering did not complete in time")]
+    GatheringTimeout,
+    #[error("the relay is shutting down")]
+    ShuttingDown,
+}
+
+/// What a WHIP/WHEP request gets back when it fails: a status and
+/// `{"error":{"code":"...","message":"..."}}`. Internal causes are logged, not sent.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ApiError {
+    #[error("{0}")]
+    BadRequest(&'static str, String),
+    #[error("content type must be {0}")]
+    UnsupportedMediaType(&'static str),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("no such resource")]
+    ResourceNotFound,
+    #[error("the session has ended")]
+    SessionEnded,
+    #[error("{0}")]
+    MethodNotAllowed(&'static str),
+    #[error("{0}")]
+    Unprocessable(&'static str),
+    #[error("the ETag does not match the ICE session")]
+    PreconditionFailed,
+    #[error("the relay is shutting down")]
+    Unavailable,
+    #[error("internal error")]
+    Internal(#[source] SignalingError),
+}
+
+impl From<SignalingError> for ApiError {
+    fn from(err: SignalingError) -> Self {
+        match err {
+            SignalingError::ShuttingDown => ApiError::Unavailable,
+            other => ApiError::Internal(other),
+        }
+    }
+}
+
+impl ApiError {
+    pub(crate) fn bad_sdp(reason: impl Into<String>) -> Self {
+        ApiError::BadRequest("invalid_sdp", reason.into())
+    }
+
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::BadRequest(code, _) => (StatusCode::BAD_REQUEST, code),
+            ApiError::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            ApiError::Auth(AuthError::Unauthorized(_)) => {
+                (StatusCode::UNAUTHORIZED, "unauthorized")
+            }
+            ApiError::Auth(AuthError::Forbidden(_)) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::Auth(AuthError::NotFound(_)) => (StatusCode::NOT_FOUND, "session_not_found"),
+            ApiError::Auth(AuthError::Gone(_)) | ApiError::SessionEnded => {
+                (StatusCode::GONE, "session_ended")
+            }
+            ApiError::ResourceNotFound => (StatusCode::NOT_FOUND, "resource_not_found"),
+            ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unsupported_patch"),
+            ApiError::PreconditionFailed => (StatusCode::PRECONDITION_FAILED, "etag_mismatch"),
+            ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    code: &'a str,
+    message: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        if let ApiError::Internal(cause) = &self {
+            tracing::error!(error = %cause, "WHIP/WHEP request failed");
+        } else {
+            tracing::debug!(%status, code, error = %self, "WHIP/WHEP request refused");
+        }
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code,
+                message: self.to_string(),
+            },
+        };
+        (status, Json(body)).into_response()
+    }
+}
