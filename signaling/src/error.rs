@@ -35,8 +35,6 @@ pub(crate) enum ApiError {
     #[error("the session has ended")]
     SessionEnded,
     #[error("{0}")]
-    MethodNotAllowed(&'static str),
-    #[error("{0}")]
     Unprocessable(&'static str),
     #[error("the ETag does not match the ICE session")]
     PreconditionFailed,
@@ -75,7 +73,6 @@ impl ApiError {
                 (StatusCode::GONE, "session_ended")
             }
             ApiError::ResourceNotFound => (StatusCode::NOT_FOUND, "resource_not_found"),
-            ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unsupported_patch"),
             ApiError::PreconditionFailed => (StatusCode::PRECONDITION_FAILED, "etag_mismatch"),
             ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
@@ -109,6 +106,13 @@ impl IntoResponse for ApiError {
                 message: self.to_string(),
             },
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
     }
 }

@@ -8,41 +8,19 @@
 
 mod auth;
 mod config;
+mod engine;
 mod error;
+mod http;
+mod keyframe;
+mod metrics;
+mod publisher;
+mod relay;
+mod rewrite;
+mod room;
+mod sdp;
+mod viewer;
 
 pub use auth::{Access, AuthError, Authorizer};
 pub use config::{IceServer, RelayConfig};
 pub use error::SignalingError;
-
-use std::sync::Arc;
-
-/// The relay: cheap to clone, every clone shares the same rooms.
-#[derive(Clone)]
-pub struct Relay {
-    #[allow(dead_code)]
-    inner: Arc<(RelayConfig, Arc<dyn Authorizer>)>,
-}
-
-impl Relay {
-    pub fn new(config: RelayConfig, auth: Arc<dyn Authorizer>) -> Result<Relay, SignalingError> {
-        Ok(Relay {
-            inner: Arc::new((config, auth)),
-        })
-    }
-
-    /// The WHIP/WHEP routes, ready to be merged into the host's router.
-    pub fn router(&self) -> axum::Router {
-        axum::Router::new()
-    }
-
-    /// Closes every peer connection of `session` (publisher and viewers).
-    pub async fn end_session(&self, _session: &str) {}
-
-    /// `true` while a publisher is sending media to `session`.
-    pub fn publisher_live(&self, _session: &str) -> tokio::sync::watch::Receiver<bool> {
-        tokio::sync::watch::channel(false).1
-    }
-
-    /// Closes every peer connection of every session.
-    pub async fn shutdown(&self) {}
-}
+pub use relay::Relay;

@@ -1,0 +1,192 @@
+//! Construction of `webrtc` peer connections: ICE settings, codecs, interceptors,
+//! and the non-trickle offer/answer exchange.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use webrtc::api::interceptor_registry::register_default_interceptors;
+use webrtc::api::media_engine::{MIME_TYPE_OPUS, MediaEngine};
+use webrtc::api::setting_engine::SettingEngine;
+use webrtc::api::{API, APIBuilder};
+use webrtc::ice::mdns::MulticastDnsMode;
+use webrtc::ice::network_type::NetworkType;
+use webrtc::ice::udp_network::{EphemeralUDP, UDPNetwork};
+use webrtc::ice_transport::ice_candidate_type::RTCIceCandidateType;
+use webrtc::interceptor::registry::Registry;
+use webrtc::peer_connection::RTCPeerConnection;
+use webrtc::peer_connection::configuration::RTCConfiguration;
+use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
+use webrtc::rtp_transceiver::RTCPFeedback;
+use webrtc::rtp_transceiver::rtp_codec::{
+    RTCRtpCodecCapability, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RTPCodecType,
+};
+
+use crate::config::RelayConfig;
+use crate::error::{ApiError, SignalingError};
+use crate::sdp::Codec;
+
+/// Longest wait for our own ICE candidates before answering (host candidates
+/// only, so this is normally a few milliseconds).
+const GATHERING_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Builds peer connections for publishers and viewers.
+pub(crate) struct Engine {
+    settings: SettingEngine,
+    /// Viewers all accept the same codecs, so they share one API.
+    viewer_api: API,
+}
+
+impl Engine {
+    pub(crate) fn new(config: &RelayConfig) -> Result<Self, SignalingError> {
+        let settings = setting_engine(config)?;
+        let mut media = MediaEngine::default();
+        media.register_default_codecs()?;
+        let viewer_api = build_api(media, settings.clone())?;
+        Ok(Self {
+            settings,
+            viewer_api,
+        })
+    }
+
+    pub(crate) async fn viewer_peer(&self) -> Result<Arc<RTCPeerConnection>, SignalingError> {
+        Ok(Arc::new(
+            self.viewer_api
+                .new_peer_connection(RTCConfiguration::default())
+                .await?,
+        ))
+    }
+
+    /// A peer connection that accepts Opus and exactly one video codec, so a
+    /// publisher cannot switch codecs under the viewers' feet.
+    pub(crate) async fn publisher_peer(
+        &self,
+        video: Option<&Codec>,
+    ) -> Result<Arc<RTCPeerConnection>, SignalingError> {
+        let mut media = MediaEngine::default();
+        media.register_codec(
+            RTCRtpCodecParameters {
+                capability: opus_capability(),
+                payload_type: 111,
+                ..Default::default()
+            },
+            RTPCodecType::Audio,
+        )?;
+        if let Some(codec) = video {
+            let mut capability = codec.capability();
+            capability.rtcp_feedback = video_feedback();
+            media.register_codec(
+                RTCRtpCodecParameters {
+                    capability,
+                    payload_type: codec.payload_type,
+                    ..Default::default()
+                },
+                RTPCodecType::Video,
+            )?;
+        }
+        let api = build_api(media, self.settings.clone())?;
+        Ok(Arc::new(
+            api.new_peer_connection(RTCConfiguration::default()).await?,
+        ))
+    }
+}
+
+pub(crate) fn opus_capability() -> RTCRtpCodecCapability {
+    RTCRtpCodecCapability {
+        mime_type: MIME_TYPE_OPUS.to_owned(),
+        clock_rate: 48_000,
+        channels: 2,
+        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+        rtcp_feedback: vec![],
+    }
+}
+
+fn video_feedback() -> Vec<RTCPFeedback> {
+    [("ccm", "fir"), ("nack", ""), ("nack", "pli")]
+        .into_iter()
+        .map(|(typ, parameter)| RTCPFeedback {
+            typ: typ.to_owned(),
+            parameter: parameter.to_owned(),
+        })
+        .collect()
+}
+
+fn build_api(mut media: MediaEngine, settings: SettingEngine) -> Result<API, SignalingError> {
+    // The MID extension lets the relay demultiplex publishers that announce no SSRCs.
+    for kind in [RTPCodecType::Audio, RTPCodecType::Video] {
+        media.register_header_extension(
+            RTCRtpHeaderExtensionCapability {
+                uri: webrtc::sdp::extmap::SDES_MID_URI.to_owned(),
+            },
+            kind,
+            None,
+        )?;
+    }
+    // NACK generator/responder, sender/receiver reports, TWCC feedback to publishers.
+    let registry = register_default_interceptors(Registry::new(), &mut media)?;
+    Ok(APIBuilder::new()
+        .with_media_engine(media)
+        .with_interceptor_registry(registry)
+        .with_setting_engine(settings)
+        .build())
+}
+
+fn setting_engine(config: &RelayConfig) -> Result<SettingEngine, SignalingError> {
+    let mut settings = SettingEngine::default();
+    // mDNS needs a multicast-capable interface, and hides nothing on a server.
+    settings.set_ice_multicast_dns_mode(MulticastDnsMode::Disabled);
+    settings.set_network_types(vec![NetworkType::Udp4, NetworkType::Udp6]);
+    settings.set_include_loopback_candidate(true);
+    // Notice vanished peers sooner than the 25 s default; DELETE is the fast path.
+    settings.set_ice_timeouts(
+        Some(Duration::from_secs(5)),
+        Some(Duration::from_secs(10)),
+        Some(Duration::from_secs(2)),
+    );
+    if let Some((min, max)) = config.udp_port_range {
+        if min == 0 || min > max {
+            return Err(SignalingError::Config(format!(
+                "UDP port range {min}-{max} is empty"
+            )));
+        }
+        let ephemeral = EphemeralUDP::new(min, max)
+            .map_err(|err| SignalingError::Config(format!("UDP port range {min}-{max}: {err}")))?;
+        settings.set_udp_network(UDPNetwork::Ephemeral(ephemeral));
+    }
+    if !config.public_ips.is_empty() {
+        let ips = config.public_ips.iter().map(ToString::to_string).collect();
+        settings.set_nat_1to1_ips(ips, RTCIceCandidateType::Host);
+    }
+    if !config.interfaces.is_empty() {
+        let allowed = config.interfaces.clone();
+        settings.set_interface_filter(Box::new(move |name: &str| {
+            allowed.iter().any(|a| a == name)
+        }));
+    }
+    Ok(settings)
+}
+
+/// Answers `offer` on `pc` and waits for ICE gathering, so the returned answer
+/// carries the relay's candidates (OBS and aiortc do not trickle).
+pub(crate) async fn answer(pc: &RTCPeerConnection, offer: String) -> Result<String, ApiError> {
+    let offer = RTCSessionDescription::offer(offer)
+        .map_err(|err| ApiError::bad_sdp(format!("not an SDP offer: {err}")))?;
+    pc.set_remote_description(offer)
+        .await
+        .map_err(|err| ApiError::bad_sdp(format!("offer rejected: {err}")))?;
+    let answer = pc
+        .create_answer(None)
+        .await
+        .map_err(|err| ApiError::bad_sdp(format!("no answer possible for this offer: {err}")))?;
+    let mut gathered = pc.gathering_complete_promise().await;
+    pc.set_local_description(answer)
+        .await
+        .map_err(|err| ApiError::bad_sdp(format!("offer not usable: {err}")))?;
+    tokio::time::timeout(GATHERING_TIMEOUT, gathered.recv())
+        .await
+        .map_err(|_| ApiError::from(SignalingError::GatheringTimeout))?;
+    let local = pc
+        .local_description()
+        .await
+        .ok_or(ApiError::from(SignalingError::GatheringTimeout))?;
+    Ok(local.sdp)
+}

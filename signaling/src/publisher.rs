@@ -1,0 +1,184 @@
+//! WHIP: accepting a publisher and forwarding its media into the room's tracks.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+
+use tracing::Instrument;
+use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
+use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
+use webrtc::track::track_local::TrackLocal;
+use webrtc::track::track_local::TrackLocalWriter;
+use webrtc::track::track_remote::TrackRemote;
+use webrtc::util::MarshalSize;
+
+use crate::engine::{self, Engine};
+use crate::error::ApiError;
+use crate::keyframe::KeyframeSource;
+use crate::metrics::Forwarded;
+use crate::room::{Kind, Publisher, Room, close_pc};
+use crate::sdp::{self, Offer};
+
+/// Negotiates a publisher for `room` and makes it the room's publisher,
+/// replacing (and closing) the previous one. Returns the resource id and the answer.
+pub(crate) async fn publish(
+    engine: &Engine,
+    room: &Arc<Room>,
+    offer_sdp: String,
+    offer: &Offer,
+) -> Result<(String, String), ApiError> {
+    let (current, watched) = room.video_codec();
+    let video = if offer.has_video {
+        let chosen = sdp::choose_publisher_video(&offer.video, &current, watched);
+        if chosen.is_none() {
+            let offered: Vec<&str> = offer.video.iter().map(|c| c.mime_type.as_str()).collect();
+            return Err(ApiError::BadRequest(
+                "unsupported_codec",
+                format!(
+                    "no video codec the relay forwards (VP8, H264, VP9, AV1) in the offer; offered: {}",
+                    offered.join(", ")
+                ),
+            ));
+        }
+        chosen
+    } else {
+        None
+    };
+
+    let pc = engine.publisher_peer(video.as_ref()).await?;
+    let id = crate::relay::new_resource_id();
+    let generation = room.next_generation();
+    let video_ssrc = Arc::new(AtomicU32::new(0));
+    let span = tracing::info_span!("publisher", session = %room.session, publisher = %id);
+
+    {
+        let room = Arc::downgrade(room);
+        let video_ssrc = video_ssrc.clone();
+        let span = span.clone();
+        pc.on_track(Box::new(move |remote, _receiver, _transceiver| {
+            if let Some(room) = room.upgrade() {
+                if remote.kind() == RTPCodecType::Video {
+                    video_ssrc.store(remote.ssrc(), Ordering::Relaxed);
+                    if room.viewer_count() > 0 {
+                        room.request_keyframe(KeyframeSource::PublisherChange);
+                    }
+                }
+                tokio::spawn(forward(room, remote, generation).instrument(span.clone()));
+            }
+            Box::pin(async {})
+        }));
+    }
+    {
+        let room = Arc::downgrade(room);
+        let id = id.clone();
+        let span = span.clone();
+        pc.on_peer_connection_state_change(Box::new(move |state| {
+            let _entered = span.enter();
+            tracing::debug!(?state, "publisher connection state");
+            if matches!(
+                state,
+                RTCPeerConnectionState::Failed
+                    | RTCPeerConnectionState::Disconnected
+                    | RTCPeerConnectionState::Closed
+            ) {
+                remove(&room, &id);
+            }
+            Box::pin(async {})
+        }));
+    }
+
+    let answer = match engine::answer(&pc, offer_sdp).await {
+        Ok(answer) => answer,
+        Err(err) => {
+            close_pc(&pc, &id).await;
+            return Err(err);
+        }
+    };
+
+    let publisher = Publisher {
+        id: id.clone(),
+        generation,
+        pc,
+        video_ssrc,
+    };
+    let (old, swaps) = match room.install_publisher(publisher, video) {
+        Ok(installed) => installed,
+        Err((err, publisher)) => {
+            close_pc(&publisher.pc, &publisher.id).await;
+            return Err(err);
+        }
+    };
+    if let Some(old) = old {
+        span.in_scope(|| tracing::info!(replaced = %old.id, "publisher replaced"));
+        tokio::spawn(async move { close_pc(&old.pc, &old.id).await });
+    }
+    // Before the answer goes out, so the new publisher's first keyframe
+    // already reaches the viewers through the new track.
+    for (sender, track) in swaps {
+        let track: Arc<dyn TrackLocal + Send + Sync> = track;
+        if let Err(err) = sender.replace_track(Some(track)).await {
+            span.in_scope(
+                || tracing::warn!(error = %err, "a viewer cannot receive the new video codec"),
+            );
+        }
+    }
+    span.in_scope(|| tracing::info!("publisher accepted"));
+    Ok((id, answer))
+}
+
+/// Takes the publisher `id` out of its room (if still current) and closes it.
+pub(crate) fn remove(room: &Weak<Room>, id: &str) -> bool {
+    let Some(room) = room.upgrade() else {
+        return false;
+    };
+    match room.remove_publisher(id) {
+        Some(publisher) => {
+            tracing::info!(session = %room.session, publisher = %id, "publisher left");
+            tokio::spawn(async move { close_pc(&publisher.pc, &publisher.id).await });
+            true
+        }
+        None => false,
+    }
+}
+
+/// Copies one publisher track into the room's shared track until the
+/// publisher goes away or is replaced.
+async fn forward(room: Arc<Room>, remote: Arc<TrackRemote>, generation: u64) {
+    let kind = match remote.kind() {
+        RTPCodecType::Audio => Kind::Audio,
+        RTPCodecType::Video => Kind::Video,
+        RTPCodecType::Unspecified => return,
+    };
+    let track = room.track(kind);
+    let counters = Forwarded::new(&room.session, kind);
+    tracing::info!(kind = kind.label(), codec = %remote.codec().capability.mime_type, ssrc = remote.ssrc(), "publisher track");
+    loop {
+        let mut packet = match remote.read_rtp().await {
+            Ok((packet, _attributes)) => packet,
+            Err(err) => {
+                tracing::debug!(kind = kind.label(), error = %err, "publisher track ended");
+                break;
+            }
+        };
+        if !room.is_current(generation) {
+            break;
+        }
+        room.media_arrived(generation);
+        // The publisher's extension ids mean nothing to the viewers; the
+        // viewers' own (MID) are added by their senders.
+        packet.header.extension = false;
+        packet.header.extension_profile = 0;
+        packet.header.extensions.clear();
+        packet.header.extensions_padding = 0;
+        room.rewriter(kind)
+            .rewrite(&mut packet.header, generation, Instant::now());
+        let viewers = room.viewer_count();
+        let bytes = packet.header.marshal_size() + packet.payload.len();
+        // An error names viewers whose write failed; they are removed by
+        // their own connection-state handlers, the others did get the packet.
+        if let Err(err) = track.write_rtp(&packet).await {
+            tracing::trace!(error = %err, "write to some viewers failed");
+        }
+        counters.add(bytes, viewers);
+    }
+}

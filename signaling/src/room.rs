@@ -1,0 +1,357 @@
+//! A room: the relay's side of one session. It owns the outgoing tracks that
+//! all viewers share, the current publisher and the viewers.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use webrtc::peer_connection::RTCPeerConnection;
+use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
+use webrtc::track::track_local::TrackLocal;
+use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
+
+use crate::engine::opus_capability;
+use crate::error::ApiError;
+use crate::keyframe::{Decision, KeyframeGate, KeyframeSource};
+use crate::metrics;
+use crate::rewrite::StreamRewriter;
+use crate::sdp::Codec;
+
+/// Audio or video; a metric label too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Audio,
+    Video,
+}
+
+impl Kind {
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Kind::Audio => "audio",
+            Kind::Video => "video",
+        }
+    }
+}
+
+/// The publisher's peer connection and what the relay learned from it.
+pub(crate) struct Publisher {
+    pub id: String,
+    pub generation: u64,
+    pub pc: Arc<RTCPeerConnection>,
+    /// SSRC of the publisher's video, known once its track arrives (0 before),
+    /// needed to address PLIs.
+    pub video_ssrc: Arc<AtomicU32>,
+}
+
+pub(crate) struct Viewer {
+    pub id: String,
+    pub pc: Arc<RTCPeerConnection>,
+    pub audio: Option<Arc<RTCRtpSender>>,
+    pub video: Option<Arc<RTCRtpSender>>,
+}
+
+impl Viewer {
+    /// Unbinds the viewer from the shared tracks at once (forwarding to it
+    /// stops with the next packet), then closes its connection.
+    pub(crate) async fn teardown(self) {
+        for sender in [self.audio, self.video].into_iter().flatten() {
+            if let Err(err) = sender.stop().await {
+                tracing::debug!(viewer = %self.id, error = %err, "stopping a sender");
+            }
+        }
+        close_pc(&self.pc, &self.id).await;
+    }
+}
+
+pub(crate) async fn close_pc(pc: &RTCPeerConnection, id: &str) {
+    match tokio::time::timeout(Duration::from_secs(5), pc.close()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::debug!(peer = %id, error = %err, "closing a peer connection"),
+        Err(_) => tracing::warn!(peer = %id, "closing a peer connection timed out"),
+    }
+}
+
+/// A viewer sender bound to an old track, to be moved to the room's new one.
+pub(crate) type TrackSwap = (Arc<RTCRtpSender>, Arc<TrackLocalStaticRTP>);
+
+pub(crate) struct Room {
+    pub session: String,
+    live: watch::Sender<bool>,
+    keyframes: KeyframeGate,
+    /// Generation of the current publisher; forwarding loops of older
+    /// generations stop at their next packet. Read per packet, hence atomic.
+    generation: AtomicU64,
+    /// `state.viewers.len()`, read per forwarded packet for the metrics.
+    viewer_count: AtomicUsize,
+    audio_rewriter: Mutex<StreamRewriter>,
+    video_rewriter: Mutex<StreamRewriter>,
+    /// Membership and tracks under one lock: changes are rare (joins, leaves,
+    /// publisher changes), short, and never held across an `.await`.
+    state: Mutex<RoomState>,
+}
+
+struct RoomState {
+    ended: bool,
+    audio: Arc<TrackLocalStaticRTP>,
+    video: Arc<TrackLocalStaticRTP>,
+    video_codec: Codec,
+    publisher: Option<Publisher>,
+    viewers: HashMap<String, Viewer>,
+}
+
+impl Room {
+    pub(crate) fn new(session: &str, keyframe_min_interval: Duration) -> Arc<Room> {
+        let codec = Codec::vp8();
+        let stream_id = format!("oncolive-{session}");
+        let audio = Arc::new(TrackLocalStaticRTP::new(
+            opus_capability(),
+            "audio".to_owned(),
+            stream_id.clone(),
+        ));
+        let video = Arc::new(TrackLocalStaticRTP::new(
+            codec.capability(),
+            "video".to_owned(),
+            stream_id,
+        ));
+        Arc::new(Room {
+            session: session.to_owned(),
+            live: watch::channel(false).0,
+            keyframes: KeyframeGate::new(keyframe_min_interval),
+            generation: AtomicU64::new(0),
+            viewer_count: AtomicUsize::new(0),
+            audio_rewriter: Mutex::new(StreamRewriter::new(48_000)),
+            video_rewriter: Mutex::new(StreamRewriter::new(90_000)),
+            state: Mutex::new(RoomState {
+                ended: false,
+                audio,
+                video,
+                video_codec: codec,
+                publisher: None,
+                viewers: HashMap::new(),
+            }),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, RoomState> {
+        // A panic while holding the lock leaves consistent data (every update
+        // is a single assignment or map operation), so poisoning is ignored.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn subscribe_live(&self) -> watch::Receiver<bool> {
+        self.live.subscribe()
+    }
+
+    pub(crate) fn is_live(&self) -> bool {
+        *self.live.borrow()
+    }
+
+    pub(crate) fn tracks(&self) -> (Arc<TrackLocalStaticRTP>, Arc<TrackLocalStaticRTP>) {
+        let state = self.state();
+        (state.audio.clone(), state.video.clone())
+    }
+
+    pub(crate) fn track(&self, kind: Kind) -> Arc<TrackLocalStaticRTP> {
+        let state = self.state();
+        match kind {
+            Kind::Audio => state.audio.clone(),
+            Kind::Video => state.video.clone(),
+        }
+    }
+
+    /// The room's video codec and whether anyone is watching it.
+    pub(crate) fn video_codec(&self) -> (Codec, bool) {
+        let state = self.state();
+        (state.video_codec.clone(), !state.viewers.is_empty())
+    }
+
+    pub(crate) fn viewer_count(&self) -> usize {
+        self.viewer_count.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn is_current(&self, generation: u64) -> bool {
+        self.generation.load(Ordering::Acquire) == generation
+    }
+
+    pub(crate) fn next_generation(&self) -> u64 {
+        // Reserved before negotiation so handlers can carry it; only the
+        // publisher installed last becomes current.
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Makes `publisher` the room's publisher. Returns the replaced publisher
+    /// (to be closed) and the viewer senders to move to a new video track
+    /// when the codec changed.
+    pub(crate) fn install_publisher(
+        &self,
+        publisher: Publisher,
+        video_codec: Option<Codec>,
+    ) -> Result<(Option<Publisher>, Vec<TrackSwap>), (ApiError, Publisher)> {
+        let mut state = self.state();
+        if state.ended {
+            return Err((ApiError::SessionEnded, publisher));
+        }
+        let mut swaps = Vec::new();
+        if let Some(codec) = video_codec.filter(|c| *c != state.video_codec) {
+            let track = Arc::new(TrackLocalStaticRTP::new(
+                codec.capability(),
+                "video".to_owned(),
+                state.video.stream_id().to_owned(),
+            ));
+            tracing::info!(session = %self.session, codec = %codec.mime_type, fmtp = %codec.fmtp, "room video codec changes");
+            swaps = state
+                .viewers
+                .values()
+                .filter_map(|v| v.video.clone())
+                .map(|sender| (sender, track.clone()))
+                .collect();
+            state.video = track;
+            state.video_codec = codec;
+        }
+        self.generation
+            .store(publisher.generation, Ordering::Release);
+        let old = state.publisher.replace(publisher);
+        // Live again once the new publisher's first packet arrives.
+        self.live.send_replace(false);
+        metrics::publishers(&self.session, 1);
+        Ok((old, swaps))
+    }
+
+    /// Removes the publisher `id` if it is still the current one.
+    pub(crate) fn remove_publisher(&self, id: &str) -> Option<Publisher> {
+        let mut state = self.state();
+        if state.publisher.as_ref().is_none_or(|p| p.id != id) {
+            return None;
+        }
+        let old = state.publisher.take();
+        // Stop the old forwarding loops even before their connection closes.
+        self.generation.store(0, Ordering::Release);
+        self.live.send_replace(false);
+        metrics::publishers(&self.session, 0);
+        old
+    }
+
+    /// Marks the room live when the current publisher's media arrives.
+    pub(crate) fn media_arrived(&self, generation: u64) {
+        if self.is_current(generation) && !self.is_live() {
+            self.live.send_replace(true);
+            tracing::info!(session = %self.session, "publisher live");
+        }
+    }
+
+    /// Adds a viewer; returns the swap needed if the room's video track
+    /// changed while the viewer was negotiating.
+    pub(crate) fn add_viewer(
+        &self,
+        viewer: Viewer,
+        bound_video: &Arc<TrackLocalStaticRTP>,
+    ) -> Result<Option<TrackSwap>, (ApiError, Viewer)> {
+        let mut state = self.state();
+        if state.ended {
+            return Err((ApiError::SessionEnded, viewer));
+        }
+        let swap = match &viewer.video {
+            Some(sender) if !Arc::ptr_eq(bound_video, &state.video) => {
+                Some((sender.clone(), state.video.clone()))
+            }
+            _ => None,
+        };
+        state.viewers.insert(viewer.id.clone(), viewer);
+        self.viewer_count
+            .store(state.viewers.len(), Ordering::Relaxed);
+        metrics::viewers(&self.session, state.viewers.len());
+        Ok(swap)
+    }
+
+    pub(crate) fn remove_viewer(&self, id: &str) -> Option<Viewer> {
+        let mut state = self.state();
+        let viewer = state.viewers.remove(id)?;
+        self.viewer_count
+            .store(state.viewers.len(), Ordering::Relaxed);
+        metrics::viewers(&self.session, state.viewers.len());
+        Some(viewer)
+    }
+
+    pub(crate) fn has_publisher(&self, id: &str) -> bool {
+        self.state().publisher.as_ref().is_some_and(|p| p.id == id)
+    }
+
+    pub(crate) fn peer(&self, id: &str) -> Option<Arc<RTCPeerConnection>> {
+        let state = self.state();
+        match &state.publisher {
+            Some(p) if p.id == id => Some(p.pc.clone()),
+            _ => state.viewers.get(id).map(|v| v.pc.clone()),
+        }
+    }
+
+    /// Ends the room: no more publishers or viewers; returns everything to close.
+    pub(crate) fn end(&self) -> (Option<Publisher>, Vec<Viewer>) {
+        let mut state = self.state();
+        state.ended = true;
+        self.generation.store(0, Ordering::Release);
+        self.live.send_replace(false);
+        let publisher = state.publisher.take();
+        let viewers: Vec<Viewer> = state.viewers.drain().map(|(_, v)| v).collect();
+        self.viewer_count.store(0, Ordering::Relaxed);
+        metrics::publishers(&self.session, 0);
+        metrics::viewers(&self.session, 0);
+        (publisher, viewers)
+    }
+
+    pub(crate) fn rewriter(&self, kind: Kind) -> MutexGuard<'_, StreamRewriter> {
+        let lock = match kind {
+            Kind::Audio => &self.audio_rewriter,
+            Kind::Video => &self.video_rewriter,
+        };
+        lock.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Asks the publisher for a keyframe, coalesced by the room's gate.
+    pub(crate) fn request_keyframe(self: &Arc<Self>, source: KeyframeSource) {
+        if self.publisher_video().is_none() {
+            // Nobody to ask; a new publisher starts with a keyframe anyway.
+            return;
+        }
+        match self.keyframes.request(Instant::now()) {
+            Decision::SendNow => {
+                metrics::keyframe_request(&self.session, source, true);
+                let room = self.clone();
+                tokio::spawn(async move { room.send_pli().await });
+            }
+            Decision::SendAfter(delay) => {
+                metrics::keyframe_request(&self.session, source, true);
+                let room = self.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    room.keyframes.deferred_sent(Instant::now());
+                    room.send_pli().await;
+                });
+            }
+            Decision::Suppressed => metrics::keyframe_request(&self.session, source, false),
+        }
+    }
+
+    fn publisher_video(&self) -> Option<(Arc<RTCPeerConnection>, u32)> {
+        let state = self.state();
+        let publisher = state.publisher.as_ref()?;
+        let ssrc = publisher.video_ssrc.load(Ordering::Relaxed);
+        (ssrc != 0).then(|| (publisher.pc.clone(), ssrc))
+    }
+
+    async fn send_pli(&self) {
+        let Some((pc, media_ssrc)) = self.publisher_video() else {
+            return;
+        };
+        let pli = PictureLossIndication {
+            sender_ssrc: 0,
+            media_ssrc,
+        };
+        if let Err(err) = pc.write_rtcp(&[Box::new(pli)]).await {
+            tracing::debug!(session = %self.session, error = %err, "sending a PLI");
+        }
+    }
+}

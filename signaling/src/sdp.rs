@@ -1,0 +1,251 @@
+//! Reading SDP offers: validation and the codecs a publisher offers.
+//!
+//! The relay does not transcode, so the codec a publisher sends is the codec
+//! every viewer must decode. This module decides which offered video codec a
+//! publisher is answered with.
+
+use std::io::Cursor;
+
+use webrtc::api::media_engine::{MIME_TYPE_AV1, MIME_TYPE_H264, MIME_TYPE_VP8, MIME_TYPE_VP9};
+use webrtc::rtp_transceiver::rtp_codec::RTCRtpCodecCapability;
+use webrtc::sdp::SessionDescription;
+
+/// Video codecs the relay forwards (what the viewers' media engine knows).
+const FORWARDABLE_VIDEO: [&str; 4] = [MIME_TYPE_VP8, MIME_TYPE_H264, MIME_TYPE_VP9, MIME_TYPE_AV1];
+
+/// One codec line of an offer (`a=rtpmap` plus `a=fmtp`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Codec {
+    pub payload_type: u8,
+    /// `video/VP8`, `audio/opus`, ...
+    pub mime_type: String,
+    pub clock_rate: u32,
+    pub channels: u16,
+    pub fmtp: String,
+}
+
+impl Codec {
+    pub(crate) fn vp8() -> Self {
+        Codec {
+            payload_type: 96,
+            mime_type: MIME_TYPE_VP8.to_owned(),
+            clock_rate: 90_000,
+            channels: 0,
+            fmtp: String::new(),
+        }
+    }
+
+    pub(crate) fn capability(&self) -> RTCRtpCodecCapability {
+        RTCRtpCodecCapability {
+            mime_type: self.mime_type.clone(),
+            clock_rate: self.clock_rate,
+            channels: self.channels,
+            sdp_fmtp_line: self.fmtp.clone(),
+            rtcp_feedback: vec![],
+        }
+    }
+
+    /// Whether a decoder negotiated for `other` decodes what an encoder
+    /// negotiated for `self` produces: same codec and, where the codec has
+    /// them, the same format parameters that change the bitstream.
+    pub(crate) fn compatible_with(&self, other: &Codec) -> bool {
+        if !self.mime_type.eq_ignore_ascii_case(&other.mime_type) {
+            return false;
+        }
+        if self.mime_type.eq_ignore_ascii_case(MIME_TYPE_H264) {
+            let (a, b) = (
+                fmtp_value(&self.fmtp, "packetization-mode"),
+                fmtp_value(&other.fmtp, "packetization-mode"),
+            );
+            let mode = |v: Option<&str>| v.unwrap_or("0").to_owned();
+            // profile_idc and profile_iop (the first 4 hex digits); the level may differ.
+            let profile = |f: &str| {
+                fmtp_value(f, "profile-level-id")
+                    .map(|p| p.get(..4).unwrap_or(p).to_ascii_lowercase())
+                    .unwrap_or_else(|| "4200".to_owned())
+            };
+            return mode(a) == mode(b) && profile(&self.fmtp) == profile(&other.fmtp);
+        }
+        if self.mime_type.eq_ignore_ascii_case(MIME_TYPE_VP9)
+            || self.mime_type.eq_ignore_ascii_case(MIME_TYPE_AV1)
+        {
+            let key = if self.mime_type.eq_ignore_ascii_case(MIME_TYPE_VP9) {
+                "profile-id"
+            } else {
+                "profile"
+            };
+            return fmtp_value(&self.fmtp, key).unwrap_or("0")
+                == fmtp_value(&other.fmtp, key).unwrap_or("0");
+        }
+        true
+    }
+}
+
+fn fmtp_value<'a>(fmtp: &'a str, key: &str) -> Option<&'a str> {
+    fmtp.split(';').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        k.trim().eq_ignore_ascii_case(key).then(|| v.trim())
+    })
+}
+
+/// What the relay needs to know about an offer before negotiating it.
+#[derive(Debug, Default)]
+pub(crate) struct Offer {
+    /// Video codecs of the first video section, in the offerer's preference order.
+    pub video: Vec<Codec>,
+    pub has_audio: bool,
+    pub has_video: bool,
+}
+
+/// Parses an offer and rejects what cannot be one, with a reason for the client.
+pub(crate) fn parse_offer(text: &str) -> Result<Offer, String> {
+    if !text.trim_start().starts_with("v=0") {
+        return Err("an SDP offer starts with \"v=0\"".to_owned());
+    }
+    let description = SessionDescription::unmarshal(&mut Cursor::new(text.as_bytes()))
+        .map_err(|err| format!("unparseable SDP: {err}"))?;
+    let mut offer = Offer::default();
+    for media in &description.media_descriptions {
+        match media.media_name.media.as_str() {
+            "audio" => offer.has_audio = true,
+            "video" if !offer.has_video => {
+                offer.has_video = true;
+                offer.video = media_codecs(media);
+            }
+            _ => {}
+        }
+    }
+    if !offer.has_audio && !offer.has_video {
+        return Err("the offer has neither an audio nor a video section".to_owned());
+    }
+    let has_ice = |key: &str| {
+        description.attribute(key).is_some()
+            || description
+                .media_descriptions
+                .iter()
+                .any(|m| m.attribute(key).flatten().is_some())
+    };
+    if !has_ice("ice-ufrag") || !has_ice("ice-pwd") {
+        return Err("the offer lacks ICE credentials (a=ice-ufrag / a=ice-pwd)".to_owned());
+    }
+    if !has_ice("fingerprint") {
+        return Err("the offer lacks a DTLS fingerprint (a=fingerprint)".to_owned());
+    }
+    Ok(offer)
+}
+
+fn media_codecs(media: &webrtc::sdp::MediaDescription) -> Vec<Codec> {
+    let kind = media.media_name.media.as_str();
+    let mut codecs = Vec::new();
+    for format in &media.media_name.formats {
+        let Ok(payload_type) = format.parse::<u8>() else {
+            continue;
+        };
+        let prefix = format!("{payload_type} ");
+        let line = |key: &str| {
+            media.attributes.iter().find_map(|a| {
+                (a.key == key)
+                    .then_some(a.value.as_deref())
+                    .flatten()
+                    .and_then(|v| v.strip_prefix(&prefix))
+            })
+        };
+        let Some(rtpmap) = line("rtpmap") else {
+            continue;
+        };
+        let mut parts = rtpmap.trim().split('/');
+        let name = parts.next().unwrap_or_default();
+        let clock_rate = parts.next().and_then(|c| c.parse().ok()).unwrap_or(90_000);
+        let channels = parts.next().and_then(|c| c.parse().ok()).unwrap_or(0);
+        codecs.push(Codec {
+            payload_type,
+            mime_type: format!("{kind}/{name}"),
+            clock_rate,
+            channels,
+            fmtp: line("fmtp").unwrap_or_default().trim().to_owned(),
+        });
+    }
+    codecs
+}
+
+/// The video codec to answer a publisher with.
+///
+/// While viewers are watching, the room's current codec is kept if the
+/// publisher offers it (viewers keep decoding without renegotiation);
+/// otherwise the publisher's first forwardable codec wins.
+pub(crate) fn choose_publisher_video(
+    offered: &[Codec],
+    current: &Codec,
+    keep_current: bool,
+) -> Option<Codec> {
+    let forwardable = |c: &&Codec| {
+        FORWARDABLE_VIDEO
+            .iter()
+            .any(|m| c.mime_type.eq_ignore_ascii_case(m))
+    };
+    if keep_current {
+        if let Some(same) = offered
+            .iter()
+            .filter(forwardable)
+            .find(|c| c.compatible_with(current))
+        {
+            return Some(same.clone());
+        }
+    }
+    offered.iter().find(forwardable).cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHROME_LIKE: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\na=fingerprint:sha-256 AA:BB\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10;useinbandfec=1\r\na=sendonly\r\nm=video 9 UDP/TLS/RTP/SAVPF 102 96\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\na=rtpmap:102 H264/90000\r\na=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\na=rtpmap:96 VP8/90000\r\na=sendonly\r\n";
+
+    #[test]
+    fn reads_video_codecs_in_order() {
+        let offer = parse_offer(CHROME_LIKE).expect("valid offer");
+        assert!(offer.has_audio && offer.has_video);
+        let names: Vec<&str> = offer.video.iter().map(|c| c.mime_type.as_str()).collect();
+        assert_eq!(names, ["video/H264", "video/VP8"]);
+        assert_eq!(
+            offer.video[0].fmtp,
+            "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
+        );
+    }
+
+    #[test]
+    fn garbage_is_refused_with_a_reason() {
+        assert!(parse_offer("hello").is_err());
+        assert!(parse_offer("v=0\r\nm=audio").is_err());
+        let no_fingerprint = CHROME_LIKE.replace("a=fingerprint:sha-256 AA:BB\r\n", "");
+        assert!(
+            parse_offer(&no_fingerprint)
+                .unwrap_err()
+                .contains("fingerprint")
+        );
+    }
+
+    #[test]
+    fn keeps_the_rooms_codec_while_viewers_watch() {
+        let offer = parse_offer(CHROME_LIKE).expect("valid offer");
+        let chosen = choose_publisher_video(&offer.video, &Codec::vp8(), true).expect("a codec");
+        assert_eq!(chosen.mime_type, "video/VP8");
+        let chosen = choose_publisher_video(&offer.video, &Codec::vp8(), false).expect("a codec");
+        assert_eq!(chosen.mime_type, "video/H264");
+    }
+
+    #[test]
+    fn h264_compatibility_follows_mode_and_profile() {
+        let h264 = |fmtp: &str| Codec {
+            payload_type: 102,
+            mime_type: "video/H264".into(),
+            clock_rate: 90_000,
+            channels: 0,
+            fmtp: fmtp.into(),
+        };
+        let baseline1 = h264("packetization-mode=1;profile-level-id=42e01f");
+        assert!(baseline1.compatible_with(&h264("profile-level-id=42e034;packetization-mode=1")));
+        assert!(!baseline1.compatible_with(&h264("packetization-mode=0;profile-level-id=42e01f")));
+        assert!(!baseline1.compatible_with(&h264("packetization-mode=1;profile-level-id=640032")));
+    }
+}
