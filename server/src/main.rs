@@ -1,1 +1,111 @@
-fn main() {}
+//! The `oncolive` binary: parse the configuration, set up tracing, run the library.
+
+use anyhow::Context;
+use clap::Parser;
+use oncolive_server::auth::{Keys, SecretSource, load_secret};
+use oncolive_server::config::{ADMIN_TTL, Cli, Command, SESSION_TTL, ServeArgs, TokenArgs};
+use oncolive_server::model::Role;
+use oncolive_server::{ReadyInfo, api, create_demo, start};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Serve(args) => serve(*args).await,
+        Command::Token(args) => token(args),
+    }
+}
+
+fn token(args: TokenArgs) -> anyhow::Result<()> {
+    let role = Role::from(args.role);
+    if role != Role::Admin && args.session.is_none() {
+        anyhow::bail!("--session ID is required for expert and moderator tokens");
+    }
+    let (secret, _) = load_secret(args.common.secret.as_deref(), &args.common.data_dir)?;
+    let ttl = args
+        .ttl_hours
+        .map(|h| std::time::Duration::from_secs(h * 3600))
+        .unwrap_or(if role == Role::Admin { ADMIN_TTL } else { SESSION_TTL });
+    let session = if role == Role::Admin { None } else { args.session };
+    let (_, token) = Keys::new(&secret).issue(role, session, None, ttl);
+    println!("{token}");
+    Ok(())
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    if args.log_json {
+        tracing_subscriber::fmt().json().with_env_filter(filter).init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let shutdown = CancellationToken::new();
+    let running = start(&args, listener, shutdown.clone()).await?;
+    let app = running.app.clone();
+    match &running.secret_source {
+        SecretSource::Environment => tracing::info!("token secret from ONCOLIVE_SECRET"),
+        SecretSource::File { path, created } => tracing::info!(
+            %path, created, "token secret kept in the data directory (set ONCOLIVE_SECRET to choose one)"
+        ),
+    }
+    let url = app.settings.public_url.clone();
+    tracing::info!(%url, addr = %running.addr, "listening");
+    let (host_link, admin_token) = api::admin_link(&app);
+    let demo = if args.demo {
+        let created = create_demo(&app).await?;
+        println!("\nOncoLive demo session {}\n", created.session.id);
+        println!("  host (admin):  {host_link}");
+        println!("  expert:        {}", created.links.expert);
+        println!("  moderator:     {}", created.links.moderator);
+        println!("  patient:       {}", created.links.patient);
+        println!("  hub socket:    {url}/api/sessions/{}/ws?token=…\n", created.session.id);
+        Some(created)
+    } else {
+        println!("OncoLive listening on {url} (admin page: {host_link})");
+        None
+    };
+    if let Some(path) = &args.ready_file {
+        let info = ReadyInfo {
+            url: url.clone(),
+            admin_token,
+            host_link,
+            demo,
+        };
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&info)?)?;
+        std::fs::rename(&tmp, path)?;
+    }
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down: closing sockets with 1001");
+            shutdown.cancel();
+        }
+    });
+    running.stopped().await
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

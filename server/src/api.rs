@@ -1,0 +1,278 @@
+//! The HTTP API: sessions, joining, state changes, QR codes, health.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::{Json, Router, routing};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::Claims;
+use crate::config::{ADMIN_TTL, SESSION_TTL};
+use crate::domain::{Command, Reply};
+use crate::error::ApiError;
+use crate::model::{
+    MAX_NAME_CHARS, NewSession, Role, Session, SessionId, SessionState, checked_text,
+};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/sessions", routing::get(list).post(create))
+        .route("/api/sessions/{id}", routing::get(show))
+        .route("/api/sessions/{id}/links", routing::get(links))
+        .route("/api/sessions/{id}/join", routing::post(join))
+        .route("/api/sessions/{id}/state", routing::post(set_state))
+        .route("/api/sessions/{id}/qr.svg", routing::get(qr))
+        .route("/api/sessions/{id}/ws", routing::get(crate::ws::upgrade))
+        .route("/healthz", routing::get(|| async { "ok" }))
+        .route("/readyz", routing::get(ready))
+        .route("/metrics", routing::get(metrics))
+}
+
+/// The verified claims of the request's bearer token.
+fn bearer(app: &AppState, headers: &HeaderMap) -> Result<Claims, ApiError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| ApiError::Unauthorized("missing Authorization: Bearer token".into()))?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .ok_or_else(|| ApiError::Unauthorized("Authorization must be Bearer".into()))?;
+    Ok(app.keys.verify(token.trim())?)
+}
+
+fn require_admin(claims: &Claims) -> Result<(), ApiError> {
+    if claims.role == Role::Admin {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden("only an admin may do this".into()))
+    }
+}
+
+/// Parses a JSON body ourselves so a bad one gets our error format.
+fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+#[derive(Serialize)]
+pub struct Links {
+    pub patient: String,
+    pub expert: String,
+    pub moderator: String,
+    pub qr_svg: String,
+}
+
+#[derive(Serialize)]
+pub struct Tokens {
+    pub expert: String,
+    pub moderator: String,
+}
+
+#[derive(Serialize)]
+pub struct Created {
+    pub session: Session,
+    pub links: Links,
+    pub tokens: Tokens,
+}
+
+/// Fresh expert and moderator tokens for a session, and the links carrying them.
+pub fn links_for(app: &AppState, id: SessionId) -> (Links, Tokens) {
+    let base = &app.settings.public_url;
+    let (_, expert) = app.keys.issue(Role::Expert, Some(id), None, SESSION_TTL);
+    let (_, moderator) = app.keys.issue(Role::Moderator, Some(id), None, SESSION_TTL);
+    (
+        Links {
+            patient: format!("{base}/s/{id}"),
+            expert: format!("{base}/s/{id}/expert#token={expert}"),
+            moderator: format!("{base}/s/{id}/moderate#token={moderator}"),
+            qr_svg: format!("{base}/api/sessions/{id}/qr.svg"),
+        },
+        Tokens { expert, moderator },
+    )
+}
+
+pub fn admin_link(app: &AppState) -> (String, String) {
+    let (_, token) = app.keys.issue(Role::Admin, None, None, ADMIN_TTL);
+    (format!("{}/host#token={token}", app.settings.public_url), token)
+}
+
+pub async fn create_session(app: &AppState, new: NewSession) -> Result<Created, ApiError> {
+    let new = new.validate().map_err(ApiError::BadRequest)?;
+    let session = new.into_session(Uuid::now_v7(), OffsetDateTime::now_utc());
+    app.broker.create_session(session.clone()).await?;
+    crate::metrics::sessions().increment(1.0);
+    tracing::info!(session = %session.id, title = %session.title, "session created");
+    let (links, tokens) = links_for(app, session.id);
+    Ok(Created {
+        session,
+        links,
+        tokens,
+    })
+}
+
+async fn create(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    require_admin(&bearer(&app, &headers)?)?;
+    let new: NewSession = parse(&body)?;
+    Ok((StatusCode::CREATED, Json(create_session(&app, new).await?)))
+}
+
+async fn list(State(app): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let mut sessions = app.broker.sessions().await?;
+    let rank = |s: &Session| match s.state {
+        SessionState::Live => 0,
+        SessionState::Scheduled => 1,
+        SessionState::Ended => 2,
+    };
+    sessions.sort_by(|a, b| {
+        rank(a).cmp(&rank(b)).then_with(|| match a.state {
+            SessionState::Ended => b.ended_at.cmp(&a.ended_at),
+            _ => a.scheduled_start.cmp(&b.scheduled_start),
+        })
+    });
+    Ok(Json(json!({ "sessions": sessions })))
+}
+
+async fn find(app: &AppState, id: SessionId) -> Result<Session, ApiError> {
+    app.broker
+        .session(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no such session".into()))
+}
+
+async fn show(
+    State(app): State<AppState>,
+    Path(id): Path<SessionId>,
+) -> Result<impl IntoResponse, ApiError> {
+    let session = find(&app, id).await?;
+    let viewers = app.hub.viewers(id).await.unwrap_or(0);
+    Ok(Json(json!({ "session": session, "viewers": viewers })))
+}
+
+async fn links(
+    State(app): State<AppState>,
+    Path(id): Path<SessionId>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    require_admin(&bearer(&app, &headers)?)?;
+    let session = find(&app, id).await?;
+    let (links, tokens) = links_for(&app, id);
+    Ok(Json(Created {
+        session,
+        links,
+        tokens,
+    }))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct JoinBody {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+async fn join(
+    State(app): State<AppState>,
+    Path(id): Path<SessionId>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: axum::body::Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    if app.limits.joins.check_key(&peer.ip()).is_err() {
+        return Err(ApiError::RateLimited {
+            retry_after_secs: 1,
+        });
+    }
+    let body: JoinBody = if body.iter().all(u8::is_ascii_whitespace) {
+        JoinBody::default()
+    } else {
+        parse(&body)?
+    };
+    let name = match body.name {
+        Some(n) => Some(checked_text("name", &n, 0, MAX_NAME_CHARS).map_err(ApiError::BadRequest)?),
+        None => None,
+    }
+    .filter(|n| !n.is_empty());
+    let session = find(&app, id).await?;
+    if session.state == SessionState::Ended {
+        return Err(ApiError::Gone);
+    }
+    let (claims, token) = app
+        .keys
+        .issue(Role::Patient, Some(id), name.clone(), SESSION_TTL);
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "token": token, "patient_id": claims.sub, "name": name, "session": session })),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateBody {
+    state: SessionState,
+}
+
+async fn set_state(
+    State(app): State<AppState>,
+    Path(id): Path<SessionId>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let claims = bearer(&app, &headers)?;
+    claims.check_session(id)?;
+    let body: StateBody = parse(&body)?;
+    let ack = app
+        .broker
+        .apply(id, &claims.actor(), Command::SetState { state: body.state })
+        .await?;
+    let Reply::Session(session) = ack.reply else {
+        return Err(ApiError::Internal("set_state replied without a session".into()));
+    };
+    if session.state == SessionState::Ended {
+        app.session_ended(id).await;
+    }
+    Ok(Json(json!({ "session": session })))
+}
+
+async fn qr(
+    State(app): State<AppState>,
+    Path(id): Path<SessionId>,
+) -> Result<impl IntoResponse, ApiError> {
+    find(&app, id).await?;
+    let link = format!("{}/s/{id}", app.settings.public_url);
+    let code = qrcode::QrCode::new(link.as_bytes())
+        .map_err(|e| ApiError::Internal(format!("qr: {e}")))?;
+    let svg = code
+        .render::<qrcode::render::svg::Color<'_>>()
+        .min_dimensions(256, 256)
+        .quiet_zone(true)
+        .build();
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        svg,
+    ))
+}
+
+async fn ready(State(app): State<AppState>) -> impl IntoResponse {
+    match app.broker.ping().await {
+        Ok(()) => (StatusCode::OK, "ok"),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage unreachable"),
+    }
+}
+
+async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(),
+    )
+}

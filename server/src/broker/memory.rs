@@ -1,0 +1,213 @@
+//! The in-memory broker: the default, so one process runs everything with no other service.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+use super::{Ack, Broker, BrokerError, Event, Replay, SessionView};
+use crate::domain::{Actor, Command, SessionData};
+use crate::model::{Role, Session, SessionId, UserId};
+
+/// A node that has not reported its viewers for this long is no longer counted.
+const PRESENCE_TTL: Duration = Duration::from_secs(10);
+/// Live events buffered per session for subscribers; a subscriber further behind replays.
+const LIVE_CAPACITY: usize = 4096;
+
+pub struct MemoryBroker {
+    /// Sessions are only added; the map lock is held just long enough to clone an `Arc`.
+    sessions: RwLock<HashMap<SessionId, Arc<MemSession>>>,
+    history: usize,
+    presence: Mutex<HashMap<(SessionId, Uuid), (u64, Instant)>>,
+}
+
+struct MemSession {
+    /// A std mutex: every critical section is short and never awaits, and holding it while
+    /// broadcasting is what keeps the log and the live stream in one order.
+    state: Mutex<MemState>,
+    live: broadcast::Sender<Arc<Event>>,
+}
+
+struct MemState {
+    data: SessionData,
+    head: u64,
+    log: VecDeque<Arc<Event>>,
+}
+
+impl MemState {
+    fn append(&mut self, events: Vec<Arc<Event>>, history: usize, live: &broadcast::Sender<Arc<Event>>) {
+        for event in events {
+            self.head = event.seq;
+            if self.log.len() == history {
+                self.log.pop_front();
+            }
+            self.log.push_back(event.clone());
+            // No receivers is fine: nobody is connected to this session on this node.
+            let _ = live.send(event);
+        }
+    }
+}
+
+impl MemoryBroker {
+    /// `history`: how many events per session are kept for clients resuming.
+    pub fn new(history: usize) -> Self {
+        MemoryBroker {
+            sessions: RwLock::default(),
+            history: history.max(1),
+            presence: Mutex::default(),
+        }
+    }
+
+    fn get(&self, id: SessionId) -> Result<Arc<MemSession>, BrokerError> {
+        read(&self.sessions)
+            .get(&id)
+            .cloned()
+            .ok_or(BrokerError::NoSession)
+    }
+}
+
+/// A poisoned lock means a panic elsewhere already; the data itself is still consistent because
+/// every change is made in one step after all checks.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|p| p.into_inner())
+}
+
+#[async_trait]
+impl Broker for MemoryBroker {
+    async fn create_session(&self, session: Session) -> Result<(), BrokerError> {
+        let (live, _) = broadcast::channel(LIVE_CAPACITY);
+        let entry = Arc::new(MemSession {
+            state: Mutex::new(MemState {
+                data: SessionData::new(session.clone()),
+                head: 0,
+                log: VecDeque::new(),
+            }),
+            live,
+        });
+        let mut sessions = self.sessions.write().unwrap_or_else(|p| p.into_inner());
+        if sessions.contains_key(&session.id) {
+            return Err(BrokerError::Internal("session id already exists".into()));
+        }
+        sessions.insert(session.id, entry);
+        Ok(())
+    }
+
+    async fn session(&self, id: SessionId) -> Result<Option<Session>, BrokerError> {
+        match self.get(id) {
+            Ok(s) => Ok(Some(lock(&s.state).data.session.clone())),
+            Err(BrokerError::NoSession) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn sessions(&self) -> Result<Vec<Session>, BrokerError> {
+        let all: Vec<_> = read(&self.sessions).values().cloned().collect();
+        Ok(all
+            .iter()
+            .map(|s| lock(&s.state).data.session.clone())
+            .collect())
+    }
+
+    async fn apply(
+        &self,
+        id: SessionId,
+        actor: &Actor,
+        command: Command,
+    ) -> Result<Ack, BrokerError> {
+        let session = self.get(id)?;
+        let mut state = lock(&session.state);
+        let applied = state.data.apply(actor, command, OffsetDateTime::now_utc())?;
+        let mut seq = state.head;
+        let events = applied
+            .events
+            .into_iter()
+            .map(|(audience, body)| {
+                seq += 1;
+                Arc::new(Event::encode(seq, audience, body))
+            })
+            .collect();
+        state.append(events, self.history, &session.live);
+        Ok(Ack {
+            seq: state.head,
+            reply: applied.reply,
+        })
+    }
+
+    async fn flush_votes(&self, id: SessionId) -> Result<(), BrokerError> {
+        let session = self.get(id)?;
+        let mut state = lock(&session.state);
+        if let Some((audience, body)) = state.data.take_vote_counts() {
+            let event = Arc::new(Event::encode(state.head + 1, audience, body));
+            state.append(vec![event], self.history, &session.live);
+        }
+        Ok(())
+    }
+
+    async fn view(
+        &self,
+        id: SessionId,
+        role: Role,
+        viewer: UserId,
+    ) -> Result<SessionView, BrokerError> {
+        let session = self.get(id)?;
+        let state = lock(&session.state);
+        let (questions, my_votes) = state.data.visible_to(role, viewer);
+        Ok(SessionView {
+            seq: state.head,
+            session: state.data.session.clone(),
+            questions,
+            my_votes,
+        })
+    }
+
+    async fn replay(&self, id: SessionId, since: u64) -> Result<Replay, BrokerError> {
+        let session = self.get(id)?;
+        let state = lock(&session.state);
+        let oldest = state.log.front().map_or(state.head + 1, |e| e.seq);
+        // Resuming from `since` needs every event from since+1 on.
+        if since > state.head || since + 1 < oldest {
+            return Ok(Replay::TooOld);
+        }
+        let skip = (since + 1 - oldest) as usize;
+        Ok(Replay::Events {
+            events: state.log.iter().skip(skip).cloned().collect(),
+            head: state.head,
+        })
+    }
+
+    async fn subscribe(
+        &self,
+        id: SessionId,
+    ) -> Result<broadcast::Receiver<Arc<Event>>, BrokerError> {
+        Ok(self.get(id)?.live.subscribe())
+    }
+
+    async fn report_viewers(
+        &self,
+        id: SessionId,
+        node: Uuid,
+        count: u64,
+    ) -> Result<u64, BrokerError> {
+        let now = Instant::now();
+        let mut presence = lock(&self.presence);
+        presence.insert((id, node), (count, now));
+        presence.retain(|_, (_, at)| now.duration_since(*at) < PRESENCE_TTL);
+        Ok(presence
+            .iter()
+            .filter(|((sid, _), _)| *sid == id)
+            .map(|(_, (n, _))| n)
+            .sum())
+    }
+
+    async fn ping(&self) -> Result<(), BrokerError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,578 @@
+//! The rules of a session, without I/O: a command from an actor either changes the session's
+//! state and yields the events that describe the change, or is refused with a reason.
+//!
+//! Every broker applies commands through [`SessionData::apply`], so the rules live in one place
+//! whatever stores the state.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::model::{
+    MAX_ANSWER_CHARS, MAX_QUESTION_CHARS, MAX_REASON_CHARS, Moderation, Question, QuestionId,
+    QuestionStatus, Role, Session, SessionState, UserId, checked_text,
+};
+
+/// Who is acting, from a verified token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub id: UserId,
+    pub role: Role,
+    pub name: Option<String>,
+}
+
+/// A change someone asks for. The wire form is in [`crate::protocol::ClientMsg`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Command {
+    Ask { text: String },
+    Vote { question: QuestionId },
+    Unvote { question: QuestionId },
+    Approve { question: QuestionId, text: Option<String> },
+    Reject { question: QuestionId, reason: String },
+    Edit { question: QuestionId, text: String },
+    Merge { question: QuestionId, into: QuestionId },
+    Pin { question: QuestionId, pinned: bool },
+    Answering { question: QuestionId },
+    Answered { question: QuestionId, answer: Option<String> },
+    SetState { state: SessionState },
+}
+
+impl Command {
+    fn allowed_for(&self, role: Role) -> bool {
+        use Command::*;
+        match self {
+            Ask { .. } | Vote { .. } | Unvote { .. } => role == Role::Patient,
+            Approve { .. } | Reject { .. } | Edit { .. } | Merge { .. } | Pin { .. } => {
+                matches!(role, Role::Moderator | Role::Admin)
+            }
+            Answering { .. } | Answered { .. } | SetState { .. } => {
+                matches!(role, Role::Expert | Role::Admin)
+            }
+        }
+    }
+
+    /// Whether the command can change what others see (votes are coalesced instead).
+    pub fn is_vote(&self) -> bool {
+        matches!(self, Command::Vote { .. } | Command::Unvote { .. })
+    }
+}
+
+/// Why a command was refused. Nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no question {0} in this session")]
+    NotFound(QuestionId),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the session has ended")]
+    SessionEnded,
+}
+
+/// Who may receive an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "to", rename_all = "snake_case")]
+pub enum Audience {
+    Public,
+    /// Moderators, the expert, admins, and the question's author if there is one.
+    Staff { author: Option<UserId> },
+}
+
+impl Audience {
+    pub fn includes(&self, role: Role, id: UserId) -> bool {
+        match self {
+            Audience::Public => true,
+            Audience::Staff { author } => role.is_staff() || *author == Some(id),
+        }
+    }
+}
+
+/// An event before it has a sequence number.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventBody {
+    Session(Session),
+    Question(Question),
+    QuestionRemoved(QuestionId),
+    Votes(Vec<(QuestionId, u64)>),
+}
+
+/// What an accepted command tells its sender.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    Question(Question),
+    Voted(bool),
+    Session(Session),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    pub events: Vec<(Audience, EventBody)>,
+    pub reply: Reply,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct QuestionRecord {
+    question: Question,
+    /// Whether the question has ever been public: decides who hears of a later rejection.
+    was_public: bool,
+    voters: HashSet<UserId>,
+}
+
+impl QuestionRecord {
+    fn is_public(&self) -> bool {
+        self.question.status.is_public(self.was_public)
+    }
+}
+
+/// All state of one session.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionData {
+    pub session: Session,
+    next_question: QuestionId,
+    questions: BTreeMap<QuestionId, QuestionRecord>,
+    /// Questions whose vote count changed since the last `votes` event.
+    dirty_votes: BTreeSet<QuestionId>,
+}
+
+impl SessionData {
+    pub fn new(session: Session) -> Self {
+        SessionData {
+            session,
+            next_question: 1,
+            questions: BTreeMap::new(),
+            dirty_votes: BTreeSet::new(),
+        }
+    }
+
+    pub fn apply(
+        &mut self,
+        actor: &Actor,
+        command: Command,
+        now: OffsetDateTime,
+    ) -> Result<Applied, Refusal> {
+        if !command.allowed_for(actor.role) {
+            return Err(Refusal::Forbidden(format!(
+                "a {:?} may not do this",
+                actor.role
+            ).to_lowercase()));
+        }
+        if self.session.state == SessionState::Ended {
+            return Err(Refusal::SessionEnded);
+        }
+        match command {
+            Command::Ask { text } => self.ask(actor, &text, now),
+            Command::Vote { question } => self.vote(actor, question, true),
+            Command::Unvote { question } => self.vote(actor, question, false),
+            Command::Approve { question, text } => self.approve(question, text),
+            Command::Reject { question, reason } => self.reject(question, &reason),
+            Command::Edit { question, text } => self.edit(question, &text),
+            Command::Merge { question, into } => self.merge(question, into),
+            Command::Pin { question, pinned } => self.pin(question, pinned),
+            Command::Answering { question } => self.answering(question),
+            Command::Answered { question, answer } => self.answered(question, answer),
+            Command::SetState { state } => self.set_state(state, now),
+        }
+    }
+
+    /// Takes the vote counts changed since the last call, as one event, if any changed.
+    pub fn take_vote_counts(&mut self) -> Option<(Audience, EventBody)> {
+        let dirty = std::mem::take(&mut self.dirty_votes);
+        let counts: Vec<_> = dirty
+            .into_iter()
+            .filter_map(|id| self.questions.get(&id))
+            .filter(|r| r.is_public())
+            .map(|r| (r.question.id, r.question.votes))
+            .collect();
+        (!counts.is_empty()).then_some((Audience::Public, EventBody::Votes(counts)))
+    }
+
+    /// Questions `viewer` may see, in queue order, and the ids it has voted for.
+    pub fn visible_to(&self, role: Role, viewer: UserId) -> (Vec<Question>, Vec<QuestionId>) {
+        let mut questions: Vec<Question> = self
+            .questions
+            .values()
+            .filter_map(|r| {
+                let q = &r.question;
+                if role.is_staff() || q.author_id == Some(viewer) {
+                    Some(q.clone())
+                } else if r.is_public() {
+                    Some(q.public_view())
+                } else {
+                    None
+                }
+            })
+            .collect();
+        questions.sort_by(crate::model::queue_order);
+        let votes = self
+            .questions
+            .values()
+            .filter(|r| r.voters.contains(&viewer))
+            .map(|r| r.question.id)
+            .collect();
+        (questions, votes)
+    }
+
+    pub fn question(&self, id: QuestionId) -> Option<&Question> {
+        self.questions.get(&id).map(|r| &r.question)
+    }
+
+    fn record(&mut self, id: QuestionId) -> Result<&mut QuestionRecord, Refusal> {
+        self.questions.get_mut(&id).ok_or(Refusal::NotFound(id))
+    }
+
+    fn ask(&mut self, actor: &Actor, text: &str, now: OffsetDateTime) -> Result<Applied, Refusal> {
+        let text = checked_text("text", text, 1, MAX_QUESTION_CHARS).map_err(Refusal::Invalid)?;
+        let id = self.next_question;
+        self.next_question += 1;
+        let status = match self.session.moderation {
+            Moderation::Pre => QuestionStatus::Pending,
+            Moderation::Post => QuestionStatus::Approved,
+        };
+        let question = Question {
+            id,
+            text,
+            status,
+            votes: 0,
+            pinned: false,
+            edited: false,
+            author: actor.name.clone(),
+            asked_at: now,
+            answer: None,
+            reason: None,
+            merged_into: None,
+            author_id: Some(actor.id),
+        };
+        self.questions.insert(
+            id,
+            QuestionRecord {
+                question,
+                was_public: false,
+                voters: HashSet::new(),
+            },
+        );
+        Ok(self.changed(id, Reply::Question))
+    }
+
+    fn vote(&mut self, actor: &Actor, id: QuestionId, up: bool) -> Result<Applied, Refusal> {
+        let record = self.record(id)?;
+        if !record.question.status.takes_votes() {
+            // Taking back a vote is always harmless; only new votes need a public question.
+            if up || !record.voters.contains(&actor.id) {
+                return Err(Refusal::Conflict(format!(
+                    "question {id} is not open for votes"
+                )));
+            }
+        }
+        let changed = if up {
+            record.voters.insert(actor.id)
+        } else {
+            record.voters.remove(&actor.id)
+        };
+        if changed {
+            record.question.votes = record.voters.len() as u64;
+            self.dirty_votes.insert(id);
+        }
+        Ok(Applied {
+            events: Vec::new(),
+            reply: Reply::Voted(up),
+        })
+    }
+
+    fn approve(&mut self, id: QuestionId, text: Option<String>) -> Result<Applied, Refusal> {
+        let text = text
+            .map(|t| checked_text("text", &t, 1, MAX_QUESTION_CHARS).map_err(Refusal::Invalid))
+            .transpose()?;
+        let q = &mut self.record(id)?.question;
+        if q.status != QuestionStatus::Pending {
+            return Err(conflict(q, "approve"));
+        }
+        if let Some(text) = text {
+            q.edited |= text != q.text;
+            q.text = text;
+        }
+        q.status = QuestionStatus::Approved;
+        Ok(self.changed(id, Reply::Question))
+    }
+
+    fn reject(&mut self, id: QuestionId, reason: &str) -> Result<Applied, Refusal> {
+        let reason = checked_text("reason", reason, 1, MAX_REASON_CHARS).map_err(Refusal::Invalid)?;
+        let q = &mut self.record(id)?.question;
+        if !matches!(q.status, QuestionStatus::Pending | QuestionStatus::Approved) {
+            return Err(conflict(q, "reject"));
+        }
+        q.status = QuestionStatus::Rejected;
+        q.reason = Some(reason);
+        q.pinned = false;
+        Ok(self.changed(id, Reply::Question))
+    }
+
+    fn edit(&mut self, id: QuestionId, text: &str) -> Result<Applied, Refusal> {
+        let text = checked_text("text", text, 1, MAX_QUESTION_CHARS).map_err(Refusal::Invalid)?;
+        let q = &mut self.record(id)?.question;
+        if !matches!(q.status, QuestionStatus::Pending | QuestionStatus::Approved) {
+            return Err(conflict(q, "edit"));
+        }
+        q.edited |= text != q.text;
+        q.text = text;
+        Ok(self.changed(id, Reply::Question))
+    }
+
+    fn merge(&mut self, id: QuestionId, into: QuestionId) -> Result<Applied, Refusal> {
+        if id == into {
+            return Err(Refusal::Invalid("a question cannot be merged into itself".into()));
+        }
+        let target = self.record(into)?;
+        if !target.question.status.takes_votes() {
+            return Err(conflict(&target.question, "merge into"));
+        }
+        let source = self.record(id)?;
+        if !matches!(
+            source.question.status,
+            QuestionStatus::Pending | QuestionStatus::Approved
+        ) {
+            return Err(conflict(&source.question, "merge"));
+        }
+        let voters = std::mem::take(&mut source.voters);
+        source.question.status = QuestionStatus::Merged;
+        source.question.merged_into = Some(into);
+        source.question.votes = 0;
+        source.question.pinned = false;
+        let target = self.record(into)?;
+        target.voters.extend(voters);
+        target.question.votes = target.voters.len() as u64;
+        let mut applied = self.changed(id, Reply::Question);
+        let target_event = self.changed(into, Reply::Question);
+        applied.events.extend(target_event.events);
+        Ok(applied)
+    }
+
+    fn pin(&mut self, id: QuestionId, pinned: bool) -> Result<Applied, Refusal> {
+        let q = &mut self.record(id)?.question;
+        if !q.status.takes_votes() {
+            return Err(conflict(q, "pin"));
+        }
+        q.pinned = pinned;
+        Ok(self.changed(id, Reply::Question))
+    }
+
+    fn answering(&mut self, id: QuestionId) -> Result<Applied, Refusal> {
+        let q = &self.record(id)?.question;
+        if q.status != QuestionStatus::Approved {
+            return Err(conflict(q, "start answering"));
+        }
+        let previous: Vec<QuestionId> = self
+            .questions
+            .values()
+            .filter(|r| r.question.status == QuestionStatus::Answering)
+            .map(|r| r.question.id)
+            .collect();
+        let mut events = Vec::new();
+        for prev in previous {
+            self.record(prev)?.question.status = QuestionStatus::Approved;
+            events.extend(self.changed(prev, Reply::Question).events);
+        }
+        self.record(id)?.question.status = QuestionStatus::Answering;
+        let mut applied = self.changed(id, Reply::Question);
+        events.append(&mut applied.events);
+        applied.events = events;
+        Ok(applied)
+    }
+
+    fn answered(&mut self, id: QuestionId, answer: Option<String>) -> Result<Applied, Refusal> {
+        let answer = answer
+            .map(|a| checked_text("answer", &a, 0, MAX_ANSWER_CHARS).map_err(Refusal::Invalid))
+            .transpose()?
+            .filter(|a| !a.is_empty());
+        let q = &mut self.record(id)?.question;
+        if !matches!(q.status, QuestionStatus::Approved | QuestionStatus::Answering) {
+            return Err(conflict(q, "mark answered"));
+        }
+        q.status = QuestionStatus::Answered;
+        q.answer = answer;
+        q.pinned = false;
+        Ok(self.changed(id, Reply::Question))
+    }
+
+    fn set_state(&mut self, state: SessionState, now: OffsetDateTime) -> Result<Applied, Refusal> {
+        let current = self.session.state;
+        if !current.can_become(state) {
+            return Err(Refusal::Conflict(format!(
+                "a session cannot go from {current:?} to {state:?}"
+            ).to_lowercase()));
+        }
+        self.session.state = state;
+        match state {
+            SessionState::Live => self.session.started_at = Some(now),
+            SessionState::Ended => self.session.ended_at = Some(now),
+            SessionState::Scheduled => {}
+        }
+        Ok(Applied {
+            events: vec![(Audience::Public, EventBody::Session(self.session.clone()))],
+            reply: Reply::Session(self.session.clone()),
+        })
+    }
+
+    /// The events that tell everyone concerned about the current state of question `id`.
+    fn changed(&mut self, id: QuestionId, reply: fn(Question) -> Reply) -> Applied {
+        let Some(record) = self.questions.get_mut(&id) else {
+            unreachable!("changed() is called only for questions that exist")
+        };
+        let was_public = record.was_public;
+        let public = record.is_public();
+        record.was_public |= public;
+        let q = record.question.clone();
+        let staff = Audience::Staff {
+            author: q.author_id,
+        };
+        let events = if public {
+            vec![(Audience::Public, EventBody::Question(q.clone()))]
+        } else if was_public {
+            // Public until now: everyone drops it; staff and the author learn why.
+            vec![
+                (Audience::Public, EventBody::QuestionRemoved(id)),
+                (staff, EventBody::Question(q.clone())),
+            ]
+        } else {
+            vec![(staff, EventBody::Question(q.clone()))]
+        };
+        Applied {
+            events,
+            reply: reply(q),
+        }
+    }
+}
+
+fn conflict(q: &Question, action: &str) -> Refusal {
+    Refusal::Conflict(format!(
+        "cannot {action} question {} while it is {}",
+        q.id,
+        serde_json::to_value(q.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::NewSession;
+    use uuid::Uuid;
+
+    fn data(moderation: Moderation) -> SessionData {
+        let now = OffsetDateTime::now_utc();
+        let new = NewSession {
+            title: "t".into(),
+            topic: String::new(),
+            expert_name: "e".into(),
+            scheduled_start: now,
+            moderation,
+        };
+        SessionData::new(new.into_session(Uuid::now_v7(), now))
+    }
+
+    fn actor(role: Role) -> Actor {
+        Actor {
+            id: Uuid::now_v7(),
+            role,
+            name: None,
+        }
+    }
+
+    fn ask(d: &mut SessionData, p: &Actor, text: &str) -> QuestionId {
+        let now = OffsetDateTime::now_utc();
+        match d.apply(p, Command::Ask { text: text.into() }, now) {
+            Ok(Applied {
+                reply: Reply::Question(q),
+                ..
+            }) => q.id,
+            other => panic!("ask failed: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn merge_moves_votes_and_counts_a_double_voter_once() {
+        let now = OffsetDateTime::now_utc();
+        let mut d = data(Moderation::Post);
+        let (p1, p2) = (actor(Role::Patient), actor(Role::Patient));
+        let m = actor(Role::Moderator);
+        let a = ask(&mut d, &p1, "a");
+        let b = ask(&mut d, &p2, "b");
+        for p in [&p1, &p2] {
+            d.apply(p, Command::Vote { question: a }, now).unwrap();
+        }
+        d.apply(&p1, Command::Vote { question: b }, now).unwrap();
+        d.apply(&m, Command::Merge { question: b, into: a }, now).unwrap();
+        assert_eq!(d.question(a).unwrap().votes, 2);
+        assert_eq!(d.question(b).unwrap().status, QuestionStatus::Merged);
+    }
+
+    #[test]
+    fn rejecting_a_public_question_removes_it_publicly_and_tells_staff_why() {
+        let now = OffsetDateTime::now_utc();
+        let mut d = data(Moderation::Post);
+        let p = actor(Role::Patient);
+        let id = ask(&mut d, &p, "call me at 555");
+        let applied = d
+            .apply(
+                &actor(Role::Moderator),
+                Command::Reject {
+                    question: id,
+                    reason: "phone number".into(),
+                },
+                now,
+            )
+            .unwrap();
+        assert_eq!(applied.events.len(), 2);
+        assert_eq!(applied.events[0], (Audience::Public, EventBody::QuestionRemoved(id)));
+        assert!(matches!(applied.events[1].0, Audience::Staff { author: Some(a) } if a == p.id));
+    }
+
+    #[test]
+    fn roles_are_enforced() {
+        let now = OffsetDateTime::now_utc();
+        let mut d = data(Moderation::Pre);
+        let p = actor(Role::Patient);
+        let id = ask(&mut d, &p, "q");
+        let refused = d.apply(&p, Command::Approve { question: id, text: None }, now);
+        assert!(matches!(refused, Err(Refusal::Forbidden(_))));
+        let refused = d.apply(&actor(Role::Expert), Command::Ask { text: "x".into() }, now);
+        assert!(matches!(refused, Err(Refusal::Forbidden(_))));
+    }
+
+    #[test]
+    fn only_one_question_is_answering() {
+        let now = OffsetDateTime::now_utc();
+        let mut d = data(Moderation::Post);
+        let p = actor(Role::Patient);
+        let e = actor(Role::Expert);
+        let a = ask(&mut d, &p, "a");
+        let b = ask(&mut d, &p, "b");
+        d.apply(&e, Command::Answering { question: a }, now).unwrap();
+        d.apply(&e, Command::Answering { question: b }, now).unwrap();
+        assert_eq!(d.question(a).unwrap().status, QuestionStatus::Approved);
+        assert_eq!(d.question(b).unwrap().status, QuestionStatus::Answering);
+    }
+
+    #[test]
+    fn votes_are_idempotent_and_coalesced() {
+        let now = OffsetDateTime::now_utc();
+        let mut d = data(Moderation::Post);
+        let p = actor(Role::Patient);
+        let id = ask(&mut d, &p, "a");
+        for _ in 0..3 {
+            d.apply(&p, Command::Vote { question: id }, now).unwrap();
+        }
+        assert_eq!(d.question(id).unwrap().votes, 1);
+        assert_eq!(
+            d.take_vote_counts(),
+            Some((Audience::Public, EventBody::Votes(vec![(id, 1)])))
+        );
+        assert_eq!(d.take_vote_counts(), None);
+    }
+}

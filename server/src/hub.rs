@@ -1,0 +1,248 @@
+//! This node's fan-out: one channel per session that has local clients. The channel's pump
+//! reads the session's events from the broker once and hands each to every local socket,
+//! flushes coalesced vote counts, and keeps the viewer count.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use axum::extract::ws::Utf8Bytes;
+use tokio::sync::{Mutex, broadcast};
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::broker::{Broker, BrokerError, Event, Replay, encode};
+use crate::model::SessionId;
+use crate::protocol::ServerMsg;
+
+/// How often changed vote counts go out: a few updates a second, not one per vote.
+pub const VOTE_FLUSH_EVERY: Duration = Duration::from_millis(250);
+/// How often this node reports its viewers and learns the total.
+pub const VIEWERS_EVERY: Duration = Duration::from_secs(1);
+
+/// What the pump hands to the sockets of a session.
+#[derive(Debug, Clone)]
+pub enum Frame {
+    Event(Arc<Event>),
+    /// A `viewers` message, already encoded; not part of the log.
+    Viewers(Utf8Bytes),
+    /// The pump lost events it could not recover: every socket must send a fresh snapshot.
+    Resync,
+}
+
+pub struct Hub {
+    broker: Arc<dyn Broker>,
+    node: Uuid,
+    queue: usize,
+    /// Held across the broker subscription so that two sockets joining a quiet session at once
+    /// do not start two pumps; only joins to sessions without a channel wait on it for long.
+    channels: Mutex<HashMap<SessionId, Weak<Channel>>>,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+}
+
+/// The local fan-out of one session. Dropping the last handle stops its pump.
+pub struct Channel {
+    pub session: SessionId,
+    tx: broadcast::Sender<Frame>,
+    local: AtomicU64,
+    viewers: Arc<AtomicU64>,
+    _stop: DropGuard,
+}
+
+impl Channel {
+    /// The session's total viewers over all nodes, as last reported.
+    pub fn viewers(&self) -> u64 {
+        self.viewers.load(Ordering::Relaxed)
+    }
+
+    pub fn local_connections(&self) -> u64 {
+        self.local.load(Ordering::Relaxed)
+    }
+}
+
+/// One socket's place in a channel; leaving is counted when it drops.
+pub struct Membership {
+    pub channel: Arc<Channel>,
+    pub frames: broadcast::Receiver<Frame>,
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        self.channel.local.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Hub {
+    pub fn new(broker: Arc<dyn Broker>, queue: usize, cancel: CancellationToken) -> Hub {
+        Hub {
+            broker,
+            node: Uuid::now_v7(),
+            queue,
+            channels: Mutex::default(),
+            cancel,
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    pub fn node(&self) -> Uuid {
+        self.node
+    }
+
+    /// Joins the local channel of a session, starting its pump if it is the first socket here.
+    /// Every event the broker stores after this returns reaches the returned receiver.
+    pub async fn join(&self, session: SessionId) -> Result<Membership, BrokerError> {
+        let mut channels = self.channels.lock().await;
+        if let Some(channel) = channels.get(&session).and_then(Weak::upgrade) {
+            return Ok(Self::member(channel));
+        }
+        channels.retain(|_, c| c.strong_count() > 0);
+        let live = self.broker.subscribe(session).await?;
+        let (tx, _) = broadcast::channel(self.queue);
+        let stop = self.cancel.child_token();
+        let viewers = Arc::new(AtomicU64::new(0));
+        let channel = Arc::new(Channel {
+            session,
+            tx: tx.clone(),
+            local: AtomicU64::new(0),
+            viewers: viewers.clone(),
+            _stop: stop.clone().drop_guard(),
+        });
+        let pump = Pump {
+            broker: self.broker.clone(),
+            node: self.node,
+            session,
+            tx,
+            local: Arc::downgrade(&channel),
+            viewers,
+            last: None,
+        };
+        self.tasks.spawn(
+            pump.run(live, stop)
+                .instrument(tracing::info_span!("pump", %session)),
+        );
+        channels.insert(session, Arc::downgrade(&channel));
+        Ok(Self::member(channel))
+    }
+
+    fn member(channel: Arc<Channel>) -> Membership {
+        channel.local.fetch_add(1, Ordering::Relaxed);
+        let frames = channel.tx.subscribe();
+        Membership { channel, frames }
+    }
+
+    /// The session's viewer total if this node has a channel for it.
+    pub async fn viewers(&self, session: SessionId) -> Option<u64> {
+        let channels = self.channels.lock().await;
+        channels
+            .get(&session)
+            .and_then(Weak::upgrade)
+            .map(|c| c.viewers())
+    }
+
+    /// Waits for every pump to stop (after the cancel token fired).
+    pub async fn closed(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+struct Pump {
+    broker: Arc<dyn Broker>,
+    node: Uuid,
+    session: SessionId,
+    tx: broadcast::Sender<Frame>,
+    local: Weak<Channel>,
+    viewers: Arc<AtomicU64>,
+    /// The last event handed to the sockets.
+    last: Option<u64>,
+}
+
+impl Pump {
+    async fn run(mut self, mut live: broadcast::Receiver<Arc<Event>>, stop: CancellationToken) {
+        let mut votes = tokio::time::interval(VOTE_FLUSH_EVERY);
+        votes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut presence = tokio::time::interval(VIEWERS_EVERY);
+        presence.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                received = live.recv() => match received {
+                    Ok(event) => self.forward(event).await,
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "pump lagged behind the broker; catching up");
+                        self.catch_up(None).await;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => {
+                        tracing::warn!("broker closed the session's stream");
+                        break;
+                    }
+                },
+                _ = votes.tick() => {
+                    if let Err(e) = self.broker.flush_votes(self.session).await {
+                        tracing::debug!(error = %e, "vote flush failed; retrying next tick");
+                    }
+                }
+                _ = presence.tick() => self.report_viewers().await,
+            }
+        }
+        // Stop being counted at once rather than when the report expires.
+        let _ = self.broker.report_viewers(self.session, self.node, 0).await;
+    }
+
+    async fn forward(&mut self, event: Arc<Event>) {
+        match self.last {
+            Some(last) if event.seq <= last => return,
+            Some(last) if event.seq > last + 1 => {
+                self.catch_up(Some(event.seq)).await;
+                if self.last.is_some_and(|l| event.seq <= l) {
+                    return;
+                }
+            }
+            _ => {}
+        }
+        self.last = Some(event.seq);
+        let _ = self.tx.send(Frame::Event(event));
+    }
+
+    /// Fills a gap from the broker's log; when that is impossible, every socket resyncs.
+    async fn catch_up(&mut self, before: Option<u64>) {
+        let replay = match self.last {
+            Some(last) => self.broker.replay(self.session, last).await,
+            None => Ok(Replay::TooOld),
+        };
+        match replay {
+            Ok(Replay::Events { events, .. }) => {
+                for event in events {
+                    if before.is_some_and(|b| event.seq >= b) {
+                        break;
+                    }
+                    self.last = Some(event.seq);
+                    let _ = self.tx.send(Frame::Event(event));
+                }
+            }
+            Ok(Replay::TooOld) | Err(_) => {
+                self.last = None;
+                let _ = self.tx.send(Frame::Resync);
+            }
+        }
+    }
+
+    async fn report_viewers(&mut self) {
+        let local = self.local.upgrade().map_or(0, |c| c.local_connections());
+        match self.broker.report_viewers(self.session, self.node, local).await {
+            Ok(total) if total != self.viewers.swap(total, Ordering::Relaxed) => {
+                let msg = ServerMsg::Viewers {
+                    seq: self.last.unwrap_or(0),
+                    count: total,
+                };
+                let _ = self.tx.send(Frame::Viewers(encode(&msg).into()));
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "viewer report failed"),
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! The things a session is made of, as stored and as sent on the wire.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+pub type SessionId = Uuid;
+/// Unique within a session; small numbers read well on a moderator's screen.
+pub type QuestionId = u64;
+/// The `sub` of a token: a random id per patient, per staff link.
+pub type UserId = Uuid;
+
+pub const MAX_QUESTION_CHARS: usize = 500;
+pub const MAX_REASON_CHARS: usize = 200;
+pub const MAX_ANSWER_CHARS: usize = 2000;
+pub const MAX_NAME_CHARS: usize = 40;
+pub const MAX_TITLE_CHARS: usize = 200;
+pub const MAX_TOPIC_CHARS: usize = 1000;
+pub const MAX_EXPERT_CHARS: usize = 100;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Admin,
+    Expert,
+    Moderator,
+    Patient,
+}
+
+impl Role {
+    /// Staff see pending and rejected questions and the reasons.
+    pub fn is_staff(self) -> bool {
+        !matches!(self, Role::Patient)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Moderation {
+    /// Nothing is public before a moderator approves it: the default, this is medicine.
+    #[default]
+    Pre,
+    /// Questions are public at once; moderators may still remove them.
+    Post,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    Scheduled,
+    Live,
+    Ended,
+}
+
+impl SessionState {
+    pub fn can_become(self, next: SessionState) -> bool {
+        use SessionState::*;
+        matches!((self, next), (Scheduled, Live) | (Scheduled, Ended) | (Live, Ended))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    pub id: SessionId,
+    pub title: String,
+    pub topic: String,
+    pub expert_name: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub scheduled_start: OffsetDateTime,
+    pub moderation: Moderation,
+    pub state: SessionState,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub started_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub ended_at: Option<OffsetDateTime>,
+}
+
+/// What a host sends to create a session.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewSession {
+    pub title: String,
+    #[serde(default)]
+    pub topic: String,
+    pub expert_name: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub scheduled_start: OffsetDateTime,
+    #[serde(default)]
+    pub moderation: Moderation,
+}
+
+impl NewSession {
+    /// Trims the text fields and checks their lengths.
+    pub fn validate(mut self) -> Result<Self, String> {
+        self.title = checked_text("title", &self.title, 1, MAX_TITLE_CHARS)?;
+        self.topic = checked_text("topic", &self.topic, 0, MAX_TOPIC_CHARS)?;
+        self.expert_name = checked_text("expert_name", &self.expert_name, 1, MAX_EXPERT_CHARS)?;
+        Ok(self)
+    }
+
+    pub fn into_session(self, id: SessionId, now: OffsetDateTime) -> Session {
+        Session {
+            id,
+            title: self.title,
+            topic: self.topic,
+            expert_name: self.expert_name,
+            scheduled_start: self.scheduled_start,
+            moderation: self.moderation,
+            state: SessionState::Scheduled,
+            created_at: now,
+            started_at: None,
+            ended_at: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuestionStatus {
+    Pending,
+    Approved,
+    Answering,
+    Answered,
+    Rejected,
+    Merged,
+}
+
+impl QuestionStatus {
+    /// Votes are taken only on questions in the public queue.
+    pub fn takes_votes(self) -> bool {
+        matches!(self, QuestionStatus::Approved | QuestionStatus::Answering)
+    }
+
+    /// Whether everyone may see a question in this status. A merged question stays public only
+    /// if it was public before the merge.
+    pub fn is_public(self, was_public: bool) -> bool {
+        match self {
+            QuestionStatus::Approved | QuestionStatus::Answering | QuestionStatus::Answered => true,
+            QuestionStatus::Merged => was_public,
+            QuestionStatus::Pending | QuestionStatus::Rejected => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Question {
+    pub id: QuestionId,
+    pub text: String,
+    pub status: QuestionStatus,
+    pub votes: u64,
+    pub pinned: bool,
+    pub edited: bool,
+    pub author: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub asked_at: OffsetDateTime,
+    pub answer: Option<String>,
+    pub reason: Option<String>,
+    pub merged_into: Option<QuestionId>,
+    /// Omitted from public messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author_id: Option<UserId>,
+}
+
+impl Question {
+
+    /// The view anyone may see: no author id, no rejection reason.
+    pub fn public_view(&self) -> Question {
+        Question {
+            author_id: None,
+            reason: None,
+            ..self.clone()
+        }
+    }
+}
+
+/// Queue order: pinned first, then more votes, then older first.
+pub fn queue_order(a: &Question, b: &Question) -> std::cmp::Ordering {
+    b.pinned
+        .cmp(&a.pinned)
+        .then(b.votes.cmp(&a.votes))
+        .then(a.asked_at.cmp(&b.asked_at))
+        .then(a.id.cmp(&b.id))
+}
+
+/// Trims `raw` and checks it has between `min` and `max` characters.
+pub fn checked_text(field: &str, raw: &str, min: usize, max: usize) -> Result<String, String> {
+    let text = raw.trim();
+    let chars = text.chars().count();
+    if chars < min || chars > max {
+        return Err(format!(
+            "{field} must be {min} to {max} characters, got {chars}"
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_trimmed_and_counted_in_characters() {
+        assert_eq!(checked_text("t", "  你好  ", 1, 2).as_deref(), Ok("你好"));
+        assert!(checked_text("t", "   ", 1, 5).is_err());
+        assert!(checked_text("t", &"字".repeat(501), 1, 500).is_err());
+        assert!(checked_text("t", &"字".repeat(500), 1, 500).is_ok());
+    }
+
+    #[test]
+    fn session_state_only_moves_forward() {
+        use SessionState::*;
+        assert!(Scheduled.can_become(Live));
+        assert!(Live.can_become(Ended));
+        assert!(!Ended.can_become(Live));
+        assert!(!Live.can_become(Scheduled));
+        assert!(!Live.can_become(Live));
+    }
+}
