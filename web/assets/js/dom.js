@@ -1,0 +1,126 @@
+// Tiny DOM helpers shared by every page. User text only ever goes in through text nodes.
+
+/**
+ * Build an element. `props`: `class`, `text` (textContent), `on*` (listeners),
+ * `dataset` (object), anything else is an attribute (`false`/`null` leaves it out).
+ * Children: nodes, strings (as text), arrays, or null.
+ */
+export function h(tag, props, ...children) {
+  const el = document.createElement(tag);
+  if (props) {
+    for (const key of Object.keys(props)) {
+      const value = props[key];
+      if (value === null || value === undefined || value === false) continue;
+      if (key === 'class') el.className = value;
+      else if (key === 'text') el.textContent = value;
+      else if (key === 'dataset') Object.assign(el.dataset, value);
+      else if (key.startsWith('on') && typeof value === 'function') el.addEventListener(key.slice(2), value);
+      else if (key === 'value') el.value = value;
+      else el.setAttribute(key, value === true ? '' : String(value));
+    }
+  }
+  append(el, children);
+  return el;
+}
+
+function append(el, children) {
+  for (const child of children) {
+    if (child === null || child === undefined || child === false) continue;
+    if (Array.isArray(child)) append(el, child);
+    else el.appendChild(typeof child === 'string' || typeof child === 'number'
+      ? document.createTextNode(String(child)) : child);
+  }
+}
+
+export const $ = (selector, root = document) => root.querySelector(selector);
+export const $$ = (selector, root = document) => Array.from(root.querySelectorAll(selector));
+
+/** Replace all children (Element.replaceChildren is missing on older phones). */
+export function setChildren(el, ...children) {
+  while (el.firstChild) el.removeChild(el.firstChild);
+  append(el, children);
+  return el;
+}
+
+/** Set text only when it changed (keeps the DOM quiet during frequent updates). */
+export function setText(el, text) {
+  const s = text === null || text === undefined ? '' : String(text);
+  if (el.textContent !== s) el.textContent = s;
+}
+
+export function show(el, visible) {
+  el.hidden = !visible;
+}
+
+/**
+ * Keyed list rendering: reuse the node of each key, create missing ones, drop the rest,
+ * and put them in order. Nodes are reused, so an open editor inside an item keeps its focus.
+ */
+export function renderList(container, items, keyOf, create, update) {
+  const existing = new Map();
+  for (const node of Array.from(container.children)) {
+    if (node.dataset.key !== undefined) existing.set(node.dataset.key, node);
+  }
+  let cursor = container.firstChild;
+  const keep = new Set();
+  for (const item of items) {
+    const key = String(keyOf(item));
+    let node = existing.get(key);
+    if (!node) {
+      node = create(item);
+      node.dataset.key = key;
+    }
+    update(node, item);
+    keep.add(node);
+    if (node !== cursor) container.insertBefore(node, cursor);
+    else cursor = cursor.nextSibling;
+  }
+  for (const node of existing.values()) {
+    if (!keep.has(node)) node.remove();
+  }
+  // anything that is not a keyed item (an old empty-state message) goes too
+  for (const node of Array.from(container.children)) {
+    if (node.dataset.key === undefined) node.remove();
+  }
+}
+
+/** Coalesce many "something changed" calls into one render per frame. */
+export function renderer(fn) {
+  let queued = false;
+  return () => {
+    if (queued) return;
+    queued = true;
+    requestAnimationFrame(() => {
+      queued = false;
+      fn();
+    });
+  };
+}
+
+let toastBox = null;
+/** A short message at the bottom of the screen. */
+export function toast(message, { bad = false, ms = 3500 } = {}) {
+  if (!toastBox) {
+    toastBox = h('div', { class: 'toasts', role: 'status', 'aria-live': 'polite' });
+    document.body.appendChild(toastBox);
+  }
+  const el = h('div', { class: bad ? 'toast bad' : 'toast', text: message });
+  toastBox.appendChild(el);
+  setTimeout(() => el.remove(), ms);
+}
+
+/** A centred state block: loading, empty, error or offline. */
+export function stateBlock(kind, title, detail, action) {
+  const icon = { empty: '○', error: '!', offline: '⚡', ended: '■' }[kind];
+  return h('div', { class: `state ${kind}`, role: kind === 'error' ? 'alert' : null },
+    kind === 'loading' ? h('div', { class: 'spinner', 'aria-hidden': 'true' }) : null,
+    icon ? h('div', { class: 'icon', 'aria-hidden': 'true', text: icon }) : null,
+    title ? h('div', { text: title }) : null,
+    detail ? h('div', { class: 'small', text: detail }) : null,
+    action || null);
+}
+
+/** Count Unicode characters the way the server does (trimmed; a Chinese character is one). */
+export function charCount(text) {
+  return Array.from(text.trim()).length;
+}

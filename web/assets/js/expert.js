@@ -1,0 +1,266 @@
+// Expert console: camera and microphone to WHIP, session state, the approved queue,
+// "answering" and "answered" in one tap each.
+import { $, h, setText, show, setChildren, renderList, renderer, toast, charCount } from './dom.js';
+import { t } from './i18n.js';
+import { newestFirst } from './store.js';
+import { viewersLabel, confirmAction } from './ui.js';
+import { Publisher } from './video.js';
+import { startStaff } from './staff.js';
+import { createQuestionNode, updateQuestionNode, emptyItem } from './questions.js';
+
+const MAX_ANSWER = 2000;
+const render = renderer(renderAll);
+const staff = startStaff({ role: 'expert', render });
+
+let stream = null;
+let pubState = 'idle';
+let mediaError = null;
+let facing = 'user';
+let busyState = false;
+
+const publisher = staff && new Publisher({
+  sessionId: staff.sid,
+  token: staff.token,
+  onState: (s) => { pubState = s; render(); },
+});
+
+// ---- camera and microphone ----
+
+async function openCamera() {
+  if (stream) return stream;
+  mediaError = null;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({
+      audio: { echoCancellation: true, noiseSuppression: true },
+      video: { width: { ideal: 1280 }, height: { ideal: 720 }, facingMode: facing },
+    });
+  } catch (err) {
+    mediaError = err && err.name === 'NotAllowedError' ? 'media.denied'
+      : err && err.name === 'NotFoundError' ? 'media.none' : 'media.failed';
+    render();
+    return null;
+  }
+  $('#preview').srcObject = stream;
+  $('#preview').play().catch(() => {});
+  render();
+  return stream;
+}
+
+function track(kind) {
+  return stream ? stream.getTracks().find((tr) => tr.kind === kind) : null;
+}
+
+$('#btn-camera').addEventListener('click', openCamera);
+
+$('#btn-live').addEventListener('click', async () => {
+  const session = staff.store.session;
+  if (!session || session.state === 'ended') return;
+  if (publisher.wanted) {
+    if (!confirmAction(t('expert.confirmStop'))) return;
+    publisher.stop();
+    return;
+  }
+  const s = await openCamera();
+  if (!s) return;
+  publisher.start(s);
+  if (session.state === 'scheduled') {
+    busyState = true;
+    render();
+    const ack = await staff.send({ type: 'set_state', state: 'live' });
+    busyState = false;
+    if (ack) toast(t('expert.nowLive'));
+    render();
+  }
+});
+
+$('#btn-mic').addEventListener('click', () => {
+  const a = track('audio');
+  if (a) a.enabled = !a.enabled;
+  render();
+});
+
+$('#btn-cam').addEventListener('click', () => {
+  const v = track('video');
+  if (v) v.enabled = !v.enabled;
+  render();
+});
+
+$('#btn-switch').addEventListener('click', async () => {
+  if (!stream) return;
+  const old = track('video');
+  const devices = (await navigator.mediaDevices.enumerateDevices()).filter((d) => d.kind === 'videoinput');
+  const current = old && old.getSettings ? old.getSettings().deviceId : null;
+  let constraints;
+  if (devices.length > 1) {
+    const i = devices.findIndex((d) => d.deviceId === current);
+    constraints = { deviceId: { exact: devices[(i + 1) % devices.length].deviceId } };
+  } else {
+    facing = facing === 'user' ? 'environment' : 'user';
+    constraints = { facingMode: facing };
+  }
+  let next;
+  try {
+    const s = await navigator.mediaDevices.getUserMedia({ video: { width: { ideal: 1280 }, height: { ideal: 720 }, ...constraints } });
+    next = s.getVideoTracks()[0];
+  } catch {
+    toast(t('media.switchFailed'), { bad: true });
+    return;
+  }
+  if (old) next.enabled = old.enabled;
+  await publisher.replaceVideoTrack(next);
+  if (old) {
+    stream.removeTrack(old);
+    old.stop();
+  }
+  stream.addTrack(next);
+  $('#preview').srcObject = stream;
+  render();
+});
+
+$('#btn-end').addEventListener('click', async () => {
+  const session = staff.store.session;
+  if (!session || session.state === 'ended') return;
+  if (!confirmAction(t('expert.confirmEnd'))) return;
+  const ack = await staff.send({ type: 'set_state', state: 'ended' });
+  if (ack) {
+    publisher.stop();
+    if (stream) for (const tr of stream.getTracks()) tr.stop();
+    stream = null;
+    $('#preview').srcObject = null;
+    toast(t('expert.ended'));
+  }
+  render();
+});
+
+// ---- answering ----
+
+const answerText = $('#answer-text');
+answerText.addEventListener('input', () => {
+  const n = charCount(answerText.value);
+  const c = $('#answer-count');
+  setText(c, `${n} / ${MAX_ANSWER}`);
+  c.classList.toggle('over', n > MAX_ANSWER);
+});
+
+$('#btn-answered').addEventListener('click', async () => {
+  const q = staff.store.answering();
+  if (!q) return;
+  const answer = answerText.value.trim();
+  if (charCount(answer) > MAX_ANSWER) return;
+  const button = $('#btn-answered');
+  button.disabled = true;
+  const ack = await staff.send(answer ? { type: 'answered', question: q.id, answer } : { type: 'answered', question: q.id });
+  button.disabled = false;
+  if (ack) {
+    answerText.value = '';
+    setText($('#answer-count'), '');
+  }
+});
+
+function queueItem() {
+  const n = h('span', { class: 'n' });
+  const label = h('span', { class: 'small' });
+  const node = createQuestionNode({ lead: h('div', { class: 'votes-static' }, n, label), actions: true });
+  node.refs.votes = n;
+  node.refs.votesLabel = label;
+  const answering = h('button', { class: 'btn primary small', type: 'button', dataset: { act: 'answering' } });
+  const answered = h('button', { class: 'btn small', type: 'button', dataset: { act: 'answered' } });
+  node.refs.actions.append(answering, answered);
+  node.refs.answering = answering;
+  node.refs.answered = answered;
+  node.refs.actions.addEventListener('click', async (e) => {
+    const button = e.target.closest('button');
+    if (!button) return;
+    const id = Number(node.dataset.id);
+    button.disabled = true;
+    await staff.send({ type: button.dataset.act, question: id });
+    button.disabled = false;
+  });
+  return node;
+}
+
+function updateQueueItem(node, q) {
+  updateQuestionNode(node, q, { store: staff.store });
+  setText(node.refs.votes, q.votes);
+  setText(node.refs.votesLabel, t('vote.short', { n: q.votes }));
+  setText(node.refs.answering, t('expert.answerNow'));
+  setText(node.refs.answered, t('expert.markAnsweredShort'));
+  show(node.refs.answering, q.status === 'approved');
+  const ended = staff.store.session && staff.store.session.state === 'ended';
+  node.refs.answering.disabled = ended;
+  node.refs.answered.disabled = ended;
+}
+
+// ---- render ----
+
+function renderAll() {
+  if (!staff) return;
+  const { store } = staff;
+  const s = store.session;
+  if (!s) return;
+  document.title = `${t('expert.title')} · ${s.title}`;
+  setText($('#s-title'), s.title);
+  setText($('#s-sub'), [t('session.expert', { name: s.expert_name }), s.moderation === 'post' ? t('mod.post') : t('mod.pre')].join(' · '));
+
+  const ended = s.state === 'ended';
+  const publishing = publisher.wanted;
+  const live = $('#btn-live');
+  setText(live, publishing ? t('expert.stopVideo') : s.state === 'scheduled' ? t('expert.goLive') : t('expert.resumeVideo'));
+  live.className = publishing ? 'btn' : 'btn live';
+  live.disabled = ended || busyState;
+  show($('#btn-camera'), !stream && !ended);
+  const a = track('audio');
+  const v = track('video');
+  const mic = $('#btn-mic');
+  const cam = $('#btn-cam');
+  mic.disabled = !a;
+  cam.disabled = !v;
+  $('#btn-switch').disabled = !v;
+  mic.setAttribute('aria-pressed', String(!!a && !a.enabled));
+  cam.setAttribute('aria-pressed', String(!!v && !v.enabled));
+  setText(mic, a && !a.enabled ? t('expert.unmuteMic') : t('expert.muteMic'));
+  setText(cam, v && !v.enabled ? t('expert.cameraOn') : t('expert.cameraOff'));
+  $('#btn-end').disabled = ended;
+
+  let status = mediaError ? t(mediaError) : t(`pub.${pubState}`);
+  if (pubState === 'reconnecting' && publisher.lastError && publisher.lastError.status) status += ` (${publisher.lastError.status})`;
+  setText($('#pub-status'), status);
+  setText($('#state-line'), t(`state.${s.state}`));
+
+  // preview overlay
+  let title = '';
+  let detail = '';
+  if (ended) title = t('video.ended');
+  else if (!stream) { title = t('expert.cameraIsOff'); detail = t('expert.cameraHint'); }
+  else if (v && !v.enabled) title = t('expert.cameraPaused');
+  show($('#p-overlay'), !!title);
+  setText($('#p-title'), title);
+  setText($('#p-detail'), detail);
+  show($('#badge-live'), pubState === 'live' && s.state === 'live');
+  setText($('#viewers'), viewersLabel(store.viewers));
+
+  const queue = store.queue();
+  const answered = store.byStatus('answered', newestFirst);
+  setText($('#stat-viewers'), store.viewers);
+  setText($('#stat-queue'), queue.length);
+  setText($('#stat-pending'), store.count('pending'));
+  setText($('#stat-answered'), answered.length);
+  setText($('#count-answered'), answered.length);
+
+  const now = store.answering();
+  show($('#now'), !!now);
+  if (now) {
+    setText($('#now-text'), now.text);
+    setText($('#now-meta'), `${now.author || t('q.anonymous')} · ${t('vote.count', { n: now.votes })}`);
+    $('#btn-answered').disabled = ended;
+  }
+
+  const list = $('#queue');
+  const waiting = queue.filter((q) => q.status !== 'answering');
+  if (!waiting.length) setChildren(list, emptyItem(t('empty.expertQueue')));
+  else renderList(list, waiting, (q) => q.id, queueItem, updateQueueItem);
+
+  const done = $('#answered');
+  if (!answered.length) setChildren(done, emptyItem(t('empty.answered')));
+  else renderList(done, answered, (q) => q.id, () => createQuestionNode(), (node, q) => updateQuestionNode(node, q, { store }));
+}

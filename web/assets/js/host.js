@@ -1,0 +1,241 @@
+// Host page: create and schedule sessions, list them, hand out the links, print a QR poster.
+import { $, h, setText, show, setChildren, toast, stateBlock } from './dom.js';
+import { t, tIn, formatDateTime } from './i18n.js';
+import { api, takeFragmentToken, saveJSON } from './api.js';
+import { initChrome, confirmAction } from './ui.js';
+
+const TOKEN_KEY = 'oncolive.admin';
+// The admin token lives 12 hours; keep it for this tab only.
+let token = takeFragmentToken(TOKEN_KEY, 'session');
+let sessions = null;      // null while loading
+let listError = null;
+const open = new Map();   // session id → { links, error } for the expanded rows
+
+initChrome({ onLang: () => { renderList(); renderTz(); } });
+
+function showSignin(message) {
+  show($('#host'), false);
+  show($('#signin'), true);
+  if (message) toast(message, { bad: true });
+}
+
+$('#signin-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  const value = $('#signin-token').value.trim();
+  if (!value) return;
+  token = value;
+  saveJSON(TOKEN_KEY, token, 'session');
+  $('#signin-token').value = '';
+  start();
+});
+
+function start() {
+  if (!token) return showSignin();
+  show($('#signin'), false);
+  show($('#host'), true);
+  defaultStart();
+  renderTz();
+  load();
+}
+
+/** 401 from an admin call: the token is wrong or expired; ask for a new one. */
+function authFailed(err) {
+  if (err.status === 401 || err.status === 403) {
+    token = null;
+    saveJSON(TOKEN_KEY, null, 'session');
+    showSignin(t('host.tokenRejected'));
+    return true;
+  }
+  return false;
+}
+
+// ---- create ----
+
+function pad(n) { return String(n).padStart(2, '0'); }
+
+function defaultStart() {
+  const input = $('#f-start');
+  if (input.value) return;
+  const d = new Date(Date.now() + 60 * 60 * 1000);
+  d.setMinutes(0, 0, 0);
+  input.value = `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
+function renderTz() {
+  let zone = '';
+  try { zone = Intl.DateTimeFormat().resolvedOptions().timeZone || ''; } catch { /* ignore */ }
+  setText($('#f-tz'), t('host.tzHint', { zone }));
+}
+
+$('#create').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const form = e.target;
+  const error = $('#create-error');
+  const title = $('#f-title').value.trim();
+  const expert = $('#f-expert').value.trim();
+  const start = new Date($('#f-start').value);
+  const problems = [];
+  if (!title) problems.push(t('host.needTitle'));
+  if (!expert) problems.push(t('host.needExpert'));
+  if (Number.isNaN(start.getTime())) problems.push(t('host.needStart'));
+  if (problems.length) {
+    setText(error, problems.join(' '));
+    show(error, true);
+    return;
+  }
+  show(error, false);
+  const body = {
+    title,
+    topic: $('#f-topic').value.trim(),
+    expert_name: expert,
+    scheduled_start: start.toISOString(),
+    moderation: form.querySelector('input[name="moderation"]:checked').value,
+  };
+  const button = $('#create-btn');
+  button.disabled = true;
+  try {
+    const data = await api('/api/sessions', { method: 'POST', token, body });
+    open.set(data.session.id, { links: data.links });
+    $('#f-title').value = '';
+    $('#f-topic').value = '';
+    toast(t('host.created'));
+    await load();
+    const row = document.querySelector(`[data-session="${CSS.escape(data.session.id)}"]`);
+    if (row && row.scrollIntoView) row.scrollIntoView({ block: 'start', behavior: 'smooth' });
+  } catch (err) {
+    if (authFailed(err)) return;
+    setText(error, err.status === 400 ? `${t('err.invalid')} (${err.message})` : t(err.status === 0 ? 'error.network' : 'error.generic'));
+    show(error, true);
+  } finally {
+    button.disabled = false;
+  }
+});
+
+// ---- list ----
+
+$('#refresh').addEventListener('click', load);
+
+async function load() {
+  listError = null;
+  if (sessions === null) renderList();
+  try {
+    const data = await api('/api/sessions');
+    sessions = data.sessions || [];
+  } catch (err) {
+    listError = err.status === 0 ? 'error.network' : 'error.generic';
+  }
+  renderList();
+}
+
+async function toggleLinks(id) {
+  if (open.has(id) && open.get(id).links) {
+    open.delete(id);
+    return renderList();
+  }
+  open.set(id, { loading: true });
+  renderList();
+  try {
+    const data = await api(`/api/sessions/${encodeURIComponent(id)}/links`, { token });
+    open.set(id, { links: data.links });
+  } catch (err) {
+    if (authFailed(err)) return;
+    open.set(id, { error: err.status === 0 ? 'error.network' : 'error.generic' });
+  }
+  renderList();
+}
+
+async function endSession(s) {
+  if (!confirmAction(t(s.state === 'scheduled' ? 'host.confirmCancel' : 'expert.confirmEnd'))) return;
+  try {
+    await api(`/api/sessions/${encodeURIComponent(s.id)}/state`, { method: 'POST', token, body: { state: 'ended' } });
+    await load();
+  } catch (err) {
+    if (!authFailed(err)) toast(t('error.generic'), { bad: true });
+  }
+}
+
+function copy(text, input) {
+  const done = () => toast(t('host.copied'));
+  if (navigator.clipboard && window.isSecureContext) {
+    navigator.clipboard.writeText(text).then(done, () => fallbackCopy(input, done));
+  } else fallbackCopy(input, done);
+}
+
+function fallbackCopy(input, done) {
+  input.select();
+  try { if (document.execCommand('copy')) done(); } catch { /* the text is selected; the user can copy it */ }
+}
+
+function linkRow(labelKey, url, name) {
+  const input = h('input', { type: 'text', readonly: true, value: url, 'aria-label': t(labelKey), dataset: { link: name } });
+  input.addEventListener('focus', () => input.select());
+  return [
+    h('dt', { text: t(labelKey) }),
+    h('dd', null, h('div', { class: 'copy-row' }, input,
+      h('button', { class: 'btn small', type: 'button', text: t('host.copy'), onclick: () => copy(url, input) }),
+      h('a', { class: 'btn small', href: url, target: '_blank', rel: 'noopener', text: t('host.open') }))),
+  ];
+}
+
+function qrSrc(id) {
+  // Same origin on purpose: the CSP only allows images from 'self'.
+  return `/api/sessions/${encodeURIComponent(id)}/qr.svg`;
+}
+
+function printPoster(s, patientUrl) {
+  const old = document.querySelector('.print-root');
+  if (old) old.remove();
+  // A poster hangs in a ward: it speaks both languages whatever the host's page shows.
+  const root = h('div', { class: 'print-root' }, h('div', { class: 'poster' },
+    h('div', { class: 'p-title', text: s.title }),
+    s.topic ? h('div', { class: 'p-sub', text: s.topic }) : null,
+    h('div', { class: 'p-sub', text: `${s.expert_name} · ${formatDateTime(s.scheduled_start)}` }),
+    h('img', { src: qrSrc(s.id), alt: patientUrl }),
+    h('div', { class: 'p-how', lang: 'zh-CN', text: tIn('zh', 'poster.how') }),
+    h('div', { class: 'p-how', lang: 'en', text: tIn('en', 'poster.how') }),
+    h('div', { class: 'p-url', text: patientUrl })));
+  document.body.appendChild(root);
+  const img = root.querySelector('img');
+  const go = () => window.print();
+  if (img.complete) go(); else { img.addEventListener('load', go, { once: true }); img.addEventListener('error', go, { once: true }); }
+}
+
+function sessionRow(s) {
+  const state = h('span', { class: `pill state-pill ${s.state}`, text: t(`state.${s.state}`) });
+  const info = open.get(s.id);
+  const buttons = h('div', { class: 'controls' },
+    h('button', { class: 'btn small', type: 'button', 'aria-expanded': String(!!(info && info.links)), text: t('host.links'), onclick: () => toggleLinks(s.id) }),
+    s.state !== 'ended' ? h('button', { class: 'btn small ghost', type: 'button', text: t(s.state === 'scheduled' ? 'host.cancel' : 'expert.end'), onclick: () => endSession(s) }) : null);
+  let details = null;
+  if (info && info.loading) details = stateBlock('loading', t('loading'));
+  else if (info && info.error) details = stateBlock('error', t(info.error));
+  else if (info && info.links) {
+    const l = info.links;
+    details = h('div', { class: 'panel' },
+      h('dl', { class: 'links' },
+        linkRow('host.patientLink', l.patient, 'patient'),
+        linkRow('host.expertLink', l.expert, 'expert'),
+        linkRow('host.moderatorLink', l.moderator, 'moderator')),
+      h('p', { class: 'hint', text: t('host.secretHint') }),
+      h('div', { class: 'row' },
+        h('img', { class: 'qr', src: qrSrc(s.id), alt: t('host.qrAlt'), width: 180, height: 180 }),
+        h('button', { class: 'btn', type: 'button', text: t('host.print'), onclick: () => printPoster(s, l.patient) })));
+  }
+  return h('li', { class: `session-card ${s.state}`, dataset: { session: s.id } },
+    h('div', { class: 'row' }, h('span', { class: 't grow', text: s.title }), state),
+    h('div', { class: 'sub', text: `${t('session.expert', { name: s.expert_name })} · ${formatDateTime(s.scheduled_start)} · ${t(s.moderation === 'post' ? 'mod.post' : 'mod.pre')}` }),
+    buttons, details);
+}
+
+function renderList() {
+  const list = $('#sessions');
+  if (listError) {
+    return setChildren(list, h('li', null, stateBlock('error', t(listError), '',
+      h('button', { class: 'btn', type: 'button', text: t('retry'), onclick: load }))));
+  }
+  if (sessions === null) return setChildren(list, h('li', null, stateBlock('loading', t('loading'))));
+  if (!sessions.length) return setChildren(list, h('li', null, stateBlock('empty', t('host.noSessions'))));
+  setChildren(list, sessions.map(sessionRow));
+}
+
+start();

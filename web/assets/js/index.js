@@ -1,0 +1,57 @@
+// Session list for patients who arrive without a link: live now, upcoming, ended.
+import { $, h, setChildren, stateBlock } from './dom.js';
+import { t, formatDateTime, formatRelative } from './i18n.js';
+import { api } from './api.js';
+import { initChrome } from './ui.js';
+
+const REFRESH_MS = 30000;
+let sessions = null;
+let error = null;
+
+initChrome({ onLang: render });
+
+function card(s) {
+  const when = s.state === 'live' ? t('index.liveSince', { time: formatDateTime(s.started_at || s.scheduled_start) })
+    : s.state === 'scheduled' ? `${formatDateTime(s.scheduled_start)} (${formatRelative(s.scheduled_start)})`
+      : formatDateTime(s.ended_at || s.scheduled_start);
+  return h('li', null, h('a', { class: `session-card ${s.state}`, href: `/s/${encodeURIComponent(s.id)}` },
+    h('div', { class: 'row' }, h('span', { class: 't grow', text: s.title }),
+      h('span', { class: `pill state-pill ${s.state}`, text: t(`state.${s.state}`) })),
+    h('div', { class: 'sub', text: t('session.expert', { name: s.expert_name }) }),
+    s.topic ? h('div', { class: 'sub', text: s.topic }) : null,
+    h('div', { class: 'sub', text: when })));
+}
+
+function group(titleKey, items) {
+  if (!items.length) return null;
+  return h('section', null, h('h2', { text: t(titleKey) }), h('ul', { class: 'sessions' }, items.map(card)));
+}
+
+function render() {
+  const list = $('#list');
+  if (error && !sessions) {
+    return setChildren(list, stateBlock(navigator.onLine === false ? 'offline' : 'error', t(navigator.onLine === false ? 'banner.offline' : error), '',
+      h('button', { class: 'btn', type: 'button', text: t('retry'), onclick: load })));
+  }
+  if (!sessions) return setChildren(list, stateBlock('loading', t('loading')));
+  if (!sessions.length) return setChildren(list, stateBlock('empty', t('index.empty')));
+  setChildren(list,
+    group('index.live', sessions.filter((s) => s.state === 'live')),
+    group('index.upcoming', sessions.filter((s) => s.state === 'scheduled')),
+    group('index.ended', sessions.filter((s) => s.state === 'ended')));
+}
+
+async function load() {
+  try {
+    const data = await api('/api/sessions');
+    sessions = data.sessions || [];
+    error = null;
+  } catch (err) {
+    error = err.status === 0 ? 'error.network' : 'error.generic';
+  }
+  render();
+}
+
+load();
+setInterval(() => { if (document.visibilityState === 'visible') load(); }, REFRESH_MS);
+window.addEventListener('online', load);

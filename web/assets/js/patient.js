@@ -1,0 +1,424 @@
+// Patient page: join once, watch, ask, vote, follow "my questions". The token is kept per
+// session in localStorage, so a reload keeps the same identity and questions.
+import { $, h, setText, show, setChildren, renderList, renderer, toast, stateBlock, charCount } from './dom.js';
+import { t, formatDateTime, formatRelative } from './i18n.js';
+import { api, ApiError, sessionIdFromPath, loadJSON, saveJSON } from './api.js';
+import { Hub } from './hub.js';
+import { SessionStore, newestFirst } from './store.js';
+import { initChrome, viewersLabel } from './ui.js';
+import { Viewer } from './video.js';
+import { createQuestionNode, updateQuestionNode, emptyItem } from './questions.js';
+
+const MAX_CHARS = 500;
+const sid = sessionIdFromPath();
+const identityKey = `oncolive.patient.${sid}`;
+const draftKey = `oncolive.draft.${sid}`;
+
+const store = new SessionStore();
+let hub = null;
+let viewer = null;
+let identity = loadJSON(identityKey);
+let preview = null;          // the public session object before joining
+let tab = 'queue';
+let videoState = 'idle';
+let uncertainAsk = null;     // text of an ask whose reply was lost with the connection
+let fatal = null;            // { kind, title, detail } when the page cannot work
+
+const conn = initChrome({ onLang: () => { renderJoin(); renderAll(); renderFatal(); } });
+const render = renderer(renderAll);
+
+function showOnly(id) {
+  for (const s of ['loading', 'fatal', 'join', 'live']) show($(`#${s}`), s === id);
+}
+
+function fail(kind, title, detail) {
+  fatal = { kind, title, detail };
+  if (viewer) viewer.stop();
+  renderFatal();
+  showOnly('fatal');
+}
+
+function renderFatal() {
+  if (!fatal) return;
+  const retry = fatal.kind === 'error'
+    ? h('button', { class: 'btn primary', type: 'button', text: t('retry'), onclick: () => location.reload() })
+    : h('a', { class: 'btn', href: '/', text: t('nav.allSessions') });
+  setChildren($('#fatal'), h('div', { class: 'card' }, stateBlock(fatal.kind, t(fatal.title), fatal.detail ? t(fatal.detail) : '', retry)));
+}
+
+async function boot() {
+  if (!sid) return fail('error', 'error.notFound');
+  if (identity && identity.token) return startLive();
+  try {
+    const data = await api(`/api/sessions/${encodeURIComponent(sid)}`);
+    preview = data.session;
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 404) return fail('empty', 'error.notFound', 'error.notFoundDetail');
+    return fail('error', err.status === 0 ? 'error.network' : 'error.generic');
+  }
+  if (preview.state === 'ended') return fail('ended', 'session.endedTitle', 'session.endedNoJoin');
+  document.title = `${preview.title} · OncoLive`;
+  renderJoin();
+  showOnly('join');
+  $('#join-name').value = '';
+}
+
+function sessionSubline(s) {
+  const parts = [t('session.expert', { name: s.expert_name })];
+  if (s.state === 'scheduled' && s.scheduled_start) parts.push(formatDateTime(s.scheduled_start));
+  if (s.state === 'live') parts.push(t('state.live'));
+  if (s.state === 'ended') parts.push(t('state.ended'));
+  return parts.join(' · ');
+}
+
+function renderJoin() {
+  if (!preview) return;
+  setText($('#join-title'), preview.title);
+  setText($('#join-sub'), sessionSubline(preview));
+  setText($('#join-topic'), preview.topic || '');
+}
+
+$('#join-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const button = $('#join-btn');
+  const error = $('#join-error');
+  const name = $('#join-name').value.trim();
+  if (Array.from(name).length > 40) {
+    setText(error, t('join.nameTooLong'));
+    show(error, true);
+    return;
+  }
+  button.disabled = true;
+  show(error, false);
+  try {
+    await join(name);
+    // The tap is a user gesture: sound may start without a second tap.
+    startLive({ withSound: true });
+  } catch (err) {
+    let key = 'error.generic';
+    if (err.status === 0) key = 'error.network';
+    else if (err.status === 410) key = 'session.endedNoJoin';
+    else if (err.status === 429) key = 'error.rateLimited';
+    else if (err.status === 404) key = 'error.notFound';
+    setText(error, t(key, { s: err.retryAfter || 10 }));
+    show(error, true);
+  } finally {
+    button.disabled = false;
+  }
+});
+
+async function join(name) {
+  const data = await api(`/api/sessions/${encodeURIComponent(sid)}/join`, { method: 'POST', body: name ? { name } : {} });
+  identity = { token: data.token, patient_id: data.patient_id, name: data.name || '' };
+  saveJSON(identityKey, identity);
+  preview = data.session;
+  return identity;
+}
+
+function startLive({ withSound = false } = {}) {
+  showOnly('live');
+  const video = $('#video');
+  if (withSound) video.muted = false;
+  viewer = new Viewer({
+    sessionId: sid, token: identity.token, video,
+    onState: (s) => { videoState = s; renderStage(); },
+  });
+  hub = new Hub({
+    sessionId: sid,
+    token: identity.token,
+    onMessage: (msg) => store.apply(msg),
+    onStatus: (s) => { conn.set(s); render(); },
+    // A patient token lives 30 days; if it still expires, a new identity is the only way back in.
+    onExpired: async () => {
+      try {
+        const next = await join(identity.name);
+        if (viewer) viewer.token = next.token;
+        toast(t('join.renewed'));
+        return next.token;
+      } catch { return null; }
+    },
+    probe: async () => {
+      try {
+        await api(`/api/sessions/${encodeURIComponent(sid)}`);
+        return 'ok';
+      } catch (err) { return err.status === 404 ? 'gone' : 'ok'; }
+    },
+  });
+  conn.onRetry(() => hub.reconnectNow());
+  store.subscribe(onStoreChange);
+  hub.start();
+  renderAll();
+  restoreDraft();
+}
+
+function onStoreChange(what) {
+  if (what === 'snapshot' || what === 'session') syncVideo();
+  if (uncertainAsk && (what === 'snapshot' || what === 'questions')) {
+    if (store.mine().some((q) => q.text.trim() === uncertainAsk)) {
+      uncertainAsk = null;
+      const box = $('#ask-text');
+      if (box.value.trim() === box.dataset.sent) box.value = '';
+      saveDraft('');
+      toast(t('ask.arrived'));
+    }
+  }
+  render();
+}
+
+/** Start or stop the video with the session state. */
+function syncVideo() {
+  const s = store.session;
+  if (!s || !viewer) return;
+  if (s.state === 'live') {
+    viewer.start();
+    viewer.kick();
+  } else if (s.state === 'ended') {
+    viewer.stop();
+  }
+  renderStage();
+}
+
+// ---- video stage ----
+
+function renderStage() {
+  const s = store.session || preview;
+  const video = $('#video');
+  let title = '';
+  let detail = '';
+  let spinning = false;
+  if (!s) {
+    title = t('loading');
+    spinning = true;
+  } else if (s.state === 'scheduled') {
+    title = t('video.notStarted');
+    detail = s.scheduled_start ? t('video.startsAt', { time: formatDateTime(s.scheduled_start), rel: formatRelative(s.scheduled_start) }) : '';
+  } else if (s.state === 'ended') {
+    title = t('video.ended');
+    detail = t('video.endedDetail');
+  } else if (videoState === 'playing') {
+    title = '';
+  } else if (videoState === 'waiting') {
+    title = t('video.waiting');
+    detail = t('video.waitingDetail');
+    spinning = true;
+  } else if (videoState === 'stalled') {
+    title = t('video.stalled');
+    spinning = true;
+  } else if (videoState === 'error') {
+    title = t('video.error');
+  } else {
+    title = t('video.connecting');
+    spinning = true;
+  }
+  const playing = s && s.state === 'live' && videoState === 'playing';
+  show($('#v-overlay'), !playing);
+  show($('#v-spinner'), spinning);
+  setText($('#v-title'), title);
+  setText($('#v-detail'), detail);
+  show($('#unmute'), playing && video.muted);
+  show($('#badge-live'), !!s && s.state === 'live');
+  show($('#viewers'), !!s && s.state === 'live' && store.loaded);
+  setText($('#viewers'), viewersLabel(store.viewers));
+}
+
+$('#unmute').addEventListener('click', () => {
+  const video = $('#video');
+  video.muted = false;
+  const p = video.play();
+  if (p && p.catch) p.catch(() => {});
+  renderStage();
+});
+$('#video').addEventListener('volumechange', renderStage);
+
+// ---- ask box ----
+
+const askText = $('#ask-text');
+
+function restoreDraft() {
+  const draft = loadJSON(draftKey);
+  if (draft && !askText.value) askText.value = draft;
+  updateCounter();
+}
+
+let draftTimer = null;
+function saveDraft(text) {
+  clearTimeout(draftTimer);
+  draftTimer = setTimeout(() => saveJSON(draftKey, text ? text : null), 300);
+}
+
+function updateCounter() {
+  const n = charCount(askText.value);
+  const counter = $('#ask-count');
+  setText(counter, `${n} / ${MAX_CHARS}`);
+  counter.classList.toggle('over', n > MAX_CHARS);
+  $('#ask-btn').disabled = n === 0 || n > MAX_CHARS || !hub || !hub.online || askText.dataset.busy === '1';
+}
+
+askText.addEventListener('input', () => {
+  updateCounter();
+  saveDraft(askText.value);
+});
+
+$('#ask').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const text = askText.value.trim();
+  const n = charCount(text);
+  if (n === 0 || n > MAX_CHARS) return;
+  askText.dataset.busy = '1';
+  askText.dataset.sent = text;
+  updateCounter();
+  try {
+    await hub.request({ type: 'ask', text });
+    askText.value = '';
+    saveDraft('');
+    toast(store.session && store.session.moderation === 'post' ? t('ask.sentPost') : t('ask.sentPre'));
+    selectTab('mine');
+  } catch (err) {
+    if (err.uncertain) {
+      uncertainAsk = text;
+      toast(t('ask.uncertain'), { ms: 6000 });
+    } else if (err.code === 'rate_limited') {
+      toast(t('ask.rateLimited', { s: Math.ceil((err.retryAfterMs || 10000) / 1000) }), { bad: true, ms: 6000 });
+    } else {
+      toast(errorText(err), { bad: true });
+    }
+  } finally {
+    askText.dataset.busy = '';
+    updateCounter();
+  }
+});
+
+function errorText(err) {
+  const known = ['offline', 'not_connected', 'invalid', 'session_ended', 'rate_limited', 'conflict', 'forbidden', 'unavailable'];
+  return known.includes(err.code) ? t(`err.${err.code}`) : t('error.generic');
+}
+
+// ---- tabs and lists ----
+
+function selectTab(name) {
+  tab = name;
+  for (const n of ['queue', 'mine', 'answered']) {
+    $(`#tab-${n}`).setAttribute('aria-selected', String(n === name));
+    show($(`#panel-${n}`), n === name);
+  }
+}
+for (const n of ['queue', 'mine', 'answered']) $(`#tab-${n}`).addEventListener('click', () => selectTab(n));
+
+function voteButton() {
+  const n = h('span', { class: 'n' });
+  const button = h('button', { class: 'vote', type: 'button' }, h('span', { class: 'arrow', 'aria-hidden': 'true', text: '▲' }), n);
+  button.refs = { n };
+  button.addEventListener('click', () => toggleVote(Number(button.dataset.id)));
+  return button;
+}
+
+async function toggleVote(id) {
+  if (!hub || !hub.online) {
+    toast(t('err.not_connected'), { bad: true });
+    return;
+  }
+  const voted = store.myVotes.has(id);
+  store.setVoted(id, !voted);
+  try {
+    const ack = await hub.request({ type: voted ? 'unvote' : 'vote', question: id });
+    if (typeof ack.voted === 'boolean') store.setVoted(id, ack.voted);
+  } catch (err) {
+    if (!err.uncertain) store.setVoted(id, voted);
+    toast(errorText(err), { bad: true });
+  }
+}
+
+function queueItem() {
+  const node = createQuestionNode({ lead: voteButton() });
+  node.refs.vote = node.firstChild;
+  return node;
+}
+
+function updateQueueItem(node, q) {
+  updateQuestionNode(node, q, { store, mine: true });
+  const button = node.refs.vote;
+  const voted = store.myVotes.has(q.id);
+  const ended = store.session && store.session.state === 'ended';
+  button.dataset.id = String(q.id);
+  button.setAttribute('aria-pressed', String(voted));
+  button.setAttribute('aria-label', t(voted ? 'vote.remove' : 'vote.add', { n: q.votes }));
+  button.disabled = ended;
+  setText(button.refs.n, q.votes);
+}
+
+function plainItem() {
+  return createQuestionNode();
+}
+
+function countedItem() {
+  const n = h('span', { class: 'n' });
+  const lead = h('div', { class: 'votes-static' }, n, h('span', { class: 'small' }));
+  const node = createQuestionNode({ lead });
+  node.refs.votes = n;
+  node.refs.votesLabel = lead.lastChild;
+  return node;
+}
+
+function fillList(list, items, create, update, emptyText) {
+  if (!items.length) {
+    if (list.dataset.empty !== emptyText) {
+      setChildren(list, emptyItem(emptyText));
+      list.dataset.empty = emptyText;
+    }
+    return;
+  }
+  list.dataset.empty = '';
+  renderList(list, items, (q) => q.id, create, update);
+}
+
+function renderAll() {
+  if (!hub) return;
+  const s = store.session || preview;
+  if (s) {
+    document.title = `${s.title} · OncoLive`;
+    setText($('#s-title'), s.title);
+    setText($('#s-sub'), sessionSubline(s));
+  }
+  renderStage();
+
+  const now = store.answering();
+  show($('#now'), !!now);
+  if (now) {
+    setText($('#now-text'), now.text);
+    setText($('#now-meta'), (now.author || t('q.anonymous')) + ' · ' + t('vote.count', { n: now.votes }));
+  }
+
+  const ended = s && s.state === 'ended';
+  show($('#ask'), !ended);
+  show($('#ask-closed'), !!ended);
+  if (ended) setChildren($('#ask-closed'), t('ask.closed'));
+  setText($('#ask-hint'), s && s.moderation === 'post' ? t('ask.hintPost') : t('ask.hintPre'));
+  updateCounter();
+
+  if (!store.loaded) {
+    const loading = stateBlock('loading', t('loading'));
+    for (const id of ['queue', 'mine', 'answered']) {
+      const list = $(`#${id}`);
+      if (!list.firstChild) setChildren(list, h('li', null, loading.cloneNode(true)));
+    }
+    return;
+  }
+
+  const queue = store.queue();
+  const mine = store.mine();
+  const answered = store.byStatus('answered', newestFirst);
+  setText($('#count-queue'), queue.length);
+  setText($('#count-mine'), mine.length);
+  setText($('#count-answered'), answered.length);
+  fillList($('#queue'), queue, queueItem, updateQueueItem, t('empty.queue'));
+  fillList($('#mine'), mine, plainItem, (node, q) => updateQuestionNode(node, q, { store, status: true }), t('empty.mine'));
+  fillList($('#answered'), answered, countedItem, (node, q) => {
+    updateQuestionNode(node, q, { store });
+    setText(node.refs.votes, q.votes);
+    setText(node.refs.votesLabel, t('vote.short', { n: q.votes }));
+  }, t('empty.answered'));
+}
+
+boot();
+// Keep "in 3 minutes" and the like fresh.
+setInterval(() => { if (store.session && store.session.state === 'scheduled') renderStage(); }, 30000);

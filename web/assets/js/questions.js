@@ -1,0 +1,61 @@
+// The question card every page shows; pages add their own buttons in `node.refs.actions`.
+import { h, setText, show, setChildren } from './dom.js';
+import { t, formatTime } from './i18n.js';
+
+/** A new, empty card. `lead` is an optional element shown left of the text (a vote button). */
+export function createQuestionNode({ lead = null, actions = false } = {}) {
+  const refs = {};
+  refs.text = h('div', { class: 'text' });
+  refs.meta = h('div', { class: 'meta' });
+  refs.merged = h('div', { class: 'small muted', hidden: true });
+  refs.answer = h('div', { class: 'answer', hidden: true });
+  refs.reason = h('div', { class: 'reason', hidden: true });
+  refs.actions = actions ? h('div', { class: 'actions' }) : null;
+  const node = h('li', { class: 'q' }, lead,
+    h('div', { class: 'body' }, refs.text, refs.meta, refs.merged, refs.answer, refs.reason, refs.actions));
+  node.refs = refs;
+  return node;
+}
+
+/**
+ * Fill a card. Options: `store` (to find merge targets and "mine"), `status` (show the status pill),
+ * `mine` (mark the viewer's own questions).
+ */
+export function updateQuestionNode(node, q, { store = null, status = false, mine = false } = {}) {
+  const { refs } = node;
+  node.className = 'q' + (q.status === 'answering' ? ' answering' : '') + (q.pinned ? ' pinned' : '');
+  node.dataset.id = String(q.id);
+  node.dataset.status = q.status;
+  setText(refs.text, q.text);
+
+  const meta = [];
+  if (q.status === 'answering') meta.push(h('span', { class: 'pill answering', text: t('status.answering') }));
+  else if (status) meta.push(h('span', { class: `pill ${q.status}`, text: t(`status.${q.status}`) }));
+  if (q.pinned) meta.push(h('span', { class: 'pill pin', text: t('q.pinned') }));
+  meta.push(h('span', { text: q.author ? q.author : t('q.anonymous') }));
+  if (q.asked_at) meta.push(h('span', { text: formatTime(q.asked_at) }));
+  if (q.edited) meta.push(h('span', { text: t('q.edited') }));
+  if (mine && store && store.isMine(q)) meta.push(h('span', { class: 'pill', text: t('q.yours') }));
+  setChildren(refs.meta, meta);
+
+  const showAnswer = q.status === 'answered' && !!q.answer;
+  show(refs.answer, showAnswer);
+  if (showAnswer) {
+    setChildren(refs.answer, h('strong', { text: t('q.answer') + ' ' }), q.answer);
+  }
+  const showReason = q.status === 'rejected' && !!q.reason;
+  show(refs.reason, showReason);
+  if (showReason) setChildren(refs.reason, h('strong', { text: t('q.reason') + ' ' }), q.reason);
+
+  const isMerged = q.status === 'merged' && q.merged_into !== null && q.merged_into !== undefined;
+  show(refs.merged, isMerged);
+  if (isMerged) {
+    const target = store && store.questions.get(q.merged_into);
+    setText(refs.merged, target ? t('q.mergedInto', { text: target.text }) : t('q.mergedIntoId', { id: q.merged_into }));
+  }
+}
+
+/** An empty-state line inside a list. */
+export function emptyItem(text) {
+  return h('li', { class: 'state empty' }, h('div', { class: 'icon', 'aria-hidden': 'true', text: '○' }), h('div', { text }));
+}

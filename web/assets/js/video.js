@@ -1,0 +1,320 @@
+// Video over WHIP (the expert publishes) and WHEP (patients watch), non-trickle: the offer is
+// posted once ICE gathering is complete (or after ICE_WAIT_MS), and the answer carries the
+// relay's candidates. `DELETE` on the `Location` of the 201 ends the resource.
+
+const ICE_WAIT_MS = 2000;
+
+function waitForIce(pc) {
+  if (pc.iceGatheringState === 'complete') return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      pc.removeEventListener('icegatheringstatechange', check);
+      clearTimeout(timer);
+      resolve();
+    };
+    const check = () => { if (pc.iceGatheringState === 'complete') done(); };
+    const timer = setTimeout(done, ICE_WAIT_MS);
+    pc.addEventListener('icegatheringstatechange', check);
+  });
+}
+
+export class VideoError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+/** POST the local offer; returns { answer, location, publisher }. */
+async function exchange(pc, url, token) {
+  const offer = await pc.createOffer();
+  await pc.setLocalDescription(offer);
+  await waitForIce(pc);
+  let res;
+  try {
+    res = await fetch(url, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/sdp', Authorization: `Bearer ${token}` },
+      body: pc.localDescription.sdp,
+      cache: 'no-store',
+    });
+  } catch (err) {
+    throw new VideoError(0, String(err && err.message));
+  }
+  if (res.status !== 201 && res.status !== 200) {
+    let message = res.statusText;
+    try { message = (await res.json()).error.message; } catch { /* not JSON */ }
+    throw new VideoError(res.status, message);
+  }
+  const answer = await res.text();
+  const loc = res.headers.get('Location');
+  await pc.setRemoteDescription({ type: 'answer', sdp: answer });
+  return {
+    location: loc ? new URL(loc, url.startsWith('http') ? url : location.href).href : null,
+    publisher: res.headers.get('X-Oncolive-Publisher'),
+  };
+}
+
+function release(resource, token) {
+  if (!resource) return;
+  // keepalive lets the DELETE leave even while the page unloads
+  fetch(resource, { method: 'DELETE', headers: { Authorization: `Bearer ${token}` }, keepalive: true })
+    .catch(() => {});
+}
+
+/**
+ * Watch the session's video. States given to `onState`:
+ * connecting, waiting (no publisher yet), playing, stalled (frames stopped; retrying), error.
+ * It keeps trying by itself; call `kick()` to retry at once (e.g. when the session goes live).
+ */
+export class Viewer {
+  constructor({ sessionId, token, video, onState }) {
+    this.sessionId = sessionId;
+    this.token = token;
+    this.video = video;
+    this.onState = onState || (() => {});
+    this.state = 'idle';
+    this.pc = null;
+    this.resource = null;
+    this.timer = null;
+    this.watchdog = null;
+    this.attempt = 0;
+    this.stopped = true;
+    this.lastTime = -1;
+    this.stuckSince = 0;
+    this.generation = 0;
+    this.onUnload = () => this.teardown();
+    video.addEventListener('playing', () => this.sawFrames());
+    video.addEventListener('resize', () => { if (video.videoWidth > 0) this.sawFrames(); });
+  }
+
+  setState(s) {
+    if (s === this.state) return;
+    this.state = s;
+    this.onState(s);
+  }
+
+  start() {
+    if (!this.stopped) return;
+    this.stopped = false;
+    window.addEventListener('pagehide', this.onUnload);
+    this.connect();
+  }
+
+  stop() {
+    this.stopped = true;
+    window.removeEventListener('pagehide', this.onUnload);
+    clearTimeout(this.timer);
+    this.teardown();
+    this.setState('idle');
+  }
+
+  kick() {
+    if (this.stopped || this.state === 'playing') return;
+    this.attempt = 0;
+    this.connect();
+  }
+
+  teardown() {
+    clearInterval(this.watchdog);
+    this.watchdog = null;
+    release(this.resource, this.token);
+    this.resource = null;
+    if (this.pc) {
+      try { this.pc.close(); } catch { /* ignore */ }
+      this.pc = null;
+    }
+  }
+
+  retryLater(state) {
+    this.teardown();
+    this.setState(state);
+    clearTimeout(this.timer);
+    const base = Math.min(20000, 2000 * 2 ** this.attempt);
+    this.attempt += 1;
+    this.timer = setTimeout(() => this.connect(), base / 2 + Math.random() * base / 2);
+  }
+
+  async connect() {
+    clearTimeout(this.timer);
+    this.teardown();
+    if (this.stopped) return;
+    const gen = ++this.generation;
+    if (this.state !== 'waiting' && this.state !== 'stalled') this.setState('connecting');
+    const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
+    this.pc = pc;
+    pc.addTransceiver('video', { direction: 'recvonly' });
+    pc.addTransceiver('audio', { direction: 'recvonly' });
+    const stream = new MediaStream();
+    pc.ontrack = (e) => {
+      stream.addTrack(e.track);
+      if (this.video.srcObject !== stream) this.video.srcObject = stream;
+      this.play();
+    };
+    pc.onconnectionstatechange = () => {
+      if (gen !== this.generation) return;
+      if (pc.connectionState === 'failed' || pc.connectionState === 'closed') this.retryLater('stalled');
+    };
+    let result;
+    try {
+      result = await exchange(pc, `/api/sessions/${encodeURIComponent(this.sessionId)}/whep`, this.token);
+    } catch (err) {
+      if (gen !== this.generation) return;
+      // 404/409/503 from a relay that has no publisher or is not there yet: wait and retry
+      return this.retryLater(err.status === 401 || err.status === 403 || err.status === 410 ? 'error' : 'waiting');
+    }
+    if (gen !== this.generation) {
+      release(result.location, this.token);
+      return;
+    }
+    this.resource = result.location;
+    if (result.publisher === 'waiting') this.setState('waiting');
+    this.lastTime = -1;
+    this.stuckSince = Date.now();
+    this.watchdog = setInterval(() => this.watch(), 2000);
+  }
+
+  play() {
+    const p = this.video.play();
+    if (!p || !p.catch) return;
+    p.catch(() => {
+      // Sound without a user gesture is refused: play muted; the page offers one tap for sound.
+      if (!this.video.muted) {
+        this.video.muted = true;
+        this.video.play().catch(() => {});
+      }
+    });
+  }
+
+  sawFrames() {
+    if (this.stopped || !this.pc) return;
+    if (this.video.videoWidth > 0) {
+      this.attempt = 0;
+      this.stuckSince = 0;
+      this.setState('playing');
+    }
+  }
+
+  /** Frames flowing means currentTime moves; if it stops, the publisher left or the path died. */
+  watch() {
+    const now = Date.now();
+    const t = this.video.currentTime;
+    if (t !== this.lastTime && this.video.videoWidth > 0) {
+      this.lastTime = t;
+      this.stuckSince = 0;
+      if (this.state !== 'playing') this.sawFrames();
+      return;
+    }
+    if (!this.stuckSince) this.stuckSince = now;
+    const limit = this.state === 'playing' ? 6000 : 10000;
+    if (now - this.stuckSince > limit) {
+      this.retryLater(this.state === 'playing' ? 'stalled' : 'waiting');
+    }
+  }
+}
+
+/**
+ * Publish camera and microphone. `start(stream)` posts to WHIP; states given to `onState`:
+ * idle, connecting, live, reconnecting, error.
+ */
+export class Publisher {
+  constructor({ sessionId, token, onState }) {
+    this.sessionId = sessionId;
+    this.token = token;
+    this.onState = onState || (() => {});
+    this.state = 'idle';
+    this.pc = null;
+    this.resource = null;
+    this.stream = null;
+    this.timer = null;
+    this.attempt = 0;
+    this.wanted = false;
+    this.generation = 0;
+    this.lastError = null;
+    window.addEventListener('pagehide', () => this.teardown());
+  }
+
+  setState(s) {
+    this.state = s;
+    this.onState(s);
+  }
+
+  async start(stream) {
+    this.stream = stream;
+    this.wanted = true;
+    this.attempt = 0;
+    return this.connect();
+  }
+
+  async connect() {
+    clearTimeout(this.timer);
+    this.teardown();
+    if (!this.wanted) return;
+    const gen = ++this.generation;
+    this.setState(this.attempt ? 'reconnecting' : 'connecting');
+    const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
+    this.pc = pc;
+    for (const track of this.stream.getTracks()) {
+      pc.addTransceiver(track, { direction: 'sendonly', streams: [this.stream] });
+    }
+    pc.onconnectionstatechange = () => {
+      if (gen !== this.generation) return;
+      if (pc.connectionState === 'connected') {
+        this.attempt = 0;
+        this.setState('live');
+      } else if (pc.connectionState === 'failed') {
+        this.retry();
+      }
+    };
+    try {
+      const result = await exchange(pc, `/api/sessions/${encodeURIComponent(this.sessionId)}/whip`, this.token);
+      if (gen !== this.generation) {
+        release(result.location, this.token);
+        return;
+      }
+      this.resource = result.location;
+      if (pc.connectionState === 'connected') this.setState('live');
+    } catch (err) {
+      if (gen !== this.generation) return;
+      this.lastError = err;
+      if (err.status === 401 || err.status === 403 || err.status === 410) {
+        this.wanted = false;
+        this.teardown();
+        this.setState('error');
+        return;
+      }
+      this.retry();
+    }
+  }
+
+  retry() {
+    this.teardown();
+    this.setState('reconnecting');
+    const base = Math.min(15000, 1000 * 2 ** this.attempt);
+    this.attempt += 1;
+    this.timer = setTimeout(() => this.connect(), base / 2 + Math.random() * base / 2);
+  }
+
+  /** Swap the camera without renegotiating. */
+  async replaceVideoTrack(track) {
+    if (!this.pc) return;
+    const sender = this.pc.getSenders().find((s) => s.track && s.track.kind === 'video');
+    if (sender) await sender.replaceTrack(track);
+  }
+
+  stop() {
+    this.wanted = false;
+    clearTimeout(this.timer);
+    this.teardown();
+    this.setState('idle');
+  }
+
+  teardown() {
+    release(this.resource, this.token);
+    this.resource = null;
+    if (this.pc) {
+      try { this.pc.close(); } catch { /* ignore */ }
+      this.pc = null;
+    }
+  }
+}
