@@ -1,0 +1,291 @@
+//! Media through the relay with real `webrtc` peers on loopback.
+//! Run inside `unshare -n sh -c 'ip link set lo up; cargo test -p oncolive-signaling'`.
+
+mod common;
+
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use common::*;
+use oncolive_signaling::RelayConfig;
+use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
+
+fn video_markers(received: &[Received], from: u32) -> Vec<u32> {
+    received
+        .iter()
+        .filter(|r| r.kind == b'V' && r.marker >= from)
+        .map(|r| r.marker)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_viewers_receive_the_publishers_packets_in_order() -> Result<()> {
+    let t = spawn_relay(RelayConfig::default()).await?;
+    let session = "s-fanout";
+    let mut live = t.relay.publisher_live(session);
+    ensure!(!*live.borrow(), "nobody publishes yet");
+
+    let mut publisher = TestPublisher::connect(&t, session, VideoCodec::Vp8).await?;
+    let mut viewers = Vec::new();
+    for _ in 0..3 {
+        let viewer = TestViewer::connect(&t, session).await?;
+        viewers.push(viewer);
+    }
+    publisher.wait_connected().await?;
+    for v in &mut viewers {
+        v.wait_connected().await?;
+    }
+    let mut refs: Vec<&mut TestViewer> = viewers.iter_mut().collect();
+    let first = warm_up(&mut publisher, &mut refs, 0).await?;
+    tokio::time::timeout(PATIENCE, live.wait_for(|l| *l)).await??;
+
+    let last = first + 100;
+    send_batch(&mut publisher, first, last).await?;
+    for v in &mut viewers {
+        let got = collect_until(v, b'A', last - 1).await;
+        let video = video_markers(&got, first);
+        let audio: Vec<u32> = got
+            .iter()
+            .filter(|r| r.kind == b'A' && r.marker >= first)
+            .map(|r| r.marker)
+            .collect();
+        let expected: Vec<u32> = (first..last).collect();
+        ensure!(video == expected, "video markers {video:?}");
+        ensure!(audio == expected, "audio markers {audio:?}");
+        ensure!(got.iter().any(|r| r.mime.eq_ignore_ascii_case("video/VP8")));
+        ensure!(
+            got.iter()
+                .any(|r| r.mime.eq_ignore_ascii_case("audio/opus"))
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joining_viewers_get_few_keyframe_requests() -> Result<()> {
+    let interval = Duration::from_secs(3);
+    let t = spawn_relay(RelayConfig {
+        keyframe_min_interval: interval,
+        ..RelayConfig::default()
+    })
+    .await?;
+    let session = "s-pli";
+    let mut publisher = TestPublisher::connect(&t, session, VideoCodec::Vp8).await?;
+    publisher.wait_connected().await?;
+    let mut first = TestViewer::connect(&t, session).await?;
+    first.wait_connected().await?;
+    let marker = warm_up(&mut publisher, &mut [&mut first], 0).await?;
+
+    // A late joiner makes the relay ask the publisher for a keyframe.
+    let before = publisher.plis();
+    let started = std::time::Instant::now();
+    let mut late = TestViewer::connect(&t, session).await?;
+    late.wait_connected().await?;
+    let mut marker = marker;
+    for _ in 0..(PATIENCE.as_millis() / 20) {
+        if publisher.plis() > before {
+            break;
+        }
+        publisher.send(marker).await?;
+        marker += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    ensure!(publisher.plis() > before, "no PLI after a viewer joined");
+
+    // Many joiners: the PLIs are coalesced to one per interval (plus one trailing).
+    let joiners = 8;
+    let mut crowd = Vec::new();
+    for _ in 0..joiners {
+        crowd.push(TestViewer::connect(&t, session).await?);
+    }
+    for v in &mut crowd {
+        v.wait_connected().await?;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let elapsed = started.elapsed();
+    let plis = publisher.plis() - before;
+    let bound = (elapsed.as_secs_f64() / interval.as_secs_f64()).ceil() as usize + 1;
+    ensure!(
+        plis >= 1 && plis <= bound,
+        "{plis} PLIs for {} joiners in {elapsed:?} (bound {bound})",
+        joiners + 1
+    );
+    ensure!(plis < joiners, "{plis} PLIs for {joiners} joiners");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_stops_delivery_at_once() -> Result<()> {
+    let t = spawn_relay(RelayConfig::default()).await?;
+    let session = "s-delete";
+    let mut publisher = TestPublisher::connect(&t, session, VideoCodec::Vp8).await?;
+    let mut leaving = TestViewer::connect(&t, session).await?;
+    let mut staying = TestViewer::connect(&t, session).await?;
+    publisher.wait_connected().await?;
+    leaving.wait_connected().await?;
+    staying.wait_connected().await?;
+    let first = warm_up(&mut publisher, &mut [&mut leaving, &mut staying], 0).await?;
+
+    let response = t
+        .http
+        .delete(format!("{}{}", t.base, leaving.location))
+        .bearer_auth(&leaving.token)
+        .send()
+        .await?;
+    ensure!(
+        response.status().is_success(),
+        "DELETE: {}",
+        response.status()
+    );
+    // A second DELETE finds nothing.
+    let again = t
+        .http
+        .delete(format!("{}{}", t.base, leaving.location))
+        .bearer_auth(&leaving.token)
+        .send()
+        .await?;
+    ensure!(again.status() == reqwest::StatusCode::NOT_FOUND);
+
+    leaving.drain();
+    let last = first + 50;
+    send_batch(&mut publisher, first, last).await?;
+    let got = collect_until(&mut staying, b'V', last - 1).await;
+    ensure!(
+        video_markers(&got, first).len() == 50,
+        "the staying viewer lost packets"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let leaked = video_markers(&leaving.drain(), first);
+    ensure!(leaked.is_empty(), "a deleted viewer still got {leaked:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_publisher_replaces_the_old_and_viewers_keep_receiving() -> Result<()> {
+    let t = spawn_relay(RelayConfig::default()).await?;
+    let session = "s-replace";
+    // The viewer comes first: it waits for the expert.
+    let mut viewer = TestViewer::connect(&t, session).await?;
+    ensure!(
+        viewer.publisher_header == "waiting",
+        "header {}",
+        viewer.publisher_header
+    );
+    let mut live = t.relay.publisher_live(session);
+
+    let mut first_pub = TestPublisher::connect(&t, session, VideoCodec::Vp8).await?;
+    first_pub.wait_connected().await?;
+    viewer.wait_connected().await?;
+    let marker = warm_up(&mut first_pub, &mut [&mut viewer], 0).await?;
+    tokio::time::timeout(PATIENCE, live.wait_for(|l| *l)).await??;
+    send_batch(&mut first_pub, marker, marker + 20).await?;
+    let before = collect_until(&mut viewer, b'V', marker + 19).await;
+    let last_seq = before
+        .iter()
+        .rev()
+        .find(|r| r.kind == b'V')
+        .map(|r| r.seq)
+        .unwrap_or_default();
+
+    let mut second_pub = TestPublisher::connect(&t, session, VideoCodec::Vp8).await?;
+    second_pub.wait_connected().await?;
+    // The old publisher's packets no longer reach anyone.
+    send_batch(&mut first_pub, 10_000, 10_010).await?;
+    let marker = warm_up(&mut second_pub, &mut [&mut viewer], 20_000).await?;
+    send_batch(&mut second_pub, marker, marker + 50).await?;
+    let after = collect_until(&mut viewer, b'V', marker + 49).await;
+    ensure!(
+        video_markers(&after, marker) == (marker..marker + 50).collect::<Vec<_>>(),
+        "second publisher's packets missing"
+    );
+    ensure!(
+        !after.iter().any(|r| (10_000..10_010).contains(&r.marker)),
+        "the replaced publisher still reaches viewers"
+    );
+    // Sequence numbers continue across the change (no 2^15 jump).
+    let first_new = after
+        .iter()
+        .find(|r| r.kind == b'V')
+        .map(|r| r.seq)
+        .unwrap_or_default();
+    let gap = first_new.wrapping_sub(last_seq);
+    ensure!(
+        gap > 0 && gap < 1000,
+        "sequence jumped by {gap} across the publisher change"
+    );
+
+    // The publisher leaves: viewers stay, live goes false.
+    let response = t
+        .http
+        .delete(format!("{}{}", t.base, second_pub.location))
+        .bearer_auth(expert(session))
+        .send()
+        .await?;
+    ensure!(response.status().is_success());
+    tokio::time::timeout(PATIENCE, live.wait_for(|l| !*l)).await??;
+    ensure!(viewer.state.borrow().clone() == RTCPeerConnectionState::Connected);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h264_publisher_after_vp8_viewers_switches_the_room_codec() -> Result<()> {
+    let t = spawn_relay(RelayConfig::default()).await?;
+    let session = "s-h264";
+    let mut viewer = TestViewer::connect(&t, session).await?;
+    let mut publisher = TestPublisher::connect(&t, session, VideoCodec::H264).await?;
+    publisher.wait_connected().await?;
+    viewer.wait_connected().await?;
+    let first = warm_up(&mut publisher, &mut [&mut viewer], 0).await?;
+    send_batch(&mut publisher, first, first + 10).await?;
+    let got = collect_until(&mut viewer, b'V', first + 9).await;
+    ensure!(video_markers(&got, first).len() == 10);
+    ensure!(
+        got.iter()
+            .filter(|r| r.kind == b'V')
+            .all(|r| r.mime.eq_ignore_ascii_case("video/H264")),
+        "{got:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_session_closes_every_peer() -> Result<()> {
+    let t = spawn_relay(RelayConfig::default()).await?;
+    let session = "s-end";
+    let mut publisher = TestPublisher::connect(&t, session, VideoCodec::Vp8).await?;
+    let mut viewers = vec![
+        TestViewer::connect(&t, session).await?,
+        TestViewer::connect(&t, session).await?,
+    ];
+    publisher.wait_connected().await?;
+    for v in &mut viewers {
+        v.wait_connected().await?;
+    }
+    let live = t.relay.publisher_live(session);
+
+    t.auth
+        .ended
+        .lock()
+        .expect("lock")
+        .insert(session.to_owned());
+    t.relay.end_session(session).await;
+    ensure!(!*live.borrow(), "still live after end_session");
+    let gone = [
+        RTCPeerConnectionState::Disconnected,
+        RTCPeerConnectionState::Failed,
+        RTCPeerConnectionState::Closed,
+    ];
+    for v in &mut viewers {
+        wait_state(&mut v.state, &gone).await?;
+    }
+    wait_state(&mut publisher.state, &gone).await?;
+
+    // Later requests get what the authorizer says: 410.
+    let err = TestViewer::connect(&t, session)
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    ensure!(err.contains("410"), "WHEP after the end: {err}");
+    Ok(())
+}
