@@ -24,7 +24,8 @@ pub enum SignalingError {
 /// `{"error":{"code":"...","message":"..."}}`. Internal causes are logged, not sent.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ApiError {
-    #[error("{0}")]
+    /// A malformed request: (error code, reason for the client).
+    #[error("{1}")]
     BadRequest(&'static str, String),
     #[error("content type must be {0}")]
     UnsupportedMediaType(&'static str),

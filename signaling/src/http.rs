@@ -174,10 +174,11 @@ async fn patch(
     let pc = relay
         .peer(&session, role, &resource)
         .ok_or(ApiError::ResourceNotFound)?;
-    if let Some(if_match) = headers.get(IF_MATCH) {
-        if if_match != "*" && *if_match != etag(&resource) {
-            return Err(ApiError::PreconditionFailed);
-        }
+    if let Some(if_match) = headers.get(IF_MATCH)
+        && if_match != "*"
+        && *if_match != etag(&resource)
+    {
+        return Err(ApiError::PreconditionFailed);
     }
     let fragment = read_text(body, relay.shared.config.max_sdp_bytes).await?;
     let remote_ufrag = pc
@@ -185,12 +186,12 @@ async fn patch(
         .await
         .and_then(|d| attribute_value(&d.sdp, "ice-ufrag").map(str::to_owned));
     let trickle = parse_fragment(&fragment);
-    if let (Some(new), Some(current)) = (&trickle.ufrag, &remote_ufrag) {
-        if new != current {
-            return Err(ApiError::Unprocessable(
-                "ICE restart is not supported; DELETE this resource and POST a new offer",
-            ));
-        }
+    if let (Some(new), Some(current)) = (&trickle.ufrag, &remote_ufrag)
+        && new != current
+    {
+        return Err(ApiError::Unprocessable(
+            "ICE restart is not supported; DELETE this resource and POST a new offer",
+        ));
     }
     for candidate in trickle.candidates {
         pc.add_ice_candidate(RTCIceCandidateInit {
@@ -239,10 +240,10 @@ async fn options(
         out.insert("accept-patch", HeaderValue::from_static(SDP_FRAGMENT));
     }
     out.insert(ACCESS_CONTROL_EXPOSE_HEADERS, EXPOSED);
-    if let Ok(token) = bearer(&headers) {
-        if relay.authorize(&session, token, Role::Viewer).await.is_ok() {
-            add_links(&relay, response.headers_mut());
-        }
+    if let Ok(token) = bearer(&headers)
+        && relay.authorize(&session, token, Role::Viewer).await.is_ok()
+    {
+        add_links(&relay, response.headers_mut());
     }
     response
 }
@@ -340,14 +341,14 @@ fn parse_fragment(fragment: &str) -> Trickle {
             mid = Some(value.to_owned());
         } else if let Some(value) = line.strip_prefix("a=ice-ufrag:") {
             trickle.ufrag = Some(value.to_owned());
-        } else if let Some(candidate) = line.strip_prefix("a=") {
-            if candidate.starts_with("candidate:") {
-                trickle.candidates.push(Candidate {
-                    line: candidate.to_owned(),
-                    mid: mid.clone(),
-                    mline_index,
-                });
-            }
+        } else if let Some(candidate) = line.strip_prefix("a=")
+            && candidate.starts_with("candidate:")
+        {
+            trickle.candidates.push(Candidate {
+                line: candidate.to_owned(),
+                mid: mid.clone(),
+                mline_index,
+            });
         }
     }
     trickle

@@ -96,11 +96,11 @@ pub(crate) async fn view(
 
 /// Takes viewer `id` out of its room and tears it down in the background.
 fn remove(room: &Weak<Room>, id: &str) {
-    if let Some(room) = room.upgrade() {
-        if let Some(viewer) = room.remove_viewer(id) {
-            tracing::info!(session = %room.session, viewer = %id, "viewer left");
-            tokio::spawn(viewer.teardown());
-        }
+    if let Some(room) = room.upgrade()
+        && let Some(viewer) = room.remove_viewer(id)
+    {
+        tracing::info!(session = %room.session, viewer = %id, "viewer left");
+        tokio::spawn(viewer.teardown());
     }
 }
 

@@ -81,13 +81,11 @@ async fn joining_viewers_get_few_keyframe_requests() -> Result<()> {
     let started = std::time::Instant::now();
     let mut late = TestViewer::connect(&t, session).await?;
     late.wait_connected().await?;
-    let mut marker = marker;
-    for _ in 0..(PATIENCE.as_millis() / 20) {
+    for marker in (marker..).take((PATIENCE.as_millis() / 20) as usize) {
         if publisher.plis() > before {
             break;
         }
         publisher.send(marker).await?;
-        marker += 1;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     ensure!(publisher.plis() > before, "no PLI after a viewer joined");
