@@ -49,6 +49,12 @@ pub struct ServeArgs {
     /// Prefix of every Redis key.
     #[arg(long, env = "ONCOLIVE_REDIS_PREFIX", default_value = "oncolive")]
     pub redis_prefix: String,
+    /// Hours an ended session is kept in Redis before it expires.
+    #[arg(long, env = "ONCOLIVE_RETENTION_HOURS", default_value_t = 168)]
+    pub retention_hours: u64,
+    /// Milliseconds a Redis command may take before the request fails as `unavailable`.
+    #[arg(long, env = "ONCOLIVE_REDIS_TIMEOUT_MS", default_value_t = 2000)]
+    pub redis_timeout_ms: u64,
     /// Events kept per session for clients that resume.
     #[arg(long, env = "ONCOLIVE_HISTORY", default_value_t = 10_000)]
     pub history: usize,

@@ -38,7 +38,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::auth::{Keys, SecretSource};
-use crate::broker::{Broker, MemoryBroker};
+use crate::broker::{Broker, MemoryBroker, RedisBroker, RedisConfig};
 use crate::config::{ServeArgs, Settings};
 use crate::hub::Hub;
 use crate::model::{Moderation, NewSession, SessionId, UserId};
@@ -101,7 +101,18 @@ pub async fn start(
     let (secret, secret_source) =
         auth::load_secret(args.common.secret.as_deref(), &args.common.data_dir)?;
     let broker: Arc<dyn Broker> = match &args.redis {
-        Some(_) => anyhow::bail!("the Redis broker is not part of this build yet"),
+        Some(url) => Arc::new(
+            RedisBroker::connect(RedisConfig {
+                url: url.clone(),
+                prefix: args.redis_prefix.clone(),
+                history: settings.history,
+                retention: Duration::from_secs(args.retention_hours.saturating_mul(3600)),
+                command_timeout: Duration::from_millis(args.redis_timeout_ms.max(100)),
+                ..RedisConfig::default()
+            })
+            .await
+            .context("cannot set up the Redis broker")?,
+        ),
         None => Arc::new(MemoryBroker::new(settings.history)),
     };
     let hub = Arc::new(Hub::new(

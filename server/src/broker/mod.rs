@@ -2,8 +2,10 @@
 //! handlers) works the same whether state lives in this process or in Redis.
 
 mod memory;
+mod redis;
 
 pub use memory::MemoryBroker;
+pub use self::redis::{RedisBroker, RedisConfig};
 
 use std::sync::Arc;
 
