@@ -136,7 +136,7 @@ impl Relay {
         let engine = &self.shared.engine;
         let (resource_id, answer) = match role {
             Role::Publisher => publisher::publish(engine, &room, offer_sdp, offer).await?,
-            Role::Viewer => viewer::view(engine, &room, offer_sdp).await?,
+            Role::Viewer => viewer::view(engine, &room, offer_sdp, offer).await?,
         };
         Ok(Created {
             resource_id,

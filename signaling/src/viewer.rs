@@ -13,13 +13,30 @@ use crate::engine::{self, Engine};
 use crate::error::{ApiError, SignalingError};
 use crate::keyframe::KeyframeSource;
 use crate::room::{Room, Viewer, close_pc};
+use crate::sdp::Offer;
 
 /// Negotiates a viewer and adds it to `room`. Returns the resource id and the answer.
 pub(crate) async fn view(
     engine: &Engine,
     room: &Arc<Room>,
     offer_sdp: String,
+    offer: &Offer,
 ) -> Result<(String, String), ApiError> {
+    let (codec, _) = room.video_codec();
+    // The crate would refuse it too, with a less helpful message.
+    let decodable = offer
+        .video
+        .iter()
+        .any(|c| c.mime_type.eq_ignore_ascii_case(&codec.mime_type));
+    if offer.has_video && !decodable {
+        return Err(ApiError::BadRequest(
+            "unsupported_codec",
+            format!(
+                "the broadcast is {}, which this offer does not include",
+                codec.mime_type
+            ),
+        ));
+    }
     let pc = engine.viewer_peer().await?;
     let id = crate::relay::new_resource_id();
     let (audio_track, video_track) = room.tracks();

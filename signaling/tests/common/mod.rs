@@ -374,6 +374,34 @@ impl TestViewer {
     pub async fn connect(t: &TestRelay, session: &str) -> Result<Self> {
         let mut media = MediaEngine::default();
         media.register_default_codecs()?;
+        Self::connect_with(t, session, media).await
+    }
+
+    /// A viewer whose browser knows only Opus and VP8.
+    pub async fn connect_vp8_only(t: &TestRelay, session: &str) -> Result<Self> {
+        let mut media = MediaEngine::default();
+        for (mime, clock_rate, channels, pt, kind) in [
+            (MIME_TYPE_OPUS, 48_000, 2, 111, RTPCodecType::Audio),
+            (MIME_TYPE_VP8, 90_000, 0, 96, RTPCodecType::Video),
+        ] {
+            media.register_codec(
+                RTCRtpCodecParameters {
+                    capability: RTCRtpCodecCapability {
+                        mime_type: mime.into(),
+                        clock_rate,
+                        channels,
+                        ..Default::default()
+                    },
+                    payload_type: pt,
+                    ..Default::default()
+                },
+                kind,
+            )?;
+        }
+        Self::connect_with(t, session, media).await
+    }
+
+    pub async fn connect_with(t: &TestRelay, session: &str, media: MediaEngine) -> Result<Self> {
         let api = client_api(media)?;
         let pc = Arc::new(api.new_peer_connection(RTCConfiguration::default()).await?);
         let state = state_watch(&pc);
@@ -496,14 +524,20 @@ pub async fn send_batch(publisher: &mut TestPublisher, from: u32, to: u32) -> Re
     Ok(())
 }
 
-/// Collects what a viewer receives until markers up to `last` (of `kind`) arrived or time runs out.
-pub async fn collect_until(viewer: &mut TestViewer, kind: u8, last: u32) -> Vec<Received> {
+/// Collects what a viewer receives until both its video and its audio
+/// reached marker `last` (they arrive on separate tracks, in either order),
+/// or time runs out.
+pub async fn collect_until(viewer: &mut TestViewer, last: u32) -> Vec<Received> {
     let mut got = Vec::new();
+    let (mut video_done, mut audio_done) = (false, false);
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while let Ok(Some(r)) = tokio::time::timeout_at(deadline, viewer.rx.recv()).await {
-        let done = r.kind == kind && r.marker >= last;
+        if r.marker >= last {
+            video_done |= r.kind == b'V';
+            audio_done |= r.kind == b'A';
+        }
         got.push(r);
-        if done {
+        if video_done && audio_done {
             break;
         }
     }
