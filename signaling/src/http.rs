@@ -3,7 +3,7 @@
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{OriginalUri, Path, State};
 use axum::http::header::{
     ACCESS_CONTROL_EXPOSE_HEADERS, ALLOW, AUTHORIZATION, CONTENT_TYPE, ETAG, IF_MATCH, LINK,
     LOCATION,
@@ -51,7 +51,7 @@ pub(crate) fn router(relay: Relay) -> Router {
 async fn post_whip(
     State(relay): State<Relay>,
     Path(session): Path<String>,
-    uri: Uri,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -61,7 +61,7 @@ async fn post_whip(
 async fn post_whep(
     State(relay): State<Relay>,
     Path(session): Path<String>,
-    uri: Uri,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
