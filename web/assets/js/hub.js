@@ -114,10 +114,8 @@ export class Hub {
   open() {
     clearTimeout(this.timer);
     if (this.stopped || this.ws) return;
-    if (navigator.onLine === false) {
-      this.setStatus('offline');
-      return; // the `online` event brings us back
-    }
+    // navigator.onLine is only a hint (it says "offline" on some networks that work, e.g. a
+    // loopback-only or captive LAN), so we always try; it only changes what the user is told.
     this.setStatus(this.everSynced ? 'reconnecting' : 'connecting');
     let ws;
     try {
@@ -199,7 +197,8 @@ export class Hub {
 
   schedule(ms) {
     clearTimeout(this.timer);
-    if (this.status !== 'offline') this.setStatus(this.everSynced ? 'reconnecting' : 'connecting');
+    if (navigator.onLine === false) this.setStatus('offline');
+    else this.setStatus(this.everSynced ? 'reconnecting' : 'connecting');
     this.timer = setTimeout(() => this.open(), ms);
   }
 
@@ -280,7 +279,7 @@ export class Hub {
   request(body) {
     const ws = this.ws;
     if (!ws || ws.readyState !== WebSocket.OPEN || this.status !== 'online') {
-      return Promise.reject(new HubError(navigator.onLine === false ? 'offline' : 'not_connected'));
+      return Promise.reject(new HubError(this.status === 'offline' ? 'offline' : 'not_connected'));
     }
     const req = `r${++this.reqCounter}`;
     return new Promise((resolve, reject) => {

@@ -115,7 +115,7 @@ function updateItem(node, q) {
     node.refs.panelKind = want;
     setChildren(node.refs.panel, want ? buildPanel(q, want) : null);
     show(node.refs.panel, !!want);
-    const first = want && node.refs.panel.querySelector('textarea, select, input');
+    const first = want && node.refs.panel.querySelector(want === 'reject' ? 'button[data-reason]' : 'textarea, select, input');
     if (first) requestAnimationFrame(() => first.focus());
   } else if (want === 'merge') {
     refreshMergeTargets(node.refs.panel, q);

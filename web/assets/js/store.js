@@ -24,6 +24,7 @@ export class SessionStore {
     this.questions = new Map();   // id → question
     this.questionSeq = new Map(); // id → seq of the copy we hold, so an older ack never overwrites a newer event
     this.myVotes = new Set();
+    this.mineIds = new Set();     // ids of this viewer's own questions
     this.loaded = false;
     this.listeners = new Set();
   }
@@ -51,6 +52,8 @@ export class SessionStore {
           this.questionSeq.set(q.id, msg.seq);
         }
         this.myVotes = new Set(msg.my_votes || []);
+        this.mineIds = new Set();
+        for (const q of msg.questions || []) if (this.you && q.author_id === this.you.id) this.mineIds.add(q.id);
         this.loaded = true;
         return this.changed('snapshot');
       case 'session':
@@ -81,14 +84,19 @@ export class SessionStore {
   }
 
   putQuestion(q, seq) {
-    const held = this.questionSeq.get(q.id);
-    if (held !== undefined && seq !== undefined && seq < held) return;
+    const heldSeq = this.questionSeq.get(q.id);
+    if (heldSeq !== undefined && seq !== undefined && seq < heldSeq) return;
+    if (this.you && q.author_id === this.you.id) this.mineIds.add(q.id);
     this.questions.set(q.id, q);
     if (seq !== undefined) this.questionSeq.set(q.id, seq);
   }
 
+  /**
+   * The author's own question once public reaches them as the public copy (no `author_id`),
+   * so "mine" is remembered by id from the snapshot, the ask's ack and author-addressed events.
+   */
   isMine(q) {
-    return !!(this.you && q.author_id && q.author_id === this.you.id);
+    return this.mineIds.has(q.id);
   }
 
   list(filter, order = queueOrder) {

@@ -1,0 +1,84 @@
+// Start the real server binary on 127.0.0.1:0 with a fresh data directory and stop it after.
+// `ONCOLIVE_BIN` picks the binary; `TEST_LOG=1` prints its log.
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test as base, expect } from '@playwright/test';
+
+const BIN = process.env.ONCOLIVE_BIN || '/root/.cache/oncolive-target/debug/oncolive';
+const READY_TIMEOUT_MS = 30_000;
+
+/**
+ * Returns { url, admin_token, session_id, expert_token, moderator_token, links, logs, stop() }.
+ * Extra `args` go to `oncolive serve`.
+ */
+export async function startServer({ args = [], env = {} } = {}) {
+  const dir = await mkdtemp(join(tmpdir(), 'oncolive-e2e-'));
+  const readyFile = join(dir, 'ready.json');
+  const child = spawn(BIN, [
+    'serve', '--listen', '127.0.0.1:0', '--data-dir', dir, '--demo', '--ready-file', readyFile, ...args,
+  ], { stdio: ['ignore', 'pipe', 'pipe'], env: { RUST_LOG: 'warn', ...process.env, ...env } });
+  const logs = [];
+  const keep = (chunk) => {
+    const text = chunk.toString();
+    logs.push(text);
+    if (process.env.TEST_LOG) process.stderr.write(text);
+  };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
+  let exited = null;
+  const exit = new Promise((resolve) => child.on('exit', (code, signal) => { exited = { code, signal }; resolve(exited); }));
+
+  const started = Date.now();
+  let info = null;
+  while (!info) {
+    if (exited) throw new Error(`oncolive exited (${JSON.stringify(exited)}) before it was ready:\n${logs.join('')}`);
+    if (Date.now() - started > READY_TIMEOUT_MS) {
+      child.kill('SIGKILL');
+      throw new Error(`oncolive was not ready after ${READY_TIMEOUT_MS} ms:\n${logs.join('')}`);
+    }
+    try {
+      info = JSON.parse(await readFile(readyFile, 'utf8'));
+    } catch {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  async function stop() {
+    if (!exited) {
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exit;
+      clearTimeout(timer);
+    }
+    await rm(dir, { recursive: true, force: true });
+  }
+
+  return { ...normalize(info), logs, stop };
+}
+
+/** The ready file nests the demo session under `demo`; give tests one flat shape either way. */
+function normalize(info) {
+  const demo = info.demo || {};
+  return {
+    url: info.url,
+    admin_token: info.admin_token,
+    session_id: info.session_id || (demo.session && demo.session.id),
+    expert_token: info.expert_token || (demo.tokens && demo.tokens.expert),
+    moderator_token: info.moderator_token || (demo.tokens && demo.tokens.moderator),
+    links: { host: info.host_link, ...(demo.links || {}), ...(info.links || {}) },
+    raw: info,
+  };
+}
+
+/** `test` with a `server` fixture: one server per worker (workers: 1, so one per run). */
+export const test = base.extend({
+  server: [async ({}, use) => {
+    const server = await startServer();
+    await use(server);
+    await server.stop();
+  }, { scope: 'worker' }],
+});
+
+export { expect };
