@@ -18,6 +18,11 @@ const ANSWER = 'Yes: for people at high risk the yearly dose is small and the be
 
 async function shot(page, name) {
   await mkdir(SHOTS, { recursive: true });
+  // toasts are transient; a sticky header looks odd in a full-page shot taken mid-scroll
+  await page.evaluate(() => {
+    for (const el of document.querySelectorAll('.toast')) el.remove();
+    window.scrollTo(0, 0);
+  });
   await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
 }
 
@@ -67,6 +72,11 @@ test('a session from scheduling to answers, on every screen', async ({ browser, 
   expect(expertLink).toContain('#token=');
   await expect.poll(() => row.locator('img.qr').evaluate((img) => img.naturalWidth)).toBeGreaterThan(0);
   await shot(host, 'host-phone');
+  await row.getByRole('button', { name: 'Print poster' }).click();
+  await host.emulateMedia({ media: 'print' });
+  await expect(host.locator('.print-root .poster')).toBeVisible();
+  await shot(host, 'host-poster-print');
+  await host.emulateMedia({ media: 'screen' });
   const sid = new URL(patientLink).pathname.split('/')[2];
   const video = await relayMounted(request, server.url, sid);
   test.info().annotations.push({ type: 'video', description: video ? 'relay mounted: video checked' : 'relay not mounted: video not checked' });

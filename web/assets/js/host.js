@@ -171,7 +171,7 @@ function linkRow(labelKey, url, name) {
   input.addEventListener('focus', () => input.select());
   return [
     h('dt', { text: t(labelKey) }),
-    h('dd', null, h('div', { class: 'copy-row' }, input,
+    h('dd', null, input, h('div', { class: 'controls' },
       h('button', { class: 'btn small', type: 'button', text: t('host.copy'), onclick: () => copy(url, input) }),
       h('a', { class: 'btn small', href: url, target: '_blank', rel: 'noopener', text: t('host.open') }))),
   ];
