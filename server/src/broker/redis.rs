@@ -164,13 +164,34 @@ impl RedisBroker {
         }
     }
 
+    /// Runs a read, and once more on a fresh connection if the connection had been dropped (as
+    /// it is when Redis restarts while this node is idle). Reads are safe to send twice; writes
+    /// are not, so they go through [`Self::call`] only.
+    async fn read<T, F, Fut>(&self, mut attempt: F) -> Result<T, BrokerError>
+    where
+        F: FnMut(ConnectionManager) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let first =
+            tokio::time::timeout(self.config.command_timeout, attempt(self.conn.clone())).await;
+        match first {
+            Ok(Err(e)) if e.is_connection_dropped() || e.is_io_error() => {
+                self.call(attempt(self.conn.clone())).await
+            }
+            Ok(result) => result.map_err(redis_error),
+            Err(_) => Err(BrokerError::Unavailable(format!(
+                "Redis did not answer within {} ms",
+                self.config.command_timeout.as_millis()
+            ))),
+        }
+    }
+
     async fn load(
         &self,
         id: SessionId,
         viewer: Option<UserId>,
         voters_of: &[QuestionId],
     ) -> Result<Loaded, BrokerError> {
-        let mut conn = self.conn.clone();
         let mut invocation = self.scripts.load.prepare_invoke();
         invocation
             .key(self.keys.meta(id))
@@ -181,7 +202,10 @@ impl RedisBroker {
         for question in voters_of {
             invocation.arg(question);
         }
-        let raw: Option<LoadedRaw> = self.call(invocation.invoke_async(&mut conn)).await?;
+        let invocation = &invocation;
+        let raw: Option<LoadedRaw> = self
+            .read(|mut conn| async move { invocation.invoke_async(&mut conn).await })
+            .await?;
         let (seq, version, next_question, session, questions, voters) =
             raw.ok_or(BrokerError::NoSession)?;
         Ok(Loaded {
@@ -194,7 +218,12 @@ impl RedisBroker {
         })
     }
 
-    async fn vote(&self, id: SessionId, actor: &Actor, command: Command) -> Result<Ack, BrokerError> {
+    async fn vote(
+        &self,
+        id: SessionId,
+        actor: &Actor,
+        command: Command,
+    ) -> Result<Ack, BrokerError> {
         let (question, up) = match command {
             Command::Vote { question } => (question, true),
             Command::Unvote { question } => (question, false),
@@ -222,7 +251,9 @@ impl RedisBroker {
             -1 => Err(BrokerError::NoSession),
             -2 => Err(Refusal::SessionEnded.into()),
             -3 => Err(Refusal::NotFound(question).into()),
-            -4 => Err(Refusal::Conflict(format!("question {question} is not open for votes")).into()),
+            -4 => {
+                Err(Refusal::Conflict(format!("question {question} is not open for votes")).into())
+            }
             head => Ok(Ack {
                 seq: u64::try_from(head).unwrap_or_default(),
                 reply: Reply::Voted(up),
@@ -249,7 +280,12 @@ impl RedisBroker {
             .arg(change.next_question)
             .arg(self.config.retention.as_secs().max(1))
             .arg(change.merge.map(|(q, _)| q.to_string()).unwrap_or_default())
-            .arg(change.merge.map(|(_, into)| into.to_string()).unwrap_or_default())
+            .arg(
+                change
+                    .merge
+                    .map(|(_, into)| into.to_string())
+                    .unwrap_or_default(),
+            )
             .arg(change.records.len());
         for (question, record, state) in &change.records {
             invocation.arg(question).arg(record).arg(*state);
@@ -519,7 +555,12 @@ impl Broker for RedisBroker {
         let mut conn = self.conn.clone();
         // Indexed first: an id whose session was never stored is pruned by `sessions`.
         let _: i64 = self
-            .call(redis::cmd("SADD").arg(self.keys.sessions()).arg(session.id.to_string()).query_async(&mut conn))
+            .call(
+                redis::cmd("SADD")
+                    .arg(self.keys.sessions())
+                    .arg(session.id.to_string())
+                    .query_async(&mut conn),
+            )
             .await?;
         let created: i64 = self
             .call(
@@ -540,9 +581,10 @@ impl Broker for RedisBroker {
     }
 
     async fn session(&self, id: SessionId) -> Result<Option<Session>, BrokerError> {
-        let mut conn = self.conn.clone();
+        let get = redis::cmd("GET").arg(self.keys.session(id)).to_owned();
+        let get = &get;
         let json: Option<String> = self
-            .call(redis::cmd("GET").arg(self.keys.session(id)).query_async(&mut conn))
+            .read(|mut conn| async move { get.query_async(&mut conn).await })
             .await?;
         json.map(|j| serde_json::from_str(&j).map_err(corrupt))
             .transpose()
@@ -550,8 +592,10 @@ impl Broker for RedisBroker {
 
     async fn sessions(&self) -> Result<Vec<Session>, BrokerError> {
         let mut conn = self.conn.clone();
+        let members = redis::cmd("SMEMBERS").arg(self.keys.sessions()).to_owned();
+        let members = &members;
         let ids: Vec<String> = self
-            .call(redis::cmd("SMEMBERS").arg(self.keys.sessions()).query_async(&mut conn))
+            .read(|mut conn| async move { members.query_async(&mut conn).await })
             .await?;
         let ids: Vec<SessionId> = ids.iter().filter_map(|id| id.parse().ok()).collect();
         if ids.is_empty() {
@@ -561,7 +605,10 @@ impl Broker for RedisBroker {
         for id in &ids {
             pipe.cmd("GET").arg(self.keys.session(*id));
         }
-        let found: Vec<Option<String>> = self.call(pipe.query_async(&mut conn)).await?;
+        let pipe = &pipe;
+        let found: Vec<Option<String>> = self
+            .read(|mut conn| async move { pipe.query_async(&mut conn).await })
+            .await?;
         let mut sessions = Vec::with_capacity(ids.len());
         let mut expired = Vec::new();
         for (id, json) in ids.iter().zip(found) {
@@ -574,7 +621,10 @@ impl Broker for RedisBroker {
             // Best effort: a failure only leaves the pruning to the next listing.
             let _ = self
                 .call::<i64>(
-                    redis::cmd("SREM").arg(self.keys.sessions()).arg(&expired).query_async(&mut conn),
+                    redis::cmd("SREM")
+                        .arg(self.keys.sessions())
+                        .arg(&expired)
+                        .query_async(&mut conn),
                 )
                 .await;
         }
@@ -662,7 +712,6 @@ impl Broker for RedisBroker {
     }
 
     async fn replay(&self, id: SessionId, since: u64) -> Result<Replay, BrokerError> {
-        let mut conn = self.conn.clone();
         let mut pipe = redis::pipe();
         pipe.atomic()
             .cmd("HGET")
@@ -672,8 +721,10 @@ impl Broker for RedisBroker {
             .arg(self.keys.events(id))
             .arg(format!("{}-0", since.saturating_add(1)))
             .arg("+");
-        let (head, range): (Option<u64>, StreamRangeReply) =
-            self.call(pipe.query_async(&mut conn)).await?;
+        let pipe = &pipe;
+        let (head, range): (Option<u64>, StreamRangeReply) = self
+            .read(|mut conn| async move { pipe.query_async(&mut conn).await })
+            .await?;
         let head = head.ok_or(BrokerError::NoSession)?;
         if since > head {
             return Ok(Replay::TooOld);
@@ -696,18 +747,26 @@ impl Broker for RedisBroker {
         &self,
         id: SessionId,
     ) -> Result<broadcast::Receiver<Arc<Event>>, BrokerError> {
-        let mut conn = self.conn.clone();
+        let hget = redis::cmd("HGET")
+            .arg(self.keys.meta(id))
+            .arg("seq")
+            .to_owned();
+        let hget = &hget;
         let head: Option<u64> = self
-            .call(redis::cmd("HGET").arg(self.keys.meta(id)).arg("seq").query_async(&mut conn))
+            .read(|mut conn| async move { hget.query_async(&mut conn).await })
             .await?;
         let head = head.ok_or(BrokerError::NoSession)?;
         let (live, new) = self.feeds.subscribe(id, head);
         if let (true, Some(reader)) = (new, self.feeds.reader_client()) {
             // Cut the reader's current wait short so it reads this stream too. If this fails,
             // it still does after at most one block interval.
+            let mut conn = self.conn.clone();
             let _ = self
                 .call::<i64>(
-                    redis::cmd("CLIENT").arg("UNBLOCK").arg(reader).query_async(&mut conn),
+                    redis::cmd("CLIENT")
+                        .arg("UNBLOCK")
+                        .arg(reader)
+                        .query_async(&mut conn),
                 )
                 .await;
         }
@@ -737,9 +796,7 @@ impl Broker for RedisBroker {
 
     async fn ping(&self) -> Result<(), BrokerError> {
         let mut conn = self.conn.clone();
-        let _: String = self
-            .call(redis::cmd("PING").query_async(&mut conn))
-            .await?;
+        let _: String = self.call(redis::cmd("PING").query_async(&mut conn)).await?;
         Ok(())
     }
 }
@@ -751,28 +808,48 @@ mod tests {
 
     #[test]
     fn the_placeholder_seq_splits_every_frame_once() {
-        let frame = Event::encode(SEQ_PLACEHOLDER, Audience::Public, EventBody::QuestionRemoved(3)).frame;
+        let frame = Event::encode(
+            SEQ_PLACEHOLDER,
+            Audience::Public,
+            EventBody::QuestionRemoved(3),
+        )
+        .frame;
         let marker = format!("\"seq\":{SEQ_PLACEHOLDER}");
         assert_eq!(frame.as_str().matches(&marker).count(), 1);
         let (before, after) = frame.as_str().split_once(&marker).unwrap_or_default();
         let rebuilt = format!("{before}\"seq\":17{after}");
-        assert_eq!(rebuilt, Event::encode(17, Audience::Public, EventBody::QuestionRemoved(3)).frame.as_str());
+        assert_eq!(
+            rebuilt,
+            Event::encode(17, Audience::Public, EventBody::QuestionRemoved(3))
+                .frame
+                .as_str()
+        );
     }
 
     #[test]
     fn the_flush_script_writes_votes_frames_as_the_server_encodes_them() {
         // What flush.lua concatenates, for seq 9 and counts {3: 12, 10: 1}.
         let lua = r#"{"type":"votes","seq":9,"votes":[{"id":3,"votes":12},{"id":10,"votes":1}]}"#;
-        let event = Event::encode(9, Audience::Public, EventBody::Votes(vec![(3, 12), (10, 1)]));
+        let event = Event::encode(
+            9,
+            Audience::Public,
+            EventBody::Votes(vec![(3, 12), (10, 1)]),
+        );
         assert_eq!(event.frame.as_str(), lua);
         let parsed: ServerMsg = serde_json::from_str(lua).unwrap_or(ServerMsg::Pong { req: None });
         assert_eq!(
             parsed,
             ServerMsg::Votes {
                 seq: 9,
-                votes: vec![VoteCount { id: 3, votes: 12 }, VoteCount { id: 10, votes: 1 }]
+                votes: vec![
+                    VoteCount { id: 3, votes: 12 },
+                    VoteCount { id: 10, votes: 1 }
+                ]
             }
         );
-        assert_eq!(serde_json::to_string(&Audience::Public).unwrap_or_default(), r#"{"to":"public"}"#);
+        assert_eq!(
+            serde_json::to_string(&Audience::Public).unwrap_or_default(),
+            r#"{"to":"public"}"#
+        );
     }
 }

@@ -205,7 +205,9 @@ impl Reader {
                 .iter()
                 .filter_map(|entry| {
                     decode(entry)
-                        .inspect_err(|e| tracing::error!(session = %id, error = %e, "skipping a bad event"))
+                        .inspect_err(
+                            |e| tracing::error!(session = %id, error = %e, "skipping a bad event"),
+                        )
                         .ok()
                 })
                 .collect();
@@ -222,7 +224,10 @@ impl Reader {
             .client
             .get_multiplexed_async_connection_with_config(&config)
             .await?;
-        let id: u64 = redis::cmd("CLIENT").arg("ID").query_async(&mut conn).await?;
+        let id: u64 = redis::cmd("CLIENT")
+            .arg("ID")
+            .query_async(&mut conn)
+            .await?;
         self.feeds.reader.store(id, Ordering::Relaxed);
         Ok(conn)
     }

@@ -1,0 +1,297 @@
+//! Redis for the tests: a private `redis-server` per test on a free port of 127.0.0.1 with its own
+//! directory, so a test may kill it and start it again on the same data; and real `oncolive`
+//! processes on it, for the multi-node tests.
+//!
+//! `REDIS_URL` points the tests at an existing server instead: then nothing is killed or
+//! restarted, and the fault tests skip. Tests never flush a server: each uses its own key
+//! prefix ([`unique_prefix`]).
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a starting `redis-server` may take to answer PING (AOF replay included).
+const START_WAIT: Duration = Duration::from_secs(15);
+
+pub struct RedisServer {
+    pub url: String,
+    port: u16,
+    /// `None` for a server given by `REDIS_URL`.
+    own: Option<Own>,
+}
+
+struct Own {
+    dir: tempfile::TempDir,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// `REDIS_URL` if set, else a private server with `appendfsync always`.
+    pub fn start() -> RedisServer {
+        match std::env::var("REDIS_URL") {
+            Ok(url) if !url.is_empty() => RedisServer {
+                url,
+                port: 0,
+                own: None,
+            },
+            _ => RedisServer::private(&["--appendfsync", "always"]),
+        }
+    }
+
+    /// A private server whatever `REDIS_URL` says, with extra `redis-server` arguments (later
+    /// ones win, so `["--appendfsync", "everysec"]` works).
+    pub fn private(extra: &[&str]) -> RedisServer {
+        let dir = tempfile::tempdir().expect("tempdir for redis");
+        let mut args: Vec<String> = [
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--daemonize",
+            "no",
+            "--logfile",
+            "redis.log",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(["--dir".to_owned(), dir.path().display().to_string()]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut server = RedisServer {
+            url: String::new(),
+            port: 0,
+            own: Some(Own {
+                dir,
+                args,
+                child: None,
+            }),
+        };
+        let mut last_error = String::new();
+        // A free port can be taken by someone else before redis binds it: try a few.
+        for _ in 0..5 {
+            server.port = free_port();
+            server.url = format!("redis://127.0.0.1:{}", server.port);
+            match server.spawn() {
+                Ok(()) => return server,
+                Err(e) => last_error = e,
+            }
+        }
+        panic!("cannot start redis-server: {last_error}");
+    }
+
+    /// Whether this test owns the server (and so may kill and restart it).
+    pub fn is_private(&self) -> bool {
+        self.own.is_some()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn dir(&self) -> Option<&Path> {
+        self.own.as_ref().map(|o| o.dir.path())
+    }
+
+    fn spawn(&mut self) -> Result<(), String> {
+        let port = self.port;
+        let Some(own) = self.own.as_mut() else {
+            return Ok(());
+        };
+        let binary = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+        let child = Command::new(&binary)
+            .arg("--port")
+            .arg(port.to_string())
+            .args(&own.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("{binary}: {e} (install the redis-server package)"))?;
+        own.child = Some(child);
+        let deadline = Instant::now() + START_WAIT;
+        while Instant::now() < deadline {
+            if let Some(child) = own.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                let log =
+                    std::fs::read_to_string(own.dir.path().join("redis.log")).unwrap_or_default();
+                own.child = None;
+                return Err(format!("redis-server exited with {status}: {log}"));
+            }
+            if ping(port) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err("redis-server did not answer PING in time".into())
+    }
+
+    /// Kills the server with SIGKILL: no shutdown, no final save.
+    pub fn stop(&mut self) {
+        if let Some(child) = self.own.as_mut().and_then(|o| o.child.as_mut()) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(own) = self.own.as_mut() {
+            own.child = None;
+        }
+    }
+
+    /// Starts the server again on the same port and directory, so it reloads its AOF.
+    pub fn restart(&mut self) {
+        assert!(
+            self.is_private(),
+            "cannot restart a server given by REDIS_URL"
+        );
+        self.stop();
+        let mut last = String::new();
+        // The port was just ours; retry briefly in case the kernel has not released it.
+        for _ in 0..20 {
+            match self.spawn() {
+                Ok(()) => return,
+                Err(e) => last = e,
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("cannot restart redis-server: {last}");
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A fresh key prefix, so tests sharing a server never see each other's keys.
+pub fn unique_prefix() -> String {
+    format!("test-{}", uuid::Uuid::now_v7().simple())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn ping(port: u16) -> bool {
+    let Ok(mut conn) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = conn.set_read_timeout(Some(Duration::from_millis(500)));
+    if conn.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 64];
+    matches!(conn.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
+}
+
+/// One `oncolive serve` process on a Redis, as in production.
+pub struct Node {
+    pub url: String,
+    pub admin_token: String,
+    child: Option<Child>,
+    _data: tempfile::TempDir,
+}
+
+/// The token secret every node of a test shares, as nodes of one deployment do.
+pub const SHARED_SECRET: &str = "test-secret-shared-by-all-nodes-0123456789";
+
+impl Node {
+    /// Starts a node and waits until it is listening. `extra` are more `serve` flags.
+    pub fn start(redis_url: &str, prefix: &str, extra: &[&str]) -> Node {
+        let data = tempfile::tempdir().expect("node data dir");
+        let ready: PathBuf = data.path().join("ready.json");
+        let logs = std::env::var_os("TEST_LOG").is_some();
+        let child = Command::new(env!("CARGO_BIN_EXE_oncolive"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--redis", redis_url])
+            .args(["--redis-prefix", prefix])
+            .arg("--data-dir")
+            .arg(data.path())
+            .arg("--ready-file")
+            .arg(&ready)
+            .args([
+                "--asks-per-minute",
+                "100000",
+                "--messages-per-second",
+                "100000",
+            ])
+            .args(["--joins-per-second", "100000"])
+            .args(extra)
+            .env("ONCOLIVE_SECRET", SHARED_SECRET)
+            .env(
+                "RUST_LOG",
+                if logs {
+                    "info,oncolive_server=debug"
+                } else {
+                    "warn"
+                },
+            )
+            .stdin(Stdio::null())
+            .stdout(if logs {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .stderr(if logs {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .spawn()
+            .expect("oncolive starts");
+        let mut node = Node {
+            url: String::new(),
+            admin_token: String::new(),
+            child: Some(child),
+            _data: data,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&ready)
+                && let Ok(info) = serde_json::from_str::<serde_json::Value>(&text)
+            {
+                node.url = info["url"].as_str().expect("url").to_owned();
+                node.admin_token = info["admin_token"].as_str().expect("token").to_owned();
+                return node;
+            }
+            if let Some(Ok(Some(status))) = node.child.as_mut().map(Child::try_wait) {
+                panic!("oncolive exited early with {status}");
+            }
+            assert!(Instant::now() < deadline, "oncolive did not become ready");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: the process gets no chance to close anything.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn ws_url(&self, session: &str, token: &str, since: Option<u64>) -> String {
+        let base = self.url.replacen("http://", "ws://", 1);
+        match since {
+            Some(s) => format!("{base}/api/sessions/{session}/ws?token={token}&since={s}"),
+            None => format!("{base}/api/sessions/{session}/ws?token={token}"),
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,573 @@
+//! The Redis broker through its trait, with two brokers on one Redis standing for two nodes.
+//!
+//! Each test starts its own `redis-server` (or uses `REDIS_URL`; the fault tests then skip).
+
+#[path = "common/redis.rs"]
+mod redis_server;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use oncolive_server::broker::{Broker, BrokerError, Event, RedisBroker, RedisConfig, Replay};
+use oncolive_server::domain::{Actor, Command, Refusal, Reply};
+use oncolive_server::model::{
+    Moderation, NewSession, QuestionStatus, Role, SessionId, SessionState,
+};
+use redis_server::{RedisServer, unique_prefix};
+use serde_json::Value;
+use time::OffsetDateTime;
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+fn config(redis: &RedisServer, prefix: &str) -> RedisConfig {
+    RedisConfig {
+        url: redis.url.clone(),
+        prefix: prefix.to_owned(),
+        ..RedisConfig::default()
+    }
+}
+
+async fn broker(config: RedisConfig) -> Arc<RedisBroker> {
+    Arc::new(RedisBroker::connect(config).await.expect("broker connects"))
+}
+
+/// Two brokers ("nodes") on one fresh prefix.
+async fn two_nodes(redis: &RedisServer) -> (Arc<RedisBroker>, Arc<RedisBroker>) {
+    let prefix = unique_prefix();
+    (
+        broker(config(redis, &prefix)).await,
+        broker(config(redis, &prefix)).await,
+    )
+}
+
+fn actor(role: Role) -> Actor {
+    Actor {
+        id: Uuid::now_v7(),
+        role,
+        name: Some(format!("{role:?}")),
+    }
+}
+
+async fn live_session(broker: &RedisBroker, moderation: Moderation) -> SessionId {
+    let now = OffsetDateTime::now_utc();
+    let session = NewSession {
+        title: "Breast cancer screening".into(),
+        topic: String::new(),
+        expert_name: "Dr. Li".into(),
+        scheduled_start: now,
+        moderation,
+    }
+    .into_session(Uuid::now_v7(), now);
+    let id = session.id;
+    broker.create_session(session).await.expect("create");
+    broker
+        .apply(
+            id,
+            &actor(Role::Admin),
+            Command::SetState {
+                state: SessionState::Live,
+            },
+        )
+        .await
+        .expect("go live");
+    id
+}
+
+async fn ask(broker: &RedisBroker, id: SessionId, patient: &Actor, text: &str) -> u64 {
+    let ack = broker
+        .apply(id, patient, Command::Ask { text: text.into() })
+        .await
+        .expect("ask");
+    match ack.reply {
+        Reply::Question(q) => q.id,
+        other => panic!("unexpected reply {other:?}"),
+    }
+}
+
+/// Receives events until `head`, asserting they come in order with no gap.
+async fn events_until(
+    rx: &mut broadcast::Receiver<Arc<Event>>,
+    after: u64,
+    head: u64,
+) -> Vec<Arc<Event>> {
+    let mut seen = Vec::new();
+    let mut last = after;
+    while last < head {
+        let event = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no event after {last} (waiting for {head})"))
+            .expect("receiver open");
+        assert_eq!(event.seq, last + 1, "events out of order or with a gap");
+        last = event.seq;
+        seen.push(event);
+    }
+    seen
+}
+
+fn frame(event: &Event) -> Value {
+    serde_json::from_str(event.frame.as_str()).expect("frame is JSON")
+}
+
+#[tokio::test]
+async fn events_of_both_nodes_form_one_contiguous_order() {
+    let redis = RedisServer::start();
+    let (a, b) = two_nodes(&redis).await;
+    let id = live_session(&a, Moderation::Post).await;
+    let mut rx_a = a.subscribe(id).await.expect("subscribe a");
+    let mut rx_b = b.subscribe(id).await.expect("subscribe b");
+    let head = a.replay(id, 0).await.expect("replay");
+    let Replay::Events { head: start, .. } = head else {
+        panic!("history reaches back to 0");
+    };
+    let asks = (0..40).map(|i| {
+        let node = if i % 2 == 0 { a.clone() } else { b.clone() };
+        async move {
+            let patient = actor(Role::Patient);
+            ask(&node, id, &patient, &format!("question {i}")).await
+        }
+    });
+    let mut ids = join_all(asks).await;
+    ids.sort_unstable();
+    assert_eq!(
+        ids,
+        (1..=40).collect::<Vec<_>>(),
+        "question ids are unique and dense"
+    );
+    let on_a = events_until(&mut rx_a, start, start + 40).await;
+    let on_b = events_until(&mut rx_b, start, start + 40).await;
+    let frames_a: Vec<_> = on_a.iter().map(|e| e.frame.as_str().to_owned()).collect();
+    let frames_b: Vec<_> = on_b.iter().map(|e| e.frame.as_str().to_owned()).collect();
+    assert_eq!(frames_a, frames_b, "both nodes see the same log");
+    for (i, event) in on_a.iter().enumerate() {
+        assert_eq!(frame(event)["seq"], start + 1 + i as u64);
+    }
+}
+
+#[tokio::test]
+async fn a_question_is_approved_once_when_two_moderators_race() {
+    let redis = RedisServer::start();
+    let (a, b) = two_nodes(&redis).await;
+    let id = live_session(&a, Moderation::Pre).await;
+    for round in 0..10 {
+        let q = ask(&a, id, &actor(Role::Patient), &format!("q{round}")).await;
+        let approve = Command::Approve {
+            question: q,
+            text: None,
+        };
+        let (m1, m2) = (actor(Role::Moderator), actor(Role::Moderator));
+        let (ra, rb) = tokio::join!(a.apply(id, &m1, approve.clone()), b.apply(id, &m2, approve),);
+        let ok = [&ra, &rb].iter().filter(|r| r.is_ok()).count();
+        assert_eq!(
+            ok,
+            1,
+            "exactly one approval wins: {:?} / {:?}",
+            ra.err(),
+            rb.err()
+        );
+        for r in [ra, rb] {
+            if let Err(e) = r {
+                assert!(
+                    matches!(e, BrokerError::Refused(Refusal::Conflict(_))),
+                    "{e}"
+                );
+            }
+        }
+    }
+    let view = b
+        .view(id, Role::Moderator, Uuid::now_v7())
+        .await
+        .expect("view");
+    assert!(
+        view.questions
+            .iter()
+            .all(|q| q.status == QuestionStatus::Approved)
+    );
+}
+
+#[tokio::test]
+async fn votes_count_once_and_are_flushed_once() {
+    let redis = RedisServer::start();
+    let (a, b) = two_nodes(&redis).await;
+    let id = live_session(&a, Moderation::Post).await;
+    let q = ask(
+        &a,
+        id,
+        &actor(Role::Patient),
+        "Is HPV vaccination useful after 26?",
+    )
+    .await;
+    let mut rx = b.subscribe(id).await.expect("subscribe");
+    let patients: Vec<Actor> = (0..30).map(|_| actor(Role::Patient)).collect();
+    // Every patient votes twice, once through each node, all at once.
+    let votes = patients.iter().flat_map(|p| {
+        [a.clone(), b.clone()]
+            .map(|node| async move { node.apply(id, p, Command::Vote { question: q }).await })
+    });
+    for result in join_all(votes).await {
+        let ack = result.expect("vote");
+        assert!(matches!(ack.reply, Reply::Voted(true)));
+    }
+    // Both nodes flush at once: the changes go out in one event.
+    let (fa, fb) = tokio::join!(a.flush_votes(id), b.flush_votes(id));
+    fa.expect("flush a");
+    fb.expect("flush b");
+    let event = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("a votes event")
+        .expect("open");
+    assert_eq!(
+        frame(&event)["votes"],
+        serde_json::json!([{ "id": q, "votes": 30 }])
+    );
+    a.flush_votes(id).await.expect("flush");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1500), rx.recv())
+            .await
+            .is_err(),
+        "nothing more to flush"
+    );
+    let view = a
+        .view(id, Role::Patient, patients[0].id)
+        .await
+        .expect("view");
+    assert_eq!(view.questions[0].votes, 30);
+    assert_eq!(view.my_votes, vec![q]);
+    let stranger = a
+        .view(id, Role::Patient, Uuid::now_v7())
+        .await
+        .expect("view");
+    assert!(stranger.my_votes.is_empty());
+
+    // Unvote twice counts once; a missing question is not found.
+    for _ in 0..2 {
+        b.apply(id, &patients[0], Command::Unvote { question: q })
+            .await
+            .expect("unvote");
+    }
+    let missing = a
+        .apply(id, &patients[0], Command::Vote { question: 999 })
+        .await;
+    assert!(matches!(
+        missing,
+        Err(BrokerError::Refused(Refusal::NotFound(999)))
+    ));
+    let forbidden = a
+        .apply(id, &actor(Role::Moderator), Command::Vote { question: q })
+        .await;
+    assert!(matches!(
+        forbidden,
+        Err(BrokerError::Refused(Refusal::Forbidden(_)))
+    ));
+    let view = b
+        .view(id, Role::Moderator, Uuid::now_v7())
+        .await
+        .expect("view");
+    assert_eq!(view.questions[0].votes, 29);
+}
+
+#[tokio::test]
+async fn merge_moves_voters_and_counts_a_double_voter_once() {
+    let redis = RedisServer::start();
+    let (a, b) = two_nodes(&redis).await;
+    let id = live_session(&a, Moderation::Post).await;
+    let (p1, p2, p3) = (
+        actor(Role::Patient),
+        actor(Role::Patient),
+        actor(Role::Patient),
+    );
+    let target = ask(&a, id, &p1, "Does smoking cause bladder cancer?").await;
+    let dup = ask(&a, id, &p2, "Is bladder cancer linked to smoking?").await;
+    for p in [&p1, &p2] {
+        a.apply(id, p, Command::Vote { question: target })
+            .await
+            .expect("vote");
+    }
+    for p in [&p1, &p3] {
+        b.apply(id, p, Command::Vote { question: dup })
+            .await
+            .expect("vote");
+    }
+    let ack = b
+        .apply(
+            id,
+            &actor(Role::Moderator),
+            Command::Merge {
+                question: dup,
+                into: target,
+            },
+        )
+        .await
+        .expect("merge");
+    let Reply::Question(merged) = ack.reply else {
+        panic!("merge replies with the question");
+    };
+    assert_eq!(merged.status, QuestionStatus::Merged);
+    let view = a.view(id, Role::Patient, p3.id).await.expect("view");
+    let by_id = |q| view.questions.iter().find(|x| x.id == q).expect("question");
+    assert_eq!(by_id(target).votes, 3);
+    assert_eq!(by_id(dup).votes, 0);
+    assert_eq!(
+        view.my_votes,
+        vec![target],
+        "p3's vote moved with the merge"
+    );
+    // A vote on the merged question is refused; taking it back there is a no-op conflict.
+    let refused = a.apply(id, &p3, Command::Vote { question: dup }).await;
+    assert!(matches!(
+        refused,
+        Err(BrokerError::Refused(Refusal::Conflict(_)))
+    ));
+}
+
+#[tokio::test]
+async fn subscribe_delivers_every_event_stored_after_it_returns() {
+    let redis = RedisServer::start();
+    let (a, b) = two_nodes(&redis).await;
+    let patient = actor(Role::Patient);
+    for _ in 0..15 {
+        // A fresh session each time: the reader on `b` must pick up a new stream at once.
+        let id = live_session(&a, Moderation::Post).await;
+        let mut rx = b.subscribe(id).await.expect("subscribe");
+        let started = std::time::Instant::now();
+        let q = ask(&a, id, &patient, "Is this lump worth a biopsy?").await;
+        let event = tokio::time::timeout(Duration::from_secs(3), rx.recv())
+            .await
+            .expect("the event arrives")
+            .expect("open");
+        assert_eq!(frame(&event)["question"]["id"], q);
+        assert!(
+            started.elapsed() < Duration::from_millis(900),
+            "slow: {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[tokio::test]
+async fn replay_resumes_on_another_node_and_knows_what_history_lost() {
+    let redis = RedisServer::start();
+    let prefix = unique_prefix();
+    let small = RedisConfig {
+        history: 5,
+        ..config(&redis, &prefix)
+    };
+    let a = broker(small.clone()).await;
+    let b = broker(small).await;
+    let id = live_session(&a, Moderation::Post).await;
+    let patient = actor(Role::Patient);
+    for i in 0..300 {
+        ask(&a, id, &patient, &format!("q{i}")).await;
+    }
+    let Replay::Events { head, .. } = b.replay(id, 298).await.expect("replay") else {
+        panic!("the last events are kept");
+    };
+    assert_eq!(head, 301);
+    let Replay::Events { events, .. } = b.replay(id, head - 3).await.expect("replay") else {
+        panic!("the last events are kept");
+    };
+    assert_eq!(
+        events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![299, 300, 301]
+    );
+    assert!(matches!(
+        b.replay(id, 1).await.expect("replay"),
+        Replay::TooOld
+    ));
+    assert!(matches!(
+        b.replay(id, head + 1).await.expect("replay"),
+        Replay::TooOld
+    ));
+    assert!(matches!(
+        b.replay(id, head).await.expect("replay"),
+        Replay::Events { events, .. } if events.is_empty()
+    ));
+    assert!(matches!(
+        b.replay(Uuid::now_v7(), 0).await,
+        Err(BrokerError::NoSession)
+    ));
+}
+
+#[tokio::test]
+async fn viewers_add_up_over_nodes_and_a_silent_node_stops_counting() {
+    let redis = RedisServer::start();
+    let prefix = unique_prefix();
+    let short = RedisConfig {
+        presence_ttl: Duration::from_secs(1),
+        ..config(&redis, &prefix)
+    };
+    let broker = broker(short).await;
+    let id = live_session(&broker, Moderation::Pre).await;
+    let (n1, n2) = (Uuid::now_v7(), Uuid::now_v7());
+    assert_eq!(broker.report_viewers(id, n1, 3).await.expect("report"), 3);
+    assert_eq!(broker.report_viewers(id, n2, 4).await.expect("report"), 7);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        broker.report_viewers(id, n1, 3).await.expect("report"),
+        3,
+        "n2 went silent"
+    );
+    assert_eq!(
+        broker.report_viewers(id, n1, 0).await.expect("report"),
+        0,
+        "n1 left"
+    );
+}
+
+#[tokio::test]
+async fn ended_sessions_expire_after_the_retention() {
+    let redis = RedisServer::start();
+    let prefix = unique_prefix();
+    let short = RedisConfig {
+        retention: Duration::from_secs(1),
+        ..config(&redis, &prefix)
+    };
+    let broker = broker(short).await;
+    let id = live_session(&broker, Moderation::Post).await;
+    let p = actor(Role::Patient);
+    let q = ask(&broker, id, &p, "How long is chemotherapy?").await;
+    broker
+        .apply(id, &p, Command::Vote { question: q })
+        .await
+        .expect("vote");
+    let kept = live_session(&broker, Moderation::Post).await;
+    broker
+        .apply(
+            id,
+            &actor(Role::Expert),
+            Command::SetState {
+                state: SessionState::Ended,
+            },
+        )
+        .await
+        .expect("end");
+    let refused = broker.apply(id, &p, Command::Unvote { question: q }).await;
+    assert!(matches!(
+        refused,
+        Err(BrokerError::Refused(Refusal::SessionEnded))
+    ));
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert!(broker.session(id).await.expect("read").is_none());
+    let listed: Vec<_> = broker
+        .sessions()
+        .await
+        .expect("list")
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(listed, vec![kept]);
+    let client = redis::Client::open(redis.url.as_str()).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("conn");
+    let left: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:{{{id}}}:*"))
+        .query_async(&mut conn)
+        .await
+        .expect("keys");
+    assert!(left.is_empty(), "keys left after the retention: {left:?}");
+}
+
+#[tokio::test]
+async fn redis_down_means_unavailable_and_the_reader_recovers_by_itself() {
+    let mut redis = RedisServer::start();
+    if !redis.is_private() {
+        eprintln!("skipped: REDIS_URL is set, the test cannot stop that server");
+        return;
+    }
+    let (a, b) = two_nodes(&redis).await;
+    let id = live_session(&a, Moderation::Post).await;
+    let patient = actor(Role::Patient);
+    let mut rx = b.subscribe(id).await.expect("subscribe");
+    ask(&a, id, &patient, "before").await;
+    let first = events_until(&mut rx, 1, 2).await;
+    assert_eq!(first.len(), 1);
+
+    redis.stop();
+    let started = std::time::Instant::now();
+    let down = a
+        .apply(
+            id,
+            &patient,
+            Command::Ask {
+                text: "during".into(),
+            },
+        )
+        .await;
+    assert!(
+        matches!(down, Err(BrokerError::Unavailable(_))),
+        "{:?}",
+        down.err()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "failed fast: {:?}",
+        started.elapsed()
+    );
+    assert!(matches!(a.ping().await, Err(BrokerError::Unavailable(_))));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    redis.restart();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let seq = loop {
+        match a
+            .apply(
+                id,
+                &patient,
+                Command::Ask {
+                    text: "after".into(),
+                },
+            )
+            .await
+        {
+            Ok(ack) => break ack.seq,
+            Err(BrokerError::Unavailable(_)) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("not recovered: {e}"),
+        }
+    };
+    assert_eq!(seq, 3, "the refused ask stored nothing");
+    let after = events_until(&mut rx, 2, 3).await;
+    assert_eq!(frame(&after[0])["question"]["text"], "after");
+}
+
+#[tokio::test]
+async fn acknowledged_questions_survive_a_redis_restart_with_aof() {
+    let mut redis = RedisServer::start();
+    if !redis.is_private() {
+        eprintln!("skipped: REDIS_URL is set, the test cannot restart that server");
+        return;
+    }
+    let (a, b) = two_nodes(&redis).await;
+    let id = live_session(&a, Moderation::Pre).await;
+    let asks = (0..50).map(|i| {
+        let node = if i % 2 == 0 { a.clone() } else { b.clone() };
+        async move {
+            let patient = actor(Role::Patient);
+            ask(&node, id, &patient, &format!("survivor {i}")).await
+        }
+    });
+    let acked: HashSet<u64> = join_all(asks).await.into_iter().collect();
+    redis.stop();
+    redis.restart();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let view = loop {
+        match b.view(id, Role::Moderator, Uuid::now_v7()).await {
+            Ok(view) => break view,
+            Err(BrokerError::Unavailable(_)) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let stored: HashSet<u64> = view.questions.iter().map(|q| q.id).collect();
+    assert_eq!(stored, acked);
+    assert_eq!(view.seq, 51);
+    let Replay::Events { events, .. } = a.replay(id, 0).await.expect("replay") else {
+        panic!("history kept");
+    };
+    assert_eq!(events.len(), 51);
+}
