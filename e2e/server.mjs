@@ -72,6 +72,20 @@ function normalize(info) {
   };
 }
 
+/** Create a fresh session through the API (as the host page does); returns { session, links, tokens }. */
+export async function createSession(server, fields = {}) {
+  const res = await fetch(`${server.url}/api/sessions`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${server.admin_token}` },
+    body: JSON.stringify({
+      title: 'Test session', topic: '', expert_name: 'Dr. Test',
+      scheduled_start: new Date(Date.now() + 3600_000).toISOString(), moderation: 'pre', ...fields,
+    }),
+  });
+  if (res.status !== 201) throw new Error(`create session: ${res.status} ${await res.text()}`);
+  return res.json();
+}
+
 /** `test` with a `server` fixture: one server per worker (workers: 1, so one per run). */
 export const test = base.extend({
   server: [async ({}, use) => {

@@ -18,6 +18,41 @@ function waitForIce(pc) {
   });
 }
 
+/**
+ * STUN/TURN servers the relay hands out in `Link: <turn:…>; rel="ice-server"; username=…;
+ * credential=…` headers (RFC 9725 §4.6). They must be known before gathering, so they are asked
+ * for once with `OPTIONS` and reused; without them the direct path is tried alone.
+ */
+const iceCache = new Map();
+async function iceServers(url, token) {
+  if (iceCache.has(url)) return iceCache.get(url);
+  let servers = [];
+  try {
+    const res = await fetch(url, { method: 'OPTIONS', headers: { Authorization: `Bearer ${token}` }, cache: 'no-store' });
+    servers = parseIceLinks(res.headers.get('Link') || '');
+  } catch { /* no relay reachable yet: the POST will tell */ }
+  iceCache.set(url, servers);
+  return servers;
+}
+
+export function parseIceLinks(header) {
+  const out = [];
+  const re = /<([^>]+)>((?:\s*;\s*[\w-]+\s*=\s*(?:"[^"]*"|[^;,]*))*)/g;
+  let m;
+  while ((m = re.exec(header))) {
+    const params = {};
+    const pre = /;\s*([\w-]+)\s*=\s*(?:"([^"]*)"|([^;,]*))/g;
+    let p;
+    while ((p = pre.exec(m[2]))) params[p[1].toLowerCase()] = p[2] !== undefined ? p[2] : p[3].trim();
+    if (params.rel !== 'ice-server') continue;
+    const server = { urls: m[1] };
+    if (params.username) server.username = params.username;
+    if (params.credential) server.credential = params.credential;
+    out.push(server);
+  }
+  return out;
+}
+
 export class VideoError extends Error {
   constructor(status, message) {
     super(message);
@@ -109,8 +144,10 @@ export class Viewer {
     this.setState('idle');
   }
 
+  /** Retry now, unless a connection is up (a connected viewer gets the picture by itself). */
   kick() {
     if (this.stopped || this.state === 'playing') return;
+    if (this.pc && (this.pc.connectionState === 'connected' || this.pc.connectionState === 'connecting')) return;
     this.attempt = 0;
     this.connect();
   }
@@ -141,7 +178,10 @@ export class Viewer {
     if (this.stopped) return;
     const gen = ++this.generation;
     if (this.state !== 'waiting' && this.state !== 'stalled') this.setState('connecting');
-    const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
+    const url = `/api/sessions/${encodeURIComponent(this.sessionId)}/whep`;
+    const ice = await iceServers(url, this.token);
+    if (gen !== this.generation || this.stopped) return;
+    const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', iceServers: ice });
     this.pc = pc;
     pc.addTransceiver('video', { direction: 'recvonly' });
     pc.addTransceiver('audio', { direction: 'recvonly' });
@@ -157,7 +197,7 @@ export class Viewer {
     };
     let result;
     try {
-      result = await exchange(pc, `/api/sessions/${encodeURIComponent(this.sessionId)}/whep`, this.token);
+      result = await exchange(pc, url, this.token);
     } catch (err) {
       if (gen !== this.generation) return;
       // 404/409/503 from a relay that has no publisher or is not there yet: wait and retry
@@ -195,7 +235,11 @@ export class Viewer {
     }
   }
 
-  /** Frames flowing means currentTime moves; if it stops, the publisher left or the path died. */
+  /**
+   * Frames flowing means currentTime moves. When they stop while the connection is up, the
+   * expert has left (or not come yet): the relay keeps this viewer attached and the picture
+   * comes back by itself, so we only wait. A connection that does not come up is retried.
+   */
   watch() {
     const now = Date.now();
     const t = this.video.currentTime;
@@ -206,10 +250,13 @@ export class Viewer {
       return;
     }
     if (!this.stuckSince) this.stuckSince = now;
-    const limit = this.state === 'playing' ? 6000 : 10000;
-    if (now - this.stuckSince > limit) {
-      this.retryLater(this.state === 'playing' ? 'stalled' : 'waiting');
+    const connection = this.pc ? this.pc.connectionState : 'closed';
+    if (connection === 'connected') {
+      if (now - this.stuckSince > 4000 && this.state !== 'waiting') this.setState('waiting');
+      return;
     }
+    const limit = connection === 'disconnected' ? 8000 : 15000;
+    if (now - this.stuckSince > limit) this.retryLater(this.state === 'playing' ? 'stalled' : 'waiting');
   }
 }
 
@@ -252,7 +299,10 @@ export class Publisher {
     if (!this.wanted) return;
     const gen = ++this.generation;
     this.setState(this.attempt ? 'reconnecting' : 'connecting');
-    const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
+    const url = `/api/sessions/${encodeURIComponent(this.sessionId)}/whip`;
+    const ice = await iceServers(url, this.token);
+    if (gen !== this.generation || !this.wanted) return;
+    const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', iceServers: ice });
     this.pc = pc;
     for (const track of this.stream.getTracks()) {
       pc.addTransceiver(track, { direction: 'sendonly', streams: [this.stream] });
@@ -267,7 +317,7 @@ export class Publisher {
       }
     };
     try {
-      const result = await exchange(pc, `/api/sessions/${encodeURIComponent(this.sessionId)}/whip`, this.token);
+      const result = await exchange(pc, url, this.token);
       if (gen !== this.generation) {
         release(result.location, this.token);
         return;

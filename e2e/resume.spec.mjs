@@ -1,0 +1,70 @@
+// The WebSocket client's reconnect rules (docs/protocol.md, "Close codes" and "Reconnect
+// rules"), driven by closing the patient's socket from the "server" side with Playwright's
+// WebSocket routing, while the real server keeps running.
+import { test, expect, createSession } from './server.mjs';
+
+const PHONE = { viewport: { width: 360, height: 640 }, isMobile: true, hasTouch: true };
+
+test('a dropped socket resumes with since and catches up; 1000 stays closed', async ({ browser, server }) => {
+  const { session, links } = await createSession(server, { title: 'Resume test' });
+  const mod = await (await browser.newContext()).newPage();
+  await mod.goto(links.moderator);
+  await expect(mod.locator('#console')).toBeVisible();
+
+  const ctx = await browser.newContext({ ...PHONE, locale: 'en-US' });
+  const page = await ctx.newPage();
+  const sockets = [];
+  await page.routeWebSocket(/\/api\/sessions\/[^/]+\/ws/, (ws) => {
+    const upstream = ws.connectToServer();
+    sockets.push({ url: new URL(ws.url()), ws, upstream });
+  });
+  await page.goto(links.patient);
+  await page.click('#join-btn');
+  await expect(page.locator('#conn')).toHaveAttribute('data-state', 'online');
+  expect(sockets).toHaveLength(1);
+  expect(sockets[0].url.searchParams.get('since')).toBeNull();
+
+  await page.fill('#ask-text', 'Does radiotherapy make you radioactive?');
+  await page.click('#ask-btn');
+  await expect(page.locator('#mine .q')).toContainText('Waiting for review');
+
+  // 4008 (flood): wait at least ten seconds before reconnecting. Meanwhile the moderator acts.
+  const dropped = Date.now();
+  await sockets[0].ws.close({ code: 4008, reason: 'flood' });
+  await sockets[0].upstream.close();
+  // ("offline" in a loopback-only namespace, where Chromium's navigator.onLine is false)
+  await expect(page.locator('#conn')).toHaveAttribute('data-state', /^(reconnecting|offline)$/);
+  await expect(page.locator('#banner')).toBeVisible();
+  await expect(page.locator('#ask-btn')).toBeDisabled();
+  await mod.locator('#list .q').getByRole('button', { name: 'Approve' }).click();
+  await expect(mod.locator('#stat-approved')).toHaveText('1');
+
+  await expect.poll(() => sockets.length, { timeout: 20_000 }).toBe(2);
+  expect(Date.now() - dropped).toBeGreaterThanOrEqual(10_000);
+  const since = Number(sockets[1].url.searchParams.get('since'));
+  expect(since).toBeGreaterThan(0);
+  await expect(page.locator('#conn')).toHaveAttribute('data-state', 'online');
+  await expect(page.locator('#mine .q')).toContainText('Approved');
+  await expect(page.locator('#queue .q')).toHaveCount(1);
+  await expect(page.locator('#banner')).toBeHidden();
+
+  // 4000 (too slow): reconnect at once.
+  const t0 = Date.now();
+  await sockets[1].ws.close({ code: 4000, reason: 'too slow' });
+  await sockets[1].upstream.close();
+  await expect.poll(() => sockets.length, { timeout: 5_000 }).toBe(3);
+  expect(Date.now() - t0).toBeLessThan(2_000);
+  await expect(page.locator('#conn')).toHaveAttribute('data-state', 'online');
+  expect(Number(sockets[2].url.searchParams.get('since'))).toBeGreaterThanOrEqual(since);
+
+  // 1000 (normal closure): do nothing until asked.
+  await sockets[2].ws.close({ code: 1000 });
+  await sockets[2].upstream.close();
+  await expect(page.locator('#conn')).toHaveAttribute('data-state', 'closed');
+  await page.waitForTimeout(2_000);
+  expect(sockets).toHaveLength(3);
+  await page.locator('#banner').getByRole('button', { name: 'Retry now' }).click();
+  await expect(page.locator('#conn')).toHaveAttribute('data-state', 'online');
+  expect(sockets).toHaveLength(4);
+  await ctx.close();
+});
