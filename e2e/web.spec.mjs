@@ -128,6 +128,9 @@ test('a session from scheduling to answers, on every screen', async ({ browser, 
     await expectMovingVideo(zh, '#video');
     await expectMovingVideo(en, '#video');
     await expect(en.locator('#unmute')).toBeVisible();
+    await en.click('#unmute');
+    await expect(en.locator('#unmute')).toBeHidden();
+    expect(await en.$eval('#video', (v) => v.muted)).toBe(false);
   }
   await expect(expert.locator('#stat-viewers')).toHaveText(/^[3-9]$/, { timeout: 10_000 });
 
@@ -269,3 +272,34 @@ async function expectNoHorizontalScroll(page) {
   const { scroll, client } = await page.evaluate(() => ({ scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth }));
   expect(scroll, `${page.url()} scrolls sideways`).toBeLessThanOrEqual(client);
 }
+
+test('the patient page on a slow mobile link: bytes and first paint', async ({ browser, server }) => {
+  const ctx = await browser.newContext({ ...PHONE, locale: 'zh-CN' });
+  const page = await ctx.newPage();
+  const cdp = await ctx.newCDPSession(page);
+  await cdp.send('Network.enable');
+  // roughly a weak 3G link: 300 ms round trips, 400 kbit/s down, 150 kbit/s up
+  await cdp.send('Network.emulateNetworkConditions', {
+    offline: false, latency: 300, downloadThroughput: (400 * 1024) / 8, uploadThroughput: (150 * 1024) / 8,
+  });
+  await page.goto(`${server.url}/s/${server.session_id}`);
+  await expect(page.locator('#join-btn')).toHaveText('进入直播');
+  const result = await page.evaluate(() => {
+    const paint = {};
+    for (const e of performance.getEntriesByType('paint')) paint[e.name] = Math.round(e.startTime);
+    let jsCss = 0;
+    let all = 0;
+    for (const r of performance.getEntriesByType('resource')) {
+      all += r.transferSize;
+      if (/\.(js|css)$/.test(new URL(r.name).pathname)) jsCss += r.transferSize;
+    }
+    const nav = performance.getEntriesByType('navigation')[0];
+    return { ...paint, jsCssTransferBytes: jsCss, totalTransferBytes: all + (nav ? nav.transferSize : 0) };
+  });
+  await mkdir(join(ROOT, 'artifacts'), { recursive: true });
+  await writeFile(join(ROOT, 'artifacts', 'paint-timing-slow3g.json'), JSON.stringify(result, null, 2));
+  console.log('slow link (300 ms RTT, 400 kbit/s):', JSON.stringify(result));
+  expect(result.jsCssTransferBytes).toBeLessThan(100 * 1024);
+  expect(result['first-contentful-paint']).toBeLessThan(4000);
+  await ctx.close();
+});

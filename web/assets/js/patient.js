@@ -92,8 +92,7 @@ $('#join-form').addEventListener('submit', async (e) => {
   show(error, false);
   try {
     await join(name);
-    // The tap is a user gesture: sound may start without a second tap.
-    startLive({ withSound: true });
+    startLive();
   } catch (err) {
     let key = 'error.generic';
     if (err.status === 0) key = 'error.network';
@@ -115,10 +114,10 @@ async function join(name) {
   return identity;
 }
 
-function startLive({ withSound = false } = {}) {
+function startLive() {
   showOnly('live');
   const video = $('#video');
-  if (withSound) video.muted = false;
+  // Always start muted (a waiting room is not the place for sudden sound); one tap unmutes.
   viewer = new Viewer({
     sessionId: sid, token: identity.token, video,
     onState: (s) => { videoState = s; renderStage(); },
