@@ -156,6 +156,7 @@ export default {
   'pub.live': 'Broadcasting.',
   'pub.reconnecting': 'Video connection lost. Retrying…',
   'pub.error': 'The video service refused this link.',
+  'pub.unreachable': 'The video service is not reachable. Retrying…',
 
   'modr.title': 'Moderation',
   'modr.queue': 'Approved',

@@ -153,6 +153,7 @@ export default {
   'pub.live': '正在推流。',
   'pub.reconnecting': '视频连接中断，正在重试…',
   'pub.error': '视频服务拒绝了此链接。',
+  'pub.unreachable': '无法连接视频服务，正在重试…',
 
   'modr.title': '问题审核',
   'modr.queue': '已通过',

@@ -132,6 +132,14 @@ $('#btn-end').addEventListener('click', async () => {
   render();
 });
 
+// Closing the tab by mistake would cut the broadcast: ask first.
+window.addEventListener('beforeunload', (e) => {
+  if (publisher && publisher.wanted) {
+    e.preventDefault();
+    e.returnValue = '';
+  }
+});
+
 // ---- answering ----
 
 const answerText = $('#answer-text');
@@ -223,7 +231,10 @@ function renderAll() {
   $('#btn-end').disabled = ended;
 
   let status = mediaError ? t(mediaError) : t(`pub.${pubState}`);
-  if (pubState === 'reconnecting' && publisher.lastError && publisher.lastError.status) status += ` (${publisher.lastError.status})`;
+  const err = publisher.lastError;
+  if (pubState === 'reconnecting' && err) {
+    status = [0, 404, 502, 503, 504].includes(err.status) ? t('pub.unreachable') : `${status} (${err.status})`;
+  }
   setText($('#pub-status'), status);
   setText($('#state-line'), t(`state.${s.state}`));
 

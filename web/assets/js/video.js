@@ -201,7 +201,8 @@ export class Viewer {
     } catch (err) {
       if (gen !== this.generation) return;
       // 404/409/503 from a relay that has no publisher or is not there yet: wait and retry
-      return this.retryLater(err.status === 401 || err.status === 403 || err.status === 410 ? 'error' : 'waiting');
+      // 400 (e.g. unsupported_codec), 401, 403, 410 will not change by retrying soon
+      return this.retryLater([400, 401, 403, 410].includes(err.status) ? 'error' : 'waiting');
     }
     if (gen !== this.generation) {
       release(result.location, this.token);
