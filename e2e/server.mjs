@@ -1,7 +1,8 @@
 // Start the real server binary on 127.0.0.1:0 with a fresh data directory and stop it after.
 // `ONCOLIVE_BIN` picks the binary; `TEST_LOG=1` prints its log.
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { access, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { constants } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test as base, expect } from '@playwright/test';
@@ -9,11 +10,26 @@ import { test as base, expect } from '@playwright/test';
 const BIN = process.env.ONCOLIVE_BIN || '/root/.cache/oncolive-target/debug/oncolive';
 const READY_TIMEOUT_MS = 30_000;
 
+/** Cargo replaces the binary while it links; a test started then waits instead of failing. */
+async function waitForBinary(limitMs = 300_000) {
+  const started = Date.now();
+  for (;;) {
+    try {
+      await access(BIN, constants.X_OK);
+      return;
+    } catch {
+      if (Date.now() - started > limitMs) throw new Error(`no server binary at ${BIN} (set ONCOLIVE_BIN)`);
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+}
+
 /**
  * Returns { url, admin_token, session_id, expert_token, moderator_token, links, logs, stop() }.
  * Extra `args` go to `oncolive serve`.
  */
 export async function startServer({ args = [], env = {} } = {}) {
+  await waitForBinary();
   const dir = await mkdtemp(join(tmpdir(), 'oncolive-e2e-'));
   const readyFile = join(dir, 'ready.json');
   const child = spawn(BIN, [

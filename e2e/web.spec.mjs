@@ -241,7 +241,10 @@ test('a session from scheduling to answers, on every screen', async ({ browser, 
   await list.goto(`${server.url}/`);
   await expect(list.locator('.session-card', { hasText: 'Breast cancer after 60' })).toContainText('Live now');
   await shot(list, 'index-phone');
-  for (const p of [host, expert, mod, zh, en, list]) await expectNoHorizontalScroll(p);
+  for (const p of [host, expert, mod, zh, en, list]) {
+    await expectNoHorizontalScroll(p);
+    await expectBigTapTargets(p);
+  }
 
   // ---- ending ----
   expert.once('dialog', (d) => d.accept());
@@ -266,6 +269,21 @@ async function paintTimes(page) {
     if (nav) out.domContentLoaded = Math.round(nav.domContentLoadedEventEnd);
     return out;
   });
+}
+
+/** Every visible button, link and field is at least 44 px high (wide, for buttons). */
+async function expectBigTapTargets(page) {
+  const small = await page.evaluate(() => {
+    const out = [];
+    for (const el of document.querySelectorAll('button, a, input, select, textarea, summary')) {
+      // a radio or checkbox is tapped through its label
+      const r = (el.closest('label') || el).getBoundingClientRect();
+      if (r.width === 0 || r.height === 0 || el.closest('.print-root')) continue;
+      if (r.height < 44 || (el.tagName !== 'A' && r.width < 44)) out.push(`${el.tagName}#${el.id}.${el.className} ${Math.round(r.width)}x${Math.round(r.height)} "${(el.textContent || el.value || '').trim().slice(0, 20)}"`);
+    }
+    return out;
+  });
+  expect(small, `${page.url()} has small tap targets`).toEqual([]);
 }
 
 async function expectNoHorizontalScroll(page) {
