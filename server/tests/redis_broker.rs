@@ -571,3 +571,29 @@ async fn acknowledged_questions_survive_a_redis_restart_with_aof() {
     };
     assert_eq!(events.len(), 51);
 }
+
+#[tokio::test]
+async fn long_unicode_edits_are_stored() {
+    let redis = RedisServer::start();
+    let (a, _b) = two_nodes(&redis).await;
+    let id = live_session(&a, Moderation::Post).await;
+    let q = ask(&a, id, &actor(Role::Patient), "first").await;
+    let text = "长".repeat(480);
+    for i in 0..20 {
+        let ack = tokio::time::timeout(
+            Duration::from_secs(5),
+            a.apply(
+                id,
+                &actor(Role::Moderator),
+                Command::Edit {
+                    question: q,
+                    text: format!("{text}{i}"),
+                },
+            ),
+        )
+        .await
+        .expect("edit in time")
+        .expect("edit");
+        assert_eq!(ack.seq, 3 + i);
+    }
+}

@@ -726,7 +726,9 @@ impl Broker for RedisBroker {
             .read(|mut conn| async move { pipe.query_async(&mut conn).await })
             .await?;
         let head = head.ok_or(BrokerError::NoSession)?;
-        if since > head {
+        // The stream is trimmed approximately (whole macro nodes, cheaper), so it may hold more
+        // than `history` events; resuming is promised for the last `history` only, as in memory.
+        if since > head || head - since > self.config.history.max(1) as u64 {
             return Ok(Replay::TooOld);
         }
         let events: Vec<Arc<Event>> = range
