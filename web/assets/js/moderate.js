@@ -287,7 +287,9 @@ function renderAll() {
   if (!staff || !staff.store.session) return;
   const { store } = staff;
   const s = store.session;
-  document.title = `${t('modr.title')} · ${s.title}`;
+  const pending = store.count('pending');
+  // the count in the tab title tells a moderator in another tab that questions are waiting
+  document.title = `${pending ? `(${pending}) ` : ''}${t('modr.title')} · ${s.title}`;
   setText($('#s-title'), s.title);
   setText($('#s-sub'), `${t('session.expert', { name: s.expert_name })} · ${s.moderation === 'post' ? t('mod.post') : t('mod.pre')}`);
   setText($('#s-state'), t(`state.${s.state}`));

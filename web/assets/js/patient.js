@@ -126,7 +126,11 @@ function startLive() {
     sessionId: sid,
     token: identity.token,
     onMessage: (msg) => store.apply(msg),
-    onStatus: (s) => { conn.set(s); render(); },
+    onStatus: (s) => {
+      conn.set(s);
+      if (s === 'gone') fail('empty', 'error.notFound', 'error.notFoundDetail');
+      render();
+    },
     // A patient token lives 30 days; if it still expires, a new identity is the only way back in.
     onExpired: async () => {
       try {
