@@ -56,7 +56,8 @@ fn require_admin(claims: &Claims) -> Result<(), ApiError> {
 
 /// Parses a JSON body ourselves so a bad one gets our error format.
 fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
 #[derive(Serialize)]
@@ -98,7 +99,10 @@ pub fn links_for(app: &AppState, id: SessionId) -> (Links, Tokens) {
 
 pub fn admin_link(app: &AppState) -> (String, String) {
     let (_, token) = app.keys.issue(Role::Admin, None, None, ADMIN_TTL);
-    (format!("{}/host#token={token}", app.settings.public_url), token)
+    (
+        format!("{}/host#token={token}", app.settings.public_url),
+        token,
+    )
 }
 
 pub async fn create_session(app: &AppState, new: NewSession) -> Result<Created, ApiError> {
@@ -233,7 +237,9 @@ async fn set_state(
         .apply(id, &claims.actor(), Command::SetState { state: body.state })
         .await?;
     let Reply::Session(session) = ack.reply else {
-        return Err(ApiError::Internal("set_state replied without a session".into()));
+        return Err(ApiError::Internal(
+            "set_state replied without a session".into(),
+        ));
     };
     if session.state == SessionState::Ended {
         app.session_ended(id).await;
@@ -247,8 +253,8 @@ async fn qr(
 ) -> Result<impl IntoResponse, ApiError> {
     find(&app, id).await?;
     let link = format!("{}/s/{id}", app.settings.public_url);
-    let code = qrcode::QrCode::new(link.as_bytes())
-        .map_err(|e| ApiError::Internal(format!("qr: {e}")))?;
+    let code =
+        qrcode::QrCode::new(link.as_bytes()).map_err(|e| ApiError::Internal(format!("qr: {e}")))?;
     let svg = code
         .render::<qrcode::render::svg::Color<'_>>()
         .min_dimensions(256, 256)

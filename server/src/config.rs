@@ -9,7 +9,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::model::Role;
 
 #[derive(Debug, Parser)]
-#[command(name = "oncolive", version, about = "Live expert Q&A and video for cancer hospitals")]
+#[command(
+    name = "oncolive",
+    version,
+    about = "Live expert Q&A and video for cancer hospitals"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

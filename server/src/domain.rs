@@ -26,17 +26,45 @@ pub struct Actor {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Command {
-    Ask { text: String },
-    Vote { question: QuestionId },
-    Unvote { question: QuestionId },
-    Approve { question: QuestionId, text: Option<String> },
-    Reject { question: QuestionId, reason: String },
-    Edit { question: QuestionId, text: String },
-    Merge { question: QuestionId, into: QuestionId },
-    Pin { question: QuestionId, pinned: bool },
-    Answering { question: QuestionId },
-    Answered { question: QuestionId, answer: Option<String> },
-    SetState { state: SessionState },
+    Ask {
+        text: String,
+    },
+    Vote {
+        question: QuestionId,
+    },
+    Unvote {
+        question: QuestionId,
+    },
+    Approve {
+        question: QuestionId,
+        text: Option<String>,
+    },
+    Reject {
+        question: QuestionId,
+        reason: String,
+    },
+    Edit {
+        question: QuestionId,
+        text: String,
+    },
+    Merge {
+        question: QuestionId,
+        into: QuestionId,
+    },
+    Pin {
+        question: QuestionId,
+        pinned: bool,
+    },
+    Answering {
+        question: QuestionId,
+    },
+    Answered {
+        question: QuestionId,
+        answer: Option<String>,
+    },
+    SetState {
+        state: SessionState,
+    },
 }
 
 impl Command {
@@ -80,7 +108,9 @@ pub enum Refusal {
 pub enum Audience {
     Public,
     /// Moderators, the expert, admins, and the question's author if there is one.
-    Staff { author: Option<UserId> },
+    Staff {
+        author: Option<UserId>,
+    },
 }
 
 impl Audience {
@@ -156,10 +186,9 @@ impl SessionData {
         now: OffsetDateTime,
     ) -> Result<Applied, Refusal> {
         if !command.allowed_for(actor.role) {
-            return Err(Refusal::Forbidden(format!(
-                "a {:?} may not do this",
-                actor.role
-            ).to_lowercase()));
+            return Err(Refusal::Forbidden(
+                format!("a {:?} may not do this", actor.role).to_lowercase(),
+            ));
         }
         if self.session.state == SessionState::Ended {
             return Err(Refusal::SessionEnded);
@@ -300,7 +329,8 @@ impl SessionData {
     }
 
     fn reject(&mut self, id: QuestionId, reason: &str) -> Result<Applied, Refusal> {
-        let reason = checked_text("reason", reason, 1, MAX_REASON_CHARS).map_err(Refusal::Invalid)?;
+        let reason =
+            checked_text("reason", reason, 1, MAX_REASON_CHARS).map_err(Refusal::Invalid)?;
         let q = &mut self.record(id)?.question;
         if !matches!(q.status, QuestionStatus::Pending | QuestionStatus::Approved) {
             return Err(conflict(q, "reject"));
@@ -324,7 +354,9 @@ impl SessionData {
 
     fn merge(&mut self, id: QuestionId, into: QuestionId) -> Result<Applied, Refusal> {
         if id == into {
-            return Err(Refusal::Invalid("a question cannot be merged into itself".into()));
+            return Err(Refusal::Invalid(
+                "a question cannot be merged into itself".into(),
+            ));
         }
         let target = self.record(into)?;
         if !target.question.status.takes_votes() {
@@ -389,7 +421,10 @@ impl SessionData {
             .transpose()?
             .filter(|a| !a.is_empty());
         let q = &mut self.record(id)?.question;
-        if !matches!(q.status, QuestionStatus::Approved | QuestionStatus::Answering) {
+        if !matches!(
+            q.status,
+            QuestionStatus::Approved | QuestionStatus::Answering
+        ) {
             return Err(conflict(q, "mark answered"));
         }
         q.status = QuestionStatus::Answered;
@@ -401,9 +436,9 @@ impl SessionData {
     fn set_state(&mut self, state: SessionState, now: OffsetDateTime) -> Result<Applied, Refusal> {
         let current = self.session.state;
         if !current.can_become(state) {
-            return Err(Refusal::Conflict(format!(
-                "a session cannot go from {current:?} to {state:?}"
-            ).to_lowercase()));
+            return Err(Refusal::Conflict(
+                format!("a session cannot go from {current:?} to {state:?}").to_lowercase(),
+            ));
         }
         self.session.state = state;
         match state {
@@ -507,7 +542,15 @@ mod tests {
             d.apply(p, Command::Vote { question: a }, now).unwrap();
         }
         d.apply(&p1, Command::Vote { question: b }, now).unwrap();
-        d.apply(&m, Command::Merge { question: b, into: a }, now).unwrap();
+        d.apply(
+            &m,
+            Command::Merge {
+                question: b,
+                into: a,
+            },
+            now,
+        )
+        .unwrap();
         assert_eq!(d.question(a).unwrap().votes, 2);
         assert_eq!(d.question(b).unwrap().status, QuestionStatus::Merged);
     }
@@ -529,7 +572,10 @@ mod tests {
             )
             .unwrap();
         assert_eq!(applied.events.len(), 2);
-        assert_eq!(applied.events[0], (Audience::Public, EventBody::QuestionRemoved(id)));
+        assert_eq!(
+            applied.events[0],
+            (Audience::Public, EventBody::QuestionRemoved(id))
+        );
         assert!(matches!(applied.events[1].0, Audience::Staff { author: Some(a) } if a == p.id));
     }
 
@@ -539,7 +585,14 @@ mod tests {
         let mut d = data(Moderation::Pre);
         let p = actor(Role::Patient);
         let id = ask(&mut d, &p, "q");
-        let refused = d.apply(&p, Command::Approve { question: id, text: None }, now);
+        let refused = d.apply(
+            &p,
+            Command::Approve {
+                question: id,
+                text: None,
+            },
+            now,
+        );
         assert!(matches!(refused, Err(Refusal::Forbidden(_))));
         let refused = d.apply(&actor(Role::Expert), Command::Ask { text: "x".into() }, now);
         assert!(matches!(refused, Err(Refusal::Forbidden(_))));
@@ -553,8 +606,10 @@ mod tests {
         let e = actor(Role::Expert);
         let a = ask(&mut d, &p, "a");
         let b = ask(&mut d, &p, "b");
-        d.apply(&e, Command::Answering { question: a }, now).unwrap();
-        d.apply(&e, Command::Answering { question: b }, now).unwrap();
+        d.apply(&e, Command::Answering { question: a }, now)
+            .unwrap();
+        d.apply(&e, Command::Answering { question: b }, now)
+            .unwrap();
         assert_eq!(d.question(a).unwrap().status, QuestionStatus::Approved);
         assert_eq!(d.question(b).unwrap().status, QuestionStatus::Answering);
     }

@@ -233,7 +233,11 @@ impl Pump {
 
     async fn report_viewers(&mut self) {
         let local = self.local.upgrade().map_or(0, |c| c.local_connections());
-        match self.broker.report_viewers(self.session, self.node, local).await {
+        match self
+            .broker
+            .report_viewers(self.session, self.node, local)
+            .await
+        {
             Ok(total) if total != self.viewers.swap(total, Ordering::Relaxed) => {
                 let msg = ServerMsg::Viewers {
                     seq: self.last.unwrap_or(0),

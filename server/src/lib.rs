@@ -139,6 +139,10 @@ pub async fn start(
     };
     spawn_housekeeping(app.clone());
     let router = router(app.clone());
+    // Small real-time messages must not wait for Nagle's algorithm.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let task = tokio::spawn(async move {
         axum::serve(
             listener,
@@ -185,7 +189,10 @@ pub fn router(app: AppState) -> Router {
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
         ),
-        (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+        (
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ),
         (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
         (
             HeaderName::from_static("permissions-policy"),
@@ -199,10 +206,12 @@ pub fn router(app: AppState) -> Router {
     router
         .layer(CompressionLayer::new())
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
-            // The path only: query strings may carry tokens.
-            tracing::debug_span!("http", method = %req.method(), path = %req.uri().path())
-        }))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                // The path only: query strings may carry tokens.
+                tracing::debug_span!("http", method = %req.method(), path = %req.uri().path())
+            }),
+        )
 }
 
 /// What `--ready-file` receives, for tests and scripts.

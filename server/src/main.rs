@@ -26,8 +26,16 @@ fn token(args: TokenArgs) -> anyhow::Result<()> {
     let ttl = args
         .ttl_hours
         .map(|h| std::time::Duration::from_secs(h * 3600))
-        .unwrap_or(if role == Role::Admin { ADMIN_TTL } else { SESSION_TTL });
-    let session = if role == Role::Admin { None } else { args.session };
+        .unwrap_or(if role == Role::Admin {
+            ADMIN_TTL
+        } else {
+            SESSION_TTL
+        });
+    let session = if role == Role::Admin {
+        None
+    } else {
+        args.session
+    };
     let (_, token) = Keys::new(&secret).issue(role, session, None, ttl);
     println!("{token}");
     Ok(())
@@ -36,7 +44,10 @@ fn token(args: TokenArgs) -> anyhow::Result<()> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     if args.log_json {
-        tracing_subscriber::fmt().json().with_env_filter(filter).init();
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init();
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
@@ -62,7 +73,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         println!("  expert:        {}", created.links.expert);
         println!("  moderator:     {}", created.links.moderator);
         println!("  patient:       {}", created.links.patient);
-        println!("  hub socket:    {url}/api/sessions/{}/ws?token=…\n", created.session.id);
+        println!(
+            "  hub socket:    {url}/api/sessions/{}/ws?token=…\n",
+            created.session.id
+        );
         Some(created)
     } else {
         println!("OncoLive listening on {url} (admin page: {host_link})");

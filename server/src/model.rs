@@ -55,7 +55,10 @@ pub enum SessionState {
 impl SessionState {
     pub fn can_become(self, next: SessionState) -> bool {
         use SessionState::*;
-        matches!((self, next), (Scheduled, Live) | (Scheduled, Ended) | (Live, Ended))
+        matches!(
+            (self, next),
+            (Scheduled, Live) | (Scheduled, Ended) | (Live, Ended)
+        )
     }
 }
 
@@ -164,7 +167,6 @@ pub struct Question {
 }
 
 impl Question {
-
     /// The view anyone may see: no author id, no rejection reason.
     pub fn public_view(&self) -> Question {
         Question {

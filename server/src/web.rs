@@ -20,11 +20,26 @@ base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/", get(|h: HeaderMap| async move { file("index.html", &h) }))
-        .route("/host", get(|h: HeaderMap| async move { file("host.html", &h) }))
-        .route("/s/{id}", get(|h: HeaderMap| async move { file("patient.html", &h) }))
-        .route("/s/{id}/expert", get(|h: HeaderMap| async move { file("expert.html", &h) }))
-        .route("/s/{id}/moderate", get(|h: HeaderMap| async move { file("moderate.html", &h) }))
+        .route(
+            "/",
+            get(|h: HeaderMap| async move { file("index.html", &h) }),
+        )
+        .route(
+            "/host",
+            get(|h: HeaderMap| async move { file("host.html", &h) }),
+        )
+        .route(
+            "/s/{id}",
+            get(|h: HeaderMap| async move { file("patient.html", &h) }),
+        )
+        .route(
+            "/s/{id}/expert",
+            get(|h: HeaderMap| async move { file("expert.html", &h) }),
+        )
+        .route(
+            "/s/{id}/moderate",
+            get(|h: HeaderMap| async move { file("moderate.html", &h) }),
+        )
         .route("/assets/{*path}", get(asset))
 }
 

@@ -74,7 +74,9 @@ pub async fn upgrade(
             async move {
                 let _permit = permit;
                 m::connections().increment(1.0);
-                Connection::new(app, session, claims).run(socket, since).await;
+                Connection::new(app, session, claims)
+                    .run(socket, since)
+                    .await;
                 m::connections().decrement(1.0);
             }
             .instrument(span)
@@ -99,7 +101,8 @@ struct Connection {
 
 impl Connection {
     fn new(app: AppState, session: SessionId, claims: Claims) -> Self {
-        let per_second = NonZeroU32::new(app.settings.messages_per_second).unwrap_or(NonZeroU32::MIN);
+        let per_second =
+            NonZeroU32::new(app.settings.messages_per_second).unwrap_or(NonZeroU32::MIN);
         let burst = per_second.saturating_mul(NonZeroU32::new(2).unwrap_or(NonZeroU32::MIN));
         Connection {
             actor: claims.actor(),
@@ -131,7 +134,23 @@ impl Connection {
             reason: Utf8Bytes::from_static(stop.reason()),
         };
         // A client too slow to read a close frame is not waited for.
-        let _ = timeout(Duration::from_secs(1), sink.send(Message::Close(Some(frame)))).await;
+        let _ = timeout(
+            Duration::from_secs(1),
+            sink.send(Message::Close(Some(frame))),
+        )
+        .await;
+        // Read what the client still sends until it answers the close, so that unread bytes
+        // do not make the kernel reset the connection before the close frame arrives.
+        if stop != CloseCode::TooSlow {
+            let _ = timeout(Duration::from_secs(2), async {
+                while let Some(Ok(msg)) = stream.next().await {
+                    if matches!(msg, Message::Close(_)) {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
     }
 
     /// Sends the first message: a resume with the missed events, or a snapshot.
@@ -266,7 +285,11 @@ impl Connection {
         let text = match msg {
             Message::Text(text) => text,
             Message::Binary(_) => {
-                let err = ServerMsg::error(None, ErrorCode::BadRequest, "binary frames are not used; send JSON text");
+                let err = ServerMsg::error(
+                    None,
+                    ErrorCode::BadRequest,
+                    "binary frames are not used; send JSON text",
+                );
                 return self.reply(sink, &err).await;
             }
             Message::Close(_) => return Err(CloseCode::Normal),
@@ -290,14 +313,21 @@ impl Connection {
             let err = ServerMsg::error(
                 request_id(text.as_str()),
                 ErrorCode::TooLarge,
-                format!("messages are limited to {MAX_MESSAGE_BYTES} bytes, got {}", text.len()),
+                format!(
+                    "messages are limited to {MAX_MESSAGE_BYTES} bytes, got {}",
+                    text.len()
+                ),
             );
             return self.reply(sink, &err).await;
         }
         let (req, command) = match serde_json::from_str::<ClientMsg>(text.as_str()) {
             Ok(msg) => msg.into_parts(),
             Err(e) => {
-                let err = ServerMsg::error(request_id(text.as_str()), ErrorCode::BadRequest, e.to_string());
+                let err = ServerMsg::error(
+                    request_id(text.as_str()),
+                    ErrorCode::BadRequest,
+                    e.to_string(),
+                );
                 return self.reply(sink, &err).await;
             }
         };
@@ -310,8 +340,7 @@ impl Connection {
     }
 
     async fn execute(&mut self, req: Option<String>, command: Command) -> ServerMsg {
-        if matches!(command, Command::Ask { .. })
-            && self.actor.role == crate::model::Role::Patient
+        if matches!(command, Command::Ask { .. }) && self.actor.role == crate::model::Role::Patient
         {
             if let Err(not_until) = self.app.limits.asks.check_key(&self.actor.id) {
                 let wait = not_until.wait_time_from(governor::clock::Clock::now(
@@ -331,7 +360,12 @@ impl Connection {
             }
         }
         let is_ask = matches!(command, Command::Ask { .. });
-        match self.app.broker.apply(self.session, &self.actor, command).await {
+        match self
+            .app
+            .broker
+            .apply(self.session, &self.actor, command)
+            .await
+        {
             Ok(ack) => {
                 if is_ask {
                     m::questions("submitted").increment(1);
@@ -387,8 +421,11 @@ impl Connection {
     ) -> Result<(), Stop> {
         match timeout(SEND_TIMEOUT, sink.send(msg)).await {
             Ok(Ok(())) => Ok(()),
+            // tungstenite refuses writes once MAX_WRITE_BUFFER bytes wait for a socket that
+            // is not draining: the same verdict as a timeout. Other errors mean the socket is gone.
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "send failed");
+                m::slow_disconnects().increment(1);
                 Err(CloseCode::TooSlow)
             }
             Err(_) => {
@@ -419,7 +456,9 @@ pub fn broker_error(req: Option<String>, e: &BrokerError) -> ServerMsg {
         BrokerError::Internal(_) => ErrorCode::Internal,
     };
     let message = match e {
-        BrokerError::Unavailable(_) => "temporarily unavailable, nothing was stored; try again".to_owned(),
+        BrokerError::Unavailable(_) => {
+            "temporarily unavailable, nothing was stored; try again".to_owned()
+        }
         BrokerError::Internal(detail) => {
             tracing::error!(%detail, "broker failed");
             "internal error, nothing was stored".to_owned()
@@ -441,7 +480,10 @@ fn request_id(text: &str) -> Option<String> {
 
 fn read_error(e: &axum::Error) -> CloseCode {
     let text = e.to_string();
-    if text.contains("Space limit exceeded") || text.contains("too long") || text.contains("Capacity") {
+    if text.contains("Space limit exceeded")
+        || text.contains("too long")
+        || text.contains("Capacity")
+    {
         CloseCode::TooBig
     } else {
         CloseCode::Normal

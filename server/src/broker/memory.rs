@@ -39,7 +39,12 @@ struct MemState {
 }
 
 impl MemState {
-    fn append(&mut self, events: Vec<Arc<Event>>, history: usize, live: &broadcast::Sender<Arc<Event>>) {
+    fn append(
+        &mut self,
+        events: Vec<Arc<Event>>,
+        history: usize,
+        live: &broadcast::Sender<Arc<Event>>,
+    ) {
         for event in events {
             self.head = event.seq;
             if self.log.len() == history {
@@ -124,7 +129,9 @@ impl Broker for MemoryBroker {
     ) -> Result<Ack, BrokerError> {
         let session = self.get(id)?;
         let mut state = lock(&session.state);
-        let applied = state.data.apply(actor, command, OffsetDateTime::now_utc())?;
+        let applied = state
+            .data
+            .apply(actor, command, OffsetDateTime::now_utc())?;
         let mut seq = state.head;
         let events = applied
             .events

@@ -4,8 +4,8 @@
 mod memory;
 mod redis;
 
-pub use memory::MemoryBroker;
 pub use self::redis::{RedisBroker, RedisConfig};
+pub use memory::MemoryBroker;
 
 use std::sync::Arc;
 
@@ -108,26 +108,40 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Applies a command atomically and appends its events to the session's log. Returns only
     /// after both are stored.
-    async fn apply(&self, id: SessionId, actor: &Actor, command: Command)
-    -> Result<Ack, BrokerError>;
+    async fn apply(
+        &self,
+        id: SessionId,
+        actor: &Actor,
+        command: Command,
+    ) -> Result<Ack, BrokerError>;
 
     /// Appends one `votes` event with the counts changed since the last flush, if any. Safe to
     /// call from several nodes at once: each change is flushed once.
     async fn flush_votes(&self, id: SessionId) -> Result<(), BrokerError>;
 
-    async fn view(&self, id: SessionId, role: Role, viewer: UserId)
-    -> Result<SessionView, BrokerError>;
+    async fn view(
+        &self,
+        id: SessionId,
+        role: Role,
+        viewer: UserId,
+    ) -> Result<SessionView, BrokerError>;
 
     /// The events after `since`, for a client resuming.
     async fn replay(&self, id: SessionId, since: u64) -> Result<Replay, BrokerError>;
 
     /// Live events of a session, in log order. A receiver that lags catches up with `replay`.
-    async fn subscribe(&self, id: SessionId)
-    -> Result<broadcast::Receiver<Arc<Event>>, BrokerError>;
+    async fn subscribe(
+        &self,
+        id: SessionId,
+    ) -> Result<broadcast::Receiver<Arc<Event>>, BrokerError>;
 
     /// Records how many clients `node` has in a session and returns the total over live nodes.
-    async fn report_viewers(&self, id: SessionId, node: Uuid, count: u64)
-    -> Result<u64, BrokerError>;
+    async fn report_viewers(
+        &self,
+        id: SessionId,
+        node: Uuid,
+        count: u64,
+    ) -> Result<u64, BrokerError>;
 
     /// Whether storage answers (for `/readyz`).
     async fn ping(&self) -> Result<(), BrokerError>;
