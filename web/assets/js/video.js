@@ -115,7 +115,7 @@ export class Viewer {
     this.watchdog = null;
     this.attempt = 0;
     this.stopped = true;
-    this.lastTime = -1;
+    this.lastFrames = -1;
     this.stuckSince = 0;
     this.generation = 0;
     this.onUnload = () => this.teardown();
@@ -210,7 +210,7 @@ export class Viewer {
     }
     this.resource = result.location;
     if (result.publisher === 'waiting') this.setState('waiting');
-    this.lastTime = -1;
+    this.lastFrames = -1;
     this.stuckSince = Date.now();
     this.watchdog = setInterval(() => this.watch(), 2000);
   }
@@ -237,26 +237,36 @@ export class Viewer {
   }
 
   /**
-   * Frames flowing means currentTime moves. When they stop while the connection is up, the
-   * expert has left (or not come yet): the relay keeps this viewer attached and the picture
+   * Are frames being decoded? (`currentTime` of a live stream runs on even when no frame
+   * arrives, so the decoder's counter is asked.) When they stop while the connection is up,
+   * the expert has left or not come yet: the relay keeps this viewer attached and the picture
    * comes back by itself, so we only wait. A connection that does not come up is retried.
    */
-  watch() {
+  async watch() {
+    const pc = this.pc;
+    if (!pc) return;
+    let frames = -1;
+    try {
+      const stats = await pc.getStats();
+      stats.forEach((r) => {
+        if (r.type === 'inbound-rtp' && (r.kind || r.mediaType) === 'video') frames = Math.max(frames, r.framesDecoded || 0);
+      });
+    } catch { /* closed meanwhile */ }
+    if (pc !== this.pc) return;
     const now = Date.now();
-    const t = this.video.currentTime;
-    if (t !== this.lastTime && this.video.videoWidth > 0) {
-      this.lastTime = t;
+    if (frames > this.lastFrames && this.video.videoWidth > 0) {
+      this.lastFrames = frames;
       this.stuckSince = 0;
       if (this.state !== 'playing') this.sawFrames();
       return;
     }
+    this.lastFrames = Math.max(this.lastFrames, frames);
     if (!this.stuckSince) this.stuckSince = now;
-    const connection = this.pc ? this.pc.connectionState : 'closed';
-    if (connection === 'connected') {
+    if (pc.connectionState === 'connected') {
       if (now - this.stuckSince > 4000 && this.state !== 'waiting') this.setState('waiting');
       return;
     }
-    const limit = connection === 'disconnected' ? 8000 : 15000;
+    const limit = pc.connectionState === 'disconnected' ? 8000 : 15000;
     if (now - this.stuckSince > limit) this.retryLater(this.state === 'playing' ? 'stalled' : 'waiting');
   }
 }
