@@ -1,6 +1,6 @@
 // The question card every page shows; pages add their own buttons in `node.refs.actions`.
 import { h, setText, show, setChildren } from './dom.js';
-import { t, formatTime } from './i18n.js';
+import { t, formatTime, currentLang } from './i18n.js';
 
 /** A new, empty card. `lead` is an optional element shown left of the text (a vote button). */
 export function createQuestionNode({ lead = null, actions = false } = {}) {
@@ -23,6 +23,12 @@ export function createQuestionNode({ lead = null, actions = false } = {}) {
  */
 export function updateQuestionNode(node, q, { store = null, status = false, mine = false } = {}) {
   const { refs } = node;
+  // Vote counts change several times a second; skip the card when nothing it shows changed.
+  const target = q.status === 'merged' && store ? store.questions.get(q.merged_into) : null;
+  const sig = [q.id, q.text, q.status, q.pinned, q.edited, q.author, q.asked_at, q.answer, q.reason, q.merged_into,
+    target ? target.text : '', status, mine && store ? store.isMine(q) : false, currentLang()].join('\u0001');
+  if (refs.sig === sig) return;
+  refs.sig = sig;
   node.className = 'q' + (q.status === 'answering' ? ' answering' : '') + (q.pinned ? ' pinned' : '');
   node.dataset.id = String(q.id);
   node.dataset.status = q.status;
