@@ -26,13 +26,14 @@ function waitForIce(pc) {
 const iceCache = new Map();
 async function iceServers(url, token) {
   if (iceCache.has(url)) return iceCache.get(url);
-  let servers = [];
   try {
     const res = await fetch(url, { method: 'OPTIONS', headers: { Authorization: `Bearer ${token}` }, cache: 'no-store' });
-    servers = parseIceLinks(res.headers.get('Link') || '');
-  } catch { /* no relay reachable yet: the POST will tell */ }
-  iceCache.set(url, servers);
-  return servers;
+    const servers = parseIceLinks(res.headers.get('Link') || '');
+    if (res.ok) iceCache.set(url, servers);
+    return servers;
+  } catch {
+    return []; // no relay reachable yet: the POST will tell
+  }
 }
 
 export function parseIceLinks(header) {
