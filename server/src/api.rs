@@ -158,7 +158,16 @@ async fn show(
 ) -> Result<impl IntoResponse, ApiError> {
     let session = find(&app, id).await?;
     let viewers = app.hub.viewers(id).await.unwrap_or(0);
-    Ok(Json(json!({ "session": session, "viewers": viewers })))
+    let video = if session.state != SessionState::Ended
+        && *app.relay.publisher_live(&id.to_string()).borrow()
+    {
+        "live"
+    } else {
+        "waiting"
+    };
+    Ok(Json(
+        json!({ "session": session, "viewers": viewers, "video": video }),
+    ))
 }
 
 async fn links(

@@ -77,6 +77,31 @@ pub struct ServeArgs {
     /// Most simultaneous WebSocket connections; more are refused with 503.
     #[arg(long, env = "ONCOLIVE_MAX_CONNECTIONS", default_value_t = 19_000)]
     pub max_connections: usize,
+    /// UDP ports for WebRTC media, as MIN-MAX (default: any ephemeral port).
+    #[arg(long, env = "ONCOLIVE_RTC_UDP_PORTS", value_parser = parse_port_range)]
+    pub rtc_udp_ports: Option<(u16, u16)>,
+    /// Public addresses to announce for media behind a 1:1 NAT (comma-separated).
+    #[arg(long, env = "ONCOLIVE_RTC_PUBLIC_IP", value_delimiter = ',')]
+    pub rtc_public_ip: Vec<std::net::IpAddr>,
+    /// Network interfaces to gather media candidates on (comma-separated; default all).
+    #[arg(long, env = "ONCOLIVE_RTC_INTERFACES", value_delimiter = ',')]
+    pub rtc_interfaces: Vec<String>,
+    /// STUN/TURN URLs offered to browsers (comma-separated), e.g. turn:turn.example.org:3478.
+    #[arg(
+        long = "ice-server",
+        env = "ONCOLIVE_ICE_SERVERS",
+        value_delimiter = ','
+    )]
+    pub ice_servers: Vec<String>,
+    /// Username for the TURN servers given with --ice-server.
+    #[arg(long, env = "ONCOLIVE_TURN_USERNAME")]
+    pub turn_username: Option<String>,
+    /// Credential for the TURN servers. Never logged.
+    #[arg(long, env = "ONCOLIVE_TURN_CREDENTIAL", hide_env_values = true)]
+    pub turn_credential: Option<String>,
+    /// Least time between two keyframe requests sent to the expert's encoder, in milliseconds.
+    #[arg(long, env = "ONCOLIVE_KEYFRAME_INTERVAL_MS", default_value_t = 500)]
+    pub keyframe_interval_ms: u64,
     /// Create a demo session at start and print its links.
     #[arg(long)]
     pub demo: bool,
@@ -121,6 +146,51 @@ impl From<TokenRole> for Role {
 
 pub const ADMIN_TTL: Duration = Duration::from_secs(12 * 3600);
 pub const SESSION_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let (lo, hi) = s
+        .split_once('-')
+        .ok_or_else(|| format!("expected MIN-MAX, got {s}"))?;
+    let lo: u16 = lo.trim().parse().map_err(|e| format!("{lo}: {e}"))?;
+    let hi: u16 = hi.trim().parse().map_err(|e| format!("{hi}: {e}"))?;
+    if lo == 0 || lo > hi {
+        return Err(format!("{s} is not a port range"));
+    }
+    Ok((lo, hi))
+}
+
+impl ServeArgs {
+    pub fn relay_config(&self) -> oncolive_signaling::RelayConfig {
+        let (stun, turn): (Vec<String>, Vec<String>) = self
+            .ice_servers
+            .iter()
+            .cloned()
+            .partition(|u| u.starts_with("stun:"));
+        let mut ice_servers = Vec::new();
+        if !stun.is_empty() {
+            ice_servers.push(oncolive_signaling::IceServer {
+                urls: stun,
+                username: None,
+                credential: None,
+            });
+        }
+        if !turn.is_empty() {
+            ice_servers.push(oncolive_signaling::IceServer {
+                urls: turn,
+                username: self.turn_username.clone(),
+                credential: self.turn_credential.clone(),
+            });
+        }
+        oncolive_signaling::RelayConfig {
+            udp_port_range: self.rtc_udp_ports,
+            public_ips: self.rtc_public_ip.clone(),
+            interfaces: self.rtc_interfaces.clone(),
+            ice_servers,
+            keyframe_min_interval: Duration::from_millis(self.keyframe_interval_ms.max(50)),
+            ..Default::default()
+        }
+    }
+}
 
 fn default_data_dir() -> PathBuf {
     std::env::var_os("XDG_DATA_HOME")

@@ -13,6 +13,7 @@ pub mod hub;
 pub mod metrics;
 pub mod model;
 pub mod protocol;
+pub mod video;
 pub mod web;
 pub mod ws;
 
@@ -59,6 +60,8 @@ pub struct AppState {
     pub connections: Arc<Semaphore>,
     /// Fires on shutdown: sockets close with 1001.
     pub cancel: CancellationToken,
+    /// The WebRTC relay for the expert's video.
+    pub relay: oncolive_signaling::Relay,
 }
 
 pub struct Limits {
@@ -67,9 +70,10 @@ pub struct Limits {
 }
 
 impl AppState {
-    /// Things outside the hub that must stop when a session ends (video, in the relay).
+    /// Things outside the hub that must stop when a session ends: its video.
     pub async fn session_ended(&self, id: SessionId) {
         tracing::info!(session = %id, "session ended");
+        self.relay.end_session(&id.to_string()).await;
     }
 }
 
@@ -84,6 +88,8 @@ pub struct Running {
 impl Running {
     /// Waits until the server has stopped after `shutdown` fired.
     pub async fn stopped(self) -> anyhow::Result<()> {
+        self.app.cancel.cancelled().await;
+        self.app.relay.shutdown().await;
         self.task.await.context("server task")??;
         self.app.hub.closed().await;
         Ok(())
@@ -127,10 +133,19 @@ pub async fn start(
                 .allow_burst(nonzero(settings.joins_per_second.saturating_mul(5))),
         ),
     };
+    let keys = Arc::new(Keys::new(&secret));
+    let relay = oncolive_signaling::Relay::new(
+        args.relay_config(),
+        Arc::new(video::SessionAuthorizer {
+            keys: keys.clone(),
+            broker: broker.clone(),
+        }),
+    )?;
     let app = AppState {
         broker,
         hub,
-        keys: Arc::new(Keys::new(&secret)),
+        relay,
+        keys,
         connections: Arc::new(Semaphore::new(settings.max_connections)),
         settings: Arc::new(settings),
         limits: Arc::new(limits),
@@ -199,7 +214,11 @@ pub fn router(app: AppState) -> Router {
             HeaderValue::from_static("camera=(self), microphone=(self), geolocation=()"),
         ),
     ];
-    let mut router = api::routes().merge(web::routes()).with_state(app);
+    let relay = app.relay.router();
+    let mut router = api::routes()
+        .merge(web::routes())
+        .with_state(app)
+        .merge(relay);
     for (name, value) in security {
         router = router.layer(SetResponseHeaderLayer::if_not_present(name, value));
     }

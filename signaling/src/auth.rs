@@ -26,6 +26,9 @@ pub enum AuthError {
     /// 410: the session has ended.
     #[error("gone: {0}")]
     Gone(String),
+    /// 503: the host cannot check right now (its storage is unreachable); try again.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// Checks bearer tokens; the server implements it with its own session store.
