@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Runs every test of OncoLive on a fresh machine: installs what is missing (redis-server,
+# chromium, the npm packages), checks formatting and lints, then runs the Rust suites (the hub
+# suite twice: in-memory and Redis) and the browser tests inside a loopback-only network
+# namespace, so WebRTC can only ever use 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/oncolive-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+step() { printf '\n=== %s (%s)\n' "$*" "$(date +%H:%M:%S)"; }
+
+step "system packages"
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v chromium >/dev/null || missing+=(chromium)
+command -v unshare >/dev/null || missing+=(util-linux)
+command -v ip >/dev/null || missing+=(iproute2)
+command -v npm >/dev/null || missing+=(nodejs npm)
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}"
+fi
+
+step "npm packages for the browser tests"
+(cd e2e && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+
+step "format and lints"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "build (outside the namespace: may fetch crates)"
+cargo build --workspace --all-targets --locked
+cargo test --workspace --locked --no-run
+
+# Everything below talks only to loopback.
+run_isolated() {
+  if unshare -n true 2>/dev/null; then
+    unshare -n sh -c "ip link set lo up && $1"
+  else
+    echo "warning: cannot create a network namespace (not root?); running on the host network" >&2
+    sh -c "$1"
+  fi
+}
+
+step "Rust tests (in-memory broker; Redis tests start their own redis-server)"
+run_isolated "cargo test --workspace --locked --offline"
+
+step "hub suite against Redis"
+run_isolated "ONCOLIVE_TEST_BROKER=redis cargo test -p oncolive-server --test hub --locked --offline"
+
+step "browser tests (Debian chromium, Playwright)"
+export ONCOLIVE_BIN="$CARGO_TARGET_DIR/debug/oncolive"
+run_isolated "cd '$ROOT/e2e' && npx playwright test"
+
+step "all tests passed"
