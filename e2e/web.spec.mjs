@@ -79,7 +79,9 @@ test('a session from scheduling to answers, on every screen', async ({ browser, 
   await host.emulateMedia({ media: 'screen' });
   const sid = new URL(patientLink).pathname.split('/')[2];
   const video = await relayMounted(request, server.url, sid);
-  test.info().annotations.push({ type: 'video', description: video ? 'relay mounted: video checked' : 'relay not mounted: video not checked' });
+  const note = video ? 'relay mounted: video checked' : 'relay not mounted: video not checked';
+  test.info().annotations.push({ type: 'video', description: note });
+  console.log(note);
 
   // ---- expert goes live ----
   const expertCtx = await browser.newContext({ ...DESKTOP, locale: 'en-US', permissions: ['camera', 'microphone'] });
