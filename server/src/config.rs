@@ -102,6 +102,9 @@ pub struct ServeArgs {
     /// Least time between two keyframe requests sent to the expert's encoder, in milliseconds.
     #[arg(long, env = "ONCOLIVE_KEYFRAME_INTERVAL_MS", default_value_t = 500)]
     pub keyframe_interval_ms: u64,
+    /// Seconds between the server's WebSocket pings; a socket silent for 2.4 times this is closed (4009).
+    #[arg(long, env = "ONCOLIVE_PING_INTERVAL_SECS", default_value_t = 25)]
+    pub ping_interval_secs: u64,
     /// Create a demo session at start and print its links.
     #[arg(long)]
     pub demo: bool,
@@ -210,7 +213,7 @@ pub struct Settings {
     pub messages_per_second: u32,
     pub socket_queue: usize,
     pub max_connections: usize,
-    /// Seconds between the server's pings; a socket silent for three times this is closed.
+    /// Time between the server's pings; a socket silent for 2.4 times this is closed.
     pub ping_interval: Duration,
 }
 
@@ -229,7 +232,7 @@ impl Settings {
             messages_per_second: args.messages_per_second.max(1),
             socket_queue: args.socket_queue.max(16),
             max_connections: args.max_connections,
-            ping_interval: Duration::from_secs(25),
+            ping_interval: Duration::from_secs(args.ping_interval_secs.max(1)),
         }
     }
 }

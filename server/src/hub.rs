@@ -3,12 +3,12 @@
 //! flushes coalesced vote counts, and keeps the viewer count.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
-use tokio::sync::{Mutex, broadcast};
+use tokio::sync::{Mutex, broadcast, watch};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -16,7 +16,10 @@ use uuid::Uuid;
 
 use crate::broker::{Broker, BrokerError, Event, Replay, encode};
 use crate::model::SessionId;
-use crate::protocol::ServerMsg;
+use crate::protocol::{ServerMsg, VideoState};
+
+/// Where a session's video state comes from (the relay of this node); `None` when unknown.
+pub type VideoWatch = Arc<dyn Fn(SessionId) -> Option<watch::Receiver<bool>> + Send + Sync>;
 
 /// How often changed vote counts go out: a few updates a second, not one per vote.
 pub const VOTE_FLUSH_EVERY: Duration = Duration::from_millis(250);
@@ -27,8 +30,8 @@ pub const VIEWERS_EVERY: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone)]
 pub enum Frame {
     Event(Arc<Event>),
-    /// A `viewers` message, already encoded; not part of the log.
-    Viewers(Utf8Bytes),
+    /// A `viewers` or `video` message, already encoded; not part of the log.
+    State(Utf8Bytes),
     /// The pump lost events it could not recover: every socket must send a fresh snapshot.
     Resync,
 }
@@ -42,6 +45,7 @@ pub struct Hub {
     channels: Mutex<HashMap<SessionId, Weak<Channel>>>,
     cancel: CancellationToken,
     tasks: TaskTracker,
+    video: VideoWatch,
 }
 
 /// The local fan-out of one session. Dropping the last handle stops its pump.
@@ -50,10 +54,19 @@ pub struct Channel {
     tx: broadcast::Sender<Frame>,
     local: AtomicU64,
     viewers: Arc<AtomicU64>,
+    video_live: Arc<AtomicBool>,
     _stop: DropGuard,
 }
 
 impl Channel {
+    pub fn video(&self) -> VideoState {
+        if self.video_live.load(Ordering::Relaxed) {
+            VideoState::Live
+        } else {
+            VideoState::Waiting
+        }
+    }
+
     /// The session's total viewers over all nodes, as last reported.
     pub fn viewers(&self) -> u64 {
         self.viewers.load(Ordering::Relaxed)
@@ -77,7 +90,12 @@ impl Drop for Membership {
 }
 
 impl Hub {
-    pub fn new(broker: Arc<dyn Broker>, queue: usize, cancel: CancellationToken) -> Hub {
+    pub fn new(
+        broker: Arc<dyn Broker>,
+        queue: usize,
+        cancel: CancellationToken,
+        video: VideoWatch,
+    ) -> Hub {
         Hub {
             broker,
             node: Uuid::now_v7(),
@@ -85,6 +103,7 @@ impl Hub {
             channels: Mutex::default(),
             cancel,
             tasks: TaskTracker::new(),
+            video,
         }
     }
 
@@ -104,11 +123,14 @@ impl Hub {
         let (tx, _) = broadcast::channel(self.queue);
         let stop = self.cancel.child_token();
         let viewers = Arc::new(AtomicU64::new(0));
+        let video = (self.video)(session);
+        let video_live = Arc::new(AtomicBool::new(video.as_ref().is_some_and(|v| *v.borrow())));
         let channel = Arc::new(Channel {
             session,
             tx: tx.clone(),
             local: AtomicU64::new(0),
             viewers: viewers.clone(),
+            video_live: video_live.clone(),
             _stop: stop.clone().drop_guard(),
         });
         let pump = Pump {
@@ -118,10 +140,11 @@ impl Hub {
             tx,
             local: Arc::downgrade(&channel),
             viewers,
+            video_live,
             last: None,
         };
         self.tasks.spawn(
-            pump.run(live, stop)
+            pump.run(live, video, stop)
                 .instrument(tracing::info_span!("pump", %session)),
         );
         channels.insert(session, Arc::downgrade(&channel));
@@ -157,12 +180,18 @@ struct Pump {
     tx: broadcast::Sender<Frame>,
     local: Weak<Channel>,
     viewers: Arc<AtomicU64>,
+    video_live: Arc<AtomicBool>,
     /// The last event handed to the sockets.
     last: Option<u64>,
 }
 
 impl Pump {
-    async fn run(mut self, mut live: broadcast::Receiver<Arc<Event>>, stop: CancellationToken) {
+    async fn run(
+        mut self,
+        mut live: broadcast::Receiver<Arc<Event>>,
+        mut video: Option<watch::Receiver<bool>>,
+        stop: CancellationToken,
+    ) {
         let mut votes = tokio::time::interval(VOTE_FLUSH_EVERY);
         votes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut presence = tokio::time::interval(VIEWERS_EVERY);
@@ -187,6 +216,19 @@ impl Pump {
                     }
                 }
                 _ = presence.tick() => self.report_viewers().await,
+                changed = async { video.as_mut()?.changed().await.ok() }, if video.is_some() => {
+                    match (changed, video.as_ref()) {
+                        (Some(()), Some(v)) => {
+                            let on = *v.borrow();
+                            self.video_changed(on);
+                        }
+                        // The relay dropped the session's room (the session ended).
+                        _ => {
+                            video = None;
+                            self.video_changed(false);
+                        }
+                    }
+                }
             }
         }
         // Stop being counted at once rather than when the report expires.
@@ -231,6 +273,21 @@ impl Pump {
         }
     }
 
+    fn video_changed(&mut self, live: bool) {
+        if self.video_live.swap(live, Ordering::Relaxed) == live {
+            return;
+        }
+        let msg = ServerMsg::Video {
+            seq: self.last.unwrap_or(0),
+            state: if live {
+                VideoState::Live
+            } else {
+                VideoState::Waiting
+            },
+        };
+        let _ = self.tx.send(Frame::State(encode(&msg).into()));
+    }
+
     async fn report_viewers(&mut self) {
         let local = self.local.upgrade().map_or(0, |c| c.local_connections());
         match self
@@ -243,7 +300,7 @@ impl Pump {
                     seq: self.last.unwrap_or(0),
                     count: total,
                 };
-                let _ = self.tx.send(Frame::Viewers(encode(&msg).into()));
+                let _ = self.tx.send(Frame::State(encode(&msg).into()));
             }
             Ok(_) => {}
             Err(e) => tracing::debug!(error = %e, "viewer report failed"),

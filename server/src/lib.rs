@@ -121,11 +121,7 @@ pub async fn start(
         ),
         None => Arc::new(MemoryBroker::new(settings.history)),
     };
-    let hub = Arc::new(Hub::new(
-        broker.clone(),
-        settings.socket_queue,
-        shutdown.clone(),
-    ));
+
     let limits = Limits {
         asks: RateLimiter::keyed(Quota::per_minute(nonzero(settings.asks_per_minute))),
         joins: RateLimiter::keyed(
@@ -141,6 +137,16 @@ pub async fn start(
             broker: broker.clone(),
         }),
     )?;
+    let video: hub::VideoWatch = {
+        let relay = relay.clone();
+        Arc::new(move |session| Some(relay.publisher_live(&session.to_string())))
+    };
+    let hub = Arc::new(Hub::new(
+        broker.clone(),
+        settings.socket_queue,
+        shutdown.clone(),
+        video,
+    ));
     let app = AppState {
         broker,
         hub,

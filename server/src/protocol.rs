@@ -145,6 +145,15 @@ pub struct You {
     pub name: Option<String>,
 }
 
+/// Whether the relay is receiving the expert's camera.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VideoState {
+    Live,
+    #[default]
+    Waiting,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VoteCount {
     pub id: QuestionId,
@@ -162,6 +171,8 @@ pub enum ServerMsg {
         questions: Vec<Question>,
         my_votes: Vec<QuestionId>,
         viewers: u64,
+        #[serde(default)]
+        video: VideoState,
     },
     Resumed {
         since: u64,
@@ -186,6 +197,10 @@ pub enum ServerMsg {
     Viewers {
         seq: u64,
         count: u64,
+    },
+    Video {
+        seq: u64,
+        state: VideoState,
     },
     Ack {
         req: Option<String>,

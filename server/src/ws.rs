@@ -208,6 +208,7 @@ impl Connection {
             questions: view.questions,
             my_votes: view.my_votes,
             viewers: member.channel.viewers(),
+            video: member.channel.video(),
         };
         self.send(sink, encode(&msg).into()).await
     }
@@ -265,7 +266,7 @@ impl Connection {
                 }
                 Ok(())
             }
-            Ok(Frame::Viewers(text)) => self.send(sink, text).await,
+            Ok(Frame::State(text)) => self.send(sink, text).await,
             Ok(Frame::Resync) => self.snapshot(sink, member).await,
             Err(RecvError::Lagged(missed)) => {
                 tracing::info!(missed, "socket fell behind its queue");
@@ -340,24 +341,24 @@ impl Connection {
     }
 
     async fn execute(&mut self, req: Option<String>, command: Command) -> ServerMsg {
-        if matches!(command, Command::Ask { .. }) && self.actor.role == crate::model::Role::Patient
+        if matches!(command, Command::Ask { .. })
+            && self.actor.role == crate::model::Role::Patient
+            && let Err(not_until) = self.app.limits.asks.check_key(&self.actor.id)
         {
-            if let Err(not_until) = self.app.limits.asks.check_key(&self.actor.id) {
-                let wait = not_until.wait_time_from(governor::clock::Clock::now(
-                    &governor::clock::DefaultClock::default(),
-                ));
-                m::rate_limited().increment(1);
-                return ServerMsg::Error {
-                    req,
-                    code: ErrorCode::RateLimited,
-                    message: format!(
-                        "at most {} questions a minute; try again in {} s",
-                        self.app.settings.asks_per_minute,
-                        wait.as_secs() + 1
-                    ),
-                    retry_after_ms: Some(wait.as_millis() as u64),
-                };
-            }
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ));
+            m::rate_limited().increment(1);
+            return ServerMsg::Error {
+                req,
+                code: ErrorCode::RateLimited,
+                message: format!(
+                    "at most {} questions a minute; try again in {} s",
+                    self.app.settings.asks_per_minute,
+                    wait.as_secs() + 1
+                ),
+                retry_after_ms: Some(wait.as_millis() as u64),
+            };
         }
         let is_ask = matches!(command, Command::Ask { .. });
         match self

@@ -22,6 +22,7 @@ async fn a_question_goes_from_patient_to_moderator_to_everyone_to_the_expert() {
     let alice = app.join(&s.id, Some("Alice")).await;
     let bob = app.join(&s.id, None).await;
     let (mut alice_ws, snap) = app.connect(&s.id, &alice).await;
+    assert_eq!(snap["video"], "waiting", "nobody publishes yet");
     assert_eq!(snap["you"]["role"], "patient");
     assert_eq!(snap["you"]["name"], "Alice");
     let (mut bob_ws, _) = app.connect(&s.id, &bob).await;
@@ -649,7 +650,7 @@ async fn a_stalled_client_is_dropped_while_the_others_carry_on() {
             // The buffers are full by now; go on slowly until the server's verdict.
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
-        if edits % 100 == 0 {
+        if edits.is_multiple_of(100) {
             let metrics = app.metrics().await;
             if metrics
                 .lines()
@@ -812,4 +813,30 @@ async fn sessions_are_listed_and_shown_and_bad_bodies_are_refused() {
     assert!(
         metrics.contains("oncolive_questions_total") || metrics.contains("oncolive_ws_connections")
     );
+}
+
+#[tokio::test]
+async fn an_expiring_token_closes_the_socket_with_4001() {
+    let app = spawn_app().await;
+    let s = app.create_session("pre").await;
+    let running = app.running.as_ref().unwrap();
+    let (_, short) = running.app.keys.issue(
+        oncolive_server::model::Role::Moderator,
+        Some(s.id.parse().unwrap()),
+        None,
+        std::time::Duration::from_secs(1),
+    );
+    let (mut c, _) = app.connect(&s.id, &short).await;
+    assert_eq!(c.closed().await, Some(4001));
+}
+
+#[tokio::test]
+async fn a_client_that_never_answers_pings_is_closed_with_4009() {
+    let app = spawn_app_with(&["--ping-interval-secs", "1"]).await;
+    let s = app.create_session("pre").await;
+    let t = app.join(&s.id, None).await;
+    let (mut c, _) = app.connect(&s.id, &t).await;
+    // Not reading means not answering pings; after 2.4 intervals the server gives up.
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    assert_eq!(c.closed().await, Some(4009));
 }
