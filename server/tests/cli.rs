@@ -43,13 +43,21 @@ async fn tokens_printed_by_the_cli_work_against_the_server_on_the_same_machine()
         .expect("server starts");
     let started = Instant::now();
     while !ready.exists() {
-        assert!(started.elapsed() < Duration::from_secs(30), "server never became ready");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "server never became ready"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let info: Value = serde_json::from_slice(&std::fs::read(&ready).unwrap()).unwrap();
     let url = info["url"].as_str().unwrap().to_owned();
     let demo = info["demo"]["session"]["id"].as_str().unwrap().to_owned();
-    assert!(info["demo"]["links"]["moderator"].as_str().unwrap().contains("#token="));
+    assert!(
+        info["demo"]["links"]["moderator"]
+            .as_str()
+            .unwrap()
+            .contains("#token=")
+    );
 
     let http = reqwest::Client::new();
     let created = http
@@ -70,17 +78,30 @@ async fn tokens_printed_by_the_cli_work_against_the_server_on_the_same_machine()
         .send()
         .await
         .unwrap();
-    assert_eq!(live.status(), 200, "the CLI's expert token acts in its session");
+    assert_eq!(
+        live.status(),
+        200,
+        "the CLI's expert token acts in its session"
+    );
 
     // SIGTERM: a clean exit.
     let pid = server.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let started = Instant::now();
     let status = loop {
         if let Some(status) = server.try_wait().unwrap() {
             break status;
         }
-        assert!(started.elapsed() < Duration::from_secs(20), "no exit after SIGTERM");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no exit after SIGTERM"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.success(), "exit status {status}");
