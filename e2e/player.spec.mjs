@@ -93,8 +93,32 @@ async function expectFrames(page) {
   await expect.poll(() => page.$eval('#video', (v) => v.currentTime), { timeout: 10_000 }).toBeGreaterThan(t0 + 0.5);
 }
 
-test('patient waits for the expert, then watches; expert stops and resumes', async ({ browser, server }) => {
-  const relay = await standInRelay(browser);
+/** The server's own relay; the pages' requests are only counted. */
+function realRelay() {
+  const counts = { whipPosts: 0, whepPosts: 0 };
+  return {
+    async attach(page) {
+      page.on('request', (req) => {
+        if (req.method() !== 'POST') return;
+        if (/\/whip$/.test(req.url())) counts.whipPosts += 1;
+        if (/\/whep$/.test(req.url())) counts.whepPosts += 1;
+      });
+    },
+    count: async (what) => counts[what],
+  };
+}
+
+test('stand-in relay: patient waits for the expert, then watches; expert stops and resumes', async ({ browser, server }) => {
+  await scenario(browser, server, await standInRelay(browser));
+});
+
+test('real relay: patient waits for the expert, then watches; expert stops and resumes', async ({ browser, server, request }) => {
+  const probe = await request.post(`${server.url}/api/sessions/${server.session_id}/whep`, { headers: { 'Content-Type': 'application/sdp' }, data: 'v=0' });
+  test.skip(probe.status() === 404 || probe.status() === 405, 'the server does not mount the relay');
+  await scenario(browser, server, realRelay());
+});
+
+async function scenario(browser, server, relay) {
   const { session, links } = await createSession(server, { title: 'Player test' });
   // live before anyone publishes: the patient must wait on its connection
   const res = await fetch(`${server.url}/api/sessions/${session.id}/state`, {
@@ -143,4 +167,4 @@ test('patient waits for the expert, then watches; expert stops and resumes', asy
   expect(await relay.count('whepPosts')).toBe(1);
   await patientCtx.close();
   await expertCtx.close();
-});
+}
