@@ -1,6 +1,6 @@
 //! Metric names in one place, and the Prometheus recorder.
 
-use std::sync::OnceLock;
+use std::sync::{LazyLock, OnceLock};
 
 use metrics::{Counter, Gauge, counter, gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -27,12 +27,23 @@ pub fn sessions() -> Gauge {
     gauge!("oncolive_sessions")
 }
 
-pub fn messages_in() -> Counter {
+/// Counted once per message, so the handle is looked up once per process, after the recorder
+/// is installed, instead of by name on every message.
+static MESSAGES_IN: LazyLock<Counter> = LazyLock::new(|| {
+    handle();
     counter!("oncolive_ws_messages_in_total")
+});
+static MESSAGES_OUT: LazyLock<Counter> = LazyLock::new(|| {
+    handle();
+    counter!("oncolive_ws_messages_out_total")
+});
+
+pub fn messages_in() -> &'static Counter {
+    &MESSAGES_IN
 }
 
-pub fn messages_out() -> Counter {
-    counter!("oncolive_ws_messages_out_total")
+pub fn messages_out() -> &'static Counter {
+    &MESSAGES_OUT
 }
 
 pub fn slow_disconnects() -> Counter {
