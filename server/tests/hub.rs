@@ -289,13 +289,12 @@ async fn every_role_does_only_its_own_work() {
         .expect_err("refused");
     assert!(err.to_string().contains("403"), "{err}");
     let res = app
-        .http
-        .post(format!("{}/api/sessions/{}/state", app.url, other.id))
-        .bearer_auth(&s.expert)
-        .json(&json!({"state": "live"}))
-        .send()
-        .await
-        .unwrap();
+        .post(
+            &format!("/api/sessions/{}/state", other.id),
+            Some(&s.expert),
+            &json!({"state": "live"}),
+        )
+        .await;
     assert_eq!(res.status(), 403);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"]["code"], "forbidden");
@@ -312,64 +311,44 @@ async fn every_role_does_only_its_own_work() {
             .expect_err("refused");
         assert!(err.to_string().contains("401"), "{err}");
     }
-    let res = app
-        .http
-        .post(format!("{}/api/sessions", app.url))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    let res = app.post("/api/sessions", None, &json!({})).await;
     assert_eq!(res.status(), 401);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"]["code"], "unauthorized");
 
     // Only admins create sessions or read links; a moderator cannot change the state.
     for token in [&s.expert, &s.moderator, &patient] {
-        let res = app
-            .http
-            .post(format!("{}/api/sessions", app.url))
-            .bearer_auth(token)
-            .json(&json!({"title": "x", "expert_name": "y", "scheduled_start": "2026-12-01T00:00:00Z"}))
-            .send()
-            .await
-            .unwrap();
+        let res = app.post("/api/sessions", Some(token), &json!({"title": "x", "expert_name": "y", "scheduled_start": "2026-12-01T00:00:00Z"})).await;
         assert_eq!(res.status(), 403);
         let res = app
-            .http
-            .get(format!("{}/api/sessions/{}/links", app.url, s.id))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
+            .get(&format!("/api/sessions/{}/links", s.id), Some(token))
+            .await;
         assert_eq!(res.status(), 403);
     }
     let res = app
-        .http
-        .post(format!("{}/api/sessions/{}/state", app.url, s.id))
-        .bearer_auth(&s.moderator)
-        .json(&json!({"state": "live"}))
-        .send()
-        .await
-        .unwrap();
+        .post(
+            &format!("/api/sessions/{}/state", s.id),
+            Some(&s.moderator),
+            &json!({"state": "live"}),
+        )
+        .await;
     assert_eq!(res.status(), 403);
     // The expert may, over HTTP too; going back is a conflict.
     let res = app
-        .http
-        .post(format!("{}/api/sessions/{}/state", app.url, s.id))
-        .bearer_auth(&s.expert)
-        .json(&json!({"state": "live"}))
-        .send()
-        .await
-        .unwrap();
+        .post(
+            &format!("/api/sessions/{}/state", s.id),
+            Some(&s.expert),
+            &json!({"state": "live"}),
+        )
+        .await;
     assert_eq!(res.status(), 200);
     let res = app
-        .http
-        .post(format!("{}/api/sessions/{}/state", app.url, s.id))
-        .bearer_auth(&s.expert)
-        .json(&json!({"state": "scheduled"}))
-        .send()
-        .await
-        .unwrap();
+        .post(
+            &format!("/api/sessions/{}/state", s.id),
+            Some(&s.expert),
+            &json!({"state": "scheduled"}),
+        )
+        .await;
     assert_eq!(res.status(), 409, "a session never goes back to scheduled");
     // An admin acts anywhere.
     let (mut admin, _) = app.connect(&other.id, &app.admin).await;
@@ -703,11 +682,8 @@ async fn everyone_sees_the_viewer_count() {
     let v = clients[0].recv_until("viewers", |m| m["count"] == 3).await;
     assert!(v["seq"].is_u64());
     let res: Value = app
-        .http
-        .get(format!("{}/api/sessions/{}", app.url, s.id))
-        .send()
+        .get(&format!("/api/sessions/{}", s.id), None)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -743,15 +719,7 @@ async fn sessions_are_listed_and_shown_and_bad_bodies_are_refused() {
             .unwrap()
             .ends_with(&s.id)
     );
-    let list: Value = app
-        .http
-        .get(format!("{}/api/sessions", app.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get("/api/sessions", None).await.json().await.unwrap();
     assert!(
         list["sessions"]
             .as_array()
@@ -774,39 +742,19 @@ async fn sessions_are_listed_and_shown_and_bad_bodies_are_refused() {
         json!({"title": "x", "expert_name": "x", "scheduled_start": "tomorrow"}),
         json!({"title": "x", "expert_name": "x", "scheduled_start": "2026-12-01T00:00:00Z", "moderation": "none"}),
     ] {
-        let res = app
-            .http
-            .post(format!("{}/api/sessions", app.url))
-            .bearer_auth(&app.admin)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let res = app.post("/api/sessions", Some(&app.admin), &body).await;
         assert_eq!(res.status(), 400, "{body}");
         let err: Value = res.json().await.unwrap();
         assert_eq!(err["error"]["code"], "bad_request");
     }
     let qr = app
-        .http
-        .get(format!("{}/api/sessions/{}/qr.svg", app.url, s.id))
-        .send()
-        .await
-        .unwrap();
+        .get(&format!("/api/sessions/{}/qr.svg", s.id), None)
+        .await;
     assert_eq!(qr.headers()["content-type"], "image/svg+xml");
     assert!(qr.text().await.unwrap().contains("<svg"));
-    let health = app
-        .http
-        .get(format!("{}/healthz", app.url))
-        .send()
-        .await
-        .unwrap();
+    let health = app.get("/healthz", None).await;
     assert_eq!(health.status(), 200);
-    let ready = app
-        .http
-        .get(format!("{}/readyz", app.url))
-        .send()
-        .await
-        .unwrap();
+    let ready = app.get("/readyz", None).await;
     assert_eq!(ready.status(), 200);
     let metrics = app.metrics().await;
     assert!(metrics.contains("oncolive_sessions"), "{metrics}");
