@@ -29,6 +29,12 @@ const publisher = staff && new Publisher({
 async function openCamera() {
   if (stream) return stream;
   mediaError = null;
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia || typeof RTCPeerConnection === 'undefined') {
+    // browsers offer the camera only on https:// (or localhost), and need WebRTC
+    mediaError = window.isSecureContext === false ? 'media.insecure' : 'media.unsupported';
+    render();
+    return null;
+  }
   try {
     stream = await navigator.mediaDevices.getUserMedia({
       audio: { echoCancellation: true, noiseSuppression: true },

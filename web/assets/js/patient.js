@@ -209,6 +209,9 @@ function renderStage() {
     spinning = true;
   } else if (videoState === 'error') {
     title = t('video.error');
+  } else if (videoState === 'unsupported') {
+    title = t('video.unsupported');
+    detail = t('video.unsupportedDetail');
   } else {
     title = t('video.connecting');
     spinning = true;

@@ -173,10 +173,21 @@ export class Viewer {
     this.timer = setTimeout(() => this.connect(), base / 2 + Math.random() * base / 2);
   }
 
-  async connect() {
+  connect() {
+    return this.connectOnce().catch(() => {
+      // an old browser missing part of WebRTC (addTransceiver, …): keep trying slowly
+      if (!this.stopped) this.retryLater('error');
+    });
+  }
+
+  async connectOnce() {
     clearTimeout(this.timer);
     this.teardown();
     if (this.stopped) return;
+    if (typeof RTCPeerConnection === 'undefined') {
+      this.setState('unsupported'); // questions still work; nothing to retry
+      return;
+    }
     const gen = ++this.generation;
     if (this.state !== 'waiting' && this.state !== 'stalled') this.setState('connecting');
     const url = `/api/sessions/${encodeURIComponent(this.sessionId)}/whep`;
