@@ -71,7 +71,13 @@ fn file(path: &str, headers: &HeaderMap) -> Response {
     {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        let mime = content.metadata.mimetype().to_owned();
+        let mime = content.metadata.mimetype();
+        // The pages carry Chinese text: say the charset rather than let a browser guess.
+        let mime = if mime.starts_with("text/") || mime.ends_with("javascript") {
+            format!("{mime}; charset=utf-8")
+        } else {
+            mime.to_owned()
+        };
         ([(header::CONTENT_TYPE, mime)], content.data.into_owned()).into_response()
     };
     let h = response.headers_mut();
