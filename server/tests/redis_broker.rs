@@ -597,3 +597,69 @@ async fn long_unicode_edits_are_stored() {
         assert_eq!(ack.seq, 3 + i);
     }
 }
+
+#[tokio::test]
+async fn commands_batched_on_one_node_are_each_applied_once_and_acked_with_their_own_seq() {
+    let redis = RedisServer::start();
+    let (a, _b) = two_nodes(&redis).await;
+    let id = live_session(&a, Moderation::Pre).await;
+    let q = ask(&a, id, &actor(Role::Patient), "pending").await;
+    let moderators: Vec<Actor> = (0..10).map(|_| actor(Role::Moderator)).collect();
+    let patients: Vec<Actor> = (0..20).map(|_| actor(Role::Patient)).collect();
+    let approvals = moderators.iter().map(|m| {
+        a.apply(
+            id,
+            m,
+            Command::Approve {
+                question: q,
+                text: None,
+            },
+        )
+    });
+    let asks = patients.iter().enumerate().map(|(i, p)| {
+        a.apply(
+            id,
+            p,
+            Command::Ask {
+                text: format!("batched {i}"),
+            },
+        )
+    });
+    let (approvals, asks) = tokio::join!(join_all(approvals), join_all(asks));
+    assert_eq!(
+        approvals.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "approved once"
+    );
+    for refused in approvals.iter().filter_map(|r| r.as_ref().err()) {
+        assert!(
+            matches!(refused, BrokerError::Refused(Refusal::Conflict(_))),
+            "{refused}"
+        );
+    }
+    let Replay::Events { events, .. } = a.replay(id, 0).await.expect("replay") else {
+        panic!("history kept");
+    };
+    let mut seqs = HashSet::new();
+    for ack in asks {
+        let ack = ack.expect("ask");
+        let Reply::Question(question) = ack.reply else {
+            panic!("ask replies with the question");
+        };
+        let event = events
+            .iter()
+            .find(|e| e.seq == ack.seq)
+            .expect("the acked event");
+        assert_eq!(
+            frame(event)["question"]["id"],
+            question.id,
+            "ack seq is the ask's own event"
+        );
+        assert!(seqs.insert(ack.seq));
+    }
+    assert_eq!(
+        events.len(),
+        1 + 1 + 1 + 20,
+        "live, ask, one approval, 20 asks"
+    );
+}

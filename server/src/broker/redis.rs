@@ -27,26 +27,24 @@ use redis::streams::StreamRangeReply;
 use redis::{RedisError, RedisResult, Script};
 use serde_json::Value;
 use time::OffsetDateTime;
-use tokio::sync::{Mutex, broadcast};
+use tokio::sync::{broadcast, oneshot};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use uuid::Uuid;
 
 use self::keys::Keys;
 use self::reader::{Feeds, Reader, decode};
 use super::{Ack, Broker, BrokerError, Event, Replay, SessionView};
-use crate::domain::{Actor, Applied, Audience, Command, EventBody, Refusal, Reply, SessionData};
+use crate::domain::{Actor, Audience, Command, EventBody, Refusal, Reply, SessionData};
 use crate::model::{
     Moderation, Question, QuestionId, Role, Session, SessionId, SessionState, UserId,
 };
 
 /// The seq written into frames before the commit script puts the real one in its place.
 const SEQ_PLACEHOLDER: u64 = u64::MAX;
-/// How often a command is applied again after other nodes changed the session under it.
+/// How often a batch is applied again after other nodes changed the session under it.
 const MAX_ATTEMPTS: u32 = 50;
-/// Commands of sessions that hash to the same stripe wait for each other on this node, so that
-/// only commands from other nodes can make the version check fail. 64 keeps unrelated sessions
-/// mostly apart without a map to clean up.
-const APPLY_STRIPES: usize = 64;
+/// Most commands stored by one commit.
+const MAX_BATCH: usize = 64;
 
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
@@ -103,15 +101,41 @@ impl Scripts {
 }
 
 pub struct RedisBroker {
+    inner: Arc<Inner>,
+    /// Stops the reader task with the broker.
+    _reader: DropGuard,
+}
+
+/// The broker's state, shared with the tasks that store batches of commands. `pub` only so that
+/// `RedisBroker` may deref to it; nothing outside this module can name or use it.
+pub struct Inner {
     /// Shared by every request; reconnects by itself. Cloning it is cheap.
     conn: ConnectionManager,
     keys: Keys,
     config: RedisConfig,
     scripts: Scripts,
-    stripes: Box<[Mutex<()>]>,
+    /// Commands waiting to be stored, per session. A session is in the map while a task is
+    /// storing its commands: commands that arrive meanwhile join the next batch, so one commit
+    /// (one fsync) stores many, and commands from this node never race each other on the
+    /// version check. A std mutex: only pushed to and drained, never held across an await.
+    queues: std::sync::Mutex<HashMap<SessionId, Vec<Pending>>>,
     feeds: Arc<Feeds>,
-    /// Stops the reader task with the broker.
-    _reader: DropGuard,
+}
+
+/// A command waiting for its batch.
+struct Pending {
+    actor: Actor,
+    command: Command,
+    done: oneshot::Sender<Result<Ack, BrokerError>>,
+}
+
+/// Method calls on the broker are calls on its shared state.
+impl std::ops::Deref for RedisBroker {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
 }
 
 impl RedisBroker {
@@ -139,20 +163,24 @@ impl RedisBroker {
         };
         tokio::spawn(reader.run(stop.clone()));
         let broker = RedisBroker {
-            conn,
-            keys,
-            scripts: Scripts::new(),
-            stripes: (0..APPLY_STRIPES).map(|_| Mutex::new(())).collect(),
-            feeds,
-            config,
+            inner: Arc::new(Inner {
+                conn,
+                keys,
+                scripts: Scripts::new(),
+                queues: std::sync::Mutex::default(),
+                feeds,
+                config,
+            }),
             _reader: stop.drop_guard(),
         };
-        if let Err(e) = broker.ping().await {
+        if let Err(e) = Broker::ping(&broker).await {
             tracing::warn!(error = %e, "Redis does not answer yet; requests fail until it does");
         }
         Ok(broker)
     }
+}
 
+impl Inner {
     /// Runs one Redis call with the command timeout, mapping failures to broker errors.
     async fn call<T>(&self, call: impl Future<Output = RedisResult<T>>) -> Result<T, BrokerError> {
         match tokio::time::timeout(self.config.command_timeout, call).await {
@@ -279,14 +307,11 @@ impl RedisBroker {
             .arg(change.state)
             .arg(change.next_question)
             .arg(self.config.retention.as_secs().max(1))
-            .arg(change.merge.map(|(q, _)| q.to_string()).unwrap_or_default())
-            .arg(
-                change
-                    .merge
-                    .map(|(_, into)| into.to_string())
-                    .unwrap_or_default(),
-            )
-            .arg(change.records.len());
+            .arg(change.merges.len());
+        for (question, into) in &change.merges {
+            invocation.arg(question).arg(into);
+        }
+        invocation.arg(change.records.len());
         for (question, record, state) in &change.records {
             invocation.arg(question).arg(record).arg(*state);
         }
@@ -305,6 +330,122 @@ impl RedisBroker {
             _ => Err(BrokerError::NoSession),
         }
     }
+}
+
+impl Inner {
+    /// Stores the session's queued commands, batch after batch, until none is left.
+    async fn store_queue(self: Arc<Self>, id: SessionId) {
+        loop {
+            let batch: Vec<Pending> = {
+                let mut queues = lock(&self.queues);
+                let Some(queue) = queues.get_mut(&id) else {
+                    return;
+                };
+                if queue.is_empty() {
+                    queues.remove(&id);
+                    return;
+                }
+                let n = queue.len().min(MAX_BATCH);
+                queue.drain(..n).collect()
+            };
+            match self.store_batch(id, &batch).await {
+                Ok(outcomes) => {
+                    for (pending, outcome) in batch.into_iter().zip(outcomes) {
+                        // The caller may have gone; what was stored stays stored.
+                        let _ = pending.done.send(outcome);
+                    }
+                }
+                Err(e) => {
+                    for pending in batch {
+                        let _ = pending.done.send(Err(copy(&e)));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies the commands in order to one read of the session and stores all their changes
+    /// with one commit; applies them again to fresh state if another node got there first.
+    async fn store_batch(
+        &self,
+        id: SessionId,
+        batch: &[Pending],
+    ) -> Result<Vec<Result<Ack, BrokerError>>, BrokerError> {
+        let voters_of: Vec<QuestionId> = batch
+            .iter()
+            .filter_map(|p| match p.command {
+                Command::Merge { question, into } => Some([question, into]),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        for attempt in 0..MAX_ATTEMPTS {
+            let loaded = self.load(id, None, &voters_of).await?;
+            let mut data = loaded.data(None)?;
+            let now = OffsetDateTime::now_utc();
+            let mut events = Vec::new();
+            let mut merges = Vec::new();
+            // Per command: its reply and how many events the batch had after it, or a refusal.
+            let mut outcomes = Vec::with_capacity(batch.len());
+            for pending in batch {
+                match data.apply(&pending.actor, pending.command.clone(), now) {
+                    Ok(applied) => {
+                        if let Command::Merge { question, into } = pending.command {
+                            merges.push((question, into));
+                        }
+                        events.extend(applied.events);
+                        outcomes.push(Ok((applied.reply, events.len() as u64)));
+                    }
+                    // A refused command changed nothing.
+                    Err(refusal) => outcomes.push(Err(refusal)),
+                }
+            }
+            if outcomes.iter().all(Result::is_err) {
+                return Ok(outcomes
+                    .into_iter()
+                    .map(|o| Err(o.err().map_or(BrokerError::NoSession, Into::into)))
+                    .collect());
+            }
+            let change = Change::new(&loaded, &data, &events, merges)?;
+            match self.commit(id, &change).await? {
+                Committed::Stored(head) => {
+                    let before = head - events.len() as u64;
+                    return Ok(outcomes
+                        .into_iter()
+                        .map(|o| match o {
+                            Ok((reply, after)) => Ok(Ack {
+                                seq: before + after,
+                                reply,
+                            }),
+                            Err(refusal) => Err(refusal.into()),
+                        })
+                        .collect());
+                }
+                Committed::Moved => {
+                    tracing::debug!(attempt, "session changed on another node; applying again");
+                    let jitter = rand::random::<u64>() % (200 * u64::from(attempt + 1));
+                    tokio::time::sleep(Duration::from_micros(jitter)).await;
+                }
+            }
+        }
+        Err(BrokerError::Unavailable(
+            "the session is changing too fast to store this; try again".into(),
+        ))
+    }
+}
+
+/// The same error for every command of a failed batch.
+fn copy(e: &BrokerError) -> BrokerError {
+    match e {
+        BrokerError::NoSession => BrokerError::NoSession,
+        BrokerError::Refused(r) => BrokerError::Refused(r.clone()),
+        BrokerError::Unavailable(m) => BrokerError::Unavailable(m.clone()),
+        BrokerError::Internal(m) => BrokerError::Internal(m.clone()),
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// What `load.lua` returns: seq, version, next question, session JSON, per question (id,
@@ -367,7 +508,8 @@ struct Change {
     records: Vec<(QuestionId, String, &'static str)>,
     /// (question, the vote count its events carry), checked against the voters at commit.
     counts: Vec<(QuestionId, u64)>,
-    merge: Option<(QuestionId, QuestionId)>,
+    /// (merged question, question merged into), in the order the merges were applied.
+    merges: Vec<(QuestionId, QuestionId)>,
     /// (audience JSON, frame text before the seq, frame text after it).
     events: Vec<(String, String, String)>,
 }
@@ -376,8 +518,8 @@ impl Change {
     fn new(
         loaded: &Loaded,
         data: &SessionData,
-        applied: &Applied,
-        command: &Command,
+        applied: &[(Audience, EventBody)],
+        merges: Vec<(QuestionId, QuestionId)>,
     ) -> Result<Change, BrokerError> {
         let stored: HashMap<QuestionId, &str> = loaded
             .questions
@@ -402,7 +544,7 @@ impl Change {
         let session = serde_json::to_string(&data.session).map_err(internal)?;
         let mut counts = Vec::new();
         let mut events = Vec::new();
-        for (audience, body) in &applied.events {
+        for (audience, body) in applied {
             if let EventBody::Question(q) = body {
                 counts.push((q.id, q.votes));
             }
@@ -425,10 +567,7 @@ impl Change {
             next_question,
             records,
             counts,
-            merge: match command {
-                Command::Merge { question, into } => Some((*question, *into)),
-                _ => None,
-            },
+            merges,
             events,
         })
     }
@@ -640,35 +779,32 @@ impl Broker for RedisBroker {
         if command.is_vote() {
             return self.vote(id, actor, command).await;
         }
-        let voters_of: Vec<QuestionId> = match command {
-            Command::Merge { question, into } => vec![question, into],
-            _ => Vec::new(),
+        let (done, outcome) = oneshot::channel();
+        let pending = Pending {
+            actor: actor.clone(),
+            command,
+            done,
         };
-        let _turn = self.stripes[(id.as_u128() % APPLY_STRIPES as u128) as usize]
-            .lock()
-            .await;
-        for attempt in 0..MAX_ATTEMPTS {
-            let loaded = self.load(id, None, &voters_of).await?;
-            let mut data = loaded.data(None)?;
-            let applied = data.apply(actor, command.clone(), OffsetDateTime::now_utc())?;
-            let change = Change::new(&loaded, &data, &applied, &command)?;
-            match self.commit(id, &change).await? {
-                Committed::Stored(head) => {
-                    return Ok(Ack {
-                        seq: head,
-                        reply: applied.reply,
-                    });
+        let lead = {
+            let mut queues = lock(&self.queues);
+            match queues.get_mut(&id) {
+                Some(queue) => {
+                    queue.push(pending);
+                    false
                 }
-                Committed::Moved => {
-                    tracing::debug!(attempt, "session changed on another node; applying again");
-                    let jitter = rand::random::<u64>() % (200 * u64::from(attempt + 1));
-                    tokio::time::sleep(Duration::from_micros(jitter)).await;
+                None => {
+                    queues.insert(id, vec![pending]);
+                    true
                 }
             }
+        };
+        if lead {
+            // A task of its own, so that a caller that goes away cannot strand the others.
+            tokio::spawn(self.inner.clone().store_queue(id));
         }
-        Err(BrokerError::Unavailable(
-            "the session is changing too fast to store this; try again".into(),
-        ))
+        outcome
+            .await
+            .unwrap_or_else(|_| Err(BrokerError::Internal("the command was dropped".into())))
     }
 
     async fn flush_votes(&self, id: SessionId) -> Result<(), BrokerError> {

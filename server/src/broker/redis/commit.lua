@@ -2,9 +2,9 @@
 -- appends the command's events to the log.
 -- KEYS: meta, session, questions, qstate, dirty, events, viewers.
 -- ARGV: 1 version read, 2 voters key prefix, 3 history, 4 session JSON ('' when unchanged),
---       5 state, 6 next_question, 7 retention seconds, 8 merged question ('' for none),
---       9 question merged into, 10 number of records R,
---       then R x (id, record JSON, qstate code),
+--       5 state, 6 next_question, 7 retention seconds,
+--       then M, and M x (merged question, question merged into), in order,
+--       then R, and R x (id, record JSON, qstate code),
 --       then C, and C x (id, votes the events carry),
 --       then E, and E x (audience JSON, frame before the seq, frame after the seq).
 -- Returns {1, head} when stored, {0, 0} when the version moved (read again), {-1, 0} when the
@@ -18,16 +18,19 @@ if version ~= ARGV[1] then
   return {0, 0}
 end
 local vp = ARGV[2]
-local i = 11
-for _ = 1, tonumber(ARGV[10]) do
+local i = 9
+-- The voters move here, not from what was read: a vote cast since then moves too.
+for _ = 1, tonumber(ARGV[8]) do
+  redis.call('SUNIONSTORE', vp .. ARGV[i + 1], vp .. ARGV[i + 1], vp .. ARGV[i])
+  redis.call('DEL', vp .. ARGV[i])
+  i = i + 2
+end
+local records = tonumber(ARGV[i])
+i = i + 1
+for _ = 1, records do
   redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
   redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 2])
   i = i + 3
-end
--- The voters move here, not from what was read: a vote cast since then moves too.
-if ARGV[8] ~= '' then
-  redis.call('SUNIONSTORE', vp .. ARGV[9], vp .. ARGV[9], vp .. ARGV[8])
-  redis.call('DEL', vp .. ARGV[8])
 end
 -- An event that carries a count which votes since the read have changed gets corrected by the
 -- next `votes` event.
