@@ -73,10 +73,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         println!("  expert:        {}", created.links.expert);
         println!("  moderator:     {}", created.links.moderator);
         println!("  patient:       {}", created.links.patient);
-        println!(
-            "  hub socket:    {url}/api/sessions/{}/ws?token=…\n",
-            created.session.id
-        );
+        let ws = url.replacen("http", "ws", 1);
+        let id = created.session.id;
+        println!("  hub socket:    {ws}/api/sessions/{id}/ws?token=…\n");
         Some(created)
     } else {
         println!("OncoLive listening on {url} (admin page: {host_link})");
