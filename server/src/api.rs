@@ -1,6 +1,6 @@
 //! The HTTP API: sessions, joining, state changes, QR codes, health.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -192,13 +192,35 @@ struct JoinBody {
     name: Option<String>,
 }
 
+/// The client's address: the TCP peer, or the address our proxy appended last.
+fn client_ip(app: &AppState, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+    if app.settings.trust_forwarded_for
+        && let Some(ip) = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|part| part.trim().parse::<IpAddr>().ok())
+            .next_back()
+    {
+        return ip;
+    }
+    peer.ip()
+}
+
 async fn join(
     State(app): State<AppState>,
     Path(id): Path<SessionId>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    if app.limits.joins.check_key(&peer.ip()).is_err() {
+    if app
+        .limits
+        .joins
+        .check_key(&client_ip(&app, peer, &headers))
+        .is_err()
+    {
         return Err(ApiError::RateLimited {
             retry_after_secs: 1,
         });

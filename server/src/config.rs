@@ -68,6 +68,10 @@ pub struct ServeArgs {
     /// Joins (new patient tokens) per second from one client address, sustained.
     #[arg(long, env = "ONCOLIVE_JOINS_PER_SECOND", default_value_t = 20)]
     pub joins_per_second: u32,
+    /// Take the client's address from the last X-Forwarded-For entry (only behind a proxy that
+    /// sets it, and only if clients cannot reach the node directly).
+    #[arg(long, env = "ONCOLIVE_TRUST_FORWARDED_FOR")]
+    pub trust_forwarded_for: bool,
     /// Messages per second one socket may send, sustained (bursts of twice that are fine).
     #[arg(long, env = "ONCOLIVE_MESSAGES_PER_SECOND", default_value_t = 20)]
     pub messages_per_second: u32,
@@ -210,6 +214,7 @@ pub struct Settings {
     pub history: usize,
     pub asks_per_minute: u32,
     pub joins_per_second: u32,
+    pub trust_forwarded_for: bool,
     pub messages_per_second: u32,
     pub socket_queue: usize,
     pub max_connections: usize,
@@ -229,6 +234,7 @@ impl Settings {
             history: args.history,
             asks_per_minute: args.asks_per_minute.max(1),
             joins_per_second: args.joins_per_second.max(1),
+            trust_forwarded_for: args.trust_forwarded_for,
             messages_per_second: args.messages_per_second.max(1),
             socket_queue: args.socket_queue.max(16),
             max_connections: args.max_connections,

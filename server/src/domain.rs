@@ -68,6 +68,17 @@ pub enum Command {
 }
 
 impl Command {
+    /// Refuses a command the role may not give, whatever the session's state.
+    pub fn check_role(&self, role: Role) -> Result<(), Refusal> {
+        if self.allowed_for(role) {
+            Ok(())
+        } else {
+            Err(Refusal::Forbidden(
+                format!("a {role:?} may not do this").to_lowercase(),
+            ))
+        }
+    }
+
     fn allowed_for(&self, role: Role) -> bool {
         use Command::*;
         match self {
@@ -185,11 +196,7 @@ impl SessionData {
         command: Command,
         now: OffsetDateTime,
     ) -> Result<Applied, Refusal> {
-        if !command.allowed_for(actor.role) {
-            return Err(Refusal::Forbidden(
-                format!("a {:?} may not do this", actor.role).to_lowercase(),
-            ));
-        }
+        command.check_role(actor.role)?;
         if self.session.state == SessionState::Ended {
             return Err(Refusal::SessionEnded);
         }

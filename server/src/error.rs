@@ -81,9 +81,9 @@ impl From<BrokerError> for ApiError {
             BrokerError::Refused(Refusal::Forbidden(m)) => ApiError::Forbidden(m),
             BrokerError::Refused(Refusal::Conflict(m)) => ApiError::Conflict(m),
             BrokerError::Refused(r) => ApiError::BadRequest(r.to_string()),
-            BrokerError::Unavailable(_) => ApiError::Unavailable(
-                "storage temporarily unavailable, nothing was changed; try again".into(),
-            ),
+            BrokerError::Unavailable(_) => {
+                ApiError::Unavailable("storage temporarily unavailable; try again".into())
+            }
             BrokerError::Internal(m) => ApiError::Internal(m),
         }
     }

@@ -458,7 +458,7 @@ pub fn broker_error(req: Option<String>, e: &BrokerError) -> ServerMsg {
     };
     let message = match e {
         BrokerError::Unavailable(_) => {
-            "temporarily unavailable, nothing was stored; try again".to_owned()
+            "temporarily unavailable, try again (not acknowledged: check your questions before asking again)".to_owned()
         }
         BrokerError::Internal(detail) => {
             tracing::error!(%detail, "broker failed");

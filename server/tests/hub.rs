@@ -788,3 +788,27 @@ async fn a_client_that_never_answers_pings_is_closed_with_4009() {
     tokio::time::sleep(std::time::Duration::from_secs(4)).await;
     assert_eq!(c.closed().await, Some(4009));
 }
+
+#[tokio::test]
+async fn joins_are_limited_per_client_address_and_the_proxy_address_can_be_trusted() {
+    let app = spawn_app_with(&["--joins-per-second", "1", "--trust-forwarded-for"]).await;
+    let s = app.create_session("pre").await;
+    let join_from = |ip: &'static str| {
+        app.http
+            .post(format!("{}/api/sessions/{}/join", app.url, s.id))
+            .header("x-forwarded-for", format!("203.0.113.9, {ip}"))
+            .json(&json!({}))
+            .send()
+    };
+    // A burst of five is allowed, then 429 with Retry-After.
+    for _ in 0..5 {
+        assert_eq!(join_from("10.0.0.1").await.unwrap().status(), 201);
+    }
+    let limited = join_from("10.0.0.1").await.unwrap();
+    assert_eq!(limited.status(), 429);
+    assert!(limited.headers().contains_key("retry-after"));
+    let body: Value = limited.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited");
+    // Another address behind the same proxy is not affected.
+    assert_eq!(join_from("10.0.0.2").await.unwrap().status(), 201);
+}

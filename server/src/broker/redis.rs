@@ -35,9 +35,7 @@ use self::keys::Keys;
 use self::reader::{Feeds, Reader, decode};
 use super::{Ack, Broker, BrokerError, Event, Replay, SessionView};
 use crate::domain::{Actor, Audience, Command, EventBody, Refusal, Reply, SessionData};
-use crate::model::{
-    Moderation, Question, QuestionId, Role, Session, SessionId, SessionState, UserId,
-};
+use crate::model::{Question, QuestionId, Role, Session, SessionId, SessionState, UserId};
 
 /// The seq written into frames before the commit script puts the real one in its place.
 const SEQ_PLACEHOLDER: u64 = u64::MAX;
@@ -257,9 +255,7 @@ impl Inner {
             Command::Unvote { question } => (question, false),
             _ => return Err(BrokerError::Internal("not a vote".into())),
         };
-        if let Some(refusal) = role_refusal(actor, &command) {
-            return Err(refusal.into());
-        }
+        command.check_role(actor.role)?;
         let mut conn = self.conn.clone();
         let outcome: i64 = self
             .call(
@@ -625,28 +621,6 @@ fn state_name(state: SessionState) -> &'static str {
         SessionState::Scheduled => "scheduled",
         SessionState::Live => "live",
         SessionState::Ended => "ended",
-    }
-}
-
-/// The refusal the rules give `actor` for `command` on role grounds alone, found by applying it
-/// to an empty session, so that roles are decided in one place even for votes.
-fn role_refusal(actor: &Actor, command: &Command) -> Option<Refusal> {
-    let now = OffsetDateTime::now_utc();
-    let probe = Session {
-        id: Uuid::nil(),
-        title: String::new(),
-        topic: String::new(),
-        expert_name: String::new(),
-        scheduled_start: now,
-        moderation: Moderation::Pre,
-        state: SessionState::Live,
-        created_at: now,
-        started_at: None,
-        ended_at: None,
-    };
-    match SessionData::new(probe).apply(actor, command.clone(), now) {
-        Err(refusal @ Refusal::Forbidden(_)) => Some(refusal),
-        _ => None,
     }
 }
 
