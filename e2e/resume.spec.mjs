@@ -68,3 +68,33 @@ test('a dropped socket resumes with since and catches up; 1000 stays closed', as
   expect(sockets).toHaveLength(4);
   await ctx.close();
 });
+
+test('a socket that went silent is replaced soon after a network change', async ({ browser, server }) => {
+  const { links } = await createSession(server, { title: 'Dead link' });
+  const ctx = await browser.newContext({ ...PHONE, locale: 'en-US' });
+  const page = await ctx.newPage();
+  const sockets = [];
+  let blackhole = false;
+  await page.routeWebSocket(/\/api\/sessions\/[^/]+\/ws/, (ws) => {
+    const upstream = ws.connectToServer();
+    const first = sockets.length === 0;
+    sockets.push(new URL(ws.url()));
+    // the first socket stops carrying anything, like a phone that switched networks
+    ws.onMessage((m) => { if (!(first && blackhole)) upstream.send(m); });
+    upstream.onMessage((m) => { if (!(first && blackhole)) ws.send(m); });
+  });
+  await page.goto(links.patient);
+  await page.click('#join-btn');
+  await expect(page.locator('#conn')).toHaveAttribute('data-state', 'online');
+  blackhole = true;
+  const t0 = Date.now();
+  await page.evaluate(() => window.dispatchEvent(new Event('online')));
+  await expect.poll(() => sockets.length, { timeout: 10_000 }).toBe(2);
+  expect(Date.now() - t0).toBeLessThan(8_000);
+  expect(sockets[1].searchParams.get('since')).not.toBeNull();
+  await expect(page.locator('#conn')).toHaveAttribute('data-state', 'online');
+  await page.fill('#ask-text', 'Still here?');
+  await page.click('#ask-btn');
+  await expect(page.locator('#mine .q')).toContainText('Waiting for review');
+  await ctx.close();
+});

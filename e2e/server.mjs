@@ -1,11 +1,15 @@
 // Start the real server binary on 127.0.0.1:0 with a fresh data directory and stop it after.
 // `ONCOLIVE_BIN` picks the binary; `TEST_LOG=1` prints its log.
 import { spawn } from 'node:child_process';
-import { access, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { access, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
 import { test as base, expect } from '@playwright/test';
+
+const WEB = join(dirname(fileURLToPath(import.meta.url)), '..', 'web');
 
 const BIN = process.env.ONCOLIVE_BIN || '/root/.cache/oncolive-target/debug/oncolive';
 const READY_TIMEOUT_MS = 30_000;
@@ -102,12 +106,95 @@ export async function createSession(server, fields = {}) {
   return res.json();
 }
 
+// ---- the web files of this checkout ----
+//
+// A debug build serves web/ from the directory it was compiled in. On a machine where several
+// checkouts share one target directory that may be another checkout's web/, so the fixture
+// compares what the server serves with this checkout and, when they differ, has the browser
+// take the files from here (keeping the server's headers, CSP included, and gzip).
+
+/** The web/ file a URL path maps to (the same table as server/src/web.rs), or null. */
+export function webFileFor(pathname) {
+  if (pathname === '/') return 'index.html';
+  if (pathname === '/host') return 'host.html';
+  if (/^\/s\/[^/]+$/.test(pathname)) return 'patient.html';
+  if (/^\/s\/[^/]+\/expert$/.test(pathname)) return 'expert.html';
+  if (/^\/s\/[^/]+\/moderate$/.test(pathname)) return 'moderate.html';
+  if (/^\/assets\/[\w./-]+$/.test(pathname) && !pathname.includes('..')) return pathname.slice(1);
+  return null;
+}
+
+async function listWeb(dir = WEB, prefix = '') {
+  const out = [];
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const rel = prefix + entry.name;
+    if (entry.isDirectory()) out.push(...await listWeb(join(dir, entry.name), `${rel}/`));
+    else out.push(rel);
+  }
+  return out;
+}
+
+const TYPES = {
+  html: 'text/html; charset=utf-8', js: 'text/javascript; charset=utf-8', css: 'text/css; charset=utf-8',
+  svg: 'image/svg+xml', png: 'image/png', json: 'application/json',
+};
+const URL_OF = { 'index.html': '/', 'host.html': '/host', 'patient.html': '/s/x', 'expert.html': '/s/x/expert', 'moderate.html': '/s/x/moderate' };
+
+/** Does the server serve exactly this checkout's web/? */
+async function servesThisCheckout(url) {
+  for (const rel of await listWeb()) {
+    const path = URL_OF[rel] || `/${rel}`;
+    if (!webFileFor(path)) continue;
+    const [served, local] = await Promise.all([
+      fetch(url + path).then((r) => r.arrayBuffer()).then((b) => Buffer.from(b)).catch(() => null),
+      readFile(join(WEB, rel)),
+    ]);
+    if (!served || !served.equals(local)) return false;
+  }
+  return true;
+}
+
+/** Make a browser context load web/ from this checkout, with the server's own headers. */
+export async function routeWebFromCheckout(context, origin) {
+  await context.route((u) => u.origin === origin && webFileFor(u.pathname) !== null, async (route) => {
+    const file = webFileFor(new URL(route.request().url()).pathname);
+    let body;
+    try { body = await readFile(join(WEB, file)); } catch { return route.continue(); }
+    const response = await route.fetch({ headers: { ...route.request().headers(), 'if-none-match': '' } });
+    if (response.status() !== 200) return route.fulfill({ response }); // an error is the server's to give
+    const headers = { ...response.headers() };
+    for (const h of ['content-encoding', 'content-length', 'etag', 'transfer-encoding']) delete headers[h];
+    headers['content-type'] = TYPES[file.split('.').pop()] || headers['content-type'];
+    if (/gzip/.test(route.request().headers()['accept-encoding'] || '')) {
+      body = gzipSync(body);
+      headers['content-encoding'] = 'gzip';
+    }
+    await route.fulfill({ status: 200, headers, body });
+  });
+}
+
 /** `test` with a `server` fixture: one server per worker (workers: 1, so one per run). */
 export const test = base.extend({
   server: [async ({}, use) => {
     const server = await startServer();
+    server.webFromCheckout = !(await servesThisCheckout(server.url));
+    if (server.webFromCheckout) {
+      console.warn(`note: ${BIN} serves another checkout's web/; pages are loaded from ${WEB} instead`);
+    }
     await use(server);
     await server.stop();
+  }, { scope: 'worker' }],
+  // every context a test opens gets the checkout's web/ when the server's differs
+  browser: [async ({ browser, server }, use) => {
+    if (server.webFromCheckout) {
+      const open = browser.newContext.bind(browser);
+      browser.newContext = async (options) => {
+        const context = await open(options);
+        await routeWebFromCheckout(context, server.url);
+        return context;
+      };
+    }
+    await use(browser);
   }, { scope: 'worker' }],
 });
 

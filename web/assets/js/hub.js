@@ -6,6 +6,7 @@ const BACKOFF_MAX_MS = 15000;
 const FLOOD_WAIT_MS = 10000;      // close code 4008: at least ten seconds
 const HEARTBEAT_MS = 20000;       // our own ping, so a silently dead network is noticed
 const SILENCE_LIMIT_MS = 45000;   // nothing received for this long: the socket is dead
+const QUICK_CHECK_MS = 5000;      // after a network change, a ping must be answered this fast
 const REQUEST_TIMEOUT_MS = 15000;
 const STABLE_MS = 5000;           // a connection that lived this long resets the backoff
 const PROBE_AFTER_FAILURES = 3;   // failed opens in a row before asking `probe()` why
@@ -59,14 +60,20 @@ export class Hub {
     this.pending = new Map();
     this.stopped = false;
     this.everSynced = false;
-    this.onOnline = () => this.reconnectNow();
+    // A network change often leaves a socket that looks open but is dead (the phone moved
+    // from Wi-Fi to mobile data): check it at once instead of waiting for the silence limit.
+    this.onOnline = () => {
+      if (!this.ws) this.reconnectNow();
+      else this.quickCheck();
+    };
     this.onOffline = () => {
       if (!this.ws) this.setStatus('offline');
+      else this.quickCheck();
     };
     this.onVisible = () => {
       if (document.visibilityState === 'visible') {
         if (!this.ws) this.reconnectNow();
-        else this.checkAlive();
+        else this.quickCheck();
       }
     };
   }
@@ -225,14 +232,30 @@ export class Hub {
     const ws = this.ws;
     if (!ws || ws.readyState !== WebSocket.OPEN) return;
     if (Date.now() - this.lastRx > SILENCE_LIMIT_MS) {
-      this.ws = null;
-      this.stopHeartbeat();
-      try { ws.close(); } catch { /* ignore */ }
-      this.failPending('disconnected');
-      this.schedule(0);
+      this.dropDead(ws);
       return;
     }
     this.request({ type: 'ping' }).catch(() => {});
+  }
+
+  /** Ping now; no answer within QUICK_CHECK_MS means the socket is dead. */
+  quickCheck() {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) return;
+    const sentAt = Date.now();
+    this.request({ type: 'ping' }).catch(() => {});
+    setTimeout(() => {
+      if (this.ws === ws && this.lastRx < sentAt) this.dropDead(ws);
+    }, QUICK_CHECK_MS);
+  }
+
+  /** Give up on a socket that no longer carries anything and reconnect with `since`. */
+  dropDead(ws) {
+    this.ws = null;
+    this.stopHeartbeat();
+    try { ws.close(); } catch { /* ignore */ }
+    this.failPending('disconnected');
+    this.schedule(0);
   }
 
   handle(data) {
