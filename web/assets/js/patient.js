@@ -154,8 +154,16 @@ function startLive() {
   restoreDraft();
 }
 
+let sawEnd = false;
 function onStoreChange(what) {
-  if (what === 'snapshot' || what === 'session') syncVideo();
+  if (what === 'snapshot' || what === 'session') {
+    syncVideo();
+    // once the session is over, what matters is the answers
+    if (!sawEnd && store.session && store.session.state === 'ended') {
+      sawEnd = true;
+      if (tab === 'queue') selectTab('answered');
+    }
+  }
   if (uncertainAsk && (what === 'snapshot' || what === 'questions')) {
     if (store.mine().some((q) => q.text.trim() === uncertainAsk)) {
       uncertainAsk = null;

@@ -91,7 +91,7 @@ export function statusPill(status) {
   return h('span', { class: `pill ${status}`, text: t(`status.${status}`) });
 }
 
-/** Prevent the browser's own confirm() from being our only guard; still simple and accessible. */
+/** Ask before something that cannot be undone (the browser's dialog: accessible, works everywhere). */
 export function confirmAction(message) {
   return window.confirm(message);
 }
