@@ -24,6 +24,23 @@ const publisher = staff && new Publisher({
   onState: (s) => { pubState = s; render(); },
 });
 
+function stopCamera() {
+  if (stream) for (const tr of stream.getTracks()) tr.stop();
+  stream = null;
+  $('#preview').srcObject = null;
+}
+
+// Ended elsewhere (the host, another tab): let go of the camera too.
+if (staff) {
+  staff.store.subscribe(() => {
+    const s = staff.store.session;
+    if (s && s.state === 'ended' && (publisher.wanted || stream)) {
+      publisher.stop();
+      stopCamera();
+    }
+  });
+}
+
 // ---- camera and microphone ----
 
 async function openCamera() {
@@ -130,9 +147,7 @@ $('#btn-end').addEventListener('click', async () => {
   const ack = await staff.send({ type: 'set_state', state: 'ended' });
   if (ack) {
     publisher.stop();
-    if (stream) for (const tr of stream.getTracks()) tr.stop();
-    stream = null;
-    $('#preview').srcObject = null;
+    stopCamera();
     toast(t('expert.ended'));
   }
   render();
