@@ -65,13 +65,12 @@ pub fn qa_markdown(r: &QaReport) -> String {
         (
             "completeness",
             format!(
-                "{} ({} patients checked; missing {}, unexpected {}, out of order {}, mismatched {}, reference gaps {}, snapshot fallbacks {})",
+                "{} ({} patients checked; missing {}, unexpected {}, out of order {}, reference gaps {}, snapshot fallbacks {})",
                 if c.ok { "OK" } else { "VIOLATED" },
                 c.checked_patients,
                 c.missing,
                 c.unexpected,
                 c.out_of_order,
-                c.mismatched_sets,
                 c.reference_gaps,
                 c.snapshot_fallbacks
             ),

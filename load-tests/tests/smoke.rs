@@ -1,0 +1,128 @@
+//! Short runs of each scenario against a server started in this process, asserting correctness
+//! only (nothing lost, duplicated or reordered; clean exit), never speed. The video test needs a
+//! loopback-only network namespace, as `scripts/test.sh` provides.
+
+use std::time::Duration;
+
+use clap::Parser;
+use oncolive_load::qa::{self, QaConfig};
+use oncolive_load::video::{self, VideoConfig};
+use oncolive_server::config::{Cli, Command};
+use oncolive_server::{Running, api, start};
+use tokio_util::sync::CancellationToken;
+
+struct Server {
+    running: Running,
+    shutdown: CancellationToken,
+    url: String,
+    admin: String,
+    _data: tempfile::TempDir,
+}
+
+async fn server(extra: &[&str]) -> Server {
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut argv = vec![
+        "oncolive",
+        "serve",
+        "--data-dir",
+        data.path().to_str().expect("utf-8 path"),
+        "--joins-per-second",
+        "100000",
+        "--asks-per-minute",
+        "600",
+    ];
+    argv.extend_from_slice(extra);
+    let Command::Serve(args) = Cli::try_parse_from(argv).expect("flags").command else {
+        panic!("not a serve command");
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let shutdown = CancellationToken::new();
+    let running = start(&args, listener, shutdown.clone())
+        .await
+        .expect("server starts");
+    let url = format!("http://{}", running.addr);
+    let (_, admin) = api::admin_link(&running.app);
+    Server {
+        running,
+        shutdown,
+        url,
+        admin,
+        _data: data,
+    }
+}
+
+impl Server {
+    async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(15), self.running.stopped())
+            .await
+            .expect("server stops in time")
+            .expect("server stops cleanly");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qa_200_patients_with_a_reconnect_storm_lose_nothing() {
+    let server = server(&[]).await;
+    let report = qa::run(QaConfig {
+        urls: vec![server.url.clone()],
+        admin_token: Some(server.admin.clone()),
+        patients: 200,
+        duration_s: 4.0,
+        connect_rate: 1000.0,
+        ask_rate: 20.0,
+        vote_rate: 200.0,
+        answer_every_s: 0.5,
+        stalled: 1,
+        storm_at_s: Some(1.0),
+        storm_window_s: 1.0,
+        settle_s: 20.0,
+        progress: false,
+        ..QaConfig::default()
+    })
+    .await
+    .expect("the run completes");
+    let table = oncolive_load::report::qa_markdown(&report);
+    assert_eq!(report.connect_failures, 0, "{table}");
+    assert_eq!(report.patients_connected, 200, "{table}");
+    assert!(report.completeness.ok, "{table}");
+    assert_eq!(report.completeness.checked_patients, 199, "{table}");
+    assert!(report.approvals > 0, "{table}");
+    assert!(report.public_events > report.approvals, "{table}");
+    let storm = report.storm.as_ref().expect("storm report");
+    assert_eq!(storm.reconnected, 199, "{table}");
+    assert_eq!(storm.failed, 0, "{table}");
+    // Votes reach patients coalesced, never one message per vote.
+    assert!(report.vote_updates_per_patient_s < 10.0, "{table}");
+    assert!(report.approval_to_last.count > 0, "{table}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn video_5_viewers_receive_the_stream() {
+    let server = server(&[]).await;
+    let report = video::run(VideoConfig {
+        url: server.url.clone(),
+        admin_token: Some(server.admin.clone()),
+        viewers: 5,
+        bitrate_kbps: 300,
+        duration_s: 3.0,
+        connect_rate: 50.0,
+        progress: false,
+        ..VideoConfig::default()
+    })
+    .await
+    .expect("the run completes");
+    let table = oncolive_load::report::video_markdown(&report);
+    assert_eq!(report.viewers_connected, 5, "{table}");
+    assert_eq!(
+        report.first_frame.count, 5,
+        "every viewer got a keyframe: {table}"
+    );
+    assert!(report.video_packets_expected > 0, "{table}");
+    // Loopback drops nothing unless the machine is overloaded; allow a packet or two.
+    assert!(report.video_loss_pct < 1.0, "{table}");
+    server.stop().await;
+}
