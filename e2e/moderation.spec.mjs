@@ -124,3 +124,19 @@ test('unknown and ended sessions show their state', async ({ browser, server }) 
   await staff.goto(`${server.url}/s/${session.id}/moderate`);
   await expect(staff.locator('#fatal')).toContainText('missing its access key');
 });
+
+test('keyboard moderation at speed: a a a approves three questions', async ({ browser, server }) => {
+  const { links } = await createSession(server, { title: 'Fast moderation' });
+  const p = await patient(browser, links.patient);
+  for (const text of ['First question', 'Second question', 'Third question']) await ask(p, text);
+  const mod = await moderator(browser, links.moderator);
+  await expect(mod.locator('#stat-pending')).toHaveText('3');
+  await mod.keyboard.press('a');
+  await mod.keyboard.press('a');
+  await mod.keyboard.press('a');
+  await expect(mod.locator('#stat-approved')).toHaveText('3');
+  await expect(mod.locator('#stat-pending')).toHaveText('0');
+  await expect(mod.locator('.toast.bad')).toHaveCount(0);
+  await p.click('#tab-queue');
+  await expect.poll(() => p.locator('#queue .q .text').allTextContents()).toEqual(['First question', 'Second question', 'Third question']);
+});

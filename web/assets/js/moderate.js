@@ -22,10 +22,12 @@ let selectedIndex = 0;     // where it was, so the highlight stays in place when
 let panel = null;          // { id, kind: 'edit'|'reject'|'merge' }
 let forceRebuild = false;
 
+const leaving = new Set();  // ids being approved/rejected/merged: hidden at once, back if it fails
+
 function visible() {
   const { store } = staff;
   switch (tab) {
-    case 'pending': return store.byStatus('pending', oldestFirst);
+    case 'pending': return store.list((q) => q.status === 'pending' && !leaving.has(q.id), oldestFirst);
     case 'approved': return store.queue();
     case 'rejected': return store.byStatus('rejected', newestFirst);
     default: return store.list((q) => q.status === 'answered' || q.status === 'merged', newestFirst);
@@ -35,7 +37,13 @@ function visible() {
 // ---- actions ----
 
 async function act(body) {
+  // A keyboard moderator presses `a` again at once: the next question must already be the one
+  // highlighted, not the one whose approval is still on its way.
+  const moving = ['approve', 'reject', 'merge'].includes(body.type);
+  if (moving) leaving.add(body.question);
+  render();
   const ack = await staff.send(body);
+  if (moving) leaving.delete(body.question);
   if (ack) panel = null;
   render();
   return ack;
