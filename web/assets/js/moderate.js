@@ -34,6 +34,20 @@ function visible() {
   }
 }
 
+/**
+ * Keep the highlight where the moderator's eyes are: on the same question, or, when it just
+ * left this list (approved, rejected), on the one that took its place. Returns its index.
+ */
+function settleSelection(items) {
+  let idx = items.findIndex((q) => q.id === selected);
+  if (idx < 0 && items.length) {
+    idx = Math.min(selectedIndex, items.length - 1);
+    selected = items[idx].id;
+  }
+  selectedIndex = Math.max(0, idx);
+  return idx;
+}
+
 // ---- actions ----
 
 async function act(body) {
@@ -246,7 +260,7 @@ document.addEventListener('keydown', (e) => {
   }
   if (typing) return;
   const items = visible();
-  const idx = items.findIndex((q) => q.id === selected);
+  const idx = settleSelection(items);
   const q = idx >= 0 ? items[idx] : null;
   if (panel && panel.kind === 'reject' && /^[1-4]$/.test(e.key) && q && q.id === panel.id) {
     e.preventDefault();
@@ -321,14 +335,7 @@ function renderAll() {
   renderKeys();
 
   const items = visible();
-  // Keep the highlight where the moderator's eyes are: on the same question, or, when it just
-  // left this list (approved, rejected), on the one that took its place.
-  let idx = items.findIndex((q) => q.id === selected);
-  if (idx < 0 && items.length) {
-    idx = Math.min(selectedIndex, items.length - 1);
-    selected = items[idx].id;
-  }
-  selectedIndex = Math.max(0, idx);
+  settleSelection(items);
   if (panel && !items.some((q) => q.id === panel.id)) panel = null;
 
   const list = $('#list');
