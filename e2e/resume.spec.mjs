@@ -98,3 +98,42 @@ test('a socket that went silent is replaced soon after a network change', async 
   await expect(page.locator('#mine .q')).toContainText('Waiting for review');
   await ctx.close();
 });
+
+test('an ask whose reply was lost is found after reconnecting, not sent twice', async ({ browser, server }) => {
+  const { links } = await createSession(server, { title: 'Lost reply' });
+  const ctx = await browser.newContext({ ...PHONE, locale: 'en-US' });
+  const page = await ctx.newPage();
+  let cut = false;
+  let sockets = 0;
+  await page.routeWebSocket(/\/api\/sessions\/[^/]+\/ws/, (ws) => {
+    const upstream = ws.connectToServer();
+    sockets += 1;
+    ws.onMessage((m) => {
+      upstream.send(m);
+      if (JSON.parse(String(m)).type === 'ask') cut = true;
+    });
+    upstream.onMessage((m) => {
+      const type = JSON.parse(String(m)).type;
+      // the question is stored, but the connection dies before its reply arrives
+      if (cut && (type === 'ack' || type === 'question')) {
+        cut = false;
+        ws.close({ code: 1011, reason: 'internal' });
+        upstream.close();
+        return;
+      }
+      ws.send(m);
+    });
+  });
+  await page.goto(links.patient);
+  await page.click('#join-btn');
+  await expect(page.locator('#conn')).toHaveAttribute('data-state', 'online');
+  await page.fill('#ask-text', 'Is hair loss after chemo permanent?');
+  await page.click('#ask-btn');
+  await expect(page.locator('.toast', { hasText: 'We are checking whether your question arrived' })).toBeVisible();
+  await expect(page.locator('.toast', { hasText: 'Your question did arrive.' })).toBeVisible({ timeout: 15_000 });
+  expect(sockets).toBe(2);
+  await expect(page.locator('#ask-text')).toHaveValue('');
+  await page.click('#tab-mine');
+  await expect(page.locator('#mine .q')).toHaveCount(1);
+  await ctx.close();
+});
