@@ -399,6 +399,10 @@ pub async fn run(config: QaConfig) -> anyhow::Result<QaReport> {
         .context("moderator connect")?;
         staff.push(tokio::spawn(moderator(
             ws,
+            (
+                config.urls[i % config.urls.len()].clone(),
+                moderator_token.clone(),
+            ),
             i,
             moderators,
             config.reject_ratio,
@@ -1135,12 +1139,14 @@ struct ModResult {
     gaps: u64,
     approvals: u64,
     rejections: u64,
+    reconnects: u64,
 }
 
 /// Approves or rejects the pending questions whose id falls to it (`id % of == index`); keeps
 /// the reference log when it is moderator 0.
 async fn moderator(
     mut ws: Ws,
+    (base, token): (String, String),
     index: usize,
     of: usize,
     reject_ratio: f64,
@@ -1158,16 +1164,31 @@ async fn moderator(
         };
         let text = match msg {
             Some(Ok(Message::Text(text))) => text,
-            Some(Ok(Message::Close(frame))) => {
-                bail!("moderator {index} closed by the server: {frame:?}")
+            Some(Ok(
+                Message::Ping(_) | Message::Pong(_) | Message::Binary(_) | Message::Frame(_),
+            )) => {
+                continue;
             }
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => bail!("moderator {index}: {e}"),
-            None => bail!("moderator {index}: end of stream"),
+            closed => {
+                // Too slow (4000) or gone: resume with `since`, as the protocol says.
+                r.reconnects += 1;
+                if r.reconnects > 5 {
+                    bail!("moderator {index}: closed too often, last: {closed:?}");
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                ws = ws_connect(&base, shared.session, &token, last, WsOptions::default())
+                    .await
+                    .with_context(|| format!("moderator {index} reconnect"))?;
+                continue;
+            }
         };
         let msg: ServerMsg = serde_json::from_str(text.as_str())
             .with_context(|| format!("moderator decode: {}", short(text.as_str())))?;
         if let ServerMsg::Snapshot { seq, .. } = &msg {
+            if reference && last.is_some() {
+                // A snapshot instead of a resume: the reference lost its continuity.
+                r.gaps += 1;
+            }
             last = Some(*seq);
             if reference {
                 shared.ref_last.store(*seq, Ordering::Relaxed);
