@@ -122,11 +122,11 @@ async fn setup(n: usize) -> Setup {
         let (received, notify) = (received.clone(), notify.clone());
         tokio::spawn(async move {
             while let Some(Ok(msg)) = ws.next().await {
-                if let Message::Text(t) = msg {
-                    if t.as_str().starts_with(r#"{"type":"question""#) {
-                        received.fetch_add(1, Ordering::Relaxed);
-                        notify.notify_one();
-                    }
+                if let Message::Text(t) = msg
+                    && t.as_str().starts_with(r#"{"type":"question""#)
+                {
+                    received.fetch_add(1, Ordering::Relaxed);
+                    notify.notify_one();
                 }
             }
         });

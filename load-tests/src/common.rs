@@ -269,12 +269,12 @@ pub async fn ws_connect(
 /// Raises this process's open-file limit to the hard limit (needs no privilege).
 pub fn raise_fd_limit() {
     // Without libc (unsafe is forbidden here) the shell's `ulimit -n` is the way; report it.
-    if let Ok(limits) = std::fs::read_to_string("/proc/self/limits") {
-        if let Some(line) = limits.lines().find(|l| l.starts_with("Max open files")) {
-            let soft: Option<u64> = line.split_whitespace().nth(3).and_then(|v| v.parse().ok());
-            if soft.is_some_and(|s| s < 20_000) {
-                eprintln!("note: {line}; run `ulimit -n 20000` first for large runs");
-            }
+    if let Ok(limits) = std::fs::read_to_string("/proc/self/limits")
+        && let Some(line) = limits.lines().find(|l| l.starts_with("Max open files"))
+    {
+        let soft: Option<u64> = line.split_whitespace().nth(3).and_then(|v| v.parse().ok());
+        if soft.is_some_and(|s| s < 20_000) {
+            eprintln!("note: {line}; run `ulimit -n 20000` first for large runs");
         }
     }
 }

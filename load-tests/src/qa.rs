@@ -851,10 +851,10 @@ async fn patient(
         Ok(ok) => ok,
         Err(e) => {
             shared.failed.fetch_add(1, Ordering::Relaxed);
-            if let Ok(mut errors) = shared.connect_errors.lock() {
-                if errors.len() < 10 {
-                    errors.push(format!("{e:#}"));
-                }
+            if let Ok(mut errors) = shared.connect_errors.lock()
+                && errors.len() < 10
+            {
+                errors.push(format!("{e:#}"));
             }
             return r;
         }
@@ -1089,18 +1089,17 @@ fn handle(idx: usize, shared: &Shared, r: &mut PatientResult, text: &str) {
     }
     r.public.push(seq as u32);
     shared.last_public[idx].store(seq, Ordering::Relaxed);
-    if let Some(q) = &m.question {
-        if q.status == QuestionStatus::Approved {
-            if let Some(approved_at) = stamp(&q.text, 'a') {
-                let latency = now_ns().saturating_sub(approved_at);
-                if let Some(slot) = shared.slots.get(q.id as usize) {
-                    slot.deliveries.fetch_add(1, Ordering::Relaxed);
-                    slot.max_ns.fetch_max(latency, Ordering::Relaxed);
-                }
-                if let Ok(mut h) = shared.delivery_hist[idx % HIST_SHARDS].lock() {
-                    record_ns(&mut h, latency);
-                }
-            }
+    if let Some(q) = &m.question
+        && q.status == QuestionStatus::Approved
+        && let Some(approved_at) = stamp(&q.text, 'a')
+    {
+        let latency = now_ns().saturating_sub(approved_at);
+        if let Some(slot) = shared.slots.get(q.id as usize) {
+            slot.deliveries.fetch_add(1, Ordering::Relaxed);
+            slot.max_ns.fetch_max(latency, Ordering::Relaxed);
+        }
+        if let Ok(mut h) = shared.delivery_hist[idx % HIST_SHARDS].lock() {
+            record_ns(&mut h, latency);
         }
     }
 }
@@ -1199,10 +1198,10 @@ async fn moderator(
         let Some(seq) = msg.event_seq() else { continue };
         if reference {
             r.events += 1;
-            if let Some(l) = last {
-                if seq != l + 1 {
-                    r.gaps += 1;
-                }
+            if let Some(l) = last
+                && seq != l + 1
+            {
+                r.gaps += 1;
             }
         }
         last = Some(seq);
@@ -1223,12 +1222,10 @@ async fn moderator(
                     }
                     _ => votable.remove(&question.id),
                 };
-                if changed {
-                    if let Ok(mut list) = shared.votable.lock() {
-                        list.retain(|id| votable.contains(id));
-                        if question.status.takes_votes() && !list.contains(&question.id) {
-                            list.push(question.id);
-                        }
+                if changed && let Ok(mut list) = shared.votable.lock() {
+                    list.retain(|id| votable.contains(id));
+                    if question.status.takes_votes() && !list.contains(&question.id) {
+                        list.push(question.id);
                     }
                 }
             }
@@ -1239,10 +1236,10 @@ async fn moderator(
         if question.status != QuestionStatus::Pending || question.id % of as u64 != index as u64 {
             continue;
         }
-        if let Some(asked_at) = stamp(&question.text, 't') {
-            if let Ok(mut h) = shared.ask_hist.lock() {
-                record_ns(&mut h, now_ns().saturating_sub(asked_at));
-            }
+        if let Some(asked_at) = stamp(&question.text, 't')
+            && let Ok(mut h) = shared.ask_hist.lock()
+        {
+            record_ns(&mut h, now_ns().saturating_sub(asked_at));
         }
         req += 1;
         let reject = (mix(question.id) % 1000) as f64 / 1000.0 < reject_ratio;

@@ -505,10 +505,11 @@ async fn connect_viewer(
                         stream.jitter_ns += (d - stream.jitter_ns) / 16.0;
                     }
                     stream.prev_transit = Some(transit);
-                    if steady && kind != b'A' {
-                        if let Ok(mut h) = shared.delay.lock() {
-                            record_ns(&mut h, transit.max(0) as u64);
-                        }
+                    if steady
+                        && kind != b'A'
+                        && let Ok(mut h) = shared.delay.lock()
+                    {
+                        record_ns(&mut h, transit.max(0) as u64);
                     }
                 }
             });
