@@ -10,8 +10,8 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::Deserialize;
-use tokio::sync::broadcast::error::RecvError;
-use tokio::time::{Instant, sleep, timeout};
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::time::{Instant, sleep, timeout, timeout_at};
 use tracing::Instrument;
 
 use crate::AppState;
@@ -34,6 +34,11 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 const READ_BUFFER: usize = 4 * 1024;
 /// Bytes tungstenite may hold for a socket that is not draining before writes fail.
 const MAX_WRITE_BUFFER: usize = 512 * 1024;
+/// Bytes of frames gathered before tungstenite writes them out: a burst of events goes out in
+/// one system call, while an idle socket keeps no more than this (plus one frame) of buffer.
+const WRITE_BUFFER: usize = 4 * 1024;
+/// Most queued events written with one flush.
+const MAX_BATCH: u64 = 64;
 /// Over-limit messages tolerated before the socket is closed as a flood.
 const FLOOD_STRIKES: u32 = 50;
 
@@ -65,7 +70,7 @@ pub async fn upgrade(
     let since = query.since;
     Ok(ws
         .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(0)
+        .write_buffer_size(WRITE_BUFFER)
         .max_write_buffer_size(MAX_WRITE_BUFFER)
         .max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
@@ -249,31 +254,75 @@ impl Connection {
         }
     }
 
+    /// Writes `first` and whatever else is already queued for this socket (up to
+    /// [`MAX_BATCH`]) with one flush: one system call for a burst instead of one per event.
     async fn outgoing(
         &mut self,
         sink: &mut SplitSink<WebSocket, Message>,
-        member: &Membership,
-        frame: Result<Frame, RecvError>,
+        member: &mut Membership,
+        first: Result<Frame, RecvError>,
     ) -> Result<(), Stop> {
-        match frame {
-            Ok(Frame::Event(event)) => {
-                if event.seq <= self.sent {
-                    return Ok(());
+        let mut next = Some(first);
+        let mut queued = 0u64;
+        let deadline = Instant::now() + SEND_TIMEOUT;
+        while let Some(frame) = next.take() {
+            let text = match frame {
+                Ok(Frame::Event(event)) => {
+                    if event.seq <= self.sent {
+                        None
+                    } else {
+                        self.sent = event.seq;
+                        event
+                            .audience
+                            .includes(self.actor.role, self.actor.id)
+                            .then(|| event.frame.clone())
+                    }
                 }
-                self.sent = event.seq;
-                if event.audience.includes(self.actor.role, self.actor.id) {
-                    self.send(sink, event.frame.clone()).await?;
+                Ok(Frame::State(text)) => Some(text),
+                Ok(Frame::Resync) => {
+                    self.flush(sink, deadline, queued).await?;
+                    queued = 0;
+                    self.snapshot(sink, member).await?;
+                    None
                 }
-                Ok(())
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::info!(missed, "socket fell behind its queue");
+                    m::slow_disconnects().increment(1);
+                    return Err(CloseCode::TooSlow);
+                }
+                Err(RecvError::Closed) => return Err(CloseCode::Internal),
+            };
+            if let Some(text) = text {
+                match timeout_at(deadline, sink.feed(Message::Text(text))).await {
+                    Ok(Ok(())) => queued += 1,
+                    result => return Err(send_failure(result)),
+                }
             }
-            Ok(Frame::State(text)) => self.send(sink, text).await,
-            Ok(Frame::Resync) => self.snapshot(sink, member).await,
-            Err(RecvError::Lagged(missed)) => {
-                tracing::info!(missed, "socket fell behind its queue");
-                m::slow_disconnects().increment(1);
-                Err(CloseCode::TooSlow)
+            if queued < MAX_BATCH {
+                next = match member.frames.try_recv() {
+                    Ok(frame) => Some(Ok(frame)),
+                    Err(TryRecvError::Empty) => None,
+                    Err(TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
+                    Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
+                };
             }
-            Err(RecvError::Closed) => Err(CloseCode::Internal),
+        }
+        self.flush(sink, deadline, queued).await
+    }
+
+    async fn flush(
+        &mut self,
+        sink: &mut SplitSink<WebSocket, Message>,
+        deadline: Instant,
+        queued: u64,
+    ) -> Result<(), Stop> {
+        if queued == 0 {
+            return Ok(());
+        }
+        m::messages_out().increment(queued);
+        match timeout_at(deadline, sink.flush()).await {
+            Ok(Ok(())) => Ok(()),
+            result => Err(send_failure(result)),
         }
     }
 
@@ -422,17 +471,25 @@ impl Connection {
     ) -> Result<(), Stop> {
         match timeout(SEND_TIMEOUT, sink.send(msg)).await {
             Ok(Ok(())) => Ok(()),
-            // tungstenite refuses writes once MAX_WRITE_BUFFER bytes wait for a socket that
-            // is not draining: the same verdict as a timeout. Other errors mean the socket is gone.
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "send failed");
-                m::slow_disconnects().increment(1);
-                Err(CloseCode::TooSlow)
-            }
-            Err(_) => {
-                m::slow_disconnects().increment(1);
-                Err(CloseCode::TooSlow)
-            }
+            result => Err(send_failure(result)),
+        }
+    }
+}
+
+/// Why a write did not finish. A timeout, or tungstenite refusing to buffer more than
+/// MAX_WRITE_BUFFER bytes for a socket that does not drain, both mean the client is too slow;
+/// any other error means the socket is gone, and the same code lets the client resume.
+fn send_failure(result: Result<Result<(), axum::Error>, tokio::time::error::Elapsed>) -> Stop {
+    match result {
+        Ok(Ok(())) => CloseCode::Normal,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "send failed");
+            m::slow_disconnects().increment(1);
+            CloseCode::TooSlow
+        }
+        Err(_) => {
+            m::slow_disconnects().increment(1);
+            CloseCode::TooSlow
         }
     }
 }
