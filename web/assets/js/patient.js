@@ -156,6 +156,8 @@ function startLive() {
 
 let sawEnd = false;
 function onStoreChange(what) {
+  // the relay has the expert's camera: (re)start playback now rather than at the next retry
+  if ((what === 'video' || what === 'snapshot') && store.video === 'live' && viewer) viewer.kick();
   if (what === 'snapshot' || what === 'session') {
     syncVideo();
     // once the session is over, what matters is the answers
@@ -208,7 +210,7 @@ function renderStage() {
     detail = t('video.endedDetail');
   } else if (videoState === 'playing') {
     title = '';
-  } else if (videoState === 'waiting') {
+  } else if (videoState === 'waiting' || (store.video === 'waiting' && videoState !== 'unsupported')) {
     title = t('video.waiting');
     detail = t('video.waitingDetail');
     spinning = true;

@@ -21,6 +21,7 @@ export class SessionStore {
     this.session = null;
     this.you = null;
     this.viewers = 0;
+    this.video = null;            // 'live' | 'waiting': is the relay receiving the expert's camera
     this.questions = new Map();   // id → question
     this.questionSeq = new Map(); // id → seq of the copy we hold, so an older ack never overwrites a newer event
     this.myVotes = new Set();
@@ -45,6 +46,7 @@ export class SessionStore {
         this.session = msg.session;
         this.you = msg.you;
         this.viewers = msg.viewers ?? this.viewers;
+        this.video = msg.video ?? this.video;
         this.questions = new Map();
         this.questionSeq = new Map();
         for (const q of msg.questions || []) {
@@ -79,6 +81,9 @@ export class SessionStore {
       case 'viewers':
         this.viewers = msg.count;
         return this.changed('viewers');
+      case 'video':
+        this.video = msg.state;
+        return this.changed('video');
       default:
     }
   }
