@@ -39,7 +39,7 @@ export default {
   'err.rate_limited': 'Too fast. Please wait a moment.',
   'err.conflict': 'Not possible in the current state.',
   'err.forbidden': 'You are not allowed to do this.',
-  'err.unavailable': 'The server is busy. Nothing was saved; please try again.',
+  'err.unavailable': 'The server is busy. Please check and try again in a moment.',
   'err.not_found': 'That question no longer exists.',
 
   'state.scheduled': 'Upcoming',
@@ -79,6 +79,7 @@ export default {
   'ask.sentPre': 'Sent. A moderator will review it; follow it under “My questions”.',
   'ask.sentPost': 'Sent. Your question is now in the list.',
   'ask.uncertain': 'The connection dropped while sending. We are checking whether your question arrived.',
+  'ask.unavailable': 'The server is busy. If your question does not appear under “My questions” in a moment, send it again.',
   'ask.arrived': 'Your question did arrive.',
   'ask.rateLimited': 'You have asked several questions in a short time. Please wait {s} seconds.',
   'ask.closed': 'The session has ended; no more questions can be asked.',

@@ -39,7 +39,7 @@ export default {
   'err.rate_limited': '操作太快，请稍候。',
   'err.conflict': '当前状态下无法进行此操作。',
   'err.forbidden': '您没有权限进行此操作。',
-  'err.unavailable': '服务器繁忙，未保存任何内容，请重试。',
+  'err.unavailable': '服务器繁忙，请稍后检查并重试。',
   'err.not_found': '该问题已不存在。',
 
   'state.scheduled': '即将开始',
@@ -79,6 +79,7 @@ export default {
   'ask.sentPre': '已发送，等待审核。可在“我的提问”中查看进度。',
   'ask.sentPost': '已发送，您的问题已在列表中。',
   'ask.uncertain': '发送时连接中断，正在确认您的问题是否已送达。',
+  'ask.unavailable': '服务器繁忙。如果稍后“我的提问”中没有出现您的问题，请重新发送。',
   'ask.arrived': '您的问题已送达。',
   'ask.rateLimited': '您短时间内提问较多，请等待 {s} 秒。',
   'ask.closed': '直播已结束，不能再提问。',

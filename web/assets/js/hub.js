@@ -18,9 +18,12 @@ export class HubError extends Error {
     this.code = code;
     Object.assign(this, extra);
   }
-  /** The request may or may not have been stored (the connection dropped before its reply). */
+  /**
+   * The request may or may not have been stored: the connection dropped before its reply, or
+   * storage went away in the middle of the write (`unavailable`).
+   */
   get uncertain() {
-    return this.code === 'disconnected' || this.code === 'timeout';
+    return this.code === 'disconnected' || this.code === 'timeout' || this.code === 'unavailable';
   }
 }
 

@@ -292,7 +292,7 @@ $('#ask').addEventListener('submit', async (e) => {
   } catch (err) {
     if (err.uncertain) {
       uncertainAsk = text;
-      toast(t('ask.uncertain'), { ms: 6000 });
+      toast(t(err.code === 'unavailable' ? 'ask.unavailable' : 'ask.uncertain'), { ms: 6000 });
     } else if (err.code === 'rate_limited') {
       toast(t('ask.rateLimited', { s: Math.ceil((err.retryAfterMs || 10000) / 1000) }), { bad: true, ms: 6000 });
     } else {
