@@ -81,6 +81,9 @@ case "${1:-}" in
       --vote-rate 100 --storm-at 5 --storm-window 2
     ;;
   nodes)
+    # Nodes of one service share the token secret (otherwise each makes its own).
+    ONCOLIVE_SECRET="$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')"
+    export ONCOLIVE_SECRET
     port=16390
     dir=$(mktemp -d)
     redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" \

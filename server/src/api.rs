@@ -29,6 +29,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api/sessions/{id}/state", routing::post(set_state))
         .route("/api/sessions/{id}/qr.svg", routing::get(qr))
         .route("/api/sessions/{id}/ws", routing::get(crate::ws::upgrade))
+        .route("/api/me", routing::get(me))
+        .route("/api/token/refresh", routing::post(refresh))
         .route("/healthz", routing::get(|| async { "ok" }))
         .route("/readyz", routing::get(ready))
         .route("/metrics", routing::get(metrics))
@@ -298,6 +300,37 @@ async fn qr(
         ],
         svg,
     ))
+}
+
+/// Who a token belongs to: lets a client tell a bad link from a bad network before connecting.
+async fn me(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    let claims = bearer(&app, &headers)?;
+    Ok(Json(json!({
+        "id": claims.sub,
+        "role": claims.role,
+        "session": claims.sid,
+        "name": claims.name,
+        "expires_at": claims.exp,
+    })))
+}
+
+/// A fresh token for the same holder (same id, role, session and name), so a patient keeps
+/// "my questions" past the first token's expiry. Only a token that is still valid can do this.
+async fn refresh(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    let claims = bearer(&app, &headers)?;
+    let ttl = if claims.role == Role::Admin {
+        ADMIN_TTL
+    } else {
+        SESSION_TTL
+    };
+    let (claims, token) = app.keys.reissue(&claims, ttl);
+    Ok(Json(json!({ "token": token, "expires_at": claims.exp })))
 }
 
 async fn ready(State(app): State<AppState>) -> impl IntoResponse {

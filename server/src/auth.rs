@@ -88,10 +88,23 @@ impl Keys {
             name,
             exp: unix_now() + ttl.as_secs(),
         };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            // Encoding an HMAC token of plain claims cannot fail.
-            .unwrap_or_default();
+        let token = self.sign(&claims);
         (claims, token)
+    }
+
+    /// The same holder with a new expiry.
+    pub fn reissue(&self, claims: &Claims, ttl: Duration) -> (Claims, String) {
+        let claims = Claims {
+            exp: unix_now() + ttl.as_secs(),
+            ..claims.clone()
+        };
+        (claims.clone(), self.sign(&claims))
+    }
+
+    fn sign(&self, claims: &Claims) -> String {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
+            // Encoding an HMAC token of plain claims cannot fail.
+            .unwrap_or_default()
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {

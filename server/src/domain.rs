@@ -210,7 +210,7 @@ impl SessionData {
             Command::Merge { question, into } => self.merge(question, into),
             Command::Pin { question, pinned } => self.pin(question, pinned),
             Command::Answering { question } => self.answering(question),
-            Command::Answered { question, answer } => self.answered(question, answer),
+            Command::Answered { question, answer } => self.answered(question, answer, now),
             Command::SetState { state } => self.set_state(state, now),
         }
     }
@@ -279,6 +279,7 @@ impl SessionData {
             author: actor.name.clone(),
             asked_at: now,
             answer: None,
+            answered_at: None,
             reason: None,
             merged_into: None,
             author_id: Some(actor.id),
@@ -422,7 +423,12 @@ impl SessionData {
         Ok(applied)
     }
 
-    fn answered(&mut self, id: QuestionId, answer: Option<String>) -> Result<Applied, Refusal> {
+    fn answered(
+        &mut self,
+        id: QuestionId,
+        answer: Option<String>,
+        now: OffsetDateTime,
+    ) -> Result<Applied, Refusal> {
         let answer = answer
             .map(|a| checked_text("answer", &a, 0, MAX_ANSWER_CHARS).map_err(Refusal::Invalid))
             .transpose()?
@@ -436,6 +442,7 @@ impl SessionData {
         }
         q.status = QuestionStatus::Answered;
         q.answer = answer;
+        q.answered_at = Some(now);
         q.pinned = false;
         Ok(self.changed(id, Reply::Question))
     }

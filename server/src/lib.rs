@@ -44,6 +44,10 @@ use crate::config::{ServeArgs, Settings};
 use crate::hub::Hub;
 use crate::model::{Moderation, NewSession, SessionId, UserId};
 
+/// Kernel send buffer per client socket (Linux doubles it for its bookkeeping). Enough for
+/// a snapshot of a few hundred questions in one go; bursts beyond it wait for the client.
+pub const SOCKET_SEND_BUFFER: usize = 64 * 1024;
+
 /// Largest HTTP request body (session creation, joins, SDP).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
@@ -160,9 +164,12 @@ pub async fn start(
     };
     spawn_housekeeping(app.clone());
     let router = router(app.clone());
-    // Small real-time messages must not wait for Nagle's algorithm.
+    // Small real-time messages must not wait for Nagle's algorithm. A capped send buffer keeps
+    // the kernel from holding megabytes for a client that stopped reading (loopback autotunes
+    // to 4 MiB), so such a client is found out, and dropped, after a bounded amount of data.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);
+        let _ = socket2::SockRef::from(&*tcp).set_send_buffer_size(SOCKET_SEND_BUFFER);
     });
     let task = tokio::spawn(async move {
         axum::serve(

@@ -159,6 +159,9 @@ pub struct Question {
     #[serde(with = "time::serde::rfc3339")]
     pub asked_at: OffsetDateTime,
     pub answer: Option<String>,
+    /// When the expert marked it answered.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub answered_at: Option<OffsetDateTime>,
     pub reason: Option<String>,
     pub merged_into: Option<QuestionId>,
     /// Omitted from public messages.

@@ -122,6 +122,7 @@ async fn a_question_goes_from_patient_to_moderator_to_everyone_to_the_expert() {
         done["question"]["answer"],
         "From 45, yes: talk to your doctor."
     );
+    assert!(done["question"]["answered_at"].is_string());
 
     // Bob never saw the rejected question: a fresh snapshot shows only the public one.
     let (_, snap) = app.connect(&s.id, &bob).await;
@@ -811,4 +812,41 @@ async fn joins_are_limited_per_client_address_and_the_proxy_address_can_be_trust
     assert_eq!(body["error"]["code"], "rate_limited");
     // Another address behind the same proxy is not affected.
     assert_eq!(join_from("10.0.0.2").await.unwrap().status(), 201);
+}
+
+#[tokio::test]
+async fn a_token_tells_who_it_is_and_can_be_refreshed_for_the_same_patient() {
+    let app = spawn_app().await;
+    let s = app.create_session("post").await;
+    let token = app.join(&s.id, Some("Wang")).await;
+    let me: Value = app.get("/api/me", Some(&token)).await.json().await.unwrap();
+    assert_eq!(me["role"], "patient");
+    assert_eq!(me["session"], s.id.as_str());
+    assert_eq!(me["name"], "Wang");
+    assert_eq!(app.get("/api/me", Some("garbage")).await.status(), 401);
+    assert_eq!(app.get("/api/me", None).await.status(), 401);
+
+    let (mut c, _) = app.connect(&s.id, &token).await;
+    let id = question_id(
+        &c.ok(json!({"type": "ask", "text": "Is PSA testing useful?"}))
+            .await,
+    );
+    let refreshed: Value = app
+        .post("/api/token/refresh", Some(&token), &json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let fresh = refreshed["token"].as_str().unwrap();
+    // Within the same second the new token may equal the old one; its expiry never goes back.
+    assert!(refreshed["expires_at"].as_u64() >= me["expires_at"].as_u64());
+    let again: Value = app.get("/api/me", Some(fresh)).await.json().await.unwrap();
+    assert_eq!(again["id"], me["id"], "the same patient");
+    let (_, snap) = app.connect(&s.id, fresh).await;
+    let mine = snap["questions"].as_array().unwrap();
+    assert!(
+        mine.iter()
+            .any(|q| q["id"] == id && q["author_id"] == me["id"]),
+        "my questions survive the refresh: {snap}"
+    );
 }
