@@ -124,5 +124,29 @@ async fn video_5_viewers_receive_the_stream() {
     assert!(report.video_packets_expected > 0, "{table}");
     // Loopback drops nothing unless the machine is overloaded; allow a packet or two.
     assert!(report.video_loss_pct < 1.0, "{table}");
+    // The relay's numbers reach /metrics, per session.
+    let metrics = reqwest::get(format!("{}/metrics", server.url))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for name in [
+        "oncolive_video_packets_forwarded_total{",
+        "oncolive_video_bytes_forwarded_total{",
+        "oncolive_video_keyframe_requests_total{",
+        "oncolive_video_viewers{",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l.starts_with(name) && l.contains("session=")),
+            "{name} missing from /metrics"
+        );
+    }
+    let forwarded: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("oncolive_video_packets_forwarded_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(forwarded > 0.0, "no forwarded packets counted");
     server.stop().await;
 }

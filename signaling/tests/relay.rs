@@ -295,3 +295,45 @@ async fn end_session_closes_every_peer() -> Result<()> {
     ensure!(err.contains("410"), "WHEP after the end: {err}");
     Ok(())
 }
+
+/// One viewer's link loses 30 % of the media sent to it. The relay writes to every viewer
+/// without waiting for any of them (UDP never pushes back, and each viewer's retransmissions
+/// come from its own NACK buffer), so the others still get every packet, in order, while the
+/// lossy one still gets most of the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lossy_viewer_does_not_hurt_the_others() -> Result<()> {
+    let t = spawn_relay(RelayConfig::default()).await?;
+    let session = "s-lossy";
+    let mut publisher = TestPublisher::connect(&t, session, VideoCodec::Vp8).await?;
+    let proxy = LossyProxy::start(3).await?;
+    let mut viewers = vec![TestViewer::connect_through(&t, session, &proxy).await?];
+    for _ in 0..2 {
+        viewers.push(TestViewer::connect(&t, session).await?);
+    }
+    publisher.wait_connected().await?;
+    for v in &mut viewers {
+        v.wait_connected().await?;
+    }
+    let mut refs: Vec<&mut TestViewer> = viewers.iter_mut().collect();
+    let first = warm_up(&mut publisher, &mut refs, 0).await?;
+
+    let last = first + 150;
+    send_batch(&mut publisher, first, last).await?;
+    let expected: Vec<u32> = (first..last).collect();
+    for v in &mut viewers[1..] {
+        let got = collect_until(v, last - 1).await;
+        let video = video_markers(&got, first);
+        ensure!(video == expected, "a healthy viewer got {video:?}");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let lossy = video_markers(&viewers[0].drain(), first);
+    let dropped = proxy.dropped.load(std::sync::atomic::Ordering::Relaxed);
+    ensure!(dropped > 0, "the proxy dropped nothing");
+    ensure!(
+        lossy.len() >= expected.len() / 3,
+        "the lossy viewer got only {} of {} packets",
+        lossy.len(),
+        expected.len()
+    );
+    Ok(())
+}

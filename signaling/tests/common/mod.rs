@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use async_trait::async_trait;
 use oncolive_signaling::{Access, AuthError, Authorizer, Relay, RelayConfig};
 use tokio::sync::{mpsc, watch};
@@ -138,6 +138,17 @@ async fn negotiate(
     url: &str,
     token: &str,
 ) -> Result<reqwest::header::HeaderMap> {
+    negotiate_with(t, pc, url, token, &|answer| Ok(answer)).await
+}
+
+/// Like [`negotiate`], with a chance to change the answer before it is applied.
+async fn negotiate_with(
+    t: &TestRelay,
+    pc: &RTCPeerConnection,
+    url: &str,
+    token: &str,
+    rewrite: &(dyn Fn(String) -> Result<String> + Sync),
+) -> Result<reqwest::header::HeaderMap> {
     let offer = pc.create_offer(None).await?;
     let mut gathered = pc.gathering_complete_promise().await;
     pc.set_local_description(offer).await?;
@@ -160,7 +171,7 @@ async fn negotiate(
     if status != reqwest::StatusCode::CREATED {
         bail!("{url}: {status}: {body}");
     }
-    pc.set_remote_description(RTCSessionDescription::answer(body)?)
+    pc.set_remote_description(RTCSessionDescription::answer(rewrite(body)?)?)
         .await?;
     Ok(headers)
 }
@@ -402,6 +413,22 @@ impl TestViewer {
     }
 
     pub async fn connect_with(t: &TestRelay, session: &str, media: MediaEngine) -> Result<Self> {
+        Self::connect_rewriting(t, session, media, &|answer| Ok(answer)).await
+    }
+
+    /// A viewer whose media passes through `proxy`, which drops some of what the relay sends.
+    pub async fn connect_through(t: &TestRelay, session: &str, proxy: &LossyProxy) -> Result<Self> {
+        let mut media = MediaEngine::default();
+        media.register_default_codecs()?;
+        Self::connect_rewriting(t, session, media, &|answer| proxy.divert(&answer)).await
+    }
+
+    async fn connect_rewriting(
+        t: &TestRelay,
+        session: &str,
+        media: MediaEngine,
+        rewrite: &(dyn Fn(String) -> Result<String> + Sync),
+    ) -> Result<Self> {
         let api = client_api(media)?;
         let pc = Arc::new(api.new_peer_connection(RTCConfiguration::default()).await?);
         let state = state_watch(&pc);
@@ -441,7 +468,7 @@ impl TestViewer {
         }));
         let token = viewer_token(session);
         let url = format!("{}/api/sessions/{session}/whep", t.base);
-        let headers = negotiate(t, &pc, &url, &token).await?;
+        let headers = negotiate_with(t, &pc, &url, &token, rewrite).await?;
         let header = |name: &str| -> Result<String> {
             Ok(headers
                 .get(name)
@@ -542,4 +569,101 @@ pub async fn collect_until(viewer: &mut TestViewer, last: u32) -> Vec<Received> 
         }
     }
     got
+}
+
+/// A UDP hop between one viewer and the relay that drops `drop_of_ten` of every ten RTP packets
+/// the relay sends (STUN, DTLS and RTCP pass), like a lossy mobile link. The viewer is pointed
+/// at it by rewriting the relay's candidates in the answer; the relay sees the proxy as a
+/// peer-reflexive address, as it would a NAT.
+pub struct LossyProxy {
+    port: u16,
+    target: Arc<Mutex<Option<SocketAddr>>>,
+    pub dropped: Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LossyProxy {
+    pub async fn start(drop_of_ten: u64) -> Result<LossyProxy> {
+        let front = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+        let back = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+        let port = front.local_addr()?.port();
+        let target = Arc::new(Mutex::new(None::<SocketAddr>));
+        let dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let task = tokio::spawn({
+            let target = target.clone();
+            let dropped = dropped.clone();
+            async move {
+                let (mut a, mut b) = ([0u8; 2048], [0u8; 2048]);
+                let mut viewer = None;
+                let mut rtp = 0u64;
+                loop {
+                    tokio::select! {
+                        Ok((n, from)) = front.recv_from(&mut a) => {
+                            viewer = Some(from);
+                            let to = *target.lock().unwrap_or_else(|p| p.into_inner());
+                            if let Some(to) = to {
+                                let _ = back.send_to(&a[..n], to).await;
+                            }
+                        }
+                        Ok((n, _)) = back.recv_from(&mut b) => {
+                            // RTP: version 2, and a payload type outside RTCP's 64..=95.
+                            let is_rtp = n > 12 && b[0] >> 6 == 2 && !(64..=95).contains(&(b[1] & 0x7f));
+                            if is_rtp {
+                                rtp += 1;
+                                if rtp % 10 < drop_of_ten {
+                                    dropped.fetch_add(1, Ordering::Relaxed);
+                                    continue;
+                                }
+                            }
+                            if let Some(v) = viewer {
+                                let _ = front.send_to(&b[..n], v).await;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        Ok(LossyProxy {
+            port,
+            target,
+            dropped,
+            task,
+        })
+    }
+
+    /// Keeps one IPv4 UDP candidate of the answer, remembers it as the proxy's target and
+    /// replaces it with the proxy's own address.
+    fn divert(&self, answer: &str) -> Result<String> {
+        let mut out = String::new();
+        let mut diverted = false;
+        for line in answer.split_inclusive('\n') {
+            if let Some(rest) = line.trim_end().strip_prefix("a=candidate:") {
+                let fields: Vec<&str> = rest.split_whitespace().collect();
+                let ipv4_udp = fields.len() > 5
+                    && fields[2].eq_ignore_ascii_case("udp")
+                    && fields[4].parse::<std::net::Ipv4Addr>().is_ok();
+                if diverted || !ipv4_udp {
+                    continue;
+                }
+                let to: SocketAddr = format!("{}:{}", fields[4], fields[5]).parse()?;
+                *self.target.lock().unwrap_or_else(|p| p.into_inner()) = Some(to);
+                let mut fields = fields;
+                let port = self.port.to_string();
+                fields[4] = "127.0.0.1";
+                fields[5] = &port;
+                out.push_str(&format!("a=candidate:{}\r\n", fields.join(" ")));
+                diverted = true;
+                continue;
+            }
+            out.push_str(line);
+        }
+        ensure!(diverted, "the answer has no IPv4 UDP candidate");
+        Ok(out)
+    }
+}
+
+impl Drop for LossyProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
