@@ -138,7 +138,9 @@ async fn video_5_viewers_receive_the_stream() {
         "oncolive_video_viewers{",
     ] {
         assert!(
-            metrics.lines().any(|l| l.starts_with(name) && l.contains("session=")),
+            metrics
+                .lines()
+                .any(|l| l.starts_with(name) && l.contains("session=")),
             "{name} missing from /metrics"
         );
     }
