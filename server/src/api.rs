@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::Claims;
 use crate::config::{ADMIN_TTL, SESSION_TTL};
-use crate::domain::{Command, Reply};
+use crate::domain::{Command, Reply, SessionChanges};
 use crate::error::ApiError;
 use crate::model::{
     MAX_NAME_CHARS, NewSession, Role, Session, SessionId, SessionState, checked_text,
@@ -23,7 +23,7 @@ use crate::model::{
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/sessions", routing::get(list).post(create))
-        .route("/api/sessions/{id}", routing::get(show))
+        .route("/api/sessions/{id}", routing::get(show).patch(update))
         .route("/api/sessions/{id}/links", routing::get(links))
         .route("/api/sessions/{id}/join", routing::post(join))
         .route("/api/sessions/{id}/state", routing::post(set_state))
@@ -170,6 +170,27 @@ async fn show(
     Ok(Json(
         json!({ "session": session, "viewers": viewers, "video": video }),
     ))
+}
+
+async fn update(
+    State(app): State<AppState>,
+    Path(id): Path<SessionId>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let claims = bearer(&app, &headers)?;
+    require_admin(&claims)?;
+    let changes: SessionChanges = parse(&body)?;
+    let ack = app
+        .broker
+        .apply(id, &claims.actor(), Command::UpdateSession { changes })
+        .await?;
+    let Reply::Session(session) = ack.reply else {
+        return Err(ApiError::Internal(
+            "update replied without a session".into(),
+        ));
+    };
+    Ok(Json(json!({ "session": session })))
 }
 
 async fn links(

@@ -65,6 +65,27 @@ pub enum Command {
     SetState {
         state: SessionState,
     },
+    UpdateSession {
+        changes: SessionChanges,
+    },
+}
+
+/// What a host may change of a session before it ends. Absent fields stay as they are.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionChanges {
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub topic: Option<String>,
+    #[serde(default)]
+    pub expert_name: Option<String>,
+    /// Only while the session is still scheduled.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub scheduled_start: Option<OffsetDateTime>,
+    /// Only while the session is still scheduled: patients must know the rules before they ask.
+    #[serde(default)]
+    pub moderation: Option<Moderation>,
 }
 
 impl Command {
@@ -89,6 +110,7 @@ impl Command {
             Answering { .. } | Answered { .. } | SetState { .. } => {
                 matches!(role, Role::Expert | Role::Admin)
             }
+            UpdateSession { .. } => role == Role::Admin,
         }
     }
 
@@ -212,6 +234,7 @@ impl SessionData {
             Command::Answering { question } => self.answering(question),
             Command::Answered { question, answer } => self.answered(question, answer, now),
             Command::SetState { state } => self.set_state(state, now),
+            Command::UpdateSession { changes } => self.update_session(changes),
         }
     }
 
@@ -460,6 +483,35 @@ impl SessionData {
             SessionState::Ended => self.session.ended_at = Some(now),
             SessionState::Scheduled => {}
         }
+        Ok(Applied {
+            events: vec![(Audience::Public, EventBody::Session(self.session.clone()))],
+            reply: Reply::Session(self.session.clone()),
+        })
+    }
+
+    fn update_session(&mut self, changes: SessionChanges) -> Result<Applied, Refusal> {
+        use crate::model::{MAX_EXPERT_CHARS, MAX_TITLE_CHARS, MAX_TOPIC_CHARS};
+        let scheduled = self.session.state == SessionState::Scheduled;
+        if !scheduled && (changes.scheduled_start.is_some() || changes.moderation.is_some()) {
+            return Err(Refusal::Conflict(
+                "the start time and the moderation mode can change only before the session goes live"
+                    .into(),
+            ));
+        }
+        let text = |field, value: Option<String>, min, max| {
+            value
+                .map(|v| checked_text(field, &v, min, max).map_err(Refusal::Invalid))
+                .transpose()
+        };
+        let title = text("title", changes.title, 1, MAX_TITLE_CHARS)?;
+        let topic = text("topic", changes.topic, 0, MAX_TOPIC_CHARS)?;
+        let expert_name = text("expert_name", changes.expert_name, 1, MAX_EXPERT_CHARS)?;
+        let s = &mut self.session;
+        s.title = title.unwrap_or(std::mem::take(&mut s.title));
+        s.topic = topic.unwrap_or(std::mem::take(&mut s.topic));
+        s.expert_name = expert_name.unwrap_or(std::mem::take(&mut s.expert_name));
+        s.scheduled_start = changes.scheduled_start.unwrap_or(s.scheduled_start);
+        s.moderation = changes.moderation.unwrap_or(s.moderation);
         Ok(Applied {
             events: vec![(Audience::Public, EventBody::Session(self.session.clone()))],
             reply: Reply::Session(self.session.clone()),

@@ -850,3 +850,86 @@ async fn a_token_tells_who_it_is_and_can_be_refreshed_for_the_same_patient() {
         "my questions survive the refresh: {snap}"
     );
 }
+
+#[tokio::test]
+async fn a_host_reschedules_and_renames_a_session_and_everyone_sees_it() {
+    let app = spawn_app().await;
+    let s = app.create_session("pre").await;
+    let path = format!("/api/sessions/{}", s.id);
+    let patient = app.join(&s.id, None).await;
+    let (mut c, _) = app.connect(&s.id, &patient).await;
+
+    let patch = |token: Option<String>, body: Value| {
+        let req = app.http.patch(format!("{}{path}", app.url)).json(&body);
+        let req = match token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
+        req.send()
+    };
+    let res = patch(
+        Some(app.admin.clone()),
+        json!({"title": "Cervical screening: HPV tests", "scheduled_start": "2026-12-03T10:00:00Z", "moderation": "post"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 200);
+    let seen = c.recv_until("session", |_| true).await;
+    assert_eq!(seen["session"]["title"], "Cervical screening: HPV tests");
+    assert_eq!(seen["session"]["scheduled_start"], "2026-12-03T10:00:00Z");
+    assert_eq!(seen["session"]["moderation"], "post");
+    assert_eq!(
+        seen["session"]["expert_name"], "Dr. Chen",
+        "untouched fields stay"
+    );
+
+    for token in [&s.expert, &s.moderator, &patient] {
+        let res = patch(Some(token.clone()), json!({"title": "x"}))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 403);
+    }
+    for bad in [
+        json!({"title": "  "}),
+        json!({"colour": "red"}),
+        json!({"scheduled_start": "soon"}),
+    ] {
+        let res = patch(Some(app.admin.clone()), bad.clone()).await.unwrap();
+        assert_eq!(res.status(), 400, "{bad}");
+    }
+
+    let live = app
+        .post(
+            &format!("/api/sessions/{}/state", s.id),
+            Some(&s.expert),
+            &json!({"state": "live"}),
+        )
+        .await;
+    assert_eq!(live.status(), 200);
+    let res = patch(
+        Some(app.admin.clone()),
+        json!({"scheduled_start": "2026-12-04T10:00:00Z"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 409, "a live session keeps its start time");
+    let res = patch(
+        Some(app.admin.clone()),
+        json!({"topic": "Now with a topic"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 200, "the text may still be corrected");
+    let ended = app
+        .post(
+            &format!("/api/sessions/{}/state", s.id),
+            Some(&s.expert),
+            &json!({"state": "ended"}),
+        )
+        .await;
+    assert_eq!(ended.status(), 200);
+    let res = patch(Some(app.admin.clone()), json!({"title": "too late"}))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 410);
+}
