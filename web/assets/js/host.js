@@ -10,6 +10,7 @@ let token = takeFragmentToken(TOKEN_KEY, 'session');
 let sessions = null;      // null while loading
 let listError = null;
 const open = new Map();   // session id → { links, error } for the expanded rows
+let editing = null;       // the session the form edits, or null when it creates one
 
 initChrome({ onLang: () => { renderList(); renderTz(); } });
 
@@ -93,6 +94,25 @@ $('#create').addEventListener('submit', async (e) => {
   };
   const button = $('#create-btn');
   button.disabled = true;
+  if (editing) {
+    if (editing.state !== 'scheduled') {
+      delete body.scheduled_start;
+      delete body.moderation;
+    }
+    try {
+      await api(`/api/sessions/${encodeURIComponent(editing.id)}`, { method: 'PATCH', token, body });
+      toast(t('host.saved'));
+      stopEditing();
+      await load();
+    } catch (err) {
+      if (authFailed(err)) return;
+      setText(error, err.status === 400 || err.status === 409 ? `${t('err.invalid')} (${err.message})` : t(err.status === 0 ? 'error.network' : 'error.generic'));
+      show(error, true);
+    } finally {
+      button.disabled = false;
+    }
+    return;
+  }
   try {
     const data = await api('/api/sessions', { method: 'POST', token, body });
     open.set(data.session.id, { links: data.links });
@@ -110,6 +130,55 @@ $('#create').addEventListener('submit', async (e) => {
     button.disabled = false;
   }
 });
+
+// ---- editing: the same form, filled with the session ----
+
+function toLocalInput(iso) {
+  const d = new Date(iso);
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
+function startEditing(s) {
+  editing = s;
+  $('#f-title').value = s.title;
+  $('#f-topic').value = s.topic || '';
+  $('#f-expert').value = s.expert_name;
+  $('#f-start').value = toLocalInput(s.scheduled_start);
+  const locked = s.state !== 'scheduled';
+  $('#f-start').disabled = locked;
+  for (const radio of document.querySelectorAll('input[name="moderation"]')) {
+    radio.checked = radio.value === s.moderation;
+    radio.disabled = locked;
+  }
+  setText($('#form-title'), t('host.editTitle'));
+  setText($('#create-btn'), t('host.save'));
+  show($('#cancel-edit'), true);
+  const error = $('#create-error');
+  setText(error, locked ? t('host.liveLocked') : '');
+  show(error, locked);
+  const form = $('#create');
+  if (form.scrollIntoView) form.scrollIntoView({ block: 'start', behavior: 'smooth' });
+  $('#f-title').focus();
+}
+
+function stopEditing() {
+  editing = null;
+  $('#f-title').value = '';
+  $('#f-topic').value = '';
+  $('#f-start').disabled = false;
+  $('#f-start').value = '';
+  defaultStart();
+  for (const radio of document.querySelectorAll('input[name="moderation"]')) {
+    radio.disabled = false;
+    radio.checked = radio.value === 'pre';
+  }
+  setText($('#form-title'), t('host.createTitle'));
+  setText($('#create-btn'), t('host.create'));
+  show($('#cancel-edit'), false);
+  show($('#create-error'), false);
+}
+
+$('#cancel-edit').addEventListener('click', stopEditing);
 
 // ---- list ----
 
@@ -205,6 +274,7 @@ function sessionRow(s) {
   const info = open.get(s.id);
   const buttons = h('div', { class: 'controls' },
     h('button', { class: 'btn small', type: 'button', 'aria-expanded': String(!!(info && info.links)), text: t('host.links'), onclick: () => toggleLinks(s.id) }),
+    s.state !== 'ended' ? h('button', { class: 'btn small ghost', type: 'button', text: t('host.edit'), dataset: { edit: s.id }, onclick: () => startEditing(s) }) : null,
     s.state !== 'ended' ? h('button', { class: 'btn small ghost', type: 'button', text: t(s.state === 'scheduled' ? 'host.cancel' : 'expert.end'), onclick: () => endSession(s) }) : null);
   let details = null;
   if (info && info.loading) details = stateBlock('loading', t('loading'));
