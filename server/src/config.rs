@@ -53,7 +53,7 @@ pub struct ServeArgs {
     /// Prefix of every Redis key.
     #[arg(long, env = "ONCOLIVE_REDIS_PREFIX", default_value = "oncolive")]
     pub redis_prefix: String,
-    /// Hours an ended session is kept in Redis before it expires.
+    /// Hours an ended session is kept (in memory or in Redis) before it is forgotten.
     #[arg(long, env = "ONCOLIVE_RETENTION_HOURS", default_value_t = 168)]
     pub retention_hours: u64,
     /// Milliseconds a Redis command may take before the request fails as `unavailable`.

@@ -123,7 +123,10 @@ pub async fn start(
             .await
             .context("cannot set up the Redis broker")?,
         ),
-        None => Arc::new(MemoryBroker::new(settings.history)),
+        None => Arc::new(MemoryBroker::new(
+            settings.history,
+            Duration::from_secs(args.retention_hours.saturating_mul(3600)),
+        )),
     };
 
     let limits = Limits {

@@ -19,9 +19,12 @@ const PRESENCE_TTL: Duration = Duration::from_secs(10);
 const LIVE_CAPACITY: usize = 4096;
 
 pub struct MemoryBroker {
-    /// Sessions are only added; the map lock is held just long enough to clone an `Arc`.
+    /// The map lock is held just long enough to clone an `Arc`, add a session, or drop the
+    /// ended ones past their retention.
     sessions: RwLock<HashMap<SessionId, Arc<MemSession>>>,
     history: usize,
+    /// How long an ended session is kept (as in Redis), so a long-running node does not grow.
+    retention: Duration,
     presence: Mutex<HashMap<(SessionId, Uuid), (u64, Instant)>>,
 }
 
@@ -58,12 +61,31 @@ impl MemState {
 }
 
 impl MemoryBroker {
-    /// `history`: how many events per session are kept for clients resuming.
-    pub fn new(history: usize) -> Self {
+    /// `history`: how many events per session are kept for clients resuming; `retention`: how
+    /// long an ended session stays readable.
+    pub fn new(history: usize, retention: Duration) -> Self {
         MemoryBroker {
             sessions: RwLock::default(),
             history: history.max(1),
+            retention,
             presence: Mutex::default(),
+        }
+    }
+
+    /// Forgets sessions that ended longer ago than the retention.
+    fn expire(&self) {
+        let now = OffsetDateTime::now_utc();
+        let expired = |s: &MemSession| {
+            lock(&s.state)
+                .data
+                .session
+                .ended_at
+                .is_some_and(|ended| now - ended >= self.retention)
+        };
+        let any = read(&self.sessions).values().any(|s| expired(s));
+        if any {
+            let mut sessions = self.sessions.write().unwrap_or_else(|p| p.into_inner());
+            sessions.retain(|_, s| !expired(s));
         }
     }
 
@@ -88,6 +110,7 @@ fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 #[async_trait]
 impl Broker for MemoryBroker {
     async fn create_session(&self, session: Session) -> Result<(), BrokerError> {
+        self.expire();
         let (live, _) = broadcast::channel(LIVE_CAPACITY);
         let entry = Arc::new(MemSession {
             state: Mutex::new(MemState {
@@ -114,6 +137,7 @@ impl Broker for MemoryBroker {
     }
 
     async fn sessions(&self) -> Result<Vec<Session>, BrokerError> {
+        self.expire();
         let all: Vec<_> = read(&self.sessions).values().cloned().collect();
         Ok(all
             .iter()
@@ -216,5 +240,47 @@ impl Broker for MemoryBroker {
 
     async fn ping(&self) -> Result<(), BrokerError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Actor;
+    use crate::model::{Moderation, NewSession, SessionState};
+
+    #[tokio::test]
+    async fn ended_sessions_are_forgotten_after_the_retention() {
+        let broker = MemoryBroker::new(10, Duration::ZERO);
+        let now = OffsetDateTime::now_utc();
+        let new = |title: &str| NewSession {
+            title: title.into(),
+            topic: String::new(),
+            expert_name: "e".into(),
+            scheduled_start: now,
+            moderation: Moderation::Pre,
+        };
+        let ended = new("ended").into_session(Uuid::now_v7(), now);
+        let kept = new("kept").into_session(Uuid::now_v7(), now);
+        broker.create_session(ended.clone()).await.unwrap();
+        broker.create_session(kept.clone()).await.unwrap();
+        let admin = Actor {
+            id: Uuid::now_v7(),
+            role: Role::Admin,
+            name: None,
+        };
+        let end = Command::SetState {
+            state: SessionState::Ended,
+        };
+        broker.apply(ended.id, &admin, end).await.unwrap();
+        let left: Vec<_> = broker
+            .sessions()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        assert_eq!(left, vec![kept.id]);
+        assert!(broker.session(ended.id).await.unwrap().is_none());
     }
 }
