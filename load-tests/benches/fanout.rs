@@ -7,24 +7,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use clap::Parser;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use futures_util::{SinkExt, StreamExt};
 use oncolive_load::common::{Api, Ws, WsOptions, ws_connect};
-use oncolive_server::config::{Cli, Command};
+use oncolive_load::local::LocalServer;
 use oncolive_server::protocol::ClientMsg;
-use oncolive_server::{api, start};
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_util::sync::CancellationToken;
 
 struct Setup {
     moderator: futures_util::stream::SplitSink<Ws, Message>,
     question: u64,
     received: Arc<AtomicU64>,
     notify: Arc<Notify>,
-    _shutdown: tokio_util::sync::DropGuard,
-    _data: tempfile::TempDir,
+    /// Kept running for the iterations; never stopped explicitly (the bench process exits).
+    _server: LocalServer,
 }
 
 async fn next_text(ws: &mut Ws) -> serde_json::Value {
@@ -36,29 +33,9 @@ async fn next_text(ws: &mut Ws) -> serde_json::Value {
 }
 
 async fn setup(n: usize) -> Setup {
-    let data = tempfile::tempdir().expect("tempdir");
-    let argv = [
-        "oncolive",
-        "serve",
-        "--data-dir",
-        data.path().to_str().expect("utf-8"),
-        "--joins-per-second",
-        "100000",
-        "--messages-per-second",
-        "100000",
-    ];
-    let Command::Serve(args) = Cli::try_parse_from(argv).expect("flags").command else {
-        panic!("serve");
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let shutdown = CancellationToken::new();
-    let running = start(&args, listener, shutdown.clone())
-        .await
-        .expect("start");
-    let base = format!("http://{}", running.addr);
-    let (_, admin) = api::admin_link(&running.app);
+    let server = LocalServer::start(&[]).await.expect("server starts");
+    let base = server.url.clone();
+    let admin = server.admin.clone();
     let http = Api::new(&base);
     let created = http.create_session(&admin, "bench").await.expect("session");
     let session = created.session.id;
@@ -141,8 +118,7 @@ async fn setup(n: usize) -> Setup {
         question,
         received,
         notify,
-        _shutdown: shutdown.drop_guard(),
-        _data: data,
+        _server: server,
     }
 }
 

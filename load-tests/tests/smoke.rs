@@ -2,70 +2,17 @@
 //! only (nothing lost, duplicated or reordered; clean exit), never speed. The video test needs a
 //! loopback-only network namespace, as `scripts/test.sh` provides.
 
-use std::time::Duration;
-
-use clap::Parser;
+use oncolive_load::local::LocalServer;
 use oncolive_load::qa::{self, QaConfig};
 use oncolive_load::video::{self, VideoConfig};
-use oncolive_server::config::{Cli, Command};
-use oncolive_server::{Running, api, start};
-use tokio_util::sync::CancellationToken;
 
-struct Server {
-    running: Running,
-    shutdown: CancellationToken,
-    url: String,
-    admin: String,
-    _data: tempfile::TempDir,
-}
-
-async fn server(extra: &[&str]) -> Server {
-    let data = tempfile::tempdir().expect("tempdir");
-    let mut argv = vec![
-        "oncolive",
-        "serve",
-        "--data-dir",
-        data.path().to_str().expect("utf-8 path"),
-        "--joins-per-second",
-        "100000",
-        "--asks-per-minute",
-        "600",
-    ];
-    argv.extend_from_slice(extra);
-    let Command::Serve(args) = Cli::try_parse_from(argv).expect("flags").command else {
-        panic!("not a serve command");
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let shutdown = CancellationToken::new();
-    let running = start(&args, listener, shutdown.clone())
-        .await
-        .expect("server starts");
-    let url = format!("http://{}", running.addr);
-    let (_, admin) = api::admin_link(&running.app);
-    Server {
-        running,
-        shutdown,
-        url,
-        admin,
-        _data: data,
-    }
-}
-
-impl Server {
-    async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(15), self.running.stopped())
-            .await
-            .expect("server stops in time")
-            .expect("server stops cleanly");
-    }
+async fn server() -> LocalServer {
+    LocalServer::start(&[]).await.expect("server starts")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qa_200_patients_with_a_reconnect_storm_lose_nothing() {
-    let server = server(&[]).await;
+    let server = server().await;
     let report = qa::run(QaConfig {
         urls: vec![server.url.clone()],
         admin_token: Some(server.admin.clone()),
@@ -97,12 +44,12 @@ async fn qa_200_patients_with_a_reconnect_storm_lose_nothing() {
     // Votes reach patients coalesced, never one message per vote.
     assert!(report.vote_updates_per_patient_s < 10.0, "{table}");
     assert!(report.approval_to_last.count > 0, "{table}");
-    server.stop().await;
+    server.stop().await.expect("server stops cleanly");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn video_5_viewers_receive_the_stream() {
-    let server = server(&[]).await;
+    let server = server().await;
     let report = video::run(VideoConfig {
         url: server.url.clone(),
         admin_token: Some(server.admin.clone()),
@@ -150,5 +97,5 @@ async fn video_5_viewers_receive_the_stream() {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
     assert!(forwarded > 0.0, "no forwarded packets counted");
-    server.stop().await;
+    server.stop().await.expect("server stops cleanly");
 }

@@ -160,9 +160,7 @@ async fn show(
 ) -> Result<impl IntoResponse, ApiError> {
     let session = find(&app, id).await?;
     let viewers = app.hub.viewers(id).await.unwrap_or(0);
-    let video = if session.state != SessionState::Ended
-        && *app.relay.publisher_live(&id.to_string()).borrow()
-    {
+    let video = if session.state != SessionState::Ended && app.relay.is_live(&id.to_string()) {
         "live"
     } else {
         "waiting"
@@ -181,16 +179,24 @@ async fn update(
     let claims = bearer(&app, &headers)?;
     require_admin(&claims)?;
     let changes: SessionChanges = parse(&body)?;
-    let ack = app
-        .broker
-        .apply(id, &claims.actor(), Command::UpdateSession { changes })
-        .await?;
-    let Reply::Session(session) = ack.reply else {
-        return Err(ApiError::Internal(
-            "update replied without a session".into(),
-        ));
-    };
+    let session = change_session(&app, id, &claims, Command::UpdateSession { changes }).await?;
     Ok(Json(json!({ "session": session })))
+}
+
+/// Applies a command that changes the session itself and returns the session as stored.
+async fn change_session(
+    app: &AppState,
+    id: SessionId,
+    claims: &Claims,
+    command: Command,
+) -> Result<Session, ApiError> {
+    let ack = app.broker.apply(id, &claims.actor(), command).await?;
+    match ack.reply {
+        Reply::Session(session) => Ok(session),
+        other => Err(ApiError::Internal(format!(
+            "a session command replied with {other:?}"
+        ))),
+    }
 }
 
 async fn links(
@@ -286,15 +292,8 @@ async fn set_state(
     let claims = bearer(&app, &headers)?;
     claims.check_session(id)?;
     let body: StateBody = parse(&body)?;
-    let ack = app
-        .broker
-        .apply(id, &claims.actor(), Command::SetState { state: body.state })
-        .await?;
-    let Reply::Session(session) = ack.reply else {
-        return Err(ApiError::Internal(
-            "set_state replied without a session".into(),
-        ));
-    };
+    let command = Command::SetState { state: body.state };
+    let session = change_session(&app, id, &claims, command).await?;
     if session.state == SessionState::Ended {
         app.session_ended(id).await;
     }

@@ -107,10 +107,6 @@ impl Hub {
         }
     }
 
-    pub fn node(&self) -> Uuid {
-        self.node
-    }
-
     /// Joins the local channel of a session, starting its pump if it is the first socket here.
     /// Every event the broker stores after this returns reaches the returned receiver.
     pub async fn join(&self, session: SessionId) -> Result<Membership, BrokerError> {

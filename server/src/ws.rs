@@ -293,10 +293,8 @@ impl Connection {
                 Err(RecvError::Closed) => return Err(CloseCode::Internal),
             };
             if let Some(text) = text {
-                match timeout_at(deadline, sink.feed(Message::Text(text))).await {
-                    Ok(Ok(())) => queued += 1,
-                    result => return Err(send_failure(result)),
-                }
+                written(timeout_at(deadline, sink.feed(Message::Text(text))).await)?;
+                queued += 1;
             }
             if queued < MAX_BATCH {
                 next = match member.frames.try_recv() {
@@ -320,10 +318,7 @@ impl Connection {
             return Ok(());
         }
         m::messages_out().increment(queued);
-        match timeout_at(deadline, sink.flush()).await {
-            Ok(Ok(())) => Ok(()),
-            result => Err(send_failure(result)),
-        }
+        written(timeout_at(deadline, sink.flush()).await)
     }
 
     async fn incoming(
@@ -469,27 +464,26 @@ impl Connection {
         sink: &mut SplitSink<WebSocket, Message>,
         msg: Message,
     ) -> Result<(), Stop> {
-        match timeout(SEND_TIMEOUT, sink.send(msg)).await {
-            Ok(Ok(())) => Ok(()),
-            result => Err(send_failure(result)),
-        }
+        written(timeout(SEND_TIMEOUT, sink.send(msg)).await)
     }
 }
 
-/// Why a write did not finish. A timeout, or tungstenite refusing to buffer more than
+/// Whether a write finished. A timeout, or tungstenite refusing to buffer more than
 /// MAX_WRITE_BUFFER bytes for a socket that does not drain, both mean the client is too slow;
 /// any other error means the socket is gone, and the same code lets the client resume.
-fn send_failure(result: Result<Result<(), axum::Error>, tokio::time::error::Elapsed>) -> Stop {
+fn written(
+    result: Result<Result<(), axum::Error>, tokio::time::error::Elapsed>,
+) -> Result<(), Stop> {
     match result {
-        Ok(Ok(())) => CloseCode::Normal,
+        Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "send failed");
             m::slow_disconnects().increment(1);
-            CloseCode::TooSlow
+            Err(CloseCode::TooSlow)
         }
         Err(_) => {
             m::slow_disconnects().increment(1);
-            CloseCode::TooSlow
+            Err(CloseCode::TooSlow)
         }
     }
 }
@@ -536,14 +530,14 @@ fn request_id(text: &str) -> Option<String> {
     Some(req.chars().take(MAX_REQ_CHARS).collect())
 }
 
+/// A frame over MAX_FRAME_BYTES is tungstenite's capacity error; anything else is a dead socket.
 fn read_error(e: &axum::Error) -> CloseCode {
-    let text = e.to_string();
-    if text.contains("Space limit exceeded")
-        || text.contains("too long")
-        || text.contains("Capacity")
+    use std::error::Error as _;
+    match e
+        .source()
+        .and_then(|s| s.downcast_ref::<tungstenite::Error>())
     {
-        CloseCode::TooBig
-    } else {
-        CloseCode::Normal
+        Some(tungstenite::Error::Capacity(_)) => CloseCode::TooBig,
+        _ => CloseCode::Normal,
     }
 }

@@ -95,6 +95,14 @@ impl Relay {
         self.shared.room(session).subscribe_live()
     }
 
+    /// Whether a publisher is sending media to `session` now. Unlike [`Relay::publisher_live`]
+    /// this sets nothing up for a session nobody publishes to or watches.
+    pub fn is_live(&self, session: &str) -> bool {
+        self.shared
+            .existing_room(session)
+            .is_some_and(|room| *room.subscribe_live().borrow())
+    }
+
     /// Closes every peer connection of every session; later requests get 503.
     pub async fn shutdown(&self) {
         self.shared.closing.store(true, Ordering::SeqCst);
