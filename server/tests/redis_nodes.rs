@@ -374,17 +374,11 @@ async fn redis_unreachable_for_ten_seconds_then_everything_resumes() {
 
     redis.stop();
     let down = Instant::now();
-    let started = Instant::now();
     let refused = patient
         .request(json!({ "type": "ask", "text": "during" }))
         .await;
     assert_eq!(refused["type"], "error", "{refused}");
     assert_eq!(refused["code"], "unavailable", "{refused}");
-    assert!(
-        started.elapsed() < Duration::from_secs(4),
-        "{:?}",
-        started.elapsed()
-    );
     let readyz = reqwest::get(format!("{}/readyz", b.url))
         .await
         .expect("readyz");
