@@ -1,0 +1,1 @@
+//! A WHIP publisher and a WHEP viewer on the `webrtc` crate.
