@@ -1,24 +1,28 @@
 //! The HTTP API: sessions, joining, state changes, QR codes, health.
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::{Json, Router, routing};
-use serde::{Deserialize, Serialize};
-use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::auth::Claims;
-use crate::config::{ADMIN_TTL, SESSION_TTL};
+use crate::api_types::{
+    Created, JoinRequest, Joined, Links, Me, Refreshed, SessionInfo, SessionList, SessionReply,
+    StateRequest, Tokens,
+};
+use crate::auth::{ADMIN_TTL, Claims, SESSION_TTL};
 use crate::domain::{Command, Reply, SessionChanges};
 use crate::error::ApiError;
+use crate::extract::{Admin, Caller, JsonBody};
 use crate::model::{
     MAX_NAME_CHARS, NewSession, Role, Session, SessionId, SessionState, checked_text,
 };
+use crate::protocol::VideoState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -36,56 +40,9 @@ pub fn routes() -> Router<AppState> {
         .route("/metrics", routing::get(metrics))
 }
 
-/// The verified claims of the request's bearer token.
-fn bearer(app: &AppState, headers: &HeaderMap) -> Result<Claims, ApiError> {
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| ApiError::Unauthorized("missing Authorization: Bearer token".into()))?;
-    let token = value
-        .strip_prefix("Bearer ")
-        .ok_or_else(|| ApiError::Unauthorized("Authorization must be Bearer".into()))?;
-    Ok(app.keys.verify(token.trim())?)
-}
-
-fn require_admin(claims: &Claims) -> Result<(), ApiError> {
-    if claims.role == Role::Admin {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden("only an admin may do this".into()))
-    }
-}
-
-/// Parses a JSON body ourselves so a bad one gets our error format.
-fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
-}
-
-#[derive(Serialize)]
-pub struct Links {
-    pub patient: String,
-    pub expert: String,
-    pub moderator: String,
-    pub qr_svg: String,
-}
-
-#[derive(Serialize)]
-pub struct Tokens {
-    pub expert: String,
-    pub moderator: String,
-}
-
-#[derive(Serialize)]
-pub struct Created {
-    pub session: Session,
-    pub links: Links,
-    pub tokens: Tokens,
-}
-
 /// Fresh expert and moderator tokens for a session, and the links carrying them.
 pub fn links_for(app: &AppState, id: SessionId) -> (Links, Tokens) {
-    let base = &app.settings.public_url;
+    let base = &app.public_url;
     let (_, expert) = app.keys.issue(Role::Expert, Some(id), None, SESSION_TTL);
     let (_, moderator) = app.keys.issue(Role::Moderator, Some(id), None, SESSION_TTL);
     (
@@ -102,13 +59,13 @@ pub fn links_for(app: &AppState, id: SessionId) -> (Links, Tokens) {
 pub fn admin_link(app: &AppState) -> (String, String) {
     let (_, token) = app.keys.issue(Role::Admin, None, None, ADMIN_TTL);
     (
-        format!("{}/host#token={token}", app.settings.public_url),
+        format!("{}/host#token={token}", app.public_url),
         token,
     )
 }
 
 pub async fn create_session(app: &AppState, new: NewSession) -> Result<Created, ApiError> {
-    let new = new.validate().map_err(ApiError::BadRequest)?;
+    let new = new.validate().map_err(ApiError::Invalid)?;
     let session = new.into_session(Uuid::now_v7(), OffsetDateTime::now_utc());
     app.broker.create_session(session.clone()).await?;
     crate::metrics::sessions().increment(1.0);
@@ -123,11 +80,9 @@ pub async fn create_session(app: &AppState, new: NewSession) -> Result<Created, 
 
 async fn create(
     State(app): State<AppState>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
+    _: Admin,
+    JsonBody(new): JsonBody<NewSession>,
 ) -> Result<impl IntoResponse, ApiError> {
-    require_admin(&bearer(&app, &headers)?)?;
-    let new: NewSession = parse(&body)?;
     Ok((StatusCode::CREATED, Json(create_session(&app, new).await?)))
 }
 
@@ -144,7 +99,7 @@ async fn list(State(app): State<AppState>) -> Result<impl IntoResponse, ApiError
             _ => a.scheduled_start.cmp(&b.scheduled_start),
         })
     });
-    Ok(Json(json!({ "sessions": sessions })))
+    Ok(Json(SessionList { sessions }))
 }
 
 async fn find(app: &AppState, id: SessionId) -> Result<Session, ApiError> {
@@ -161,26 +116,25 @@ async fn show(
     let session = find(&app, id).await?;
     let viewers = app.hub.viewers(id).await.unwrap_or(0);
     let video = if session.state != SessionState::Ended && app.relay.is_live(&id.to_string()) {
-        "live"
+        VideoState::Live
     } else {
-        "waiting"
+        VideoState::Waiting
     };
-    Ok(Json(
-        json!({ "session": session, "viewers": viewers, "video": video }),
-    ))
+    Ok(Json(SessionInfo {
+        session,
+        viewers,
+        video,
+    }))
 }
 
 async fn update(
     State(app): State<AppState>,
     Path(id): Path<SessionId>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
+    Admin(claims): Admin,
+    JsonBody(changes): JsonBody<SessionChanges>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let claims = bearer(&app, &headers)?;
-    require_admin(&claims)?;
-    let changes: SessionChanges = parse(&body)?;
     let session = change_session(&app, id, &claims, Command::UpdateSession { changes }).await?;
-    Ok(Json(json!({ "session": session })))
+    Ok(Json(SessionReply { session }))
 }
 
 /// Applies a command that changes the session itself and returns the session as stored.
@@ -202,9 +156,8 @@ async fn change_session(
 async fn links(
     State(app): State<AppState>,
     Path(id): Path<SessionId>,
-    headers: HeaderMap,
+    _: Admin,
 ) -> Result<impl IntoResponse, ApiError> {
-    require_admin(&bearer(&app, &headers)?)?;
     let session = find(&app, id).await?;
     let (links, tokens) = links_for(&app, id);
     Ok(Json(Created {
@@ -214,16 +167,9 @@ async fn links(
     }))
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct JoinBody {
-    #[serde(default)]
-    name: Option<String>,
-}
-
 /// The client's address: the TCP peer, or the address our proxy appended last.
 fn client_ip(app: &AppState, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
-    if app.settings.trust_forwarded_for
+    if app.config.limits.trust_forwarded_for
         && let Some(ip) = headers
             .get_all("x-forwarded-for")
             .iter()
@@ -242,25 +188,21 @@ async fn join(
     Path(id): Path<SessionId>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    JsonBody(body): JsonBody<Option<JoinRequest>>,
 ) -> Result<impl IntoResponse, ApiError> {
     if app
-        .limits
+        .rate_limits
         .joins
         .check_key(&client_ip(&app, peer, &headers))
         .is_err()
     {
-        return Err(ApiError::RateLimited {
-            retry_after_secs: 1,
-        });
+        return Err(ApiError::rate_limited(
+            "too many joins from this address",
+            Duration::from_secs(1),
+        ));
     }
-    let body: JoinBody = if body.iter().all(u8::is_ascii_whitespace) {
-        JoinBody::default()
-    } else {
-        parse(&body)?
-    };
-    let name = match body.name {
-        Some(n) => Some(checked_text("name", &n, 0, MAX_NAME_CHARS).map_err(ApiError::BadRequest)?),
+    let name = match body.unwrap_or_default().name {
+        Some(n) => Some(checked_text("name", &n, 0, MAX_NAME_CHARS).map_err(ApiError::Invalid)?),
         None => None,
     }
     .filter(|n| !n.is_empty());
@@ -273,31 +215,28 @@ async fn join(
         .issue(Role::Patient, Some(id), name.clone(), SESSION_TTL);
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "token": token, "patient_id": claims.sub, "name": name, "session": session })),
+        Json(Joined {
+            token,
+            patient_id: claims.sub,
+            name,
+            session,
+        }),
     ))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StateBody {
-    state: SessionState,
 }
 
 async fn set_state(
     State(app): State<AppState>,
     Path(id): Path<SessionId>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
+    Caller(claims): Caller,
+    JsonBody(body): JsonBody<StateRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let claims = bearer(&app, &headers)?;
     claims.check_session(id)?;
-    let body: StateBody = parse(&body)?;
     let command = Command::SetState { state: body.state };
     let session = change_session(&app, id, &claims, command).await?;
     if session.state == SessionState::Ended {
         app.session_ended(id).await;
     }
-    Ok(Json(json!({ "session": session })))
+    Ok(Json(SessionReply { session }))
 }
 
 async fn qr(
@@ -305,7 +244,7 @@ async fn qr(
     Path(id): Path<SessionId>,
 ) -> Result<impl IntoResponse, ApiError> {
     find(&app, id).await?;
-    let link = format!("{}/s/{id}", app.settings.public_url);
+    let link = format!("{}/s/{id}", app.public_url);
     let code =
         qrcode::QrCode::new(link.as_bytes()).map_err(|e| ApiError::Internal(format!("qr: {e}")))?;
     let svg = code
@@ -323,34 +262,29 @@ async fn qr(
 }
 
 /// Who a token belongs to: lets a client tell a bad link from a bad network before connecting.
-async fn me(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-) -> Result<impl IntoResponse, ApiError> {
-    let claims = bearer(&app, &headers)?;
-    Ok(Json(json!({
-        "id": claims.sub,
-        "role": claims.role,
-        "session": claims.sid,
-        "name": claims.name,
-        "expires_at": claims.exp,
-    })))
+async fn me(Caller(claims): Caller) -> Json<Me> {
+    Json(Me {
+        id: claims.sub,
+        role: claims.role,
+        session: claims.sid,
+        name: claims.name,
+        expires_at: claims.exp,
+    })
 }
 
 /// A fresh token for the same holder (same id, role, session and name), so a patient keeps
 /// "my questions" past the first token's expiry. Only a token that is still valid can do this.
-async fn refresh(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-) -> Result<impl IntoResponse, ApiError> {
-    let claims = bearer(&app, &headers)?;
+async fn refresh(State(app): State<AppState>, Caller(claims): Caller) -> Json<Refreshed> {
     let ttl = if claims.role == Role::Admin {
         ADMIN_TTL
     } else {
         SESSION_TTL
     };
     let (claims, token) = app.keys.reissue(&claims, ttl);
-    Ok(Json(json!({ "token": token, "expires_at": claims.exp })))
+    Json(Refreshed {
+        token,
+        expires_at: claims.exp,
+    })
 }
 
 async fn ready(State(app): State<AppState>) -> impl IntoResponse {

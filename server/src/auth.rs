@@ -11,6 +11,11 @@ use uuid::Uuid;
 use crate::domain::Actor;
 use crate::model::{Role, SessionId, UserId};
 
+/// Lifetime of an admin token: short, since it can do everything.
+pub const ADMIN_TTL: Duration = Duration::from_secs(12 * 3600);
+/// Lifetime of a session's expert, moderator and patient tokens.
+pub const SESSION_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Claims {
     pub sub: UserId,

@@ -1,244 +1,196 @@
-//! Command line and environment: one struct per command.
+//! The typed configuration the server starts from. The command line is one way to build it
+//! ([`crate::cli`]); tests and the load generator build it directly ([`Config::for_tests`]).
 
-use std::net::SocketAddr;
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+pub use oncolive_signaling::{IceServer, RelayConfig};
 
-use crate::model::Role;
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "oncolive",
-    version,
-    about = "Live expert Q&A and video for cancer hospitals"
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run the server.
-    Serve(Box<ServeArgs>),
-    /// Print a signed token (for operators and OBS set-ups).
-    Token(TokenArgs),
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct Common {
-    /// Where the generated secret is kept when ONCOLIVE_SECRET is unset.
-    #[arg(long, env = "ONCOLIVE_DATA_DIR", default_value_os_t = default_data_dir())]
+/// Everything [`crate::start`] needs besides a listener and a shutdown signal.
+#[derive(Clone)]
+pub struct Config {
+    /// The address patients use, for the links handed out; `None`: `http://` + the bound address.
+    pub public_url: Option<String>,
+    /// Where the generated token secret is kept when [`Config::secret`] is `None`.
     pub data_dir: PathBuf,
     /// The HMAC secret for tokens (at least 16 bytes). Never logged.
-    #[arg(long, env = "ONCOLIVE_SECRET", hide_env_values = true)]
     pub secret: Option<String>,
+    pub broker: BrokerConfig,
+    /// Events kept per session for clients that resume.
+    pub history: usize,
+    /// How long an ended session is kept before it is forgotten, by either broker.
+    pub retention: Duration,
+    pub limits: Limits,
+    /// Time between the server's pings; a socket silent for 2.4 times this is closed (4009).
+    pub ping_interval: Duration,
+    pub relay: RelayConfig,
 }
 
-#[derive(Debug, Clone, Args)]
-pub struct ServeArgs {
-    #[command(flatten)]
-    pub common: Common,
-    /// Address to listen on.
-    #[arg(long, env = "ONCOLIVE_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
-    /// The address patients use, for the links handed out (default: http://LISTEN).
-    #[arg(long, env = "ONCOLIVE_PUBLIC_URL")]
-    pub public_url: Option<String>,
-    /// Redis URL; without it the in-memory broker is used.
-    #[arg(long, env = "ONCOLIVE_REDIS_URL")]
-    pub redis: Option<String>,
-    /// Prefix of every Redis key.
-    #[arg(long, env = "ONCOLIVE_REDIS_PREFIX", default_value = "oncolive")]
-    pub redis_prefix: String,
-    /// Hours an ended session is kept (in memory or in Redis) before it is forgotten.
-    #[arg(long, env = "ONCOLIVE_RETENTION_HOURS", default_value_t = 168)]
-    pub retention_hours: u64,
-    /// Milliseconds a Redis command may take before the request fails as `unavailable`.
-    #[arg(long, env = "ONCOLIVE_REDIS_TIMEOUT_MS", default_value_t = 2000)]
-    pub redis_timeout_ms: u64,
-    /// Events kept per session for clients that resume.
-    #[arg(long, env = "ONCOLIVE_HISTORY", default_value_t = 10_000)]
-    pub history: usize,
+/// Where session state lives.
+#[derive(Clone, PartialEq, Eq)]
+pub enum BrokerConfig {
+    /// In this process: one node, nothing else to run.
+    Memory,
+    /// In Redis (or a Redis Cluster), shared by every node that names it.
+    Redis {
+        /// `redis://[user:password@]host:port[/db]`. Never logged: it may hold a password.
+        url: String,
+        /// Prefix of every key, so several deployments (or tests) share one Redis.
+        prefix: String,
+        /// The longest a request waits for Redis before failing as `unavailable`.
+        command_timeout: Duration,
+    },
+}
+
+/// What one client, one address or one node may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
     /// Questions a patient may post per minute.
-    #[arg(long, env = "ONCOLIVE_ASKS_PER_MINUTE", default_value_t = 5)]
     pub asks_per_minute: u32,
-    /// Joins (new patient tokens) per second from one client address, sustained.
-    #[arg(long, env = "ONCOLIVE_JOINS_PER_SECOND", default_value_t = 20)]
+    /// Joins (new patient tokens) per second from one client address, sustained; bursts of
+    /// five times this are fine.
     pub joins_per_second: u32,
-    /// Take the client's address from the last X-Forwarded-For entry (only behind a proxy that
-    /// sets it, and only if clients cannot reach the node directly).
-    #[arg(long, env = "ONCOLIVE_TRUST_FORWARDED_FOR")]
+    /// Take the client's address from the last `X-Forwarded-For` entry (only behind a proxy).
     pub trust_forwarded_for: bool,
     /// Messages per second one socket may send, sustained (bursts of twice that are fine).
-    #[arg(long, env = "ONCOLIVE_MESSAGES_PER_SECOND", default_value_t = 20)]
     pub messages_per_second: u32,
     /// Events a socket may fall behind before it is closed as too slow (4000).
-    #[arg(long, env = "ONCOLIVE_SOCKET_QUEUE", default_value_t = 1024)]
     pub socket_queue: usize,
     /// Most simultaneous WebSocket connections; more are refused with 503.
-    #[arg(long, env = "ONCOLIVE_MAX_CONNECTIONS", default_value_t = 19_000)]
     pub max_connections: usize,
-    /// UDP ports for WebRTC media, as MIN-MAX (default: any ephemeral port).
-    #[arg(long, env = "ONCOLIVE_RTC_UDP_PORTS", value_parser = parse_port_range)]
-    pub rtc_udp_ports: Option<(u16, u16)>,
-    /// Public addresses to announce for media behind a 1:1 NAT (comma-separated).
-    #[arg(long, env = "ONCOLIVE_RTC_PUBLIC_IP", value_delimiter = ',')]
-    pub rtc_public_ip: Vec<std::net::IpAddr>,
-    /// Network interfaces to gather media candidates on (comma-separated; default all).
-    #[arg(long, env = "ONCOLIVE_RTC_INTERFACES", value_delimiter = ',')]
-    pub rtc_interfaces: Vec<String>,
-    /// STUN/TURN URLs offered to browsers (comma-separated), e.g. turn:turn.example.org:3478.
-    #[arg(
-        long = "ice-server",
-        env = "ONCOLIVE_ICE_SERVERS",
-        value_delimiter = ','
-    )]
-    pub ice_servers: Vec<String>,
-    /// Username for the TURN servers given with --ice-server.
-    #[arg(long, env = "ONCOLIVE_TURN_USERNAME")]
-    pub turn_username: Option<String>,
-    /// Credential for the TURN servers. Never logged.
-    #[arg(long, env = "ONCOLIVE_TURN_CREDENTIAL", hide_env_values = true)]
-    pub turn_credential: Option<String>,
-    /// Least time between two keyframe requests sent to the expert's encoder, in milliseconds.
-    #[arg(long, env = "ONCOLIVE_KEYFRAME_INTERVAL_MS", default_value_t = 500)]
-    pub keyframe_interval_ms: u64,
-    /// Seconds between the server's WebSocket pings; a socket silent for 2.4 times this is closed (4009).
-    #[arg(long, env = "ONCOLIVE_PING_INTERVAL_SECS", default_value_t = 25)]
-    pub ping_interval_secs: u64,
-    /// Create a demo session at start and print its links.
-    #[arg(long)]
-    pub demo: bool,
-    /// Write the listening URL (and demo tokens) as JSON to this file once ready (for tests).
-    #[arg(long)]
-    pub ready_file: Option<PathBuf>,
-    /// Log as JSON lines instead of text.
-    #[arg(long, env = "ONCOLIVE_LOG_JSON")]
-    pub log_json: bool,
 }
 
-#[derive(Debug, Clone, Args)]
-pub struct TokenArgs {
-    #[command(flatten)]
-    pub common: Common,
-    #[arg(long, value_enum)]
-    pub role: TokenRole,
-    /// The session, for expert and moderator tokens.
-    #[arg(long)]
-    pub session: Option<uuid::Uuid>,
-    /// Lifetime in hours (default: 12 for admin, 720 otherwise).
-    #[arg(long)]
-    pub ttl_hours: Option<u64>,
-}
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum TokenRole {
-    Admin,
-    Expert,
-    Moderator,
-}
-
-impl From<TokenRole> for Role {
-    fn from(r: TokenRole) -> Role {
-        match r {
-            TokenRole::Admin => Role::Admin,
-            TokenRole::Expert => Role::Expert,
-            TokenRole::Moderator => Role::Moderator,
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            asks_per_minute: 5,
+            joins_per_second: 20,
+            trust_forwarded_for: false,
+            messages_per_second: 20,
+            socket_queue: 1024,
+            max_connections: 19_000,
         }
     }
 }
 
-pub const ADMIN_TTL: Duration = Duration::from_secs(12 * 3600);
-pub const SESSION_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
-
-fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
-    let (lo, hi) = s
-        .split_once('-')
-        .ok_or_else(|| format!("expected MIN-MAX, got {s}"))?;
-    let lo: u16 = lo.trim().parse().map_err(|e| format!("{lo}: {e}"))?;
-    let hi: u16 = hi.trim().parse().map_err(|e| format!("{hi}: {e}"))?;
-    if lo == 0 || lo > hi {
-        return Err(format!("{s} is not a port range"));
-    }
-    Ok((lo, hi))
-}
-
-impl ServeArgs {
-    pub fn relay_config(&self) -> oncolive_signaling::RelayConfig {
-        let (stun, turn): (Vec<String>, Vec<String>) = self
-            .ice_servers
-            .iter()
-            .cloned()
-            .partition(|u| u.starts_with("stun:"));
-        let mut ice_servers = Vec::new();
-        if !stun.is_empty() {
-            ice_servers.push(oncolive_signaling::IceServer {
-                urls: stun,
-                username: None,
-                credential: None,
-            });
-        }
-        if !turn.is_empty() {
-            ice_servers.push(oncolive_signaling::IceServer {
-                urls: turn,
-                username: self.turn_username.clone(),
-                credential: self.turn_credential.clone(),
-            });
-        }
-        oncolive_signaling::RelayConfig {
-            udp_port_range: self.rtc_udp_ports,
-            public_ips: self.rtc_public_ip.clone(),
-            interfaces: self.rtc_interfaces.clone(),
-            ice_servers,
-            keyframe_min_interval: Duration::from_millis(self.keyframe_interval_ms.max(50)),
-            ..Default::default()
+impl Limits {
+    /// The limits with every rate and size at least the smallest that works.
+    fn at_least_workable(self) -> Limits {
+        Limits {
+            asks_per_minute: self.asks_per_minute.max(1),
+            joins_per_second: self.joins_per_second.max(1),
+            messages_per_second: self.messages_per_second.max(1),
+            socket_queue: self.socket_queue.max(16),
+            ..self
         }
     }
 }
 
-fn default_data_dir() -> PathBuf {
+impl Default for Config {
+    /// The production defaults (those of `oncolive serve` without flags).
+    fn default() -> Self {
+        Config {
+            public_url: None,
+            data_dir: default_data_dir(),
+            secret: None,
+            broker: BrokerConfig::Memory,
+            history: 10_000,
+            retention: Duration::from_secs(168 * 3600),
+            limits: Limits::default(),
+            ping_interval: Duration::from_secs(25),
+            relay: RelayConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// In memory, with a fixed secret (so no data directory is written) and the per-socket and
+    /// per-address rates raised, since tests drive many messages through one socket. Tests that
+    /// check a limit set it back.
+    pub fn for_tests() -> Config {
+        Config {
+            secret: Some("oncolive-test-secret-0123456789abcdef".into()),
+            data_dir: std::env::temp_dir(),
+            limits: Limits {
+                joins_per_second: 100_000,
+                messages_per_second: 100_000,
+                ..Limits::default()
+            },
+            ..Config::default()
+        }
+    }
+
+    /// The same configuration with out-of-range values raised to the smallest that works.
+    pub fn normalized(self) -> Config {
+        Config {
+            public_url: self
+                .public_url
+                .map(|u| u.trim_end_matches('/').to_owned()),
+            limits: self.limits.at_least_workable(),
+            ping_interval: self.ping_interval.max(Duration::from_secs(1)),
+            relay: RelayConfig {
+                keyframe_min_interval: self
+                    .relay
+                    .keyframe_min_interval
+                    .max(Duration::from_millis(50)),
+                ..self.relay
+            },
+            broker: match self.broker {
+                BrokerConfig::Redis {
+                    url,
+                    prefix,
+                    command_timeout,
+                } => BrokerConfig::Redis {
+                    url,
+                    prefix,
+                    command_timeout: command_timeout.max(Duration::from_millis(100)),
+                },
+                memory => memory,
+            },
+            ..self
+        }
+    }
+}
+
+/// Secrets and the Redis URL (which may hold a password) are never printed.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("public_url", &self.public_url)
+            .field("data_dir", &self.data_dir)
+            .field("secret", &self.secret.as_ref().map(|_| "…"))
+            .field("broker", &self.broker)
+            .field("history", &self.history)
+            .field("retention", &self.retention)
+            .field("limits", &self.limits)
+            .field("ping_interval", &self.ping_interval)
+            .field("relay", &self.relay)
+            .finish()
+    }
+}
+
+impl fmt::Debug for BrokerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BrokerConfig::Memory => f.write_str("Memory"),
+            BrokerConfig::Redis {
+                prefix,
+                command_timeout,
+                ..
+            } => f
+                .debug_struct("Redis")
+                .field("prefix", prefix)
+                .field("command_timeout", command_timeout)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+pub fn default_data_dir() -> PathBuf {
     std::env::var_os("XDG_DATA_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
         .unwrap_or_else(|| PathBuf::from("."))
         .join("oncolive")
-}
-
-/// The settings the running server needs, after parsing.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub public_url: String,
-    pub history: usize,
-    pub asks_per_minute: u32,
-    pub joins_per_second: u32,
-    pub trust_forwarded_for: bool,
-    pub messages_per_second: u32,
-    pub socket_queue: usize,
-    pub max_connections: usize,
-    /// Time between the server's pings; a socket silent for 2.4 times this is closed.
-    pub ping_interval: Duration,
-}
-
-impl Settings {
-    pub fn from_args(args: &ServeArgs, bound: SocketAddr) -> Settings {
-        Settings {
-            public_url: args
-                .public_url
-                .clone()
-                .unwrap_or_else(|| format!("http://{bound}"))
-                .trim_end_matches('/')
-                .to_owned(),
-            history: args.history,
-            asks_per_minute: args.asks_per_minute.max(1),
-            joins_per_second: args.joins_per_second.max(1),
-            trust_forwarded_for: args.trust_forwarded_for,
-            messages_per_second: args.messages_per_second.max(1),
-            socket_queue: args.socket_queue.max(16),
-            max_connections: args.max_connections,
-            ping_interval: Duration::from_secs(args.ping_interval_secs.max(1)),
-        }
-    }
 }

@@ -22,9 +22,10 @@ pub struct Actor {
     pub name: Option<String>,
 }
 
-/// A change someone asks for. The wire form is in [`crate::protocol::ClientMsg`].
+/// A change someone asks for. Its serde form is the socket's request body (see
+/// [`crate::protocol::ClientMsg`]), so fields a command does not have are refused.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Command {
     Ask {
         text: String,
@@ -65,9 +66,9 @@ pub enum Command {
     SetState {
         state: SessionState,
     },
-    UpdateSession {
-        changes: SessionChanges,
-    },
+    /// Over HTTP only (`PATCH /api/sessions/{id}`); the socket does not take it.
+    #[serde(skip_deserializing)]
+    UpdateSession { changes: SessionChanges },
 }
 
 /// What a host may change of a session before it ends. Absent fields stay as they are.

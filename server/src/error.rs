@@ -1,18 +1,29 @@
-//! The HTTP edge's error: a status, a stable code and a message that never leaks internals.
+//! The one vocabulary of errors. Every refusal, over HTTP or on the socket, is an [`ApiError`]
+//! first; it becomes an HTTP response (status + `{"error":{"code","message"}}`) or a socket
+//! `error` message with the same [`ErrorCode`] and message. The table is in `docs/protocol.md`.
+
+use std::time::Duration;
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use crate::auth::AuthError;
 use crate::broker::BrokerError;
 use crate::domain::Refusal;
+use crate::protocol::{ErrorCode, ServerMsg};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// Not a well-formed request: not JSON, an unknown type or field, a missing field.
     #[error("{0}")]
     BadRequest(String),
+    /// Well-formed, but a value is out of range (empty or over-long text, …).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    TooLarge(String),
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
@@ -23,40 +34,116 @@ pub enum ApiError {
     Conflict(String),
     #[error("the session has ended")]
     Gone,
-    #[error("too many requests")]
-    RateLimited { retry_after_secs: u64 },
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after: Duration,
+    },
+    /// Storage could not be reached: the change may or may not have been stored.
     #[error("{0}")]
     Unavailable(String),
-    #[error("internal error")]
+    /// A bug or an unexpected failure; the detail is logged, never sent.
+    #[error("internal error, nothing was stored")]
     Internal(String),
 }
 
+/// What clients are told when storage cannot be reached in time.
+const UNAVAILABLE: &str = "temporarily unavailable, try again (not acknowledged: \
+                           check your questions before asking again)";
+
 impl ApiError {
-    fn parts(&self) -> (StatusCode, &'static str) {
+    pub fn rate_limited(message: impl Into<String>, retry_after: Duration) -> ApiError {
+        ApiError::RateLimited {
+            message: message.into(),
+            retry_after,
+        }
+    }
+
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
-            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            ApiError::Gone => (StatusCode::GONE, "session_ended"),
-            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
-            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::BadRequest(_) => ErrorCode::BadRequest,
+            ApiError::Invalid(_) => ErrorCode::Invalid,
+            ApiError::TooLarge(_) => ErrorCode::TooLarge,
+            ApiError::Unauthorized(_) => ErrorCode::Unauthorized,
+            ApiError::Forbidden(_) => ErrorCode::Forbidden,
+            ApiError::NotFound(_) => ErrorCode::NotFound,
+            ApiError::Conflict(_) => ErrorCode::Conflict,
+            ApiError::Gone => ErrorCode::SessionEnded,
+            ApiError::RateLimited { .. } => ErrorCode::RateLimited,
+            ApiError::Unavailable(_) => ErrorCode::Unavailable,
+            ApiError::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    fn log(&self) {
+        if let ApiError::Internal(detail) = self {
+            tracing::error!(%detail, "request failed");
+        }
+    }
+
+    /// The same refusal as a socket message answering request `req`.
+    pub fn into_server_msg(self, req: Option<String>) -> ServerMsg {
+        self.log();
+        let retry_after_ms = match &self {
+            ApiError::RateLimited { retry_after, .. } => Some(retry_after.as_millis() as u64),
+            _ => None,
+        };
+        ServerMsg::Error {
+            req,
+            code: self.code(),
+            message: self.to_string(),
+            retry_after_ms,
         }
     }
 }
 
+impl ErrorCode {
+    /// The HTTP status of each code: the one mapping, for both transports.
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::BadRequest | ErrorCode::Invalid => StatusCode::BAD_REQUEST,
+            ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::Conflict => StatusCode::CONFLICT,
+            ErrorCode::SessionEnded => StatusCode::GONE,
+            ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// The HTTP error body. Public so that clients (the test kit, the load generator) read it typed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, code) = self.parts();
-        if let ApiError::Internal(detail) = &self {
-            tracing::error!(%detail, "request failed");
-        }
-        let body = Json(json!({ "error": { "code": code, "message": self.to_string() } }));
-        let mut response = (status, body).into_response();
-        if let ApiError::RateLimited { retry_after_secs } = self
-            && let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string())
+        self.log();
+        let code = self.code();
+        let retry_after = match &self {
+            ApiError::RateLimited { retry_after, .. } => Some(retry_after.as_secs().max(1)),
+            _ => None,
+        };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code,
+                message: self.to_string(),
+            },
+        };
+        let mut response = (code.status(), Json(body)).into_response();
+        if let Some(secs) = retry_after
+            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
         {
             response.headers_mut().insert(header::RETRY_AFTER, v);
         }
@@ -73,18 +160,28 @@ impl From<AuthError> for ApiError {
     }
 }
 
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::SessionEnded => ApiError::Gone,
+            Refusal::Forbidden(m) => ApiError::Forbidden(m),
+            Refusal::Conflict(m) => ApiError::Conflict(m),
+            Refusal::Invalid(m) => ApiError::Invalid(m),
+            not_found @ Refusal::NotFound(_) => ApiError::NotFound(not_found.to_string()),
+        }
+    }
+}
+
 impl From<BrokerError> for ApiError {
     fn from(e: BrokerError) -> Self {
         match e {
             BrokerError::NoSession => ApiError::NotFound("no such session".into()),
-            BrokerError::Refused(Refusal::SessionEnded) => ApiError::Gone,
-            BrokerError::Refused(Refusal::Forbidden(m)) => ApiError::Forbidden(m),
-            BrokerError::Refused(Refusal::Conflict(m)) => ApiError::Conflict(m),
-            BrokerError::Refused(r) => ApiError::BadRequest(r.to_string()),
+            BrokerError::Refused(r) => r.into(),
             BrokerError::Unavailable(_) => {
-                ApiError::Unavailable("storage temporarily unavailable; try again".into())
+                tracing::warn!(error = %e, "storage unavailable");
+                ApiError::Unavailable(UNAVAILABLE.into())
             }
-            BrokerError::Internal(m) => ApiError::Internal(m),
+            internal @ BrokerError::Internal(_) => ApiError::Internal(internal.to_string()),
         }
     }
 }

@@ -1,11 +1,15 @@
-//! The `oncolive` binary: parse the configuration, set up tracing, run the library.
+//! The `oncolive` binary: parse the command line into a configuration, set up tracing, run the
+//! library; and the demo set-up of `serve --demo`.
 
 use anyhow::Context;
 use clap::Parser;
-use oncolive_server::auth::{Keys, SecretSource, load_secret};
-use oncolive_server::config::{ADMIN_TTL, Cli, Command, SESSION_TTL, ServeArgs, TokenArgs};
-use oncolive_server::model::Role;
-use oncolive_server::{ReadyInfo, api, create_demo, start};
+use oncolive_server::api_types::Created;
+use oncolive_server::auth::{ADMIN_TTL, Keys, SESSION_TTL, SecretSource, load_secret};
+use oncolive_server::cli::{Cli, Command, ServeArgs, TokenArgs};
+use oncolive_server::model::{Moderation, NewSession, Role};
+use oncolive_server::{AppState, api, start};
+use serde::Serialize;
+use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -41,6 +45,16 @@ fn token(args: TokenArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What `--ready-file` receives, for tests and scripts.
+#[derive(Serialize)]
+struct ReadyInfo {
+    url: String,
+    admin_token: String,
+    host_link: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    demo: Option<Created>,
+}
+
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     if args.log_json {
@@ -54,7 +68,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener =
         listen(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
     let shutdown = CancellationToken::new();
-    let running = start(&args, listener, shutdown.clone()).await?;
+    let running = start(args.config(), listener, shutdown.clone()).await?;
     let app = running.app.clone();
     match &running.secret_source {
         SecretSource::Environment => tracing::info!("token secret from ONCOLIVE_SECRET"),
@@ -62,7 +76,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             %path, created, "token secret kept in the data directory (set ONCOLIVE_SECRET to choose one)"
         ),
     }
-    let url = app.settings.public_url.clone();
+    let url = app.public_url.to_string();
     tracing::info!(%url, addr = %running.addr, "listening");
     let (host_link, admin_token) = api::admin_link(&app);
     let demo = if args.demo {
@@ -100,6 +114,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     });
     running.stopped().await
+}
+
+/// The demo session of `--demo`, created at start.
+async fn create_demo(app: &AppState) -> anyhow::Result<Created> {
+    let new = NewSession {
+        title: "Demo: lung cancer screening, ask the oncologist".into(),
+        topic: "Who should be screened, what low-dose CT finds, what a nodule means".into(),
+        expert_name: "Dr. Demo".into(),
+        scheduled_start: OffsetDateTime::now_utc(),
+        moderation: Moderation::Pre,
+    };
+    api::create_session(app, new)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot create the demo session: {e}"))
 }
 
 /// Tokio's default backlog (1024) overflows when thousands of patients reconnect at once and

@@ -3,8 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Command, Refusal};
-use crate::model::{Question, QuestionId, Role, Session, SessionState, UserId};
+use crate::domain::Command;
+use crate::model::{Question, QuestionId, Role, Session, UserId};
 
 /// Largest frame read at all; bigger frames close the socket with 1009.
 pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
@@ -13,121 +13,80 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// Longest request id echoed back.
 pub const MAX_REQ_CHARS: usize = 64;
 
-/// Client → server.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum ClientMsg {
-    Ask {
-        #[serde(default)]
-        req: Option<String>,
-        text: String,
-    },
-    Vote {
-        #[serde(default)]
-        req: Option<String>,
-        question: QuestionId,
-    },
-    Unvote {
-        #[serde(default)]
-        req: Option<String>,
-        question: QuestionId,
-    },
-    Approve {
-        #[serde(default)]
-        req: Option<String>,
-        question: QuestionId,
-        #[serde(default)]
-        text: Option<String>,
-    },
-    Reject {
-        #[serde(default)]
-        req: Option<String>,
-        question: QuestionId,
-        reason: String,
-    },
-    Edit {
-        #[serde(default)]
-        req: Option<String>,
-        question: QuestionId,
-        text: String,
-    },
-    Merge {
-        #[serde(default)]
-        req: Option<String>,
-        question: QuestionId,
-        into: QuestionId,
-    },
-    Pin {
-        #[serde(default)]
-        req: Option<String>,
-        question: QuestionId,
-        pinned: bool,
-    },
-    Answering {
-        #[serde(default)]
-        req: Option<String>,
-        question: QuestionId,
-    },
-    Answered {
-        #[serde(default)]
-        req: Option<String>,
-        question: QuestionId,
-        #[serde(default)]
-        answer: Option<String>,
-    },
-    SetState {
-        #[serde(default)]
-        req: Option<String>,
-        state: SessionState,
-    },
-    Ping {
-        #[serde(default)]
-        req: Option<String>,
-    },
+/// Client → server: an optional request id, echoed in the reply, and what is asked. On the
+/// wire it is one flat object: `{"type":"ask","req":"r1","text":"…"}`; a field the request does
+/// not have is refused.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientMsg {
+    pub req: Option<String>,
+    pub request: Request,
+}
+
+/// What a client message asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    /// A change to the session, with the fields of [`Command`]'s variant.
+    Command(Command),
+    /// `{"type":"ping"}`: answered by `pong`, changes nothing.
+    Ping,
 }
 
 impl ClientMsg {
-    /// Splits a message into its request id and the command it carries (`None` for `ping`).
-    pub fn into_parts(self) -> (Option<String>, Option<Command>) {
-        use ClientMsg as M;
-        match self {
-            M::Ask { req, text } => (req, Some(Command::Ask { text })),
-            M::Vote { req, question } => (req, Some(Command::Vote { question })),
-            M::Unvote { req, question } => (req, Some(Command::Unvote { question })),
-            M::Approve {
-                req,
-                question,
-                text,
-            } => (req, Some(Command::Approve { question, text })),
-            M::Reject {
-                req,
-                question,
-                reason,
-            } => (req, Some(Command::Reject { question, reason })),
-            M::Edit {
-                req,
-                question,
-                text,
-            } => (req, Some(Command::Edit { question, text })),
-            M::Merge {
-                req,
-                question,
-                into,
-            } => (req, Some(Command::Merge { question, into })),
-            M::Pin {
-                req,
-                question,
-                pinned,
-            } => (req, Some(Command::Pin { question, pinned })),
-            M::Answering { req, question } => (req, Some(Command::Answering { question })),
-            M::Answered {
-                req,
-                question,
-                answer,
-            } => (req, Some(Command::Answered { question, answer })),
-            M::SetState { req, state } => (req, Some(Command::SetState { state })),
-            M::Ping { req } => (req, None),
+    pub fn command(req: impl Into<String>, command: Command) -> ClientMsg {
+        ClientMsg {
+            req: Some(req.into()),
+            request: Request::Command(command),
         }
+    }
+
+    pub fn ping(req: impl Into<String>) -> ClientMsg {
+        ClientMsg {
+            req: Some(req.into()),
+            request: Request::Ping,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ClientMsg {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        use serde_json::Value;
+        let mut fields = serde_json::Map::deserialize(d)?;
+        let req = match fields.remove("req") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s),
+            Some(_) => return Err(D::Error::custom("req must be a string")),
+        };
+        let request = if fields.get("type").and_then(Value::as_str) == Some("ping") {
+            if let Some(field) = fields.keys().find(|k| *k != "type") {
+                return Err(D::Error::custom(format!(
+                    "unknown field `{field}`: ping has none"
+                )));
+            }
+            Request::Ping
+        } else {
+            Request::Command(Command::deserialize(Value::Object(fields)).map_err(D::Error::custom)?)
+        };
+        Ok(ClientMsg { req, request })
+    }
+}
+
+impl Serialize for ClientMsg {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error as _;
+        use serde_json::Value;
+        let mut fields = match &self.request {
+            Request::Ping => serde_json::Map::from_iter([("type".to_owned(), "ping".into())]),
+            Request::Command(command) => match serde_json::to_value(command) {
+                Ok(Value::Object(fields)) => fields,
+                Ok(_) => return Err(S::Error::custom("a command is an object")),
+                Err(e) => return Err(S::Error::custom(e)),
+            },
+        };
+        if let Some(req) = &self.req {
+            fields.insert("req".into(), req.clone().into());
+        }
+        fields.serialize(s)
     }
 }
 
@@ -252,6 +211,8 @@ pub enum ErrorCode {
     BadRequest,
     Invalid,
     TooLarge,
+    /// HTTP only: on the socket an expired token closes it with 4001.
+    Unauthorized,
     Forbidden,
     NotFound,
     Conflict,
@@ -259,18 +220,6 @@ pub enum ErrorCode {
     RateLimited,
     Unavailable,
     Internal,
-}
-
-impl From<&Refusal> for ErrorCode {
-    fn from(r: &Refusal) -> Self {
-        match r {
-            Refusal::Forbidden(_) => ErrorCode::Forbidden,
-            Refusal::Invalid(_) => ErrorCode::Invalid,
-            Refusal::NotFound(_) => ErrorCode::NotFound,
-            Refusal::Conflict(_) => ErrorCode::Conflict,
-            Refusal::SessionEnded => ErrorCode::SessionEnded,
-        }
-    }
 }
 
 /// WebSocket close codes. 4000–4099: the client may reconnect (after what the variant says).
@@ -312,17 +261,30 @@ mod tests {
             serde_json::from_str(r#"{"type":"approve","req":"r4","question":7,"text":"x"}"#)
                 .unwrap();
         assert_eq!(
-            msg.into_parts(),
-            (
-                Some("r4".into()),
-                Some(Command::Approve {
+            msg,
+            ClientMsg::command(
+                "r4",
+                Command::Approve {
                     question: 7,
                     text: Some("x".into())
-                })
+                }
             )
         );
-        assert!(serde_json::from_str::<ClientMsg>(r#"{"type":"fly"}"#).is_err());
-        assert!(serde_json::from_str::<ClientMsg>(r#"{"type":"vote","question":"x"}"#).is_err());
+        let round: ClientMsg = serde_json::from_value(serde_json::to_value(&msg).unwrap()).unwrap();
+        assert_eq!(round, msg);
+        let ping: ClientMsg = serde_json::from_str(r#"{"type":"ping"}"#).unwrap();
+        assert_eq!(ping.request, Request::Ping);
+        for bad in [
+            r#"{"type":"fly"}"#,
+            r#"{"type":"vote","question":"x"}"#,
+            r#"{"type":"vote","question":1,"extra":true}"#,
+            r#"{"type":"ping","extra":true}"#,
+            r#"{"type":"ask","req":5,"text":"x"}"#,
+            r#"{"type":"update_session","changes":{}}"#,
+            r#"[1,2]"#,
+        ] {
+            assert!(serde_json::from_str::<ClientMsg>(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -16,14 +16,14 @@ use tracing::Instrument;
 
 use crate::AppState;
 use crate::auth::Claims;
-use crate::broker::{BrokerError, Replay, encode};
+use crate::broker::{Replay, encode};
 use crate::domain::{Actor, Command, Reply};
 use crate::error::ApiError;
 use crate::hub::{Frame, Membership};
 use crate::metrics as m;
 use crate::model::SessionId;
 use crate::protocol::{
-    ClientMsg, CloseCode, ErrorCode, MAX_FRAME_BYTES, MAX_MESSAGE_BYTES, MAX_REQ_CHARS, ReqOnly,
+    ClientMsg, CloseCode, MAX_FRAME_BYTES, MAX_MESSAGE_BYTES, MAX_REQ_CHARS, ReqOnly, Request,
     ServerMsg, You,
 };
 
@@ -107,7 +107,7 @@ struct Connection {
 impl Connection {
     fn new(app: AppState, session: SessionId, claims: Claims) -> Self {
         let per_second =
-            NonZeroU32::new(app.settings.messages_per_second).unwrap_or(NonZeroU32::MIN);
+            NonZeroU32::new(app.config.limits.messages_per_second).unwrap_or(NonZeroU32::MIN);
         let burst = per_second.saturating_mul(NonZeroU32::new(2).unwrap_or(NonZeroU32::MIN));
         Connection {
             actor: claims.actor(),
@@ -224,7 +224,7 @@ impl Connection {
         stream: &mut SplitStream<WebSocket>,
         member: &mut Membership,
     ) -> Stop {
-        let ping_every = self.app.settings.ping_interval;
+        let ping_every = self.app.config.ping_interval;
         let idle_after = ping_every * 12 / 5;
         let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
         let expiry = sleep(self.claims.expires_in());
@@ -330,12 +330,8 @@ impl Connection {
         let text = match msg {
             Message::Text(text) => text,
             Message::Binary(_) => {
-                let err = ServerMsg::error(
-                    None,
-                    ErrorCode::BadRequest,
-                    "binary frames are not used; send JSON text",
-                );
-                return self.reply(sink, &err).await;
+                let err = ApiError::BadRequest("binary frames are not used; send JSON text".into());
+                return self.reply(sink, &err.into_server_msg(None)).await;
             }
             Message::Close(_) => return Err(CloseCode::Normal),
             Message::Ping(_) | Message::Pong(_) => return Ok(()),
@@ -346,40 +342,31 @@ impl Connection {
             if self.strikes > FLOOD_STRIKES {
                 return Err(CloseCode::Flood);
             }
-            let err = ServerMsg::Error {
-                req: request_id(text.as_str()),
-                code: ErrorCode::RateLimited,
-                message: "too many messages; slow down".into(),
-                retry_after_ms: Some(1000 / u64::from(self.app.settings.messages_per_second)),
-            };
-            return self.reply(sink, &err).await;
+            let per_second = u64::from(self.app.config.limits.messages_per_second);
+            let err = ApiError::rate_limited(
+                "too many messages; slow down",
+                Duration::from_millis(1000 / per_second),
+            );
+            return self.reply(sink, &err.into_server_msg(request_id(&text))).await;
         }
         if text.len() > MAX_MESSAGE_BYTES {
-            let err = ServerMsg::error(
-                request_id(text.as_str()),
-                ErrorCode::TooLarge,
-                format!(
-                    "messages are limited to {MAX_MESSAGE_BYTES} bytes, got {}",
-                    text.len()
-                ),
-            );
-            return self.reply(sink, &err).await;
+            let err = ApiError::TooLarge(format!(
+                "messages are limited to {MAX_MESSAGE_BYTES} bytes, got {}",
+                text.len()
+            ));
+            return self.reply(sink, &err.into_server_msg(request_id(&text))).await;
         }
-        let (req, command) = match serde_json::from_str::<ClientMsg>(text.as_str()) {
-            Ok(msg) => msg.into_parts(),
+        let ClientMsg { req, request } = match serde_json::from_str::<ClientMsg>(&text) {
+            Ok(msg) => msg,
             Err(e) => {
-                let err = ServerMsg::error(
-                    request_id(text.as_str()),
-                    ErrorCode::BadRequest,
-                    e.to_string(),
-                );
-                return self.reply(sink, &err).await;
+                let err = ApiError::BadRequest(e.to_string());
+                return self.reply(sink, &err.into_server_msg(request_id(&text))).await;
             }
         };
         let req = req.map(|r| r.chars().take(MAX_REQ_CHARS).collect::<String>());
-        let reply = match command {
-            None => ServerMsg::Pong { req },
-            Some(command) => self.execute(req, command).await,
+        let reply = match request {
+            Request::Ping => ServerMsg::Pong { req },
+            Request::Command(command) => self.execute(req, command).await,
         };
         self.reply(sink, &reply).await
     }
@@ -387,22 +374,18 @@ impl Connection {
     async fn execute(&mut self, req: Option<String>, command: Command) -> ServerMsg {
         if matches!(command, Command::Ask { .. })
             && self.actor.role == crate::model::Role::Patient
-            && let Err(not_until) = self.app.limits.asks.check_key(&self.actor.id)
+            && let Err(not_until) = self.app.rate_limits.asks.check_key(&self.actor.id)
         {
             let wait = not_until.wait_time_from(governor::clock::Clock::now(
                 &governor::clock::DefaultClock::default(),
             ));
             m::rate_limited().increment(1);
-            return ServerMsg::Error {
-                req,
-                code: ErrorCode::RateLimited,
-                message: format!(
-                    "at most {} questions a minute; try again in {} s",
-                    self.app.settings.asks_per_minute,
-                    wait.as_secs() + 1
-                ),
-                retry_after_ms: Some(wait.as_millis() as u64),
-            };
+            let message = format!(
+                "at most {} questions a minute; try again in {} s",
+                self.app.config.limits.asks_per_minute,
+                wait.as_secs() + 1
+            );
+            return ApiError::rate_limited(message, wait).into_server_msg(req);
         }
         let is_ask = matches!(command, Command::Ask { .. });
         match self
@@ -438,7 +421,7 @@ impl Connection {
                     session,
                 }
             }
-            Err(e) => broker_error(req, &e),
+            Err(e) => ApiError::from(e).into_server_msg(req),
         }
     }
 
@@ -498,26 +481,6 @@ fn status_name(status: crate::model::QuestionStatus) -> &'static str {
         Rejected => "rejected",
         Merged => "merged",
     }
-}
-
-pub fn broker_error(req: Option<String>, e: &BrokerError) -> ServerMsg {
-    let code = match e {
-        BrokerError::NoSession => ErrorCode::NotFound,
-        BrokerError::Refused(r) => r.into(),
-        BrokerError::Unavailable(_) => ErrorCode::Unavailable,
-        BrokerError::Internal(_) => ErrorCode::Internal,
-    };
-    let message = match e {
-        BrokerError::Unavailable(_) => {
-            "temporarily unavailable, try again (not acknowledged: check your questions before asking again)".to_owned()
-        }
-        BrokerError::Internal(detail) => {
-            tracing::error!(%detail, "broker failed");
-            "internal error, nothing was stored".to_owned()
-        }
-        other => other.to_string(),
-    };
-    ServerMsg::error(req, code, message)
 }
 
 /// The `req` of a message that could not be parsed as a request, if it can be read at all.
