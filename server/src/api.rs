@@ -58,10 +58,7 @@ pub fn links_for(app: &AppState, id: SessionId) -> (Links, Tokens) {
 
 pub fn admin_link(app: &AppState) -> (String, String) {
     let (_, token) = app.keys.issue(Role::Admin, None, None, ADMIN_TTL);
-    (
-        format!("{}/host#token={token}", app.public_url),
-        token,
-    )
+    (format!("{}/host#token={token}", app.public_url), token)
 }
 
 pub async fn create_session(app: &AppState, new: NewSession) -> Result<Created, ApiError> {

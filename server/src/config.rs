@@ -124,9 +124,7 @@ impl Config {
     /// The same configuration with out-of-range values raised to the smallest that works.
     pub fn normalized(self) -> Config {
         Config {
-            public_url: self
-                .public_url
-                .map(|u| u.trim_end_matches('/').to_owned()),
+            public_url: self.public_url.map(|u| u.trim_end_matches('/').to_owned()),
             limits: self.limits.at_least_workable(),
             ping_interval: self.ping_interval.max(Duration::from_secs(1)),
             relay: RelayConfig {

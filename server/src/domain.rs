@@ -68,7 +68,9 @@ pub enum Command {
     },
     /// Over HTTP only (`PATCH /api/sessions/{id}`); the socket does not take it.
     #[serde(skip_deserializing)]
-    UpdateSession { changes: SessionChanges },
+    UpdateSession {
+        changes: SessionChanges,
+    },
 }
 
 /// What a host may change of a session before it ends. Absent fields stay as they are.

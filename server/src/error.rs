@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::AuthError;
 use crate::broker::BrokerError;
 use crate::domain::Refusal;
-use crate::protocol::{ErrorCode, ServerMsg};
+use crate::protocol::{ErrorCode, ErrorMsg, ServerMsg};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -88,12 +88,12 @@ impl ApiError {
             ApiError::RateLimited { retry_after, .. } => Some(retry_after.as_millis() as u64),
             _ => None,
         };
-        ServerMsg::Error {
+        ServerMsg::Error(ErrorMsg {
             req,
             code: self.code(),
             message: self.to_string(),
             retry_after_ms,
-        }
+        })
     }
 }
 

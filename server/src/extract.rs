@@ -63,9 +63,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
             .map_err(|e| match e.status() {
-                axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
-                    ApiError::TooLarge(format!("request bodies are limited to {} bytes", crate::routes::MAX_BODY_BYTES))
-                }
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(format!(
+                    "request bodies are limited to {} bytes",
+                    crate::routes::MAX_BODY_BYTES
+                )),
                 _ => ApiError::BadRequest(format!("cannot read the body: {e}")),
             })?;
         let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {

@@ -81,7 +81,7 @@ pub struct Session {
 }
 
 /// What a host sends to create a session.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewSession {
     pub title: String,

@@ -123,64 +123,54 @@ pub struct VoteCount {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMsg {
-    Snapshot {
-        seq: u64,
-        session: Session,
-        you: You,
-        questions: Vec<Question>,
-        my_votes: Vec<QuestionId>,
-        viewers: u64,
-        #[serde(default)]
-        video: VideoState,
-    },
-    Resumed {
-        since: u64,
-        seq: u64,
-    },
-    Session {
-        seq: u64,
-        session: Session,
-    },
-    Question {
-        seq: u64,
-        question: Question,
-    },
-    QuestionRemoved {
-        seq: u64,
-        id: QuestionId,
-    },
-    Votes {
-        seq: u64,
-        votes: Vec<VoteCount>,
-    },
-    Viewers {
-        seq: u64,
-        count: u64,
-    },
-    Video {
-        seq: u64,
-        state: VideoState,
-    },
-    Ack {
-        req: Option<String>,
-        seq: u64,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        question: Option<Question>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        voted: Option<bool>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        session: Option<Session>,
-    },
-    Error {
-        req: Option<String>,
-        code: ErrorCode,
-        message: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        retry_after_ms: Option<u64>,
-    },
-    Pong {
-        req: Option<String>,
-    },
+    Snapshot(Snapshot),
+    Resumed { since: u64, seq: u64 },
+    Session { seq: u64, session: Session },
+    Question { seq: u64, question: Question },
+    QuestionRemoved { seq: u64, id: QuestionId },
+    Votes { seq: u64, votes: Vec<VoteCount> },
+    Viewers { seq: u64, count: u64 },
+    Video { seq: u64, state: VideoState },
+    Ack(Ack),
+    Error(ErrorMsg),
+    Pong { req: Option<String> },
+}
+
+/// Everything one client may see of a session, at `seq`: the first message of a connection
+/// without `since` (or whose `since` is too old), and after a lag.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub seq: u64,
+    pub session: Session,
+    pub you: You,
+    pub questions: Vec<Question>,
+    pub my_votes: Vec<QuestionId>,
+    pub viewers: u64,
+    #[serde(default)]
+    pub video: VideoState,
+}
+
+/// A request was stored; `seq` is the last event it produced (or the head, for votes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ack {
+    pub req: Option<String>,
+    pub seq: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub question: Option<Question>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voted: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<Session>,
+}
+
+/// A request was refused (or, for `unavailable`, not acknowledged).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorMsg {
+    pub req: Option<String>,
+    pub code: ErrorCode,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
 
 impl ServerMsg {
@@ -192,15 +182,6 @@ impl ServerMsg {
             | ServerMsg::QuestionRemoved { seq, .. }
             | ServerMsg::Votes { seq, .. } => Some(*seq),
             _ => None,
-        }
-    }
-
-    pub fn error(req: Option<String>, code: ErrorCode, message: impl Into<String>) -> Self {
-        ServerMsg::Error {
-            req,
-            code,
-            message: message.into(),
-            retry_after_ms: None,
         }
     }
 }

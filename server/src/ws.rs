@@ -23,8 +23,8 @@ use crate::hub::{Frame, Membership};
 use crate::metrics as m;
 use crate::model::SessionId;
 use crate::protocol::{
-    ClientMsg, CloseCode, MAX_FRAME_BYTES, MAX_MESSAGE_BYTES, MAX_REQ_CHARS, ReqOnly, Request,
-    ServerMsg, You,
+    Ack, ClientMsg, CloseCode, MAX_FRAME_BYTES, MAX_MESSAGE_BYTES, MAX_REQ_CHARS, ReqOnly, Request,
+    ServerMsg, Snapshot, You,
 };
 
 /// A socket that cannot take one message for this long is too slow to keep.
@@ -202,7 +202,7 @@ impl Connection {
                 CloseCode::Internal
             })?;
         self.sent = view.seq;
-        let msg = ServerMsg::Snapshot {
+        let msg = ServerMsg::Snapshot(Snapshot {
             seq: view.seq,
             session: view.session,
             you: You {
@@ -214,7 +214,7 @@ impl Connection {
             my_votes: view.my_votes,
             viewers: member.channel.viewers(),
             video: member.channel.video(),
-        };
+        });
         self.send(sink, encode(&msg).into()).await
     }
 
@@ -347,20 +347,26 @@ impl Connection {
                 "too many messages; slow down",
                 Duration::from_millis(1000 / per_second),
             );
-            return self.reply(sink, &err.into_server_msg(request_id(&text))).await;
+            return self
+                .reply(sink, &err.into_server_msg(request_id(&text)))
+                .await;
         }
         if text.len() > MAX_MESSAGE_BYTES {
             let err = ApiError::TooLarge(format!(
                 "messages are limited to {MAX_MESSAGE_BYTES} bytes, got {}",
                 text.len()
             ));
-            return self.reply(sink, &err.into_server_msg(request_id(&text))).await;
+            return self
+                .reply(sink, &err.into_server_msg(request_id(&text)))
+                .await;
         }
         let ClientMsg { req, request } = match serde_json::from_str::<ClientMsg>(&text) {
             Ok(msg) => msg,
             Err(e) => {
                 let err = ApiError::BadRequest(e.to_string());
-                return self.reply(sink, &err.into_server_msg(request_id(&text))).await;
+                return self
+                    .reply(sink, &err.into_server_msg(request_id(&text)))
+                    .await;
             }
         };
         let req = req.map(|r| r.chars().take(MAX_REQ_CHARS).collect::<String>());
@@ -413,13 +419,13 @@ impl Connection {
                         (None, None, Some(s))
                     }
                 };
-                ServerMsg::Ack {
+                ServerMsg::Ack(Ack {
                     req,
                     seq: ack.seq,
                     question,
                     voted,
                     session,
-                }
+                })
             }
             Err(e) => ApiError::from(e).into_server_msg(req),
         }

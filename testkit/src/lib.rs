@@ -1,10 +1,20 @@
 //! The one test kit of the workspace. Every suite, the load generator and the criterion bench
 //! start servers and talk to them through these helpers, so a protocol change is made once.
 //!
-//! - [`app`]: the real server on `127.0.0.1:0` from a [`Config`](oncolive_server::config::Config)
-//!   (zero-to-production's `spawn_app`), with typed HTTP helpers;
+//! - [`app`]: the real server on `127.0.0.1:0` from a [`Config`](oncolive_server::Config)
+//!   (zero-to-production's `spawn_app`);
+//! - [`api`]: a typed client of the HTTP API;
 //! - [`hub`]: a WebSocket client that speaks `ClientMsg`/`ServerMsg`;
 //! - [`media`]: a WHIP publisher and a WHEP viewer on the `webrtc` crate;
-//! - [`redis`]: private `redis-server` processes that tests may kill and restart.
+//! - [`redis`]: private `redis-server` processes that tests may kill and restart, and whole
+//!   `oncolive` processes on them.
 
+pub mod api;
+pub mod app;
+pub mod hub;
 pub mod media;
+pub mod redis;
+
+pub use api::{ApiClient, TestSession};
+pub use app::{TestApp, spawn_app, spawn_suite_app};
+pub use hub::HubClient;

@@ -1,18 +1,18 @@
 //! Redis for the tests: a private `redis-server` per test on a free port of 127.0.0.1 with its own
 //! directory, so a test may kill it and start it again on the same data; and real `oncolive`
-//! processes on it, for the multi-node tests.
+//! processes on it, for the multi-node tests (`Node`).
 //!
 //! `REDIS_URL` points the tests at an existing server instead: then nothing is killed or
 //! restarted, and the fault tests skip. Tests never flush a server: each uses its own key
 //! prefix ([`unique_prefix`]).
-
-#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::api::ApiClient;
 
 /// How long a starting `redis-server` may take to answer PING (AOF replay included).
 const START_WAIT: Duration = Duration::from_secs(15);
@@ -198,8 +198,7 @@ fn ping(port: u16) -> bool {
 
 /// One `oncolive serve` process on a Redis, as in production.
 pub struct Node {
-    pub url: String,
-    pub admin_token: String,
+    pub api: ApiClient,
     child: Option<Child>,
     _data: tempfile::TempDir,
 }
@@ -208,12 +207,14 @@ pub struct Node {
 pub const SHARED_SECRET: &str = "test-secret-shared-by-all-nodes-0123456789";
 
 impl Node {
-    /// Starts a node and waits until it is listening. `extra` are more `serve` flags.
-    pub fn start(redis_url: &str, prefix: &str, extra: &[&str]) -> Node {
+    /// Starts the `oncolive` binary at `bin` (in a test of the server crate,
+    /// `env!("CARGO_BIN_EXE_oncolive")`) and waits until it is listening. `extra` are more
+    /// `serve` flags.
+    pub fn start(bin: &str, redis_url: &str, prefix: &str, extra: &[&str]) -> Node {
         let data = tempfile::tempdir().expect("node data dir");
         let ready: PathBuf = data.path().join("ready.json");
         let logs = std::env::var_os("TEST_LOG").is_some();
-        let child = Command::new(env!("CARGO_BIN_EXE_oncolive"))
+        let child = Command::new(bin)
             .args(["serve", "--listen", "127.0.0.1:0", "--redis", redis_url])
             .args(["--redis-prefix", prefix])
             .arg("--data-dir")
@@ -251,8 +252,7 @@ impl Node {
             .spawn()
             .expect("oncolive starts");
         let mut node = Node {
-            url: String::new(),
-            admin_token: String::new(),
+            api: ApiClient::new("", ""),
             child: Some(child),
             _data: data,
         };
@@ -261,8 +261,10 @@ impl Node {
             if let Ok(text) = std::fs::read_to_string(&ready)
                 && let Ok(info) = serde_json::from_str::<serde_json::Value>(&text)
             {
-                node.url = info["url"].as_str().expect("url").to_owned();
-                node.admin_token = info["admin_token"].as_str().expect("token").to_owned();
+                node.api = ApiClient::new(
+                    info["url"].as_str().expect("url"),
+                    info["admin_token"].as_str().expect("token"),
+                );
                 return node;
             }
             if let Some(Ok(Some(status))) = node.child.as_mut().map(Child::try_wait) {
@@ -280,13 +282,12 @@ impl Node {
             let _ = child.wait();
         }
     }
+}
 
-    pub fn ws_url(&self, session: &str, token: &str, since: Option<u64>) -> String {
-        let base = self.url.replacen("http://", "ws://", 1);
-        match since {
-            Some(s) => format!("{base}/api/sessions/{session}/ws?token={token}&since={s}"),
-            None => format!("{base}/api/sessions/{session}/ws?token={token}"),
-        }
+impl std::ops::Deref for Node {
+    type Target = ApiClient;
+    fn deref(&self) -> &ApiClient {
+        &self.api
     }
 }
 

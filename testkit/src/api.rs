@@ -1,0 +1,177 @@
+//! A typed client of the HTTP API: what a host, an expert or a patient's page sends, read back
+//! into the server's own response types.
+
+use anyhow::{Context, bail};
+use oncolive_server::api_types::{
+    Created, JoinRequest, Joined, SessionInfo, SessionReply, StateRequest,
+};
+use oncolive_server::error::ErrorBody;
+use oncolive_server::model::{Moderation, NewSession, Session, SessionId, SessionState};
+use reqwest::{Response, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use time::OffsetDateTime;
+
+use crate::hub::HubClient;
+use oncolive_server::protocol::Snapshot;
+
+/// One server (or node) as a client sees it: its base URL and an admin token.
+#[derive(Clone)]
+pub struct ApiClient {
+    /// `http://127.0.0.1:PORT`, no trailing slash.
+    pub url: String,
+    pub admin: String,
+    pub http: reqwest::Client,
+}
+
+/// A session made for a test: its id and the staff tokens.
+#[derive(Debug, Clone)]
+pub struct TestSession {
+    pub id: SessionId,
+    pub expert: String,
+    pub moderator: String,
+    pub created: Created,
+}
+
+impl ApiClient {
+    pub fn new(url: impl Into<String>, admin: impl Into<String>) -> ApiClient {
+        ApiClient {
+            url: url.into().trim_end_matches('/').to_owned(),
+            admin: admin.into(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Creates a session the way the host page does.
+    pub async fn create(&self, new: &NewSession) -> anyhow::Result<Created> {
+        let res = self.post("/api/sessions", Some(&self.admin), new).await?;
+        read(res, StatusCode::CREATED).await
+    }
+
+    /// A session on colorectal screening with the given moderation.
+    pub async fn create_session(&self, moderation: Moderation) -> anyhow::Result<TestSession> {
+        let created = self
+            .create(&NewSession {
+                title: "Screening for colorectal cancer".into(),
+                topic: "FIT tests and colonoscopy".into(),
+                expert_name: "Dr. Chen".into(),
+                scheduled_start: OffsetDateTime::now_utc(),
+                moderation,
+            })
+            .await?;
+        Ok(TestSession {
+            id: created.session.id,
+            expert: created.tokens.expert.clone(),
+            moderator: created.tokens.moderator.clone(),
+            created,
+        })
+    }
+
+    /// Joins as a patient, as the patient page does.
+    pub async fn join(&self, session: SessionId, name: Option<&str>) -> anyhow::Result<Joined> {
+        let body = JoinRequest {
+            name: name.map(str::to_owned),
+        };
+        let res = self
+            .post(&format!("/api/sessions/{session}/join"), None, &body)
+            .await?;
+        read(res, StatusCode::CREATED).await
+    }
+
+    /// A fresh patient token.
+    pub async fn patient(&self, session: SessionId) -> anyhow::Result<String> {
+        Ok(self.join(session, None).await?.token)
+    }
+
+    pub async fn session(&self, id: SessionId) -> anyhow::Result<SessionInfo> {
+        let res = self.get(&format!("/api/sessions/{id}"), None).await?;
+        read(res, StatusCode::OK).await
+    }
+
+    /// `POST /api/sessions/{id}/state` with `token` (an expert's or an admin's).
+    pub async fn set_state(
+        &self,
+        id: SessionId,
+        token: &str,
+        state: SessionState,
+    ) -> anyhow::Result<Session> {
+        let res = self
+            .post(
+                &format!("/api/sessions/{id}/state"),
+                Some(token),
+                &StateRequest { state },
+            )
+            .await?;
+        Ok(read::<SessionReply>(res, StatusCode::OK).await?.session)
+    }
+
+    /// POSTs `body` as JSON to `path`, with a bearer token if given.
+    pub async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &(impl Serialize + ?Sized),
+    ) -> anyhow::Result<Response> {
+        let mut req = self.http.post(format!("{}{path}", self.url)).json(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.with_context(|| format!("POST {path}"))
+    }
+
+    /// GETs `path`, with a bearer token if given.
+    pub async fn get(&self, path: &str, token: Option<&str>) -> anyhow::Result<Response> {
+        let mut req = self.http.get(format!("{}{path}", self.url));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.with_context(|| format!("GET {path}"))
+    }
+
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        Ok(self.get("/metrics", None).await?.text().await?)
+    }
+
+    /// The hub socket's URL for `token`, resuming after `since` if given.
+    pub fn ws_url(&self, session: SessionId, token: &str, since: Option<u64>) -> String {
+        let base = self.url.replacen("http://", "ws://", 1);
+        match since {
+            Some(s) => format!("{base}/api/sessions/{session}/ws?token={token}&since={s}"),
+            None => format!("{base}/api/sessions/{session}/ws?token={token}"),
+        }
+    }
+
+    /// Opens the hub socket and reads its first message, which must be a snapshot.
+    pub async fn connect(
+        &self,
+        session: SessionId,
+        token: &str,
+    ) -> anyhow::Result<(HubClient, Snapshot)> {
+        let mut client = HubClient::connect(&self.ws_url(session, token, None)).await?;
+        let snapshot = client.snapshot().await?;
+        Ok((client, snapshot))
+    }
+}
+
+/// The body of a response that must have `expected` status, typed; otherwise an error naming
+/// the status and the server's error body.
+pub async fn read<T: DeserializeOwned>(res: Response, expected: StatusCode) -> anyhow::Result<T> {
+    let status = res.status();
+    let text = res.text().await.context("reading the body")?;
+    if status != expected {
+        bail!("expected {expected}, got {status}: {text}");
+    }
+    serde_json::from_str(&text).with_context(|| format!("unexpected body: {text}"))
+}
+
+/// The status and error body of a response that must have failed.
+pub async fn refused(res: Response) -> anyhow::Result<(StatusCode, ErrorBody)> {
+    let status = res.status();
+    let text = res.text().await.context("reading the body")?;
+    if status.is_success() {
+        bail!("expected an error, got {status}: {text}");
+    }
+    let body = serde_json::from_str(&text).with_context(|| format!("not an error body: {text}"))?;
+    Ok((status, body))
+}

@@ -1,0 +1,230 @@
+//! A hub client over a real WebSocket that speaks the server's own `ClientMsg`/`ServerMsg`, and
+//! checks what every client may rely on: a logged event's `seq` only ever grows.
+
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use futures_util::{SinkExt, StreamExt};
+use oncolive_server::domain::Command;
+use oncolive_server::model::{Question, QuestionId, Session};
+use oncolive_server::protocol::{Ack, ClientMsg, ErrorMsg, ServerMsg, Snapshot, VoteCount};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long a client waits for a message that should come.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+pub struct HubClient {
+    pub ws: Socket,
+    /// The highest `seq` received: the `since` to resume with.
+    pub seq: u64,
+    /// How long [`HubClient::recv`] waits.
+    pub wait: Duration,
+    next_req: u64,
+}
+
+impl HubClient {
+    pub async fn connect(url: &str) -> anyhow::Result<HubClient> {
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
+            .await
+            .context("websocket connects")?;
+        Ok(HubClient {
+            ws,
+            seq: 0,
+            wait: WAIT,
+            next_req: 0,
+        })
+    }
+
+    pub async fn send(&mut self, msg: &ClientMsg) -> anyhow::Result<()> {
+        let text = serde_json::to_string(msg)?;
+        self.send_raw(Message::Text(text.into())).await
+    }
+
+    /// Sends any frame, e.g. malformed JSON.
+    pub async fn send_raw(&mut self, msg: Message) -> anyhow::Result<()> {
+        self.ws.send(msg).await.context("send")
+    }
+
+    /// The next message, within [`HubClient::wait`]. A close or a `seq` that goes back is an
+    /// error.
+    pub async fn recv(&mut self) -> anyhow::Result<ServerMsg> {
+        let deadline = Instant::now() + self.wait;
+        loop {
+            let frame = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .map_err(|_| anyhow!("no message within {:?}", self.wait))?
+                .ok_or_else(|| anyhow!("socket ended"))?
+                .context("socket error")?;
+            match frame {
+                Message::Text(text) => {
+                    let msg: ServerMsg = serde_json::from_str(text.as_str())
+                        .with_context(|| format!("not a server message: {}", text.as_str()))?;
+                    self.observe(&msg)?;
+                    return Ok(msg);
+                }
+                Message::Close(frame) => bail!("closed unexpectedly: {frame:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Records the `seq` a message carries; a logged event must be newer than all before it.
+    /// Acks name an event the client will also receive, so only what was received counts.
+    fn observe(&mut self, msg: &ServerMsg) -> anyhow::Result<()> {
+        if let Some(seq) = msg.event_seq() {
+            if seq <= self.seq {
+                bail!("seq went from {} to {seq}: {msg:?}", self.seq);
+            }
+            self.seq = seq;
+        }
+        let state_seq = match msg {
+            ServerMsg::Snapshot(s) => Some(s.seq),
+            ServerMsg::Resumed { seq, .. } | ServerMsg::Viewers { seq, .. } => Some(*seq),
+            _ => None,
+        };
+        if let Some(seq) = state_seq {
+            self.seq = self.seq.max(seq);
+        }
+        Ok(())
+    }
+
+    /// Reads until `pick` returns something, within [`HubClient::wait`] in all.
+    pub async fn recv_until<T>(
+        &mut self,
+        mut pick: impl FnMut(&ServerMsg) -> Option<T>,
+    ) -> anyhow::Result<T> {
+        let deadline = Instant::now() + self.wait;
+        loop {
+            if Instant::now() >= deadline {
+                bail!("no matching message within {:?}", self.wait);
+            }
+            let msg = self.recv().await?;
+            if let Some(found) = pick(&msg) {
+                return Ok(found);
+            }
+        }
+    }
+
+    /// The first message, which must be a snapshot.
+    pub async fn snapshot(&mut self) -> anyhow::Result<Snapshot> {
+        match self.recv().await? {
+            ServerMsg::Snapshot(s) => Ok(s),
+            other => bail!("expected a snapshot first, got {other:?}"),
+        }
+    }
+
+    /// The next `question` event whose question satisfies `pred`.
+    pub async fn recv_question(
+        &mut self,
+        pred: impl Fn(&Question) -> bool,
+    ) -> anyhow::Result<Question> {
+        self.recv_until(|m| match m {
+            ServerMsg::Question { question, .. } if pred(question) => Some(question.clone()),
+            _ => None,
+        })
+        .await
+    }
+
+    /// The next `session` event whose session satisfies `pred`.
+    pub async fn recv_session(
+        &mut self,
+        pred: impl Fn(&Session) -> bool,
+    ) -> anyhow::Result<Session> {
+        self.recv_until(|m| match m {
+            ServerMsg::Session { session, .. } if pred(session) => Some(session.clone()),
+            _ => None,
+        })
+        .await
+    }
+
+    /// The next `votes` event that satisfies `pred`.
+    pub async fn recv_votes(
+        &mut self,
+        pred: impl Fn(&[VoteCount]) -> bool,
+    ) -> anyhow::Result<Vec<VoteCount>> {
+        self.recv_until(|m| match m {
+            ServerMsg::Votes { votes, .. } if pred(votes) => Some(votes.clone()),
+            _ => None,
+        })
+        .await
+    }
+
+    /// The id of the next `question_removed` event.
+    pub async fn recv_removed(&mut self) -> anyhow::Result<QuestionId> {
+        self.recv_until(|m| match m {
+            ServerMsg::QuestionRemoved { id, .. } => Some(*id),
+            _ => None,
+        })
+        .await
+    }
+
+    fn fresh_req(&mut self) -> String {
+        self.next_req += 1;
+        format!("r{}", self.next_req)
+    }
+
+    /// Sends `command` with a fresh `req` and returns its ack or its error.
+    pub async fn request(&mut self, command: Command) -> anyhow::Result<Result<Ack, ErrorMsg>> {
+        let req = self.fresh_req();
+        self.send(&ClientMsg::command(req.clone(), command)).await?;
+        self.reply_to(&req).await
+    }
+
+    /// The ack or error answering `req`, skipping events on the way.
+    pub async fn reply_to(&mut self, req: &str) -> anyhow::Result<Result<Ack, ErrorMsg>> {
+        let mine = |r: &Option<String>| r.as_deref() == Some(req);
+        self.recv_until(|m| match m {
+            ServerMsg::Ack(ack) if mine(&ack.req) => Some(Ok(ack.clone())),
+            ServerMsg::Error(err) if mine(&err.req) => Some(Err(err.clone())),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Sends a command that must be acknowledged.
+    pub async fn ok(&mut self, command: Command) -> anyhow::Result<Ack> {
+        let sent = format!("{command:?}");
+        self.request(command)
+            .await?
+            .map_err(|e| anyhow!("{sent} was refused: {e:?}"))
+    }
+
+    /// Sends a command that must be refused, and returns the refusal.
+    pub async fn refused(&mut self, command: Command) -> anyhow::Result<ErrorMsg> {
+        let sent = format!("{command:?}");
+        match self.request(command).await? {
+            Ok(ack) => bail!("{sent} was acknowledged: {ack:?}"),
+            Err(e) => Ok(e),
+        }
+    }
+
+    /// A `ping` answered by its `pong`.
+    pub async fn ping(&mut self) -> anyhow::Result<()> {
+        let req = self.fresh_req();
+        self.send(&ClientMsg::ping(req.clone())).await?;
+        self.recv_until(|m| match m {
+            ServerMsg::Pong { req: r } if r.as_deref() == Some(req.as_str()) => Some(()),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Reads until the server closes the socket, within 30 s; returns the close code (`None`
+    /// when the connection ended without a close frame).
+    pub async fn closed(&mut self) -> anyhow::Result<Option<u16>> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => bail!("socket was not closed in time"),
+                Ok(None) | Ok(Some(Err(_))) => return Ok(None),
+                Ok(Some(Ok(Message::Close(frame)))) => return Ok(frame.map(|f| u16::from(f.code))),
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+}
