@@ -9,94 +9,55 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use futures_util::{SinkExt, StreamExt};
-use oncolive_load::common::{Api, Ws, WsOptions, ws_connect};
-use oncolive_load::local::LocalServer;
+use oncolive_load::common::local_config;
+use oncolive_server::domain::Command;
+use oncolive_server::model::Moderation;
 use oncolive_server::protocol::ClientMsg;
+use oncolive_testkit::hub::Socket;
+use oncolive_testkit::{TestApp, spawn_app};
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Message;
 
 struct Setup {
-    moderator: futures_util::stream::SplitSink<Ws, Message>,
+    moderator: futures_util::stream::SplitSink<Socket, Message>,
     question: u64,
     received: Arc<AtomicU64>,
     notify: Arc<Notify>,
     /// Kept running for the iterations; never stopped explicitly (the bench process exits).
-    _server: LocalServer,
+    _server: TestApp,
 }
 
-async fn next_text(ws: &mut Ws) -> serde_json::Value {
-    loop {
-        if let Some(Ok(Message::Text(t))) = ws.next().await {
-            return serde_json::from_str(t.as_str()).expect("json");
-        }
-    }
-}
-
-async fn setup(n: usize) -> Setup {
-    let server = LocalServer::start(&[]).await.expect("server starts");
-    let base = server.url.clone();
-    let admin = server.admin.clone();
-    let http = Api::new(&base);
-    let created = http.create_session(&admin, "bench").await.expect("session");
-    let session = created.session.id;
-    let mut moderator = ws_connect(
-        &base,
-        session,
-        &created.tokens.moderator,
-        None,
-        WsOptions::default(),
-    )
-    .await
-    .expect("moderator");
-    next_text(&mut moderator).await;
+async fn setup(n: usize) -> anyhow::Result<Setup> {
+    let server = spawn_app(local_config()).await?;
+    let s = server.create_session(Moderation::Pre).await?;
+    let (mut moderator, _) = server.connect(s.id, &s.moderator).await?;
     // One question, approved, that the iterations edit.
-    let asker = http.join(session, "asker").await.expect("join").token;
-    let mut patient = ws_connect(&base, session, &asker, None, WsOptions::default())
-        .await
-        .expect("ws");
-    next_text(&mut patient).await;
-    let ask = ClientMsg::Ask {
-        req: None,
-        text: "bench question".into(),
-    };
-    patient
-        .send(Message::Text(
-            serde_json::to_string(&ask).expect("json").into(),
-        ))
-        .await
-        .expect("send");
-    let question = loop {
-        let v = next_text(&mut moderator).await;
-        if v["type"] == "question" {
-            break v["question"]["id"].as_u64().expect("id");
-        }
-    };
-    let approve = ClientMsg::Approve {
-        req: None,
-        question,
-        text: None,
-    };
+    let asker = server.patient(s.id).await?;
+    let (mut patient, _) = server.connect(s.id, &asker).await?;
+    let question = patient
+        .ok(Command::Ask {
+            text: "bench question".into(),
+        })
+        .await?
+        .question
+        .map(|q| q.id)
+        .ok_or_else(|| anyhow::anyhow!("an ask is acknowledged with its question"))?;
     moderator
-        .send(Message::Text(
-            serde_json::to_string(&approve).expect("json").into(),
-        ))
-        .await
-        .expect("send");
+        .ok(Command::Approve {
+            question,
+            text: None,
+        })
+        .await?;
     drop(patient);
 
     let received = Arc::new(AtomicU64::new(0));
     let notify = Arc::new(Notify::new());
-    for i in 0..n {
-        let token = http
-            .join(session, &format!("p{i}"))
-            .await
-            .expect("join")
-            .token;
-        let mut ws = ws_connect(&base, session, &token, None, WsOptions::default())
-            .await
-            .expect("ws");
-        next_text(&mut ws).await;
+    for _ in 0..n {
+        let token = server.patient(s.id).await?;
+        let (client, _) = server.connect(s.id, &token).await?;
+        let mut ws = client.ws;
         let (received, notify) = (received.clone(), notify.clone());
+        // The measured path: count `question` events without decoding them.
         tokio::spawn(async move {
             while let Some(Ok(msg)) = ws.next().await {
                 if let Message::Text(t) = msg
@@ -111,15 +72,15 @@ async fn setup(n: usize) -> Setup {
     // Let the approval's deliveries (to those already connected) pass.
     tokio::time::sleep(Duration::from_millis(300)).await;
     // The moderator gets every event and ack too: keep reading them.
-    let (moderator, mut moderator_rx) = moderator.split();
+    let (moderator, mut moderator_rx) = moderator.ws.split();
     tokio::spawn(async move { while let Some(Ok(_)) = moderator_rx.next().await {} });
-    Setup {
+    Ok(Setup {
         moderator,
         question,
         received,
         notify,
         _server: server,
-    }
+    })
 }
 
 fn fanout(c: &mut Criterion) {
@@ -132,7 +93,7 @@ fn fanout(c: &mut Criterion) {
         .sample_size(10)
         .measurement_time(Duration::from_secs(5));
     for n in [100usize, 1000] {
-        let mut s = rt.block_on(setup(n));
+        let mut s = rt.block_on(setup(n)).expect("bench set-up");
         let mut edit = 0u64;
         group.throughput(Throughput::Elements(n as u64));
         group.bench_with_input(BenchmarkId::new("event_to_n_sockets", n), &n, |b, &n| {
@@ -142,10 +103,12 @@ fn fanout(c: &mut Criterion) {
                     for _ in 0..iters {
                         edit += 1;
                         let base = s.received.load(Ordering::Relaxed);
-                        let msg = ClientMsg::Edit {
+                        let msg = ClientMsg {
                             req: None,
-                            question: s.question,
-                            text: format!("bench question, edit {edit}"),
+                            request: oncolive_server::protocol::Request::Command(Command::Edit {
+                                question: s.question,
+                                text: format!("bench question, edit {edit}"),
+                            }),
                         };
                         s.moderator
                             .send(Message::Text(

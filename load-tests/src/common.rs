@@ -1,21 +1,19 @@
 //! What every scenario needs: a monotonic clock shared by all tasks, `/proc` readings, latency
-//! summaries, and the HTTP/WebSocket calls of the public API.
+//! summaries. The HTTP and WebSocket clients are the test kit's (`oncolive_testkit`).
 
-use std::net::{IpAddr, SocketAddr};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
+use anyhow::bail;
 use hdrhistogram::Histogram;
-use oncolive_server::model::SessionId;
+use oncolive_server::api_types::{Created, StateRequest};
+use oncolive_server::model::{Moderation, NewSession, SessionId, SessionState};
+use oncolive_testkit::ApiClient;
+use oncolive_testkit::api::ws_url;
+use oncolive_testkit::hub::connect_socket;
+pub use oncolive_testkit::hub::{Socket as Ws, SocketOptions as WsOptions};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
-use tokio::net::{TcpSocket, TcpStream};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{WebSocketStream, client_async_with_config};
-
-pub type Ws = WebSocketStream<TcpStream>;
 
 static EPOCH: OnceLock<Instant> = OnceLock::new();
 
@@ -110,122 +108,8 @@ pub fn proc_samples(pids: &[u32]) -> ProcSample {
     total
 }
 
-/// The public HTTP API, as a client sees it.
-#[derive(Clone)]
-pub struct Api {
-    pub base: String,
-    pub http: reqwest::Client,
-}
-
-/// What `POST /api/sessions` returns that the load generator uses.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Created {
-    pub session: oncolive_server::model::Session,
-    pub tokens: StaffTokens,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct StaffTokens {
-    pub expert: String,
-    pub moderator: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct Joined {
-    pub token: String,
-}
-
-impl Api {
-    pub fn new(base: &str) -> Api {
-        Api {
-            base: base.trim_end_matches('/').to_owned(),
-            http: reqwest::Client::builder()
-                .pool_max_idle_per_host(64)
-                .tcp_nodelay(true)
-                .build()
-                .unwrap_or_default(),
-        }
-    }
-
-    pub async fn create_session(&self, admin: &str, title: &str) -> anyhow::Result<Created> {
-        let now = time::OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc3339)?;
-        let body = json!({
-            "title": title,
-            "topic": "load test",
-            "expert_name": "Dr. Load",
-            "scheduled_start": now,
-            "moderation": "pre",
-        });
-        let response = self
-            .http
-            .post(format!("{}/api/sessions", self.base))
-            .bearer_auth(admin)
-            .json(&body)
-            .send()
-            .await?;
-        let status = response.status();
-        if !status.is_success() {
-            bail!("create session: {status}: {}", response.text().await?);
-        }
-        Ok(response.json().await?)
-    }
-
-    pub async fn set_state(
-        &self,
-        session: SessionId,
-        token: &str,
-        state: &str,
-    ) -> anyhow::Result<()> {
-        let response = self
-            .http
-            .post(format!("{}/api/sessions/{session}/state", self.base))
-            .bearer_auth(token)
-            .json(&json!({ "state": state }))
-            .send()
-            .await?;
-        let status = response.status();
-        if !status.is_success() && status != reqwest::StatusCode::CONFLICT {
-            bail!("set state {state}: {status}: {}", response.text().await?);
-        }
-        Ok(())
-    }
-
-    pub async fn join(&self, session: SessionId, name: &str) -> anyhow::Result<Joined> {
-        let response = self
-            .http
-            .post(format!("{}/api/sessions/{session}/join", self.base))
-            .json(&json!({ "name": name }))
-            .send()
-            .await?;
-        let status = response.status();
-        if status != reqwest::StatusCode::CREATED {
-            bail!("join: {status}: {}", response.text().await?);
-        }
-        Ok(response.json().await?)
-    }
-}
-
-/// `host:port` of an `http://host:port` base URL.
-pub fn socket_addr(base: &str) -> anyhow::Result<SocketAddr> {
-    let host = base
-        .trim_start_matches("http://")
-        .trim_start_matches("ws://")
-        .trim_end_matches('/');
-    host.parse()
-        .with_context(|| format!("{base}: expected http://IP:PORT"))
-}
-
-/// Options of one WebSocket client connection.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct WsOptions {
-    /// Source address (several 127.0.0.x give more than ~28k ephemeral ports).
-    pub source: Option<IpAddr>,
-    /// Kernel receive buffer, to make a stalled client fill up quickly.
-    pub recv_buffer: Option<u32>,
-}
-
-/// Opens the session's hub socket with the token (and `since` when resuming).
+/// Opens the session's hub socket on the server at `base` (`http://IP:PORT`) with `token`,
+/// resuming after `since` if given.
 pub async fn ws_connect(
     base: &str,
     session: SessionId,
@@ -233,37 +117,46 @@ pub async fn ws_connect(
     since: Option<u64>,
     options: WsOptions,
 ) -> anyhow::Result<Ws> {
-    let addr = socket_addr(base)?;
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    if let Some(source) = options.source {
-        socket.bind(SocketAddr::new(source, 0))?;
-    }
-    if let Some(size) = options.recv_buffer {
-        socket.set_recv_buffer_size(size)?;
-    }
-    let stream = tokio::time::timeout(Duration::from_secs(20), socket.connect(addr))
-        .await
-        .context("TCP connect timed out")??;
-    stream.set_nodelay(true)?;
-    let mut url = format!("ws://{addr}/api/sessions/{session}/ws?token={token}");
-    if let Some(since) = since {
-        url.push_str(&format!("&since={since}"));
-    }
-    // Small buffers: thousands of clients share this process.
-    let config = WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(0);
-    let (ws, _) = tokio::time::timeout(
-        Duration::from_secs(20),
-        client_async_with_config(url.into_client_request()?, stream, Some(config)),
-    )
+    connect_socket(&ws_url(base, session, token, since), options).await
+}
+
+/// A pre-moderated session for a load run, created with the client's admin token.
+pub async fn new_session(api: &ApiClient, title: &str) -> anyhow::Result<Created> {
+    api.create(&NewSession {
+        title: title.into(),
+        topic: "load test".into(),
+        expert_name: "Dr. Load".into(),
+        scheduled_start: time::OffsetDateTime::now_utc(),
+        moderation: Moderation::Pre,
+    })
     .await
-    .context("WebSocket handshake timed out")??;
-    Ok(ws)
+}
+
+/// Puts the session live; one that already is (a second run on it) is fine.
+pub async fn go_live(api: &ApiClient, session: SessionId, token: &str) -> anyhow::Result<()> {
+    let path = format!("/api/sessions/{session}/state");
+    let body = StateRequest {
+        state: SessionState::Live,
+    };
+    let res = api.post(&path, Some(token), &body).await?;
+    let status = res.status();
+    if !status.is_success() && status != reqwest::StatusCode::CONFLICT {
+        bail!("going live: {status}: {}", res.text().await?);
+    }
+    Ok(())
+}
+
+/// The server configuration of in-process runs (smoke tests, criterion): in memory, with the
+/// per-address, per-socket and per-patient limits raised so the load is not refused.
+pub fn local_config() -> oncolive_server::Config {
+    let test = oncolive_server::Config::for_tests();
+    oncolive_server::Config {
+        limits: oncolive_server::config::Limits {
+            asks_per_minute: 600,
+            ..test.limits.clone()
+        },
+        ..test
+    }
 }
 
 /// Raises this process's open-file limit to the hard limit (needs no privilege).

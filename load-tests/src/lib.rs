@@ -7,7 +7,6 @@
 //! - [`report`]: Markdown tables and SVG plots from result files.
 
 pub mod common;
-pub mod local;
 pub mod qa;
 pub mod report;
 pub mod video;

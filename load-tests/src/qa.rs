@@ -23,8 +23,10 @@ use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use oncolive_server::domain::Command;
 use oncolive_server::model::{QuestionStatus, SessionId};
-use oncolive_server::protocol::{ClientMsg, ErrorCode, ServerMsg};
+use oncolive_server::protocol::{ClientMsg, ErrorCode, ServerMsg, Snapshot};
+use oncolive_testkit::ApiClient;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -33,8 +35,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::common::{
-    Api, ProcSample, Summary, Ws, WsOptions, histogram, mix, now_ns, proc_sample, proc_samples,
-    record_ns, ws_connect,
+    ProcSample, Summary, Ws, WsOptions, go_live, histogram, mix, new_session, now_ns, proc_sample,
+    proc_samples, record_ns, ws_connect,
 };
 
 /// Everything a Q&A run needs; the command line maps onto it one to one.
@@ -322,7 +324,12 @@ pub async fn run(config: QaConfig) -> anyhow::Result<QaReport> {
         bail!("at least one --url");
     }
     now_ns();
-    let apis: Vec<Api> = config.urls.iter().map(|u| Api::new(u)).collect();
+    let admin = config.admin_token.clone().unwrap_or_default();
+    let apis: Vec<ApiClient> = config
+        .urls
+        .iter()
+        .map(|u| ApiClient::new(u.as_str(), admin.as_str()))
+        .collect();
     let (session, moderator_token, expert_token) = match (&config.session, &config.admin_token) {
         (Some(id), _) => (
             *id,
@@ -335,8 +342,8 @@ pub async fn run(config: QaConfig) -> anyhow::Result<QaReport> {
                 .clone()
                 .context("--session needs --expert-token")?,
         ),
-        (None, Some(admin)) => {
-            let created = apis[0].create_session(admin, "Load test").await?;
+        (None, Some(_)) => {
+            let created = new_session(&apis[0], "Load test").await?;
             (
                 created.session.id,
                 created.tokens.moderator,
@@ -345,7 +352,7 @@ pub async fn run(config: QaConfig) -> anyhow::Result<QaReport> {
         }
         (None, None) => bail!("give --admin-token, or --session with staff tokens"),
     };
-    apis[0].set_state(session, &expert_token, "live").await?;
+    go_live(&apis[0], session, &expert_token).await?;
 
     let max_questions = (config.ask_rate * (config.duration_s + 5.0) * 2.0) as usize + 1024;
     let shared = Arc::new(Shared {
@@ -831,7 +838,7 @@ async fn scheduler(
 async fn patient(
     idx: usize,
     shared: Arc<Shared>,
-    api: Api,
+    api: ApiClient,
     options: WsOptions,
     stalled: bool,
     mut cmds: mpsc::Receiver<Cmd>,
@@ -843,8 +850,8 @@ async fn patient(
     let started = now_ns();
     shared.connect_first.fetch_min(started, Ordering::Relaxed);
     let connect = async {
-        let joined = api.join(shared.session, &format!("p{idx}")).await?;
-        let ws = ws_connect(&api.base, shared.session, &joined.token, None, options).await?;
+        let joined = api.join(shared.session, Some(&format!("p{idx}"))).await?;
+        let ws = ws_connect(&api.url, shared.session, &joined.token, None, options).await?;
         anyhow::Ok((joined.token, ws))
     };
     let (token, mut ws) = match connect.await {
@@ -931,14 +938,13 @@ async fn patient(
                     Cmd::Ask => {
                         asked += 1;
                         shared.asked.fetch_add(1, Ordering::Relaxed);
-                        ClientMsg::Ask {
-                            req: Some(req.to_string()),
+                        ClientMsg::command(req.to_string(), Command::Ask {
                             text: format!("load question p{idx} n{asked} t{}", now_ns()),
-                        }
+                        })
                     }
                     Cmd::Vote(question) => {
                         shared.votes.fetch_add(1, Ordering::Relaxed);
-                        ClientMsg::Vote { req: Some(req.to_string()), question }
+                        ClientMsg::command(req.to_string(), Command::Vote { question })
                     }
                     Cmd::Reconnect { delay } => {
                         // Drop the socket without a close handshake, like a phone losing its
@@ -1008,7 +1014,7 @@ async fn first_message(ws: &mut Ws) -> anyhow::Result<First> {
 async fn reconnect(
     idx: usize,
     shared: &Shared,
-    api: &Api,
+    api: &ApiClient,
     token: &str,
     options: WsOptions,
     r: &mut PatientResult,
@@ -1017,7 +1023,7 @@ async fn reconnect(
     for _ in 0..8 {
         let attempt = async {
             let mut ws =
-                ws_connect(&api.base, shared.session, token, Some(r.last_any), options).await?;
+                ws_connect(&api.url, shared.session, token, Some(r.last_any), options).await?;
             let first = first_message(&mut ws).await?;
             anyhow::Ok((ws, first))
         };
@@ -1183,7 +1189,7 @@ async fn moderator(
         };
         let msg: ServerMsg = serde_json::from_str(text.as_str())
             .with_context(|| format!("moderator decode: {}", short(text.as_str())))?;
-        if let ServerMsg::Snapshot { seq, .. } = &msg {
+        if let ServerMsg::Snapshot(Snapshot { seq, .. }) = &msg {
             if reference && last.is_some() {
                 // A snapshot instead of a resume: the reference lost its continuity.
                 r.gaps += 1;
@@ -1245,18 +1251,22 @@ async fn moderator(
         let reject = (mix(question.id) % 1000) as f64 / 1000.0 < reject_ratio;
         let out = if reject {
             r.rejections += 1;
-            ClientMsg::Reject {
-                req: Some(req.to_string()),
-                question: question.id,
-                reason: "Off topic (load test)".into(),
-            }
+            ClientMsg::command(
+                req.to_string(),
+                Command::Reject {
+                    question: question.id,
+                    reason: "Off topic (load test)".into(),
+                },
+            )
         } else {
             r.approvals += 1;
-            ClientMsg::Approve {
-                req: Some(req.to_string()),
-                question: question.id,
-                text: Some(format!("{} a{}", question.text, now_ns())),
-            }
+            ClientMsg::command(
+                req.to_string(),
+                Command::Approve {
+                    question: question.id,
+                    text: Some(format!("{} a{}", question.text, now_ns())),
+                },
+            )
         };
         ws.send(Message::Text(serde_json::to_string(&out)?.into()))
             .await?;
@@ -1280,16 +1290,15 @@ async fn expert_bot(mut ws: Ws, every: Duration, shared: Arc<Shared>) -> anyhow:
             _ = tick.tick() => {
                 req += 1;
                 let msg = match answering.take() {
-                    Some(question) => ClientMsg::Answered {
-                        req: Some(req.to_string()),
+                    Some(question) => ClientMsg::command(req.to_string(), Command::Answered {
                         question,
                         answer: Some("Answered live (load test).".into()),
-                    },
+                    }),
                     None => {
                         let next = shared.votable.lock().ok().and_then(|v| v.first().copied());
                         let Some(question) = next else { continue };
                         answering = Some(question);
-                        ClientMsg::Answering { req: Some(req.to_string()), question }
+                        ClientMsg::command(req.to_string(), Command::Answering { question })
                     }
                 };
                 ws.send(Message::Text(serde_json::to_string(&msg)?.into())).await?;

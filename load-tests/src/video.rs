@@ -41,7 +41,11 @@ use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirecti
 use webrtc::track::track_local::TrackLocalWriter;
 use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 
-use crate::common::{Api, Summary, histogram, now_ns, proc_sample, proc_samples, record_ns};
+use oncolive_testkit::ApiClient;
+
+use crate::common::{
+    Summary, go_live, histogram, new_session, now_ns, proc_sample, proc_samples, record_ns,
+};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VideoConfig {
@@ -175,7 +179,7 @@ async fn wait_connected(rx: &mut watch::Receiver<RTCPeerConnectionState>) -> any
 
 /// Non-trickle offer → `POST` → answer. Returns the resource URL.
 async fn negotiate(
-    api: &Api,
+    api: &ApiClient,
     pc: &RTCPeerConnection,
     url: &str,
     token: &str,
@@ -208,7 +212,7 @@ async fn negotiate(
     }
     pc.set_remote_description(RTCSessionDescription::answer(body)?)
         .await?;
-    Ok(format!("{}{}", api.base, location.unwrap_or_default()))
+    Ok(format!("{}{}", api.url, location.unwrap_or_default()))
 }
 
 /// The synthetic expert.
@@ -222,7 +226,11 @@ struct Publisher {
 }
 
 impl Publisher {
-    async fn connect(api: &Api, session: SessionId, token: &str) -> anyhow::Result<Publisher> {
+    async fn connect(
+        api: &ApiClient,
+        session: SessionId,
+        token: &str,
+    ) -> anyhow::Result<Publisher> {
         let mut media = MediaEngine::default();
         let opus = RTCRtpCodecCapability {
             mime_type: MIME_TYPE_OPUS.into(),
@@ -303,7 +311,7 @@ impl Publisher {
             let sender = audio_tx.sender().await;
             tokio::spawn(async move { while sender.read_rtcp().await.is_ok() {} });
         }
-        let url = format!("{}/api/sessions/{session}/whip", api.base);
+        let url = format!("{}/api/sessions/{session}/whip", api.url);
         let resource = negotiate(api, &pc, &url, token).await.context("WHIP")?;
         wait_connected(&mut state).await.context("publisher")?;
         Ok(Publisher {
@@ -442,12 +450,12 @@ struct Shared {
 }
 
 async fn connect_viewer(
-    http: &Api,
+    http: &ApiClient,
     rtc: &API,
     session: SessionId,
     shared: Arc<Shared>,
 ) -> anyhow::Result<Viewer> {
-    let token = http.join(session, "viewer").await?.token;
+    let token = http.join(session, Some("viewer")).await?.token;
     let pc = Arc::new(rtc.new_peer_connection(RTCConfiguration::default()).await?);
     let mut pc_state = state_watch(&pc);
     for kind in [RTPCodecType::Audio, RTPCodecType::Video] {
@@ -520,7 +528,7 @@ async fn connect_viewer(
         .lock()
         .map_err(|_| anyhow::anyhow!("poisoned"))?
         .posted_ns = now_ns();
-    let url = format!("{}/api/sessions/{session}/whep", http.base);
+    let url = format!("{}/api/sessions/{session}/whep", http.url);
     let resource = negotiate(http, &pc, &url, &token).await.context("WHEP")?;
     wait_connected(&mut pc_state).await?;
     Ok(Viewer {
@@ -532,7 +540,8 @@ async fn connect_viewer(
 
 pub async fn run(config: VideoConfig) -> anyhow::Result<VideoReport> {
     now_ns();
-    let http = Api::new(&config.url);
+    let admin = config.admin_token.clone().unwrap_or_default();
+    let http = ApiClient::new(config.url.as_str(), admin);
     let (session, expert) = match (&config.session, &config.admin_token) {
         (Some(id), _) => (
             *id,
@@ -541,13 +550,13 @@ pub async fn run(config: VideoConfig) -> anyhow::Result<VideoReport> {
                 .clone()
                 .context("--session needs --expert-token")?,
         ),
-        (None, Some(admin)) => {
-            let created = http.create_session(admin, "Video load test").await?;
+        (None, Some(_)) => {
+            let created = new_session(&http, "Video load test").await?;
             (created.session.id, created.tokens.expert)
         }
         (None, None) => bail!("give --admin-token, or --session with --expert-token"),
     };
-    http.set_state(session, &expert, "live").await?;
+    go_live(&http, session, &expert).await?;
     let pids = config.server_pids.clone();
     let server_before = proc_samples(&pids);
 

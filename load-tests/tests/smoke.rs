@@ -2,12 +2,13 @@
 //! only (nothing lost, duplicated or reordered; clean exit), never speed. The video test needs a
 //! loopback-only network namespace, as `scripts/test.sh` provides.
 
-use oncolive_load::local::LocalServer;
+use oncolive_load::common::local_config;
 use oncolive_load::qa::{self, QaConfig};
 use oncolive_load::video::{self, VideoConfig};
+use oncolive_testkit::{TestApp, spawn_app};
 
-async fn server() -> LocalServer {
-    LocalServer::start(&[]).await.expect("server starts")
+async fn server() -> TestApp {
+    spawn_app(local_config()).await.expect("server starts")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -44,7 +45,8 @@ async fn qa_200_patients_with_a_reconnect_storm_lose_nothing() {
     // Votes reach patients coalesced, never one message per vote.
     assert!(report.vote_updates_per_patient_s < 10.0, "{table}");
     assert!(report.approval_to_last.count > 0, "{table}");
-    server.stop().await.expect("server stops cleanly");
+    let mut server = server;
+    server.shutdown().await.expect("server stops cleanly");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -97,5 +99,6 @@ async fn video_5_viewers_receive_the_stream() {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
     assert!(forwarded > 0.0, "no forwarded packets counted");
-    server.stop().await.expect("server stops cleanly");
+    let mut server = server;
+    server.shutdown().await.expect("server stops cleanly");
 }

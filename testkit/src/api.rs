@@ -135,11 +135,7 @@ impl ApiClient {
 
     /// The hub socket's URL for `token`, resuming after `since` if given.
     pub fn ws_url(&self, session: SessionId, token: &str, since: Option<u64>) -> String {
-        let base = self.url.replacen("http://", "ws://", 1);
-        match since {
-            Some(s) => format!("{base}/api/sessions/{session}/ws?token={token}&since={s}"),
-            None => format!("{base}/api/sessions/{session}/ws?token={token}"),
-        }
+        ws_url(&self.url, session, token, since)
     }
 
     /// Opens the hub socket and reads its first message, which must be a snapshot.
@@ -174,4 +170,13 @@ pub async fn refused(res: Response) -> anyhow::Result<(StatusCode, ErrorBody)> {
     }
     let body = serde_json::from_str(&text).with_context(|| format!("not an error body: {text}"))?;
     Ok((status, body))
+}
+
+/// The hub socket's URL on the server at `base` (`http://…`) for `token`, resuming after `since`.
+pub fn ws_url(base: &str, session: SessionId, token: &str, since: Option<u64>) -> String {
+    let base = base.trim_end_matches('/').replacen("http://", "ws://", 1);
+    match since {
+        Some(s) => format!("{base}/api/sessions/{session}/ws?token={token}&since={s}"),
+        None => format!("{base}/api/sessions/{session}/ws?token={token}"),
+    }
 }

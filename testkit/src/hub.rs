@@ -1,6 +1,7 @@
 //! A hub client over a real WebSocket that speaks the server's own `ClientMsg`/`ServerMsg`, and
 //! checks what every client may rely on: a logged event's `seq` only ever grows.
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
@@ -8,15 +9,66 @@ use futures_util::{SinkExt, StreamExt};
 use oncolive_server::domain::Command;
 use oncolive_server::model::{Question, QuestionId, Session};
 use oncolive_server::protocol::{Ack, ClientMsg, ErrorMsg, ServerMsg, Snapshot, VoteCount};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{WebSocketStream, client_async_with_config};
 
 /// How long a client waits for a message that should come.
 pub const WAIT: Duration = Duration::from_secs(10);
 
-pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+/// How long opening a socket (TCP connect, then the WebSocket handshake) may take.
+const CONNECT_WAIT: Duration = Duration::from_secs(20);
+
+pub type Socket = WebSocketStream<TcpStream>;
+
+/// How one client's socket is opened.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SocketOptions {
+    /// Source address (several 127.0.0.x give more than ~28k ephemeral ports to a load run).
+    pub source: Option<IpAddr>,
+    /// Kernel receive buffer, to make a stalled client fill up quickly.
+    pub recv_buffer: Option<u32>,
+}
+
+/// Opens a hub socket at `url` (`ws://IP:PORT/api/sessions/…/ws?token=…`). Buffers are small,
+/// since a load run holds thousands of these in one process.
+pub async fn connect_socket(url: &str, options: SocketOptions) -> anyhow::Result<Socket> {
+    let request = url.into_client_request()?;
+    let host = request.uri().host().context("no host in the URL")?;
+    let port = request.uri().port_u16().unwrap_or(80);
+    let addr: SocketAddr = tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
+        .await?
+        .next()
+        .with_context(|| format!("{host} has no address"))?;
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if let Some(source) = options.source {
+        socket.bind(SocketAddr::new(source, 0))?;
+    }
+    if let Some(size) = options.recv_buffer {
+        socket.set_recv_buffer_size(size)?;
+    }
+    let stream = tokio::time::timeout(CONNECT_WAIT, socket.connect(addr))
+        .await
+        .context("TCP connect timed out")??;
+    stream.set_nodelay(true)?;
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0);
+    let (ws, _) = tokio::time::timeout(
+        CONNECT_WAIT,
+        client_async_with_config(request, stream, Some(config)),
+    )
+    .await
+    .context("WebSocket handshake timed out")??;
+    Ok(ws)
+}
 
 pub struct HubClient {
     pub ws: Socket,
@@ -29,15 +81,17 @@ pub struct HubClient {
 
 impl HubClient {
     pub async fn connect(url: &str) -> anyhow::Result<HubClient> {
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
-            .await
-            .context("websocket connects")?;
-        Ok(HubClient {
+        let ws = connect_socket(url, SocketOptions::default()).await?;
+        Ok(HubClient::from_socket(ws))
+    }
+
+    pub fn from_socket(ws: Socket) -> HubClient {
+        HubClient {
             ws,
             seq: 0,
             wait: WAIT,
             next_req: 0,
-        })
+        }
     }
 
     pub async fn send(&mut self, msg: &ClientMsg) -> anyhow::Result<()> {
