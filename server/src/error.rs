@@ -84,7 +84,7 @@ impl From<BrokerError> for ApiError {
             BrokerError::Unavailable(_) => {
                 ApiError::Unavailable("storage temporarily unavailable; try again".into())
             }
-            BrokerError::Internal(m) => ApiError::Internal(m),
+            BrokerError::Internal(m) => ApiError::Internal(m.to_string()),
         }
     }
 }

@@ -16,12 +16,13 @@ use tracing::Instrument;
 
 use crate::AppState;
 use crate::auth::Claims;
-use crate::broker::{BrokerError, Replay, encode};
+use crate::broker::{BrokerError, Replay};
 use crate::domain::{Actor, Command, Reply};
 use crate::error::ApiError;
 use crate::hub::{Frame, Membership};
 use crate::metrics as m;
 use crate::model::SessionId;
+use crate::protocol::encode;
 use crate::protocol::{
     ClientMsg, CloseCode, ErrorCode, MAX_FRAME_BYTES, MAX_MESSAGE_BYTES, MAX_REQ_CHARS, ReqOnly,
     ServerMsg, You,
