@@ -735,6 +735,35 @@ mod tests {
         }
     }
 
+    /// Two patients and a moderator; `a` has both patients' votes, `b` the first patient's.
+    struct Voted {
+        d: SessionData,
+        p1: Actor,
+        p2: Actor,
+        m: Actor,
+        a: QuestionId,
+        b: QuestionId,
+    }
+
+    fn voted(now: OffsetDateTime) -> Voted {
+        let mut d = data(Moderation::Post);
+        let (p1, p2) = (actor(Role::Patient), actor(Role::Patient));
+        let a = ask(&mut d, &p1, "a");
+        let b = ask(&mut d, &p2, "b");
+        for p in [&p1, &p2] {
+            d.apply(p, Command::Vote { question: a }, now).unwrap();
+        }
+        d.apply(&p1, Command::Vote { question: b }, now).unwrap();
+        Voted {
+            d,
+            p1,
+            p2,
+            m: actor(Role::Moderator),
+            a,
+            b,
+        }
+    }
+
     /// What a store that keeps everything would hand back: every question with all its voters.
     fn stored_parts(d: &SessionData) -> Vec<QuestionParts> {
         d.questions
@@ -750,16 +779,15 @@ mod tests {
     #[test]
     fn a_session_rebuilt_from_its_stored_parts_behaves_the_same() {
         let now = OffsetDateTime::now_utc();
-        let mut d = data(Moderation::Post);
-        let (p1, p2) = (actor(Role::Patient), actor(Role::Patient));
-        let m = actor(Role::Moderator);
-        let a = ask(&mut d, &p1, "a");
-        let b = ask(&mut d, &p2, "b");
+        let Voted {
+            mut d,
+            p1,
+            p2,
+            m,
+            a,
+            b,
+        } = voted(now);
         let c = ask(&mut d, &p2, "c");
-        for p in [&p1, &p2] {
-            d.apply(p, Command::Vote { question: a }, now).unwrap();
-        }
-        d.apply(&p1, Command::Vote { question: b }, now).unwrap();
         let reject = Command::Reject {
             question: c,
             reason: "r".into(),
@@ -866,15 +894,7 @@ mod tests {
     #[test]
     fn merge_moves_votes_and_counts_a_double_voter_once() {
         let now = OffsetDateTime::now_utc();
-        let mut d = data(Moderation::Post);
-        let (p1, p2) = (actor(Role::Patient), actor(Role::Patient));
-        let m = actor(Role::Moderator);
-        let a = ask(&mut d, &p1, "a");
-        let b = ask(&mut d, &p2, "b");
-        for p in [&p1, &p2] {
-            d.apply(p, Command::Vote { question: a }, now).unwrap();
-        }
-        d.apply(&p1, Command::Vote { question: b }, now).unwrap();
+        let Voted { mut d, m, a, b, .. } = voted(now);
         d.apply(
             &m,
             Command::Merge {
