@@ -179,9 +179,83 @@ pub enum Reply {
 pub struct Applied {
     pub events: Vec<(Audience, EventBody)>,
     pub reply: Reply,
+    /// What the command changed, for a store that writes only that.
+    pub touched: Touched,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+impl Applied {
+    /// Adds the events and changes of `other` after this one's, keeping this one's reply.
+    fn absorb(&mut self, other: Applied) {
+        self.events.extend(other.events);
+        self.touched.extend(other.touched);
+    }
+}
+
+/// What a command changed of a session's stored state, so a store writes only that.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Touched {
+    /// The [`Session`] itself (its title, state, times...).
+    pub session: bool,
+    /// Questions whose [`StoredQuestion`] may differ. A vote touches none: voters are not part
+    /// of a question's stored form.
+    pub questions: BTreeSet<QuestionId>,
+}
+
+impl Touched {
+    fn question(id: QuestionId) -> Touched {
+        Touched {
+            session: false,
+            questions: BTreeSet::from([id]),
+        }
+    }
+
+    fn session() -> Touched {
+        Touched {
+            session: true,
+            questions: BTreeSet::new(),
+        }
+    }
+
+    pub fn extend(&mut self, other: Touched) {
+        self.session |= other.session;
+        self.questions.extend(other.questions);
+    }
+}
+
+/// A question as a store keeps it: everything but its voters, which a store keeps apart (Redis
+/// keeps a set per question), so a vote never rewrites the record. `question.votes` is 0 here:
+/// the count is the number of voters.
+///
+/// The serde names are the stored form, spelled out so that renaming a Rust field cannot change
+/// what is already stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredQuestion {
+    #[serde(rename = "question")]
+    pub question: Question,
+    /// Whether the question has ever been public: decides who hears of a later rejection.
+    #[serde(rename = "was_public")]
+    pub was_public: bool,
+}
+
+impl StoredQuestion {
+    pub fn is_public(&self) -> bool {
+        self.question.status.is_public(self.was_public)
+    }
+}
+
+/// One question as a store gives it back to [`SessionData::from_stored`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuestionParts {
+    pub stored: StoredQuestion,
+    /// The vote count, which a store may know without reading every voter.
+    pub votes: u64,
+    /// The voters the caller needs: all of them for a question a command may merge, just the
+    /// viewer (if they voted) for a view, or none. Commands read or change the voters only of
+    /// the questions they vote on or merge.
+    pub voters: HashSet<UserId>,
+}
+
+#[derive(Debug, Clone)]
 struct QuestionRecord {
     question: Question,
     /// Whether the question has ever been public: decides who hears of a later rejection.
@@ -193,10 +267,38 @@ impl QuestionRecord {
     fn is_public(&self) -> bool {
         self.question.status.is_public(self.was_public)
     }
+
+    fn stored(&self) -> StoredQuestion {
+        StoredQuestion {
+            question: Question {
+                votes: 0,
+                ..self.question.clone()
+            },
+            was_public: self.was_public,
+        }
+    }
+
+    fn from_parts(parts: QuestionParts) -> QuestionRecord {
+        let QuestionParts {
+            stored:
+                StoredQuestion {
+                    mut question,
+                    was_public,
+                },
+            votes,
+            voters,
+        } = parts;
+        question.votes = votes;
+        QuestionRecord {
+            question,
+            was_public,
+            voters,
+        }
+    }
 }
 
 /// All state of one session.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct SessionData {
     pub session: Session,
     next_question: QuestionId,
@@ -213,6 +315,34 @@ impl SessionData {
             questions: BTreeMap::new(),
             dirty_votes: BTreeSet::new(),
         }
+    }
+
+    /// Rebuilds a session's state from what a store kept: the session, the id the next question
+    /// gets, and its questions. No vote counts are pending: a store keeps those itself.
+    pub fn from_stored(
+        session: Session,
+        next_question: QuestionId,
+        questions: impl IntoIterator<Item = QuestionParts>,
+    ) -> Self {
+        SessionData {
+            session,
+            next_question,
+            questions: questions
+                .into_iter()
+                .map(|parts| (parts.stored.question.id, QuestionRecord::from_parts(parts)))
+                .collect(),
+            dirty_votes: BTreeSet::new(),
+        }
+    }
+
+    /// The id the next question asked will get.
+    pub fn next_question(&self) -> QuestionId {
+        self.next_question
+    }
+
+    /// Question `id` in the form a store keeps it.
+    pub fn stored_question(&self, id: QuestionId) -> Option<StoredQuestion> {
+        self.questions.get(&id).map(QuestionRecord::stored)
     }
 
     pub fn apply(
@@ -343,6 +473,7 @@ impl SessionData {
         Ok(Applied {
             events: Vec::new(),
             reply: Reply::Voted(up),
+            touched: Touched::default(),
         })
     }
 
@@ -412,8 +543,7 @@ impl SessionData {
         target.voters.extend(voters);
         target.question.votes = target.voters.len() as u64;
         let mut applied = self.changed(id, Reply::Question);
-        let target_event = self.changed(into, Reply::Question);
-        applied.events.extend(target_event.events);
+        applied.absorb(self.changed(into, Reply::Question));
         Ok(applied)
     }
 
@@ -437,15 +567,20 @@ impl SessionData {
             .filter(|r| r.question.status == QuestionStatus::Answering)
             .map(|r| r.question.id)
             .collect();
+        // The previous question's events come first, the reply is about `id`.
         let mut events = Vec::new();
+        let mut touched = Touched::default();
         for prev in previous {
             self.record(prev)?.question.status = QuestionStatus::Approved;
-            events.extend(self.changed(prev, Reply::Question).events);
+            let applied = self.changed(prev, Reply::Question);
+            events.extend(applied.events);
+            touched.extend(applied.touched);
         }
         self.record(id)?.question.status = QuestionStatus::Answering;
         let mut applied = self.changed(id, Reply::Question);
         events.append(&mut applied.events);
         applied.events = events;
+        applied.touched.extend(touched);
         Ok(applied)
     }
 
@@ -486,10 +621,7 @@ impl SessionData {
             SessionState::Ended => self.session.ended_at = Some(now),
             SessionState::Scheduled => {}
         }
-        Ok(Applied {
-            events: vec![(Audience::Public, EventBody::Session(self.session.clone()))],
-            reply: Reply::Session(self.session.clone()),
-        })
+        Ok(self.session_changed())
     }
 
     fn update_session(&mut self, changes: SessionChanges) -> Result<Applied, Refusal> {
@@ -515,10 +647,16 @@ impl SessionData {
         s.expert_name = expert_name.unwrap_or(std::mem::take(&mut s.expert_name));
         s.scheduled_start = changes.scheduled_start.unwrap_or(s.scheduled_start);
         s.moderation = changes.moderation.unwrap_or(s.moderation);
-        Ok(Applied {
+        Ok(self.session_changed())
+    }
+
+    /// The event that tells everyone about the session's current state.
+    fn session_changed(&self) -> Applied {
+        Applied {
             events: vec![(Audience::Public, EventBody::Session(self.session.clone()))],
             reply: Reply::Session(self.session.clone()),
-        })
+            touched: Touched::session(),
+        }
     }
 
     /// The events that tell everyone concerned about the current state of question `id`.
@@ -547,6 +685,7 @@ impl SessionData {
         Applied {
             events,
             reply: reply(q),
+            touched: Touched::question(id),
         }
     }
 }
@@ -599,18 +738,166 @@ mod tests {
         }
     }
 
-    #[test]
-    fn merge_moves_votes_and_counts_a_double_voter_once() {
-        let now = OffsetDateTime::now_utc();
+    /// Two patients and a moderator; `a` has both patients' votes, `b` the first patient's.
+    struct Voted {
+        d: SessionData,
+        p1: Actor,
+        p2: Actor,
+        m: Actor,
+        a: QuestionId,
+        b: QuestionId,
+    }
+
+    fn voted(now: OffsetDateTime) -> Voted {
         let mut d = data(Moderation::Post);
         let (p1, p2) = (actor(Role::Patient), actor(Role::Patient));
-        let m = actor(Role::Moderator);
         let a = ask(&mut d, &p1, "a");
         let b = ask(&mut d, &p2, "b");
         for p in [&p1, &p2] {
             d.apply(p, Command::Vote { question: a }, now).unwrap();
         }
         d.apply(&p1, Command::Vote { question: b }, now).unwrap();
+        Voted {
+            d,
+            p1,
+            p2,
+            m: actor(Role::Moderator),
+            a,
+            b,
+        }
+    }
+
+    /// What a store that keeps everything would hand back: every question with all its voters.
+    fn stored_parts(d: &SessionData) -> Vec<QuestionParts> {
+        d.questions
+            .values()
+            .map(|r| QuestionParts {
+                stored: d.stored_question(r.question.id).unwrap(),
+                votes: r.question.votes,
+                voters: r.voters.clone(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_session_rebuilt_from_its_stored_parts_behaves_the_same() {
+        let now = OffsetDateTime::now_utc();
+        let Voted {
+            mut d,
+            p1,
+            p2,
+            m,
+            a,
+            b,
+        } = voted(now);
+        let c = ask(&mut d, &p2, "c");
+        let reject = Command::Reject {
+            question: c,
+            reason: "r".into(),
+        };
+        d.apply(&m, reject, now).unwrap();
+        d.take_vote_counts();
+
+        let mut rebuilt =
+            SessionData::from_stored(d.session.clone(), d.next_question(), stored_parts(&d));
+        for role in [Role::Patient, Role::Moderator] {
+            assert_eq!(rebuilt.visible_to(role, p1.id), d.visible_to(role, p1.id));
+        }
+        let merge = Command::Merge {
+            question: b,
+            into: a,
+        };
+        assert_eq!(
+            rebuilt.apply(&m, merge.clone(), now),
+            d.apply(&m, merge, now)
+        );
+        assert_eq!(rebuilt.question(a).unwrap().votes, 2);
+        assert_eq!(ask(&mut rebuilt, &p1, "d"), ask(&mut d, &p1, "d"));
+        // `c` was public before its rejection; the rebuilt session still knows it.
+        assert_eq!(rebuilt.stored_question(c), d.stored_question(c));
+        assert!(rebuilt.stored_question(c).is_some_and(|s| s.was_public));
+    }
+
+    #[test]
+    fn the_stored_form_leaves_the_vote_count_to_the_voters() {
+        let now = OffsetDateTime::now_utc();
+        let mut d = data(Moderation::Post);
+        let p = actor(Role::Patient);
+        let id = ask(&mut d, &p, "a");
+        d.apply(&p, Command::Vote { question: id }, now).unwrap();
+        assert_eq!(d.question(id).unwrap().votes, 1);
+        assert_eq!(d.stored_question(id).unwrap().question.votes, 0);
+        let parts = QuestionParts {
+            stored: d.stored_question(id).unwrap(),
+            votes: 7,
+            voters: HashSet::new(),
+        };
+        let rebuilt = SessionData::from_stored(d.session.clone(), d.next_question(), [parts]);
+        assert_eq!(rebuilt.question(id).unwrap().votes, 7);
+        // A rebuilt session has no vote counts pending: the store keeps its own.
+        assert_eq!(rebuilt.clone().take_vote_counts(), None);
+    }
+
+    #[test]
+    fn applied_names_what_the_command_touched() {
+        let now = OffsetDateTime::now_utc();
+        let mut d = data(Moderation::Post);
+        let p = actor(Role::Patient);
+        let (e, m, admin) = (
+            actor(Role::Expert),
+            actor(Role::Moderator),
+            actor(Role::Admin),
+        );
+        let a = ask(&mut d, &p, "a");
+        let b = ask(&mut d, &p, "b");
+        let c = ask(&mut d, &p, "c");
+        let mut touched = |actor: &Actor, command| d.apply(actor, command, now).unwrap().touched;
+        let questions = |ids: &[QuestionId]| Touched {
+            session: false,
+            questions: ids.iter().copied().collect(),
+        };
+        assert_eq!(
+            touched(&p, Command::Ask { text: "d".into() }),
+            questions(&[4])
+        );
+        assert_eq!(
+            touched(&p, Command::Vote { question: a }),
+            Touched::default()
+        );
+        assert_eq!(
+            touched(&e, Command::Answering { question: a }),
+            questions(&[a])
+        );
+        assert_eq!(
+            touched(&e, Command::Answering { question: b }),
+            questions(&[a, b])
+        );
+        assert_eq!(
+            touched(
+                &m,
+                Command::Merge {
+                    question: c,
+                    into: b
+                }
+            ),
+            questions(&[b, c])
+        );
+        let live = Command::SetState {
+            state: SessionState::Live,
+        };
+        assert_eq!(
+            touched(&admin, live),
+            Touched {
+                session: true,
+                questions: BTreeSet::new()
+            }
+        );
+    }
+
+    #[test]
+    fn merge_moves_votes_and_counts_a_double_voter_once() {
+        let now = OffsetDateTime::now_utc();
+        let Voted { mut d, m, a, b, .. } = voted(now);
         d.apply(
             &m,
             Command::Merge {

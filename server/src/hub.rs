@@ -14,9 +14,9 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::broker::{Broker, BrokerError, Event, Replay, encode};
+use crate::broker::{Broker, BrokerError, Replay};
 use crate::model::SessionId;
-use crate::protocol::{ServerMsg, VideoState};
+use crate::protocol::{Event, ServerMsg, VideoState, encode};
 
 /// Where a session's video state comes from (the relay of this node); `None` when unknown.
 pub type VideoWatch = Arc<dyn Fn(SessionId) -> Option<watch::Receiver<bool>> + Send + Sync>;

@@ -1,9 +1,10 @@
 //! Every message of the WebSocket protocol, one enum per direction, and the error and close
 //! codes. `docs/protocol.md` describes the same things for people; keep the two together.
 
+use axum::extract::ws::Utf8Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::Command;
+use crate::domain::{Audience, Command, EventBody};
 use crate::model::{Question, QuestionId, Role, Session, UserId};
 
 /// Largest frame read at all; bigger frames close the socket with 1009.
@@ -184,6 +185,51 @@ impl ServerMsg {
             _ => None,
         }
     }
+}
+
+/// One entry of a session's ordered log, encoded once and shared by every socket that gets it.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub seq: u64,
+    pub audience: Audience,
+    /// The JSON text frame, `seq` included. `Utf8Bytes` so sockets need not re-check the UTF-8.
+    pub frame: Utf8Bytes,
+}
+
+impl Event {
+    pub fn encode(seq: u64, audience: Audience, body: EventBody) -> Event {
+        let msg = match body {
+            EventBody::Session(session) => ServerMsg::Session { seq, session },
+            EventBody::Question(question) => ServerMsg::Question {
+                seq,
+                question: match audience {
+                    Audience::Public => question.public_view(),
+                    Audience::Staff { .. } => question,
+                },
+            },
+            EventBody::QuestionRemoved(id) => ServerMsg::QuestionRemoved { seq, id },
+            EventBody::Votes(counts) => ServerMsg::Votes {
+                seq,
+                votes: counts
+                    .into_iter()
+                    .map(|(id, votes)| VoteCount { id, votes })
+                    .collect(),
+            },
+        };
+        Event {
+            seq,
+            audience,
+            frame: encode(&msg).into(),
+        }
+    }
+}
+
+/// Serialises a server message; our types always serialise, so a failure is a bug worth a loud log.
+pub fn encode(msg: &ServerMsg) -> String {
+    serde_json::to_string(msg).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "cannot encode a server message");
+        r#"{"type":"error","req":null,"code":"internal","message":"encoding failed"}"#.to_owned()
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

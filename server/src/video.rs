@@ -30,7 +30,7 @@ impl Authorizer for SessionAuthorizer {
             .map_err(|e| AuthError::Forbidden(e.to_string()))?;
         let found = match self.broker.session(id).await {
             Ok(found) => found,
-            Err(BrokerError::Unavailable(m)) => return Err(AuthError::Unavailable(m)),
+            Err(BrokerError::Unavailable(m)) => return Err(AuthError::Unavailable(m.to_string())),
             Err(e) => return Err(AuthError::Unavailable(e.to_string())),
         };
         let found = found.ok_or_else(|| AuthError::NotFound("no such session".into()))?;

@@ -16,7 +16,7 @@ use tracing::Instrument;
 
 use crate::AppState;
 use crate::auth::Claims;
-use crate::broker::{Replay, encode};
+use crate::broker::Replay;
 use crate::domain::{Actor, Command, Reply};
 use crate::error::ApiError;
 use crate::hub::{Frame, Membership};
@@ -24,7 +24,7 @@ use crate::metrics as m;
 use crate::model::SessionId;
 use crate::protocol::{
     Ack, ClientMsg, CloseCode, MAX_FRAME_BYTES, MAX_MESSAGE_BYTES, MAX_REQ_CHARS, ReqOnly, Request,
-    ServerMsg, Snapshot, You,
+    ServerMsg, Snapshot, You, encode,
 };
 
 /// A socket that cannot take one message for this long is too slow to keep.

@@ -10,11 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use oncolive_server::broker::{Broker, BrokerError, Event, RedisBroker, RedisConfig, Replay};
+use oncolive_server::broker::{Broker, BrokerError, RedisBroker, RedisConfig, Replay};
 use oncolive_server::domain::{Actor, Command, Refusal, Reply};
 use oncolive_server::model::{
     Moderation, NewSession, QuestionStatus, Role, SessionId, SessionState,
 };
+use oncolive_server::protocol::Event;
 use redis_server::{RedisServer, unique_prefix};
 use serde_json::Value;
 use time::OffsetDateTime;

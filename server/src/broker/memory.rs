@@ -9,9 +9,10 @@ use time::OffsetDateTime;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use super::{Ack, Broker, BrokerError, Event, Replay, SessionView};
+use super::{Ack, Broker, BrokerError, Replay, SessionView, lock};
 use crate::domain::{Actor, Command, SessionData};
 use crate::model::{Role, Session, SessionId, UserId};
+use crate::protocol::Event;
 
 /// A node that has not reported its viewers for this long is no longer counted.
 const PRESENCE_TTL: Duration = Duration::from_secs(10);
@@ -97,12 +98,6 @@ impl MemoryBroker {
     }
 }
 
-/// A poisoned lock means a panic elsewhere already; the data itself is still consistent because
-/// every change is made in one step after all checks.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     m.read().unwrap_or_else(|p| p.into_inner())
 }
@@ -122,7 +117,7 @@ impl Broker for MemoryBroker {
         });
         let mut sessions = self.sessions.write().unwrap_or_else(|p| p.into_inner());
         if sessions.contains_key(&session.id) {
-            return Err(BrokerError::Internal("session id already exists".into()));
+            return Err(BrokerError::internal("session id already exists"));
         }
         sessions.insert(session.id, entry);
         Ok(())

@@ -7,61 +7,15 @@ mod redis;
 pub use self::redis::{RedisBroker, RedisConfig};
 pub use memory::MemoryBroker;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use axum::extract::ws::Utf8Bytes;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use crate::domain::{Actor, Audience, Command, EventBody, Refusal, Reply};
+use crate::domain::{Actor, Command, Refusal, Reply};
 use crate::model::{Question, QuestionId, Role, Session, SessionId, UserId};
-use crate::protocol::{ServerMsg, VoteCount};
-
-/// One entry of a session's ordered log, encoded once and shared by every socket that gets it.
-#[derive(Debug, Clone)]
-pub struct Event {
-    pub seq: u64,
-    pub audience: Audience,
-    /// The JSON text frame, `seq` included. `Utf8Bytes` so sockets need not re-check the UTF-8.
-    pub frame: Utf8Bytes,
-}
-
-impl Event {
-    pub fn encode(seq: u64, audience: Audience, body: EventBody) -> Event {
-        let msg = match body {
-            EventBody::Session(session) => ServerMsg::Session { seq, session },
-            EventBody::Question(question) => ServerMsg::Question {
-                seq,
-                question: match audience {
-                    Audience::Public => question.public_view(),
-                    Audience::Staff { .. } => question,
-                },
-            },
-            EventBody::QuestionRemoved(id) => ServerMsg::QuestionRemoved { seq, id },
-            EventBody::Votes(counts) => ServerMsg::Votes {
-                seq,
-                votes: counts
-                    .into_iter()
-                    .map(|(id, votes)| VoteCount { id, votes })
-                    .collect(),
-            },
-        };
-        Event {
-            seq,
-            audience,
-            frame: encode(&msg).into(),
-        }
-    }
-}
-
-/// Serialises a server message; our types always serialise, so a failure is a bug worth a loud log.
-pub fn encode(msg: &ServerMsg) -> String {
-    serde_json::to_string(msg).unwrap_or_else(|e| {
-        tracing::error!(error = %e, "cannot encode a server message");
-        r#"{"type":"error","req":null,"code":"internal","message":"encoding failed"}"#.to_owned()
-    })
-}
+use crate::protocol::Event;
 
 /// A change that was stored.
 #[derive(Debug, Clone)]
@@ -87,17 +41,35 @@ pub enum Replay {
     TooOld,
 }
 
-#[derive(Debug, thiserror::Error)]
+/// The error underneath a broker failure, kept for whoever looks deeper (`source()`) whatever the
+/// store. An `Arc`, not a `Box`, so that one failed commit can report the same error to every
+/// command it carried.
+pub type Cause = Arc<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum BrokerError {
     #[error("no such session")]
     NoSession,
     #[error(transparent)]
     Refused(#[from] Refusal),
-    /// Storage cannot be reached; nothing was changed.
+    /// Storage cannot be reached; nothing was changed. The message repeats the cause so that a
+    /// log line of this error alone still says what went wrong.
     #[error("storage unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Cause),
     #[error("internal: {0}")]
-    Internal(String),
+    Internal(#[source] Cause),
+}
+
+impl BrokerError {
+    /// `cause` may be an error or just a message (`&str`, `String`).
+    pub fn unavailable(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        BrokerError::Unavailable(Arc::from(cause.into()))
+    }
+
+    /// `cause` may be an error or just a message (`&str`, `String`).
+    pub fn internal(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        BrokerError::Internal(Arc::from(cause.into()))
+    }
 }
 
 #[async_trait]
@@ -145,4 +117,10 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Whether storage answers (for `/readyz`).
     async fn ping(&self) -> Result<(), BrokerError>;
+}
+
+/// A poisoned lock means a panic elsewhere already; the data behind every broker lock is still
+/// consistent because every change is made in one step after all checks.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }

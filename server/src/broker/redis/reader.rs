@@ -12,13 +12,15 @@ use std::time::Duration;
 
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
-use redis::streams::{StreamId, StreamReadReply};
+use redis::streams::StreamReadReply;
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
+use super::codec::decode_event;
 use super::keys::Keys;
-use crate::broker::Event;
+use crate::broker::lock;
 use crate::model::SessionId;
+use crate::protocol::Event;
 
 /// Live events buffered per session for the hub's pump; a pump further behind replays.
 const LIVE_CAPACITY: usize = 4096;
@@ -90,33 +92,6 @@ impl Feeds {
             }
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Decodes one stream entry (id `SEQ-0`, fields `a` and `f`).
-pub fn decode(entry: &StreamId) -> Result<Event, String> {
-    let seq = entry
-        .id
-        .split('-')
-        .next()
-        .and_then(|s| s.parse::<u64>().ok())
-        .ok_or_else(|| format!("unexpected stream id {}", entry.id))?;
-    let audience: String = entry
-        .get("a")
-        .ok_or_else(|| format!("event {seq} has no audience"))?;
-    let frame: String = entry
-        .get("f")
-        .ok_or_else(|| format!("event {seq} has no frame"))?;
-    let audience = serde_json::from_str(&audience)
-        .map_err(|e| format!("event {seq} has a bad audience: {e}"))?;
-    Ok(Event {
-        seq,
-        audience,
-        frame: frame.into(),
-    })
 }
 
 pub struct Reader {
@@ -204,7 +179,7 @@ impl Reader {
                 .ids
                 .iter()
                 .filter_map(|entry| {
-                    decode(entry)
+                    decode_event(entry)
                         .inspect_err(
                             |e| tracing::error!(session = %id, error = %e, "skipping a bad event"),
                         )

@@ -1,0 +1,216 @@
+//! The [`Broker`] trait on Redis: each method is a script call (see [`super::scripts`]), a
+//! batch for the committer, or a plain read.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use redis::streams::StreamRangeReply;
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+use super::codec::{self, decode_event};
+use super::{RedisBroker, corrupt};
+use crate::broker::{Ack, Broker, BrokerError, Replay, SessionView};
+use crate::domain::{Actor, Command};
+use crate::model::{Role, Session, SessionId, UserId};
+use crate::protocol::Event;
+
+#[async_trait]
+impl Broker for RedisBroker {
+    async fn create_session(&self, session: Session) -> Result<(), BrokerError> {
+        let store = &self.store;
+        // Indexed first: an id whose session was never stored is pruned by `sessions`.
+        let _: i64 = store
+            .conn
+            .call(
+                redis::cmd("SADD")
+                    .arg(store.keys.sessions())
+                    .arg(session.id.to_string())
+                    .query_async(&mut store.conn.handle()),
+            )
+            .await?;
+        if store.create(&session).await? {
+            Ok(())
+        } else {
+            Err(BrokerError::internal("session id already exists"))
+        }
+    }
+
+    async fn session(&self, id: SessionId) -> Result<Option<Session>, BrokerError> {
+        let get = redis::cmd("GET")
+            .arg(self.store.keys.session(id))
+            .to_owned();
+        let get = &get;
+        let json: Option<String> = self
+            .store
+            .conn
+            .read(|mut conn| async move { get.query_async(&mut conn).await })
+            .await?;
+        json.as_deref().map(codec::session_from_json).transpose()
+    }
+
+    async fn sessions(&self) -> Result<Vec<Session>, BrokerError> {
+        let store = &self.store;
+        let members = redis::cmd("SMEMBERS").arg(store.keys.sessions()).to_owned();
+        let members = &members;
+        let ids: Vec<String> = store
+            .conn
+            .read(|mut conn| async move { members.query_async(&mut conn).await })
+            .await?;
+        let ids: Vec<SessionId> = ids.iter().filter_map(|id| id.parse().ok()).collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.cmd("GET").arg(store.keys.session(*id));
+        }
+        let pipe = &pipe;
+        let found: Vec<Option<String>> = store
+            .conn
+            .read(|mut conn| async move { pipe.query_async(&mut conn).await })
+            .await?;
+        let mut sessions = Vec::with_capacity(ids.len());
+        let mut expired = Vec::new();
+        for (id, json) in ids.iter().zip(found) {
+            match json {
+                Some(json) => sessions.push(codec::session_from_json(&json)?),
+                None => expired.push(id.to_string()),
+            }
+        }
+        if !expired.is_empty() {
+            // Best effort: a failure only leaves the pruning to the next listing.
+            let _ = store
+                .conn
+                .call::<i64>(
+                    redis::cmd("SREM")
+                        .arg(store.keys.sessions())
+                        .arg(&expired)
+                        .query_async(&mut store.conn.handle()),
+                )
+                .await;
+        }
+        Ok(sessions)
+    }
+
+    async fn apply(
+        &self,
+        id: SessionId,
+        actor: &Actor,
+        command: Command,
+    ) -> Result<Ack, BrokerError> {
+        match command {
+            Command::Vote { question } | Command::Unvote { question } => {
+                command.check_role(actor.role)?;
+                let up = matches!(command, Command::Vote { .. });
+                self.store.vote(id, actor.id, question, up).await
+            }
+            command => self.committer.submit(id, actor, command).await,
+        }
+    }
+
+    async fn flush_votes(&self, id: SessionId) -> Result<(), BrokerError> {
+        self.store.flush_votes(id).await
+    }
+
+    async fn view(
+        &self,
+        id: SessionId,
+        role: Role,
+        viewer: UserId,
+    ) -> Result<SessionView, BrokerError> {
+        let loaded = self.store.load(id, Some(viewer), &[]).await?;
+        let (questions, my_votes) = loaded.data.visible_to(role, viewer);
+        Ok(SessionView {
+            seq: loaded.seq,
+            session: loaded.data.session,
+            questions,
+            my_votes,
+        })
+    }
+
+    async fn replay(&self, id: SessionId, since: u64) -> Result<Replay, BrokerError> {
+        let store = &self.store;
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("HGET")
+            .arg(store.keys.meta(id))
+            .arg("seq")
+            .cmd("XRANGE")
+            .arg(store.keys.events(id))
+            .arg(format!("{}-0", since.saturating_add(1)))
+            .arg("+");
+        let pipe = &pipe;
+        let (head, range): (Option<u64>, StreamRangeReply) = store
+            .conn
+            .read(|mut conn| async move { pipe.query_async(&mut conn).await })
+            .await?;
+        let head = head.ok_or(BrokerError::NoSession)?;
+        // The stream is trimmed approximately (whole macro nodes, cheaper), so it may hold more
+        // than `history` events; resuming is promised for the last `history` only, as in memory.
+        if since > head || head - since > store.config.history.max(1) as u64 {
+            return Ok(Replay::TooOld);
+        }
+        let events: Vec<Arc<Event>> = range
+            .ids
+            .iter()
+            .map(|entry| decode_event(entry).map(Arc::new).map_err(corrupt))
+            .collect::<Result<_, _>>()?;
+        let complete = events.first().map(|e| e.seq) == Some(since + 1)
+            && events.last().map(|e| e.seq) == Some(head)
+            && events.len() as u64 == head - since;
+        if since < head && !complete {
+            return Ok(Replay::TooOld);
+        }
+        Ok(Replay::Events { events, head })
+    }
+
+    async fn subscribe(
+        &self,
+        id: SessionId,
+    ) -> Result<broadcast::Receiver<Arc<Event>>, BrokerError> {
+        let store = &self.store;
+        let hget = redis::cmd("HGET")
+            .arg(store.keys.meta(id))
+            .arg("seq")
+            .to_owned();
+        let hget = &hget;
+        let head: Option<u64> = store
+            .conn
+            .read(|mut conn| async move { hget.query_async(&mut conn).await })
+            .await?;
+        let head = head.ok_or(BrokerError::NoSession)?;
+        let (live, new) = self.feeds.subscribe(id, head);
+        if let (true, Some(reader)) = (new, self.feeds.reader_client()) {
+            // Cut the reader's current wait short so it reads this stream too. If this fails,
+            // it still does after at most one block interval.
+            let _ = store
+                .conn
+                .call::<i64>(
+                    redis::cmd("CLIENT")
+                        .arg("UNBLOCK")
+                        .arg(reader)
+                        .query_async(&mut store.conn.handle()),
+                )
+                .await;
+        }
+        Ok(live)
+    }
+
+    async fn report_viewers(
+        &self,
+        id: SessionId,
+        node: Uuid,
+        count: u64,
+    ) -> Result<u64, BrokerError> {
+        self.store.report_viewers(id, node, count).await
+    }
+
+    async fn ping(&self) -> Result<(), BrokerError> {
+        let conn = &self.store.conn;
+        let _: String = conn
+            .call(redis::cmd("PING").query_async(&mut conn.handle()))
+            .await?;
+        Ok(())
+    }
+}
