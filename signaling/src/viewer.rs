@@ -12,7 +12,7 @@ use webrtc::track::track_local::TrackLocal;
 use crate::engine::{self, Engine};
 use crate::error::{ApiError, SignalingError};
 use crate::keyframe::KeyframeSource;
-use crate::room::{Room, Viewer, close_pc};
+use crate::room::{Room, Viewer, close_pc, new_resource_id};
 use crate::sdp::Offer;
 
 /// Negotiates a viewer and adds it to `room`. Returns the resource id and the answer.
@@ -38,7 +38,7 @@ pub(crate) async fn view(
         ));
     }
     let pc = engine.viewer_peer().await?;
-    let id = crate::relay::new_resource_id();
+    let id = new_resource_id();
     let (audio_track, video_track) = room.tracks();
     let audio_local: Arc<dyn TrackLocal + Send + Sync> = audio_track;
     let video_local: Arc<dyn TrackLocal + Send + Sync> = video_track.clone();
