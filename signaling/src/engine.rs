@@ -166,9 +166,31 @@ fn setting_engine(config: &RelayConfig) -> Result<SettingEngine, SignalingError>
     Ok(settings)
 }
 
+/// Closes a peer connection, giving up after a few seconds (the peer may be gone).
+pub(crate) async fn close_pc(pc: &RTCPeerConnection, id: &str) {
+    match tokio::time::timeout(Duration::from_secs(5), pc.close()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::debug!(peer = %id, error = %err, "closing a peer connection"),
+        Err(_) => tracing::warn!(peer = %id, "closing a peer connection timed out"),
+    }
+}
+
 /// Answers `offer` on `pc` and waits for ICE gathering, so the returned answer
-/// carries the relay's candidates (OBS and aiortc do not trickle).
-pub(crate) async fn answer(pc: &RTCPeerConnection, offer: String) -> Result<String, ApiError> {
+/// carries the relay's candidates (OBS and aiortc do not trickle). On failure
+/// the connection (peer `id`) is closed.
+pub(crate) async fn answer(
+    pc: &RTCPeerConnection,
+    id: &str,
+    offer: String,
+) -> Result<String, ApiError> {
+    let answered = negotiate_answer(pc, offer).await;
+    if answered.is_err() {
+        close_pc(pc, id).await;
+    }
+    answered
+}
+
+async fn negotiate_answer(pc: &RTCPeerConnection, offer: String) -> Result<String, ApiError> {
     let offer = RTCSessionDescription::offer(offer)
         .map_err(|err| ApiError::bad_sdp(format!("not an SDP offer: {err}")))?;
     pc.set_remote_description(offer)

@@ -11,9 +11,9 @@ use tokio::task::JoinSet;
 
 use crate::auth::{Access, AuthError, Authorizer};
 use crate::config::RelayConfig;
-use crate::engine::{self, Engine};
+use crate::engine::{self, Engine, close_pc};
 use crate::error::{ApiError, SignalingError};
-use crate::room::{Room, close_pc};
+use crate::room::Room;
 use crate::sdp;
 use crate::{publisher, viewer};
 

@@ -13,7 +13,7 @@ use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 use webrtc::track::track_local::TrackLocal;
 use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 
-use crate::engine::opus_capability;
+use crate::engine::{close_pc, opus_capability};
 use crate::error::ApiError;
 use crate::keyframe::{Decision, KeyframeGate, KeyframeSource};
 use crate::kind::Kind;
@@ -53,14 +53,6 @@ impl Viewer {
             }
         }
         close_pc(&self.pc, &self.id).await;
-    }
-}
-
-pub(crate) async fn close_pc(pc: &RTCPeerConnection, id: &str) {
-    match tokio::time::timeout(Duration::from_secs(5), pc.close()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(err)) => tracing::debug!(peer = %id, error = %err, "closing a peer connection"),
-        Err(_) => tracing::warn!(peer = %id, "closing a peer connection timed out"),
     }
 }
 

@@ -88,7 +88,10 @@ async fn joining_viewers_get_few_keyframe_requests() -> Result<()> {
         publisher.send(marker).await?;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    ensure!(publisher.keyframe_requests() > before, "no PLI after a viewer joined");
+    ensure!(
+        publisher.keyframe_requests() > before,
+        "no PLI after a viewer joined"
+    );
 
     // Many joiners: the PLIs are coalesced to one per interval (plus one trailing).
     let joiners = 8;
@@ -259,10 +262,7 @@ async fn end_session_closes_every_peer() -> Result<()> {
     let t = spawn_relay(RelayConfig::default()).await?;
     let session = "s-end";
     let publisher = t.publish(session, VideoCodec::Vp8).await?;
-    let mut viewers = vec![
-        t.view(session).await?,
-        t.view(session).await?,
-    ];
+    let mut viewers = vec![t.view(session).await?, t.view(session).await?];
     publisher.wait_connected().await?;
     for v in &mut viewers {
         v.wait_connected().await?;
@@ -287,7 +287,8 @@ async fn end_session_closes_every_peer() -> Result<()> {
     publisher.wait_state(&gone).await?;
 
     // Later requests get what the authorizer says: 410.
-    let err = t.view(session)
+    let err = t
+        .view(session)
         .await
         .err()
         .map(|e| e.to_string())

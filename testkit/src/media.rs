@@ -554,12 +554,20 @@ impl Publisher {
             true,
         )
         .await?;
-        self.write_audio(payload(Kind::Audio, marker, 0, 70), marker.wrapping_mul(960))
-            .await
+        self.write_audio(
+            payload(Kind::Audio, marker, 0, 70),
+            marker.wrapping_mul(960),
+        )
+        .await
     }
 
     /// Writes one video packet; `end_of_frame` sets the RTP marker bit.
-    pub async fn write_video(&self, payload: Bytes, timestamp: u32, end_of_frame: bool) -> Result<()> {
+    pub async fn write_video(
+        &self,
+        payload: Bytes,
+        timestamp: u32,
+        end_of_frame: bool,
+    ) -> Result<()> {
         let track = self.video.as_ref().context("an audio-only publisher")?;
         let packet = Packet {
             header: Header {
@@ -756,7 +764,11 @@ impl Viewer {
 
 /// Sends marker packets every 20 ms until every viewer has seen one (media flows end to end),
 /// then returns the next free marker.
-pub async fn warm_up(publisher: &Publisher, viewers: &mut [&mut Viewer], mut marker: u32) -> Result<u32> {
+pub async fn warm_up(
+    publisher: &Publisher,
+    viewers: &mut [&mut Viewer],
+    mut marker: u32,
+) -> Result<u32> {
     let mut seen = vec![false; viewers.len()];
     for _ in 0..(PATIENCE.as_millis() / 20) {
         publisher.send(marker).await?;

@@ -126,4 +126,3 @@ pub fn expert(session: &str) -> String {
 pub fn viewer_token(session: &str) -> String {
     format!("viewer:{session}")
 }
-
