@@ -546,19 +546,16 @@ impl Deref for Publisher {
 }
 
 impl Publisher {
-    /// Writes one small video packet (a whole frame) and one audio packet carrying `marker`.
+    /// Writes one small video packet (a whole frame; none from an audio-only publisher) and
+    /// one audio packet, both carrying `marker`.
     pub async fn send(&self, marker: u32) -> Result<()> {
-        self.write_video(
-            payload(Kind::Video, marker, 0, 70),
-            marker.wrapping_mul(3000),
-            true,
-        )
-        .await?;
-        self.write_audio(
-            payload(Kind::Audio, marker, 0, 70),
-            marker.wrapping_mul(960),
-        )
-        .await
+        if self.video.is_some() {
+            let video = payload(Kind::Video, marker, 0, 70);
+            self.write_video(video, marker.wrapping_mul(3000), true)
+                .await?;
+        }
+        let audio = payload(Kind::Audio, marker, 0, 70);
+        self.write_audio(audio, marker.wrapping_mul(960)).await
     }
 
     /// Writes one video packet; `end_of_frame` sets the RTP marker bit.
