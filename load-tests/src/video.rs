@@ -1,8 +1,9 @@
 //! The video scenario: one synthetic publisher (WHIP) sending VP8-like RTP at a given bitrate
-//! plus Opus-sized audio, and N viewers (WHEP), all `webrtc` 0.14 peers in this process.
+//! plus Opus-sized audio, and N viewers (WHEP), all the workspace's one WHIP/WHEP peer
+//! (`oncolive_testkit::media`) in this process.
 //!
-//! Every payload carries its kind (`K` keyframe, `V` video, `A` audio), a per-kind packet
-//! counter and the send time on the shared clock ([`now_ns`]), so a viewer counts losses from the
+//! Every payload carries its kind (keyframe, video, audio), a per-kind packet counter and the
+//! send time on the shared clock ([`now_ns`]), so a viewer counts losses from the
 //! counters, computes RFC 3550 interarrival jitter from send and receive times, and knows when
 //! its first keyframe (its first decodable frame) arrived. The relay never parses payloads.
 //! Run inside a loopback-only network namespace (see `docs/video.md`).
@@ -12,34 +13,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use bytes::{BufMut, Bytes, BytesMut};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use oncolive_server::model::SessionId;
-use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
-use webrtc::api::interceptor_registry::register_default_interceptors;
-use webrtc::api::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8, MediaEngine};
-use webrtc::api::setting_engine::SettingEngine;
-use webrtc::api::{API, APIBuilder};
-use webrtc::ice::mdns::MulticastDnsMode;
-use webrtc::ice::network_type::NetworkType;
-use webrtc::interceptor::registry::Registry;
-use webrtc::peer_connection::RTCPeerConnection;
-use webrtc::peer_connection::configuration::RTCConfiguration;
-use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
-use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
-use webrtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
-use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
-use webrtc::rtp::header::Header;
-use webrtc::rtp::packet::Packet;
-use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
-use webrtc::rtp_transceiver::rtp_codec::{
-    RTCRtpCodecCapability, RTCRtpCodecParameters, RTPCodecType,
+use oncolive_testkit::media::{
+    IceTimeouts, Kind, MediaClient, PAYLOAD_HEADER, Publisher, Received, Viewer, payload,
 };
-use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
-use webrtc::track::track_local::TrackLocalWriter;
-use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
+use serde::{Deserialize, Serialize};
 
 use oncolive_testkit::ApiClient;
 
@@ -126,221 +106,13 @@ pub struct VideoReport {
     pub generator_cpu_cores: f64,
 }
 
-const PAYLOAD_HEADER: usize = 2 + 4 + 8;
 const MAX_PAYLOAD: usize = 1100;
-
-fn client_api() -> anyhow::Result<API> {
-    let mut media = MediaEngine::default();
-    media.register_default_codecs()?;
-    api_with(media)
-}
-
-fn api_with(mut media: MediaEngine) -> anyhow::Result<API> {
-    let registry = register_default_interceptors(Registry::new(), &mut media)?;
-    let mut settings = SettingEngine::default();
-    settings.set_ice_multicast_dns_mode(MulticastDnsMode::Disabled);
-    settings.set_network_types(vec![NetworkType::Udp4]);
-    settings.set_include_loopback_candidate(true);
-    Ok(APIBuilder::new()
-        .with_media_engine(media)
-        .with_interceptor_registry(registry)
-        .with_setting_engine(settings)
-        .build())
-}
-
-fn state_watch(pc: &RTCPeerConnection) -> watch::Receiver<RTCPeerConnectionState> {
-    let (tx, rx) = watch::channel(RTCPeerConnectionState::New);
-    pc.on_peer_connection_state_change(Box::new(move |state| {
-        tx.send_replace(state);
-        Box::pin(async {})
-    }));
-    rx
-}
-
-async fn wait_connected(rx: &mut watch::Receiver<RTCPeerConnectionState>) -> anyhow::Result<()> {
-    let state = tokio::time::timeout(
-        Duration::from_secs(30),
-        rx.wait_for(|s| {
-            matches!(
-                s,
-                RTCPeerConnectionState::Connected
-                    | RTCPeerConnectionState::Failed
-                    | RTCPeerConnectionState::Closed
-            )
-        }),
-    )
-    .await
-    .context("timed out connecting")??;
-    if *state != RTCPeerConnectionState::Connected {
-        bail!("peer connection {}", *state);
-    }
-    Ok(())
-}
-
-/// Non-trickle offer → `POST` → answer. Returns the resource URL.
-async fn negotiate(
-    api: &ApiClient,
-    pc: &RTCPeerConnection,
-    url: &str,
-    token: &str,
-) -> anyhow::Result<String> {
-    let offer = pc.create_offer(None).await?;
-    let mut gathered = pc.gathering_complete_promise().await;
-    pc.set_local_description(offer).await?;
-    let _ = tokio::time::timeout(Duration::from_secs(10), gathered.recv()).await;
-    let offer = pc
-        .local_description()
-        .await
-        .context("no local description")?;
-    let response = api
-        .http
-        .post(url)
-        .bearer_auth(token)
-        .header("content-type", "application/sdp")
-        .body(offer.sdp)
-        .send()
-        .await?;
-    let status = response.status();
-    let location = response
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let body = response.text().await?;
-    if status != reqwest::StatusCode::CREATED {
-        bail!("{url}: {status}: {body}");
-    }
-    pc.set_remote_description(RTCSessionDescription::answer(body)?)
-        .await?;
-    Ok(format!("{}{}", api.url, location.unwrap_or_default()))
-}
-
-/// The synthetic expert.
-struct Publisher {
-    pc: Arc<RTCPeerConnection>,
-    video: Arc<TrackLocalStaticRTP>,
-    audio: Arc<TrackLocalStaticRTP>,
-    keyframe_wanted: Arc<AtomicBool>,
-    plis: Arc<AtomicU64>,
-    resource: String,
-}
-
-impl Publisher {
-    async fn connect(
-        api: &ApiClient,
-        session: SessionId,
-        token: &str,
-    ) -> anyhow::Result<Publisher> {
-        let mut media = MediaEngine::default();
-        let opus = RTCRtpCodecCapability {
-            mime_type: MIME_TYPE_OPUS.into(),
-            clock_rate: 48_000,
-            channels: 2,
-            sdp_fmtp_line: "minptime=10;useinbandfec=1".into(),
-            rtcp_feedback: vec![],
-        };
-        let vp8 = RTCRtpCodecCapability {
-            mime_type: MIME_TYPE_VP8.into(),
-            clock_rate: 90_000,
-            ..Default::default()
-        };
-        media.register_codec(
-            RTCRtpCodecParameters {
-                capability: opus.clone(),
-                payload_type: 111,
-                ..Default::default()
-            },
-            RTPCodecType::Audio,
-        )?;
-        media.register_codec(
-            RTCRtpCodecParameters {
-                capability: vp8.clone(),
-                payload_type: 96,
-                ..Default::default()
-            },
-            RTPCodecType::Video,
-        )?;
-        let pc = Arc::new(
-            api_with(media)?
-                .new_peer_connection(RTCConfiguration::default())
-                .await?,
-        );
-        let mut state = state_watch(&pc);
-        let video = Arc::new(TrackLocalStaticRTP::new(vp8, "video".into(), "load".into()));
-        let audio = Arc::new(TrackLocalStaticRTP::new(
-            opus,
-            "audio".into(),
-            "load".into(),
-        ));
-        let sendonly = || {
-            Some(RTCRtpTransceiverInit {
-                direction: RTCRtpTransceiverDirection::Sendonly,
-                send_encodings: vec![],
-            })
-        };
-        let video_tx = pc
-            .add_transceiver_from_track(video.clone(), sendonly())
-            .await?;
-        let audio_tx = pc
-            .add_transceiver_from_track(audio.clone(), sendonly())
-            .await?;
-        let keyframe_wanted = Arc::new(AtomicBool::new(true));
-        let plis = Arc::new(AtomicU64::new(0));
-        {
-            let sender = video_tx.sender().await;
-            let wanted = keyframe_wanted.clone();
-            let plis = plis.clone();
-            tokio::spawn(async move {
-                while let Ok((packets, _)) = sender.read_rtcp().await {
-                    let n = packets
-                        .iter()
-                        .filter(|p| {
-                            p.as_any().is::<PictureLossIndication>()
-                                || p.as_any().is::<FullIntraRequest>()
-                        })
-                        .count();
-                    if n > 0 {
-                        plis.fetch_add(n as u64, Ordering::Relaxed);
-                        wanted.store(true, Ordering::Relaxed);
-                    }
-                }
-            });
-        }
-        {
-            // Read the audio sender's RTCP too, so the interceptors see the receiver reports.
-            let sender = audio_tx.sender().await;
-            tokio::spawn(async move { while sender.read_rtcp().await.is_ok() {} });
-        }
-        let url = format!("{}/api/sessions/{session}/whip", api.url);
-        let resource = negotiate(api, &pc, &url, token).await.context("WHIP")?;
-        wait_connected(&mut state).await.context("publisher")?;
-        Ok(Publisher {
-            pc,
-            video,
-            audio,
-            keyframe_wanted,
-            plis,
-            resource,
-        })
-    }
-}
 
 #[derive(Default)]
 struct Sent {
     video: AtomicU64,
     audio: AtomicU64,
     keyframes: AtomicU64,
-}
-
-fn payload(kind: u8, counter: u32, size: usize) -> Bytes {
-    let mut p = BytesMut::with_capacity(size.max(PAYLOAD_HEADER));
-    // A VP8 payload descriptor byte (S=1) then our tag; the relay never looks inside.
-    p.put_u8(0x10);
-    p.put_u8(kind);
-    p.put_u32(counter);
-    p.put_u64(now_ns());
-    p.resize(size.max(PAYLOAD_HEADER), 0xAB);
-    p.freeze()
 }
 
 /// Sends video frames at `fps` (split into ≤ 1100-byte packets) and an audio packet every 20 ms
@@ -357,7 +129,6 @@ async fn publish(
         tokio::time::interval(Duration::from_secs_f64(1.0 / config.fps.max(1) as f64));
     frame_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut audio_tick = tokio::time::interval(Duration::from_millis(20));
-    let (mut vseq, mut aseq) = (1000u16, 5000u16);
     let (mut vcount, mut acount) = (0u32, 0u32);
     let mut frame = 0u32;
     let mut last_key = Instant::now();
@@ -367,47 +138,31 @@ async fn publish(
             _ = stop.cancelled() => return Ok(()),
             _ = frame_tick.tick() => {
                 frame += 1;
-                let key = publisher.keyframe_wanted.swap(false, Ordering::Relaxed) || last_key.elapsed() >= keyframe_every;
+                let key = publisher.take_keyframe_request() || last_key.elapsed() >= keyframe_every;
                 if key {
                     last_key = Instant::now();
                     sent.keyframes.fetch_add(1, Ordering::Relaxed);
                 }
                 // Keyframes are three times the size of delta frames, as with a real encoder.
                 let bytes = if key { frame_bytes * 3 } else { frame_bytes };
+                let kind = if key { Kind::Keyframe } else { Kind::Video };
+                let timestamp = frame.wrapping_mul(90_000 / config.fps.max(1));
                 let packets = bytes.div_ceil(MAX_PAYLOAD);
                 for i in 0..packets {
-                    vseq = vseq.wrapping_add(1);
                     vcount += 1;
-                    let size = if i + 1 == packets { bytes - MAX_PAYLOAD * (packets - 1) } else { MAX_PAYLOAD };
-                    let packet = Packet {
-                        header: Header {
-                            version: 2,
-                            marker: i + 1 == packets,
-                            payload_type: 96,
-                            sequence_number: vseq,
-                            timestamp: frame.wrapping_mul(90_000 / config.fps.max(1)),
-                            ..Header::default()
-                        },
-                        payload: payload(if key { b'K' } else { b'V' }, vcount, size),
-                    };
-                    publisher.video.write_rtp(&packet).await?;
+                    let last = i + 1 == packets;
+                    let size = if last { bytes - MAX_PAYLOAD * (packets - 1) } else { MAX_PAYLOAD };
+                    publisher
+                        .write_video(payload(kind, vcount, now_ns(), size), timestamp, last)
+                        .await?;
                     sent.video.store(vcount as u64, Ordering::Relaxed);
                 }
             }
             _ = audio_tick.tick() => {
-                aseq = aseq.wrapping_add(1);
                 acount += 1;
-                let packet = Packet {
-                    header: Header {
-                        version: 2,
-                        payload_type: 111,
-                        sequence_number: aseq,
-                        timestamp: acount.wrapping_mul(960),
-                        ..Header::default()
-                    },
-                    payload: payload(b'A', acount, 120),
-                };
-                publisher.audio.write_rtp(&packet).await?;
+                publisher
+                    .write_audio(payload(Kind::Audio, acount, now_ns(), 120), acount.wrapping_mul(960))
+                    .await?;
                 sent.audio.store(acount as u64, Ordering::Relaxed);
             }
         }
@@ -430,16 +185,14 @@ struct Stream {
 
 #[derive(Default)]
 struct ViewerState {
-    posted_ns: u64,
-    first_packet_ns: Option<u64>,
-    first_key_ns: Option<u64>,
+    first_packet_at: Option<Instant>,
+    first_key_at: Option<Instant>,
     video: Stream,
     audio: Stream,
 }
 
-struct Viewer {
-    pc: Arc<RTCPeerConnection>,
-    resource: String,
+struct MeasuredViewer {
+    peer: Viewer,
     state: Arc<Mutex<ViewerState>>,
 }
 
@@ -451,91 +204,63 @@ struct Shared {
 
 async fn connect_viewer(
     http: &ApiClient,
-    rtc: &API,
+    media: &MediaClient,
     session: SessionId,
     shared: Arc<Shared>,
-) -> anyhow::Result<Viewer> {
+) -> anyhow::Result<MeasuredViewer> {
     let token = http.join(session, Some("viewer")).await?.token;
-    let pc = Arc::new(rtc.new_peer_connection(RTCConfiguration::default()).await?);
-    let mut pc_state = state_watch(&pc);
-    for kind in [RTPCodecType::Audio, RTPCodecType::Video] {
-        pc.add_transceiver_from_kind(
-            kind,
-            Some(RTCRtpTransceiverInit {
-                direction: RTCRtpTransceiverDirection::Recvonly,
-                send_encodings: vec![],
-            }),
-        )
-        .await?;
-    }
     let state = Arc::new(Mutex::new(ViewerState::default()));
-    {
-        let state = state.clone();
-        pc.on_track(Box::new(move |track, _, _| {
+    let peer = media
+        .viewer(session, &token)
+        .on_packet({
             let state = state.clone();
-            let shared = shared.clone();
-            tokio::spawn(async move {
-                while let Ok((packet, _)) = track.read_rtp().await {
-                    let received = now_ns();
-                    let p = &packet.payload;
-                    if p.len() < PAYLOAD_HEADER {
-                        continue;
-                    }
-                    let kind = p[1];
-                    let counter = u32::from_be_bytes([p[2], p[3], p[4], p[5]]);
-                    let sent =
-                        u64::from_be_bytes([p[6], p[7], p[8], p[9], p[10], p[11], p[12], p[13]]);
-                    let steady = shared.steady.load(Ordering::Relaxed);
-                    let Ok(mut s) = state.lock() else { return };
-                    if kind != b'A' {
-                        s.first_packet_ns.get_or_insert(received);
-                        if kind == b'K' {
-                            s.first_key_ns.get_or_insert(received);
-                        }
-                    }
-                    let stream = if kind == b'A' {
-                        &mut s.audio
-                    } else {
-                        &mut s.video
-                    };
-                    stream.first.get_or_insert(counter);
-                    stream.last = stream.last.max(counter);
-                    stream.received += 1;
-                    if steady {
-                        stream.steady_bytes += p.len() as u64;
-                        if stream.steady_from.is_none() {
-                            stream.steady_from = Some((counter, stream.received - 1));
-                        }
-                    }
-                    let transit = received as i64 - sent as i64;
-                    if let Some(prev) = stream.prev_transit {
-                        let d = (transit - prev).abs() as f64;
-                        stream.jitter_ns += (d - stream.jitter_ns) / 16.0;
-                    }
-                    stream.prev_transit = Some(transit);
-                    if steady
-                        && kind != b'A'
-                        && let Ok(mut h) = shared.delay.lock()
-                    {
-                        record_ns(&mut h, transit.max(0) as u64);
-                    }
-                }
-            });
-            Box::pin(async {})
-        }));
+            move |packet| record(&state, &shared, packet)
+        })
+        .connect()
+        .await
+        .context("WHEP")?;
+    peer.wait_connected().await?;
+    Ok(MeasuredViewer { peer, state })
+}
+
+/// One packet arrived at a viewer (on its track's reader task).
+fn record(state: &Mutex<ViewerState>, shared: &Shared, packet: Received) {
+    let received = now_ns();
+    let at = Instant::now();
+    let steady = shared.steady.load(Ordering::Relaxed);
+    let Ok(mut s) = state.lock() else { return };
+    if packet.kind.is_video() {
+        s.first_packet_at.get_or_insert(at);
+        if packet.kind == Kind::Keyframe {
+            s.first_key_at.get_or_insert(at);
+        }
     }
-    state
-        .lock()
-        .map_err(|_| anyhow::anyhow!("poisoned"))?
-        .posted_ns = now_ns();
-    let url = format!("{}/api/sessions/{session}/whep", http.url);
-    let resource = negotiate(http, &pc, &url, &token).await.context("WHEP")?;
-    wait_connected(&mut pc_state).await?;
-    Ok(Viewer {
-        pc,
-        resource,
-        state,
-    })
+    let stream = if packet.kind.is_video() {
+        &mut s.video
+    } else {
+        &mut s.audio
+    };
+    stream.first.get_or_insert(packet.marker);
+    stream.last = stream.last.max(packet.marker);
+    stream.received += 1;
+    if steady {
+        stream.steady_bytes += packet.size as u64;
+        if stream.steady_from.is_none() {
+            stream.steady_from = Some((packet.marker, stream.received - 1));
+        }
+    }
+    let transit = received as i64 - packet.sent_ns as i64;
+    if let Some(prev) = stream.prev_transit {
+        let d = (transit - prev).abs() as f64;
+        stream.jitter_ns += (d - stream.jitter_ns) / 16.0;
+    }
+    stream.prev_transit = Some(transit);
+    if steady
+        && packet.kind.is_video()
+        && let Ok(mut h) = shared.delay.lock()
+    {
+        record_ns(&mut h, transit.max(0) as u64);
+    }
 }
 
 pub async fn run(config: VideoConfig) -> anyhow::Result<VideoReport> {
@@ -560,7 +285,17 @@ pub async fn run(config: VideoConfig) -> anyhow::Result<VideoReport> {
     let pids = config.server_pids.clone();
     let server_before = proc_samples(&pids);
 
-    let publisher = Arc::new(Publisher::connect(&http, session, &expert).await?);
+    // The crate's ICE timeouts: a busy generator must not lose viewers to a hiccup.
+    let media = MediaClient::new(&http.url, http.http.clone(), IceTimeouts::Default)?
+        .patience(Duration::from_secs(30));
+    let publisher = Arc::new(
+        media
+            .publisher(session, &expert)
+            .connect()
+            .await
+            .context("WHIP")?,
+    );
+    publisher.wait_connected().await.context("publisher")?;
     let sent = Arc::new(Sent::default());
     let stop = tokio_util::sync::CancellationToken::new();
     let publishing = tokio::spawn(publish(
@@ -575,7 +310,6 @@ pub async fn run(config: VideoConfig) -> anyhow::Result<VideoReport> {
         steady: AtomicBool::new(false),
         connected: AtomicUsize::new(0),
     });
-    let rtc = Arc::new(client_api()?);
     let bar = if config.progress {
         let bar = ProgressBar::with_draw_target(
             Some(config.viewers as u64),
@@ -597,10 +331,10 @@ pub async fn run(config: VideoConfig) -> anyhow::Result<VideoReport> {
     for i in 0..config.viewers {
         let due = start + Duration::from_secs_f64(i as f64 / config.connect_rate.max(0.01));
         tokio::time::sleep_until(due.into()).await;
-        let (http, rtc, shared) = (http.clone(), rtc.clone(), shared.clone());
+        let (http, media, shared) = (http.clone(), media.clone(), shared.clone());
         let bar = bar.clone();
         joins.push(tokio::spawn(async move {
-            let viewer = connect_viewer(&http, &rtc, session, shared.clone()).await;
+            let viewer = connect_viewer(&http, &media, session, shared.clone()).await;
             if viewer.is_ok() {
                 shared.connected.fetch_add(1, Ordering::Relaxed);
                 bar.inc(1);
@@ -647,7 +381,7 @@ pub async fn run(config: VideoConfig) -> anyhow::Result<VideoReport> {
         publisher_video_packets: sent_video_end,
         publisher_audio_packets: sent_audio_end,
         keyframes_sent: sent.keyframes.load(Ordering::Relaxed),
-        plis_received: publisher.plis.load(Ordering::Relaxed),
+        plis_received: publisher.keyframe_requests() as u64,
         ..VideoReport::default()
     };
     let (mut first_packet, mut first_frame) = (histogram(), histogram());
@@ -655,11 +389,12 @@ pub async fn run(config: VideoConfig) -> anyhow::Result<VideoReport> {
     let mut bytes = 0u64;
     for v in &viewers {
         let Ok(s) = v.state.lock() else { continue };
-        if let Some(t) = s.first_packet_ns {
-            record_ns(&mut first_packet, t.saturating_sub(s.posted_ns));
+        let since_post = |t: Instant| t.duration_since(v.peer.posted_at()).as_nanos() as u64;
+        if let Some(t) = s.first_packet_at {
+            record_ns(&mut first_packet, since_post(t));
         }
-        if let Some(t) = s.first_key_ns {
-            record_ns(&mut first_frame, t.saturating_sub(s.posted_ns));
+        if let Some(t) = s.first_key_at {
+            record_ns(&mut first_frame, since_post(t));
         }
         let count = |st: &Stream, sent_start: u64, sent_end: u64| -> (u64, u64) {
             // Expected: every packet sent in the steady phase (counters sent_start+1 ..=
@@ -724,21 +459,11 @@ pub async fn run(config: VideoConfig) -> anyhow::Result<VideoReport> {
 
     // Leave cleanly: DELETE every resource, then close the peers.
     for v in &viewers {
-        let _ = http
-            .http
-            .delete(&v.resource)
-            .bearer_auth(&expert)
-            .send()
-            .await;
-        let _ = v.pc.close().await;
+        let _ = v.peer.delete().await;
+        v.peer.close().await;
     }
-    let _ = http
-        .http
-        .delete(&publisher.resource)
-        .bearer_auth(&expert)
-        .send()
-        .await;
-    let _ = publisher.pc.close().await;
+    let _ = publisher.delete().await;
+    publisher.close().await;
     report.config = config;
     Ok(report)
 }

@@ -1,5 +1,5 @@
 //! Construction of `webrtc` peer connections: ICE settings, codecs, interceptors,
-//! and the non-trickle offer/answer exchange.
+//! the non-trickle offer/answer exchange and the client's trickled candidates.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +11,7 @@ use webrtc::api::{API, APIBuilder};
 use webrtc::ice::mdns::MulticastDnsMode;
 use webrtc::ice::network_type::NetworkType;
 use webrtc::ice::udp_network::{EphemeralUDP, UDPNetwork};
+use webrtc::ice_transport::ice_candidate::RTCIceCandidateInit;
 use webrtc::ice_transport::ice_candidate_type::RTCIceCandidateType;
 use webrtc::interceptor::registry::Registry;
 use webrtc::peer_connection::RTCPeerConnection;
@@ -23,7 +24,7 @@ use webrtc::rtp_transceiver::rtp_codec::{
 
 use crate::config::RelayConfig;
 use crate::error::{ApiError, SignalingError};
-use crate::sdp::Codec;
+use crate::sdp::{Codec, Trickle, attribute_value};
 
 /// Longest wait for our own ICE candidates before answering (host candidates
 /// only, so this is normally a few milliseconds).
@@ -165,9 +166,31 @@ fn setting_engine(config: &RelayConfig) -> Result<SettingEngine, SignalingError>
     Ok(settings)
 }
 
+/// Closes a peer connection, giving up after a few seconds (the peer may be gone).
+pub(crate) async fn close_pc(pc: &RTCPeerConnection, id: &str) {
+    match tokio::time::timeout(Duration::from_secs(5), pc.close()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::debug!(peer = %id, error = %err, "closing a peer connection"),
+        Err(_) => tracing::warn!(peer = %id, "closing a peer connection timed out"),
+    }
+}
+
 /// Answers `offer` on `pc` and waits for ICE gathering, so the returned answer
-/// carries the relay's candidates (OBS and aiortc do not trickle).
-pub(crate) async fn answer(pc: &RTCPeerConnection, offer: String) -> Result<String, ApiError> {
+/// carries the relay's candidates (OBS and aiortc do not trickle). On failure
+/// the connection (peer `id`) is closed.
+pub(crate) async fn answer(
+    pc: &RTCPeerConnection,
+    id: &str,
+    offer: String,
+) -> Result<String, ApiError> {
+    let answered = negotiate_answer(pc, offer).await;
+    if answered.is_err() {
+        close_pc(pc, id).await;
+    }
+    answered
+}
+
+async fn negotiate_answer(pc: &RTCPeerConnection, offer: String) -> Result<String, ApiError> {
     let offer = RTCSessionDescription::offer(offer)
         .map_err(|err| ApiError::bad_sdp(format!("not an SDP offer: {err}")))?;
     pc.set_remote_description(offer)
@@ -189,4 +212,37 @@ pub(crate) async fn answer(pc: &RTCPeerConnection, offer: String) -> Result<Stri
         .await
         .ok_or(ApiError::from(SignalingError::GatheringTimeout))?;
     Ok(local.sdp)
+}
+
+/// Adds a client's trickled candidates (a `PATCH`) to `pc`. A fragment naming
+/// another ICE session (a new `ice-ufrag`) asks for an ICE restart, which the
+/// relay does not do.
+pub(crate) async fn add_remote_candidates(
+    pc: &RTCPeerConnection,
+    trickle: Trickle,
+) -> Result<(), ApiError> {
+    let remote_ufrag = pc
+        .remote_description()
+        .await
+        .and_then(|d| attribute_value(&d.sdp, "ice-ufrag").map(str::to_owned));
+    if let (Some(new), Some(current)) = (&trickle.ufrag, &remote_ufrag)
+        && new != current
+    {
+        return Err(ApiError::Unprocessable(
+            "ICE restart is not supported; DELETE this resource and POST a new offer",
+        ));
+    }
+    for candidate in trickle.candidates {
+        pc.add_ice_candidate(RTCIceCandidateInit {
+            candidate: candidate.line,
+            sdp_mid: candidate.mid,
+            sdp_mline_index: candidate.mline_index,
+            username_fragment: trickle.ufrag.clone(),
+        })
+        .await
+        .map_err(|err| {
+            ApiError::BadRequest("invalid_candidate", format!("candidate rejected: {err}"))
+        })?;
+    }
+    Ok(())
 }

@@ -12,6 +12,7 @@ mod engine;
 mod error;
 mod http;
 mod keyframe;
+mod kind;
 mod metrics;
 mod publisher;
 mod relay;

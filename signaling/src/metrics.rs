@@ -4,7 +4,7 @@
 use metrics::{Counter, counter, gauge};
 
 use crate::keyframe::KeyframeSource;
-use crate::room::Kind;
+use crate::kind::Kind;
 
 pub(crate) fn publishers(session: &str, count: usize) {
     gauge!("oncolive_video_publishers", "session" => session.to_owned()).set(count as f64);

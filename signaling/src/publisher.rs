@@ -12,11 +12,12 @@ use webrtc::track::track_local::TrackLocalWriter;
 use webrtc::track::track_remote::TrackRemote;
 use webrtc::util::MarshalSize;
 
-use crate::engine::{self, Engine};
+use crate::engine::{self, Engine, close_pc};
 use crate::error::ApiError;
 use crate::keyframe::KeyframeSource;
+use crate::kind::Kind;
 use crate::metrics::Forwarded;
-use crate::room::{Kind, Publisher, Room, close_pc};
+use crate::room::{Publisher, Room, new_resource_id};
 use crate::sdp::{self, Offer};
 
 /// Negotiates a publisher for `room` and makes it the room's publisher,
@@ -46,7 +47,7 @@ pub(crate) async fn publish(
     };
 
     let pc = engine.publisher_peer(video.as_ref()).await?;
-    let id = crate::relay::new_resource_id();
+    let id = new_resource_id();
     let generation = room.next_generation();
     let video_ssrc = Arc::new(AtomicU32::new(0));
     let span = tracing::info_span!("publisher", session = %room.session, publisher = %id);
@@ -87,13 +88,7 @@ pub(crate) async fn publish(
         }));
     }
 
-    let answer = match engine::answer(&pc, offer_sdp).await {
-        Ok(answer) => answer,
-        Err(err) => {
-            close_pc(&pc, &id).await;
-            return Err(err);
-        }
-    };
+    let answer = engine::answer(&pc, &id, offer_sdp).await?;
 
     let publisher = Publisher {
         id: id.clone(),

@@ -1,4 +1,6 @@
-//! The relay handle: rooms by session, and the operations behind the HTTP routes.
+//! The relay handle: rooms by session, and the operations behind the HTTP
+//! routes (negotiate, trickle, delete). Everything WebRTC the HTTP edge needs
+//! goes through here; `http` never sees a peer connection.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,10 +11,10 @@ use tokio::task::JoinSet;
 
 use crate::auth::{Access, AuthError, Authorizer};
 use crate::config::RelayConfig;
-use crate::engine::Engine;
+use crate::engine::{self, Engine, close_pc};
 use crate::error::{ApiError, SignalingError};
-use crate::room::{Room, close_pc};
-use crate::sdp::Offer;
+use crate::room::Room;
+use crate::sdp;
 use crate::{publisher, viewer};
 
 /// The relay: cheap to clone, every clone shares the same rooms.
@@ -47,10 +49,6 @@ impl Role {
     }
 }
 
-pub(crate) fn new_resource_id() -> String {
-    uuid::Uuid::now_v7().simple().to_string()
-}
-
 /// A negotiated peer: what the 201 response carries.
 pub(crate) struct Created {
     pub resource_id: String,
@@ -71,12 +69,6 @@ impl Relay {
                 closing: AtomicBool::new(false),
             }),
         })
-    }
-
-    /// The WHIP/WHEP routes (`/api/sessions/{id}/whip`, `/whep` and their
-    /// resources), a stateless router for the host to merge.
-    pub fn router(&self) -> axum::Router {
-        crate::http::router(self.clone())
     }
 
     /// Closes every peer connection of `session` (publisher and viewers).
@@ -130,21 +122,26 @@ impl Relay {
         }
     }
 
+    pub(crate) fn config(&self) -> &RelayConfig {
+        &self.shared.config
+    }
+
+    /// Negotiates a publisher or viewer from an SDP offer.
     pub(crate) async fn create(
         &self,
         session: &str,
         role: Role,
         offer_sdp: String,
-        offer: &Offer,
     ) -> Result<Created, ApiError> {
+        let offer = sdp::parse_offer(&offer_sdp).map_err(ApiError::bad_sdp)?;
         if self.shared.closing.load(Ordering::SeqCst) {
             return Err(ApiError::Unavailable);
         }
         let room = self.shared.room(session);
         let engine = &self.shared.engine;
         let (resource_id, answer) = match role {
-            Role::Publisher => publisher::publish(engine, &room, offer_sdp, offer).await?,
-            Role::Viewer => viewer::view(engine, &room, offer_sdp, offer).await?,
+            Role::Publisher => publisher::publish(engine, &room, offer_sdp, &offer).await?,
+            Role::Viewer => viewer::view(engine, &room, offer_sdp, &offer).await?,
         };
         Ok(Created {
             resource_id,
@@ -178,7 +175,27 @@ impl Relay {
         }
     }
 
-    pub(crate) fn peer(
+    /// Whether `resource` is a live resource of this role in `session`.
+    pub(crate) fn has_resource(&self, session: &str, role: Role, resource: &str) -> bool {
+        self.peer(session, role, resource).is_some()
+    }
+
+    /// Trickle ICE: adds the candidates of an `application/trickle-ice-sdpfrag`
+    /// body to the resource's peer connection.
+    pub(crate) async fn trickle(
+        &self,
+        session: &str,
+        role: Role,
+        resource: &str,
+        fragment: &str,
+    ) -> Result<(), ApiError> {
+        let pc = self
+            .peer(session, role, resource)
+            .ok_or(ApiError::ResourceNotFound)?;
+        engine::add_remote_candidates(&pc, sdp::parse_fragment(fragment)).await
+    }
+
+    fn peer(
         &self,
         session: &str,
         role: Role,

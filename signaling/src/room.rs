@@ -13,27 +13,17 @@ use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 use webrtc::track::track_local::TrackLocal;
 use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 
-use crate::engine::opus_capability;
+use crate::engine::{close_pc, opus_capability};
 use crate::error::ApiError;
 use crate::keyframe::{Decision, KeyframeGate, KeyframeSource};
+use crate::kind::Kind;
 use crate::metrics;
 use crate::rewrite::StreamRewriter;
 use crate::sdp::Codec;
 
-/// Audio or video; a metric label too.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    Audio,
-    Video,
-}
-
-impl Kind {
-    pub(crate) fn label(self) -> &'static str {
-        match self {
-            Kind::Audio => "audio",
-            Kind::Video => "video",
-        }
-    }
+/// The id of a new publisher or viewer: the last segment of its resource URL.
+pub(crate) fn new_resource_id() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
 }
 
 /// The publisher's peer connection and what the relay learned from it.
@@ -63,14 +53,6 @@ impl Viewer {
             }
         }
         close_pc(&self.pc, &self.id).await;
-    }
-}
-
-pub(crate) async fn close_pc(pc: &RTCPeerConnection, id: &str) {
-    match tokio::time::timeout(Duration::from_secs(5), pc.close()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(err)) => tracing::debug!(peer = %id, error = %err, "closing a peer connection"),
-        Err(_) => tracing::warn!(peer = %id, "closing a peer connection timed out"),
     }
 }
 

@@ -1,4 +1,5 @@
-//! Reading SDP offers: validation and the codecs a publisher offers.
+//! Reading SDP: offers (validation and the codecs a publisher offers) and
+//! trickle ICE fragments.
 //!
 //! The relay does not transcode, so the codec a publisher sends is the codec
 //! every viewer must decode. This module decides which offered video codec a
@@ -194,9 +195,76 @@ pub(crate) fn choose_publisher_video(
     offered.iter().find(forwardable).cloned()
 }
 
+/// The value of the first `a=KEY:VALUE` line of `sdp`.
+pub(crate) fn attribute_value<'a>(sdp: &'a str, key: &str) -> Option<&'a str> {
+    sdp.lines().find_map(|line| {
+        line.trim()
+            .strip_prefix("a=")?
+            .strip_prefix(key)?
+            .strip_prefix(':')
+    })
+}
+
+/// A trickle ICE fragment: the ICE session it belongs to (when it says) and its candidates.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Trickle {
+    pub ufrag: Option<String>,
+    pub candidates: Vec<Candidate>,
+}
+
+/// One `a=candidate:` line and the media section it was listed under.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Candidate {
+    pub line: String,
+    pub mid: Option<String>,
+    pub mline_index: Option<u16>,
+}
+
+/// Reads an `application/trickle-ice-sdpfrag` body (RFC 8840 §4.4).
+pub(crate) fn parse_fragment(fragment: &str) -> Trickle {
+    let mut trickle = Trickle::default();
+    let mut mline_index: Option<u16> = None;
+    let mut mid: Option<String> = None;
+    for line in fragment.lines().map(str::trim) {
+        if line.starts_with("m=") {
+            mline_index = Some(mline_index.map_or(0, |i| i.saturating_add(1)));
+            mid = None;
+        } else if let Some(value) = line.strip_prefix("a=mid:") {
+            mid = Some(value.to_owned());
+        } else if let Some(value) = line.strip_prefix("a=ice-ufrag:") {
+            trickle.ufrag = Some(value.to_owned());
+        } else if let Some(candidate) = line.strip_prefix("a=")
+            && candidate.starts_with("candidate:")
+        {
+            trickle.candidates.push(Candidate {
+                line: candidate.to_owned(),
+                mid: mid.clone(),
+                mline_index,
+            });
+        }
+    }
+    trickle
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fragment_candidates_keep_their_section() {
+        let fragment = "a=ice-ufrag:EsAw\r\na=ice-pwd:P2uYro0UCOQ4zxjKXaWCBui1\r\nm=audio 9 RTP/AVP 0\r\na=mid:0\r\na=candidate:1387637174 1 udp 2122260223 192.0.2.1 61764 typ host generation 0\r\na=end-of-candidates\r\n";
+        let trickle = parse_fragment(fragment);
+        assert_eq!(trickle.ufrag.as_deref(), Some("EsAw"));
+        assert_eq!(
+            trickle.candidates,
+            vec![Candidate {
+                line: "candidate:1387637174 1 udp 2122260223 192.0.2.1 61764 typ host generation 0"
+                    .into(),
+                mid: Some("0".into()),
+                mline_index: Some(0),
+            }]
+        );
+    }
 
     const CHROME_LIKE: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\na=fingerprint:sha-256 AA:BB\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10;useinbandfec=1\r\na=sendonly\r\nm=video 9 UDP/TLS/RTP/SAVPF 102 96\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\na=rtpmap:102 H264/90000\r\na=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\na=rtpmap:96 VP8/90000\r\na=sendonly\r\n";
 

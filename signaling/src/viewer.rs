@@ -9,10 +9,10 @@ use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndicat
 use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 use webrtc::track::track_local::TrackLocal;
 
-use crate::engine::{self, Engine};
+use crate::engine::{self, Engine, close_pc};
 use crate::error::{ApiError, SignalingError};
 use crate::keyframe::KeyframeSource;
-use crate::room::{Room, Viewer, close_pc};
+use crate::room::{Room, Viewer, new_resource_id};
 use crate::sdp::Offer;
 
 /// Negotiates a viewer and adds it to `room`. Returns the resource id and the answer.
@@ -38,7 +38,7 @@ pub(crate) async fn view(
         ));
     }
     let pc = engine.viewer_peer().await?;
-    let id = crate::relay::new_resource_id();
+    let id = new_resource_id();
     let (audio_track, video_track) = room.tracks();
     let audio_local: Arc<dyn TrackLocal + Send + Sync> = audio_track;
     let video_local: Arc<dyn TrackLocal + Send + Sync> = video_track.clone();
@@ -78,13 +78,7 @@ pub(crate) async fn view(
         }));
     }
 
-    let answer = match engine::answer(&pc, offer_sdp).await {
-        Ok(answer) => answer,
-        Err(err) => {
-            close_pc(&pc, &id).await;
-            return Err(err);
-        }
-    };
+    let answer = engine::answer(&pc, &id, offer_sdp).await?;
 
     tokio::spawn(read_rtcp(Arc::downgrade(room), audio.clone(), false));
     tokio::spawn(read_rtcp(Arc::downgrade(room), video.clone(), true));

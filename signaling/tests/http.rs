@@ -186,7 +186,7 @@ async fn created_resources_carry_the_whip_headers_and_accept_patch_and_delete() 
     })
     .await?;
     let session = "s-headers";
-    let viewer = TestViewer::connect(&t, session).await?;
+    let viewer = t.view(session).await?;
     ensure!(
         viewer
             .location
@@ -194,7 +194,7 @@ async fn created_resources_carry_the_whip_headers_and_accept_patch_and_delete() 
         "{}",
         viewer.location
     );
-    ensure!(viewer.publisher_header == "waiting");
+    ensure!(viewer.publisher_state() == "waiting");
 
     // Headers of a fresh POST.
     let offer = viewer.pc.local_description().await.context("offer")?.sdp;

@@ -13,7 +13,7 @@ use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 fn video_markers(received: &[Received], from: u32) -> Vec<u32> {
     received
         .iter()
-        .filter(|r| r.kind == b'V' && r.marker >= from)
+        .filter(|r| r.kind == Kind::Video && r.marker >= from)
         .map(|r| r.marker)
         .collect()
 }
@@ -25,28 +25,28 @@ async fn three_viewers_receive_the_publishers_packets_in_order() -> Result<()> {
     let mut live = t.relay.publisher_live(session);
     ensure!(!*live.borrow(), "nobody publishes yet");
 
-    let mut publisher = TestPublisher::connect(&t, session, VideoCodec::Vp8).await?;
+    let publisher = t.publish(session, VideoCodec::Vp8).await?;
     let mut viewers = Vec::new();
     for _ in 0..3 {
-        let viewer = TestViewer::connect(&t, session).await?;
+        let viewer = t.view(session).await?;
         viewers.push(viewer);
     }
     publisher.wait_connected().await?;
     for v in &mut viewers {
         v.wait_connected().await?;
     }
-    let mut refs: Vec<&mut TestViewer> = viewers.iter_mut().collect();
-    let first = warm_up(&mut publisher, &mut refs, 0).await?;
+    let mut refs: Vec<&mut Viewer> = viewers.iter_mut().collect();
+    let first = warm_up(&publisher, &mut refs, 0).await?;
     tokio::time::timeout(PATIENCE, live.wait_for(|l| *l)).await??;
 
     let last = first + 100;
-    send_batch(&mut publisher, first, last).await?;
+    send_batch(&publisher, first, last).await?;
     for v in &mut viewers {
         let got = collect_until(v, last - 1).await;
         let video = video_markers(&got, first);
         let audio: Vec<u32> = got
             .iter()
-            .filter(|r| r.kind == b'A' && r.marker >= first)
+            .filter(|r| r.kind == Kind::Audio && r.marker >= first)
             .map(|r| r.marker)
             .collect();
         let expected: Vec<u32> = (first..last).collect();
@@ -70,38 +70,41 @@ async fn joining_viewers_get_few_keyframe_requests() -> Result<()> {
     })
     .await?;
     let session = "s-pli";
-    let mut publisher = TestPublisher::connect(&t, session, VideoCodec::Vp8).await?;
+    let publisher = t.publish(session, VideoCodec::Vp8).await?;
     publisher.wait_connected().await?;
-    let mut first = TestViewer::connect(&t, session).await?;
+    let mut first = t.view(session).await?;
     first.wait_connected().await?;
-    let marker = warm_up(&mut publisher, &mut [&mut first], 0).await?;
+    let marker = warm_up(&publisher, &mut [&mut first], 0).await?;
 
     // A late joiner makes the relay ask the publisher for a keyframe.
-    let before = publisher.plis();
+    let before = publisher.keyframe_requests();
     let started = std::time::Instant::now();
-    let mut late = TestViewer::connect(&t, session).await?;
+    let late = t.view(session).await?;
     late.wait_connected().await?;
     for marker in (marker..).take((PATIENCE.as_millis() / 20) as usize) {
-        if publisher.plis() > before {
+        if publisher.keyframe_requests() > before {
             break;
         }
         publisher.send(marker).await?;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    ensure!(publisher.plis() > before, "no PLI after a viewer joined");
+    ensure!(
+        publisher.keyframe_requests() > before,
+        "no PLI after a viewer joined"
+    );
 
     // Many joiners: the PLIs are coalesced to one per interval (plus one trailing).
     let joiners = 8;
     let mut crowd = Vec::new();
     for _ in 0..joiners {
-        crowd.push(TestViewer::connect(&t, session).await?);
+        crowd.push(t.view(session).await?);
     }
     for v in &mut crowd {
         v.wait_connected().await?;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let elapsed = started.elapsed();
-    let plis = publisher.plis() - before;
+    let plis = publisher.keyframe_requests() - before;
     let bound = (elapsed.as_secs_f64() / interval.as_secs_f64()).ceil() as usize + 1;
     ensure!(
         plis >= 1 && plis <= bound,
@@ -116,18 +119,18 @@ async fn joining_viewers_get_few_keyframe_requests() -> Result<()> {
 async fn delete_stops_delivery_at_once() -> Result<()> {
     let t = spawn_relay(RelayConfig::default()).await?;
     let session = "s-delete";
-    let mut publisher = TestPublisher::connect(&t, session, VideoCodec::Vp8).await?;
-    let mut leaving = TestViewer::connect(&t, session).await?;
-    let mut staying = TestViewer::connect(&t, session).await?;
+    let publisher = t.publish(session, VideoCodec::Vp8).await?;
+    let mut leaving = t.view(session).await?;
+    let mut staying = t.view(session).await?;
     publisher.wait_connected().await?;
     leaving.wait_connected().await?;
     staying.wait_connected().await?;
-    let first = warm_up(&mut publisher, &mut [&mut leaving, &mut staying], 0).await?;
+    let first = warm_up(&publisher, &mut [&mut leaving, &mut staying], 0).await?;
 
     let response = t
         .http
         .delete(format!("{}{}", t.base, leaving.location))
-        .bearer_auth(&leaving.token)
+        .bearer_auth(leaving.token())
         .send()
         .await?;
     ensure!(
@@ -139,14 +142,14 @@ async fn delete_stops_delivery_at_once() -> Result<()> {
     let again = t
         .http
         .delete(format!("{}{}", t.base, leaving.location))
-        .bearer_auth(&leaving.token)
+        .bearer_auth(leaving.token())
         .send()
         .await?;
     ensure!(again.status() == reqwest::StatusCode::NOT_FOUND);
 
     leaving.drain();
     let last = first + 50;
-    send_batch(&mut publisher, first, last).await?;
+    send_batch(&publisher, first, last).await?;
     let got = collect_until(&mut staying, last - 1).await;
     ensure!(
         video_markers(&got, first).len() == 50,
@@ -163,34 +166,34 @@ async fn a_new_publisher_replaces_the_old_and_viewers_keep_receiving() -> Result
     let t = spawn_relay(RelayConfig::default()).await?;
     let session = "s-replace";
     // The viewer comes first: it waits for the expert.
-    let mut viewer = TestViewer::connect(&t, session).await?;
+    let mut viewer = t.view(session).await?;
     ensure!(
-        viewer.publisher_header == "waiting",
+        viewer.publisher_state() == "waiting",
         "header {}",
-        viewer.publisher_header
+        viewer.publisher_state()
     );
     let mut live = t.relay.publisher_live(session);
 
-    let mut first_pub = TestPublisher::connect(&t, session, VideoCodec::Vp8).await?;
+    let first_pub = t.publish(session, VideoCodec::Vp8).await?;
     first_pub.wait_connected().await?;
     viewer.wait_connected().await?;
-    let marker = warm_up(&mut first_pub, &mut [&mut viewer], 0).await?;
+    let marker = warm_up(&first_pub, &mut [&mut viewer], 0).await?;
     tokio::time::timeout(PATIENCE, live.wait_for(|l| *l)).await??;
-    send_batch(&mut first_pub, marker, marker + 20).await?;
+    send_batch(&first_pub, marker, marker + 20).await?;
     let before = collect_until(&mut viewer, marker + 19).await;
     let last_seq = before
         .iter()
         .rev()
-        .find(|r| r.kind == b'V')
+        .find(|r| r.kind == Kind::Video)
         .map(|r| r.seq)
         .unwrap_or_default();
 
-    let mut second_pub = TestPublisher::connect(&t, session, VideoCodec::Vp8).await?;
+    let second_pub = t.publish(session, VideoCodec::Vp8).await?;
     second_pub.wait_connected().await?;
     // The old publisher's packets no longer reach anyone.
-    send_batch(&mut first_pub, 10_000, 10_010).await?;
-    let marker = warm_up(&mut second_pub, &mut [&mut viewer], 20_000).await?;
-    send_batch(&mut second_pub, marker, marker + 50).await?;
+    send_batch(&first_pub, 10_000, 10_010).await?;
+    let marker = warm_up(&second_pub, &mut [&mut viewer], 20_000).await?;
+    send_batch(&second_pub, marker, marker + 50).await?;
     let after = collect_until(&mut viewer, marker + 49).await;
     ensure!(
         video_markers(&after, marker) == (marker..marker + 50).collect::<Vec<_>>(),
@@ -203,7 +206,7 @@ async fn a_new_publisher_replaces_the_old_and_viewers_keep_receiving() -> Result
     // Sequence numbers continue across the change (no 2^15 jump).
     let first_new = after
         .iter()
-        .find(|r| r.kind == b'V')
+        .find(|r| r.kind == Kind::Video)
         .map(|r| r.seq)
         .unwrap_or_default();
     let gap = first_new.wrapping_sub(last_seq);
@@ -221,7 +224,7 @@ async fn a_new_publisher_replaces_the_old_and_viewers_keep_receiving() -> Result
         .await?;
     ensure!(response.status().is_success());
     tokio::time::timeout(PATIENCE, live.wait_for(|l| !*l)).await??;
-    ensure!(viewer.state.borrow().clone() == RTCPeerConnectionState::Connected);
+    ensure!(viewer.state() == RTCPeerConnectionState::Connected);
     Ok(())
 }
 
@@ -229,23 +232,23 @@ async fn a_new_publisher_replaces_the_old_and_viewers_keep_receiving() -> Result
 async fn h264_publisher_after_vp8_viewers_switches_the_room_codec() -> Result<()> {
     let t = spawn_relay(RelayConfig::default()).await?;
     let session = "s-h264";
-    let mut viewer = TestViewer::connect(&t, session).await?;
-    let mut publisher = TestPublisher::connect(&t, session, VideoCodec::H264).await?;
+    let mut viewer = t.view(session).await?;
+    let publisher = t.publish(session, VideoCodec::H264).await?;
     publisher.wait_connected().await?;
     viewer.wait_connected().await?;
-    let first = warm_up(&mut publisher, &mut [&mut viewer], 0).await?;
-    send_batch(&mut publisher, first, first + 10).await?;
+    let first = warm_up(&publisher, &mut [&mut viewer], 0).await?;
+    send_batch(&publisher, first, first + 10).await?;
     let got = collect_until(&mut viewer, first + 9).await;
     ensure!(video_markers(&got, first).len() == 10);
     ensure!(
         got.iter()
-            .filter(|r| r.kind == b'V')
+            .filter(|r| r.kind == Kind::Video)
             .all(|r| r.mime.eq_ignore_ascii_case("video/H264")),
         "{got:?}"
     );
 
     // A viewer that cannot decode H.264 is told so instead of getting a black picture.
-    let refused = TestViewer::connect_vp8_only(&t, session).await;
+    let refused = t.view_vp8_only(session).await;
     let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
     ensure!(
         message.contains("400") && message.contains("unsupported_codec"),
@@ -258,11 +261,8 @@ async fn h264_publisher_after_vp8_viewers_switches_the_room_codec() -> Result<()
 async fn end_session_closes_every_peer() -> Result<()> {
     let t = spawn_relay(RelayConfig::default()).await?;
     let session = "s-end";
-    let mut publisher = TestPublisher::connect(&t, session, VideoCodec::Vp8).await?;
-    let mut viewers = vec![
-        TestViewer::connect(&t, session).await?,
-        TestViewer::connect(&t, session).await?,
-    ];
+    let publisher = t.publish(session, VideoCodec::Vp8).await?;
+    let mut viewers = vec![t.view(session).await?, t.view(session).await?];
     publisher.wait_connected().await?;
     for v in &mut viewers {
         v.wait_connected().await?;
@@ -282,12 +282,13 @@ async fn end_session_closes_every_peer() -> Result<()> {
         RTCPeerConnectionState::Closed,
     ];
     for v in &mut viewers {
-        wait_state(&mut v.state, &gone).await?;
+        v.wait_state(&gone).await?;
     }
-    wait_state(&mut publisher.state, &gone).await?;
+    publisher.wait_state(&gone).await?;
 
     // Later requests get what the authorizer says: 410.
-    let err = TestViewer::connect(&t, session)
+    let err = t
+        .view(session)
         .await
         .err()
         .map(|e| e.to_string())
@@ -304,21 +305,21 @@ async fn end_session_closes_every_peer() -> Result<()> {
 async fn a_lossy_viewer_does_not_hurt_the_others() -> Result<()> {
     let t = spawn_relay(RelayConfig::default()).await?;
     let session = "s-lossy";
-    let mut publisher = TestPublisher::connect(&t, session, VideoCodec::Vp8).await?;
+    let publisher = t.publish(session, VideoCodec::Vp8).await?;
     let proxy = LossyProxy::start(3).await?;
-    let mut viewers = vec![TestViewer::connect_through(&t, session, &proxy).await?];
+    let mut viewers = vec![t.view_through(session, &proxy).await?];
     for _ in 0..2 {
-        viewers.push(TestViewer::connect(&t, session).await?);
+        viewers.push(t.view(session).await?);
     }
     publisher.wait_connected().await?;
     for v in &mut viewers {
         v.wait_connected().await?;
     }
-    let mut refs: Vec<&mut TestViewer> = viewers.iter_mut().collect();
-    let first = warm_up(&mut publisher, &mut refs, 0).await?;
+    let mut refs: Vec<&mut Viewer> = viewers.iter_mut().collect();
+    let first = warm_up(&publisher, &mut refs, 0).await?;
 
     let last = first + 150;
-    send_batch(&mut publisher, first, last).await?;
+    send_batch(&publisher, first, last).await?;
     let expected: Vec<u32> = (first..last).collect();
     for v in &mut viewers[1..] {
         let got = collect_until(v, last - 1).await;
@@ -327,7 +328,7 @@ async fn a_lossy_viewer_does_not_hurt_the_others() -> Result<()> {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let lossy = video_markers(&viewers[0].drain(), first);
-    let dropped = proxy.dropped.load(std::sync::atomic::Ordering::Relaxed);
+    let dropped = proxy.dropped();
     ensure!(dropped > 0, "the proxy dropped nothing");
     ensure!(
         lossy.len() >= expected.len() / 3,
