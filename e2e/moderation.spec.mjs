@@ -125,6 +125,24 @@ test('unknown and ended sessions show their state', async ({ browser, server }) 
   await expect(staff.locator('#fatal')).toContainText('missing its access key');
 });
 
+test('without GET /api/limits the patient page still works and the server has the last word', async ({ browser, server }) => {
+  const { links } = await createSession(server, { title: 'No limits', moderation: 'post' });
+  const ctx = await browser.newContext({ ...PHONE, locale: 'en-US' });
+  await ctx.route('**/api/limits', (route) => route.abort());
+  const page = await ctx.newPage();
+  await page.goto(links.patient);
+  await page.click('#join-btn');
+  await expect(page.locator('#conn')).toHaveAttribute('data-state', 'online');
+  expect(await page.getAttribute('#join-name', 'maxlength')).toBeNull();
+  // no limit known: the count alone, and the ask goes to the server, which refuses it
+  await page.fill('#ask-text', 'x'.repeat(501));
+  await expect(page.locator('#ask-count')).toHaveText('501');
+  await page.click('#ask-btn');
+  await expect(page.locator('.toast.bad')).toContainText('That was not accepted');
+  await expect(page.locator('#ask-text')).toHaveValue('x'.repeat(501));
+  await ctx.close();
+});
+
 test('keyboard moderation at speed: a a a approves three questions', async ({ browser, server }) => {
   const { links } = await createSession(server, { title: 'Fast moderation' });
   const p = await patient(browser, links.patient);

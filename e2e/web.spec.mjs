@@ -117,6 +117,8 @@ test('a session from scheduling to answers, on every screen', async ({ browser, 
   await expect(en.locator('#join-btn')).toHaveText('Join the session');
   perf.coldJoinPage = await paintTimes(en);
   await shot(zh, 'patient-join-zh');
+  // the page takes its limits from GET /api/limits, not from a copy of its own
+  await expect(zh.locator('#join-name')).toHaveAttribute('maxlength', '40');
   await zh.fill('#join-name', '张阿姨');
   await zh.click('#join-btn');
   await en.fill('#join-name', 'Alice');

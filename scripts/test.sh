@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of OncoLive on a fresh machine: installs what is missing (redis-server,
-# chromium, the npm packages), checks formatting and lints, then runs the Rust suites (the hub
-# suite twice: in-memory and Redis) and the browser tests inside a loopback-only network
-# namespace, so WebRTC can only ever use 127.0.0.1.
+# chromium, the npm packages), runs the web unit tests, checks formatting and lints, then runs
+# the Rust suites (the hub suite twice: in-memory and Redis) and the browser tests inside a
+# loopback-only network namespace, so WebRTC can only ever use 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -23,6 +23,9 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq "${missing[@]}"
 fi
+
+step "web unit tests (node --test: store.js, hub.js, limits.js; no build step, no packages)"
+node --test web/tests/*.test.mjs
 
 step "npm packages for the browser tests"
 (cd e2e && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)

@@ -34,6 +34,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/sessions/{id}/qr.svg", routing::get(qr))
         .route("/api/sessions/{id}/ws", routing::get(crate::ws::upgrade))
         .route("/api/me", routing::get(me))
+        .route("/api/limits", routing::get(crate::limits::get))
         .route("/api/token/refresh", routing::post(refresh))
         .route("/healthz", routing::get(|| async { "ok" }))
         .route("/readyz", routing::get(ready))

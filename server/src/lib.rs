@@ -14,6 +14,7 @@ pub mod domain;
 pub mod error;
 pub mod extract;
 pub mod hub;
+pub mod limits;
 pub mod metrics;
 pub mod model;
 pub mod protocol;

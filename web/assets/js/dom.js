@@ -124,3 +124,9 @@ export function stateBlock(kind, title, detail, action) {
 export function charCount(text) {
   return Array.from(text.trim()).length;
 }
+
+/** Show `n / max` (or `n` while the limit is unknown) and mark the counter when over. */
+export function showCount(counter, n, max) {
+  setText(counter, Number.isFinite(max) ? `${n} / ${max}` : String(n));
+  counter.classList.toggle('over', n > max);
+}

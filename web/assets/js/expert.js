@@ -1,14 +1,14 @@
 // Expert console: camera and microphone to WHIP, session state, the approved queue,
 // "answering" and "answered" in one tap each.
-import { $, h, setText, show, setChildren, renderList, renderer, toast, charCount } from './dom.js';
+import { $, h, setText, show, renderer, toast, charCount, showCount } from './dom.js';
 import { t } from './i18n.js';
 import { newestFirst } from './store.js';
 import { viewersLabel, confirmAction } from './ui.js';
 import { Publisher } from './video.js';
-import { startStaff } from './staff.js';
-import { createQuestionNode, updateQuestionNode, emptyItem } from './questions.js';
+import { startStaff, staffSubline } from './staff.js';
+import { createQuestionNode, updateQuestionNode, renderQuestions, renderAnswering } from './questions.js';
+import { limit } from './limits.js';
 
-const MAX_ANSWER = 2000;
 const render = renderer(renderAll);
 const staff = startStaff({ role: 'expert', render });
 
@@ -165,17 +165,14 @@ window.addEventListener('beforeunload', (e) => {
 
 const answerText = $('#answer-text');
 answerText.addEventListener('input', () => {
-  const n = charCount(answerText.value);
-  const c = $('#answer-count');
-  setText(c, `${n} / ${MAX_ANSWER}`);
-  c.classList.toggle('over', n > MAX_ANSWER);
+  showCount($('#answer-count'), charCount(answerText.value), limit('answer_chars'));
 });
 
 $('#btn-answered').addEventListener('click', async () => {
   const q = staff.store.answering();
   if (!q) return;
   const answer = answerText.value.trim();
-  if (charCount(answer) > MAX_ANSWER) return;
+  if (charCount(answer) > limit('answer_chars')) return;
   const button = $('#btn-answered');
   button.disabled = true;
   const ack = await staff.send(answer ? { type: 'answered', question: q.id, answer } : { type: 'answered', question: q.id });
@@ -187,11 +184,7 @@ $('#btn-answered').addEventListener('click', async () => {
 });
 
 function queueItem() {
-  const n = h('span', { class: 'n' });
-  const label = h('span', { class: 'small' });
-  const node = createQuestionNode({ lead: h('div', { class: 'votes-static' }, n, label), actions: true });
-  node.refs.votes = n;
-  node.refs.votesLabel = label;
+  const node = createQuestionNode({ votes: true, actions: true });
   const answering = h('button', { class: 'btn primary small', type: 'button', dataset: { act: 'answering' } });
   const answered = h('button', { class: 'btn small', type: 'button', dataset: { act: 'answered' } });
   node.refs.actions.append(answering, answered);
@@ -210,8 +203,6 @@ function queueItem() {
 
 function updateQueueItem(node, q) {
   updateQuestionNode(node, q, { store: staff.store });
-  setText(node.refs.votes, q.votes);
-  setText(node.refs.votesLabel, t('vote.short', { n: q.votes }));
   setText(node.refs.answering, t('expert.answerNow'));
   setText(node.refs.answered, t('expert.markAnsweredShort'));
   show(node.refs.answering, q.status === 'approved');
@@ -229,7 +220,7 @@ function renderAll() {
   if (!s) return;
   document.title = `${t('expert.title')} · ${s.title}`;
   setText($('#s-title'), s.title);
-  setText($('#s-sub'), [t('session.expert', { name: s.expert_name }), s.moderation === 'post' ? t('mod.post') : t('mod.pre')].join(' · '));
+  setText($('#s-sub'), staffSubline(s));
 
   const ended = s.state === 'ended';
   const publishing = publisher.wanted;
@@ -280,19 +271,10 @@ function renderAll() {
   setText($('#count-answered'), answered.length);
 
   const now = store.answering();
-  show($('#now'), !!now);
-  if (now) {
-    setText($('#now-text'), now.text);
-    setText($('#now-meta'), `${now.author || t('q.anonymous')} · ${t('vote.count', { n: now.votes })}`);
-    $('#btn-answered').disabled = ended;
-  }
+  renderAnswering(now);
+  if (now) $('#btn-answered').disabled = ended;
 
-  const list = $('#queue');
   const waiting = queue.filter((q) => q.status !== 'answering');
-  if (!waiting.length) setChildren(list, emptyItem(t('empty.expertQueue')));
-  else renderList(list, waiting, (q) => q.id, queueItem, updateQueueItem);
-
-  const done = $('#answered');
-  if (!answered.length) setChildren(done, emptyItem(t('empty.answered')));
-  else renderList(done, answered, (q) => q.id, () => createQuestionNode(), (node, q) => updateQuestionNode(node, q, { store }));
+  renderQuestions($('#queue'), waiting, queueItem, updateQueueItem, t('empty.expertQueue'));
+  renderQuestions($('#answered'), answered, () => createQuestionNode(), (node, q) => updateQuestionNode(node, q, { store }), t('empty.answered'));
 }

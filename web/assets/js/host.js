@@ -3,6 +3,7 @@ import { $, h, setText, show, setChildren, toast, stateBlock } from './dom.js';
 import { t, tIn, formatDateTime } from './i18n.js';
 import { api, takeFragmentToken, saveJSON } from './api.js';
 import { initChrome, confirmAction } from './ui.js';
+import { loadLimits, applyMaxLength } from './limits.js';
 
 const TOKEN_KEY = 'oncolive.admin';
 // The admin token lives 12 hours; keep it for this tab only.
@@ -13,6 +14,11 @@ const open = new Map();   // session id → { links, error } for the expanded ro
 let editing = null;       // the session the form edits, or null when it creates one
 
 initChrome({ onLang: () => { renderList(); renderTz(); } });
+loadLimits().then(() => {
+  applyMaxLength($('#f-title'), 'title_chars');
+  applyMaxLength($('#f-topic'), 'topic_chars');
+  applyMaxLength($('#f-expert'), 'expert_chars');
+});
 
 function showSignin(message) {
   show($('#host'), false);

@@ -10,6 +10,7 @@ const QUICK_CHECK_MS = 5000;      // after a network change, a ping must be answ
 const REQUEST_TIMEOUT_MS = 15000;
 const STABLE_MS = 5000;           // a connection that lived this long resets the backoff
 const PROBE_AFTER_FAILURES = 3;   // failed opens in a row before asking `probe()` why
+const OPEN = 1;                   // WebSocket.OPEN (a socket given in tests has no statics)
 
 /** Errors from `request()`: the server's `error` reply, or a local reason (`offline`, `disconnected`, `timeout`). */
 export class HubError extends Error {
@@ -43,14 +44,16 @@ export class Hub {
    * @param {(status: string) => void} [o.onStatus]
    * @param {() => Promise<string|null>} [o.onExpired] returns a new token, or null
    * @param {() => Promise<'ok'|'gone'|'unauthorized'>} [o.probe] asked why opening keeps failing
+   * @param {typeof WebSocket} [o.WebSocket] the socket class (the browser's; tests give a fake)
    */
-  constructor({ sessionId, token, onMessage, onStatus, onExpired, probe }) {
+  constructor({ sessionId, token, onMessage, onStatus, onExpired, probe, WebSocket: Socket = globalThis.WebSocket }) {
     this.sessionId = sessionId;
     this.token = token;
     this.onMessage = onMessage;
     this.onStatus = onStatus || (() => {});
     this.onExpired = onExpired;
     this.probe = probe;
+    this.Socket = Socket;
     this.seq = null;          // highest event seq applied; sent back as `since`
     this.ws = null;
     this.status = 'idle';
@@ -129,7 +132,7 @@ export class Hub {
     this.setStatus(this.everSynced ? 'reconnecting' : 'connecting');
     let ws;
     try {
-      ws = new WebSocket(this.url());
+      ws = new this.Socket(this.url());
     } catch {
       this.schedule(this.backoff());
       return;
@@ -233,7 +236,7 @@ export class Hub {
   /** Ping, and drop the socket if the server has been silent too long (a half-dead mobile link). */
   checkAlive() {
     const ws = this.ws;
-    if (!ws || ws.readyState !== WebSocket.OPEN) return;
+    if (!ws || ws.readyState !== OPEN) return;
     if (Date.now() - this.lastRx > SILENCE_LIMIT_MS) {
       this.dropDead(ws);
       return;
@@ -244,7 +247,7 @@ export class Hub {
   /** Ping now; no answer within QUICK_CHECK_MS means the socket is dead. */
   quickCheck() {
     const ws = this.ws;
-    if (!ws || ws.readyState !== WebSocket.OPEN) return;
+    if (!ws || ws.readyState !== OPEN) return;
     const sentAt = Date.now();
     this.request({ type: 'ping' }).catch(() => {});
     setTimeout(() => {
@@ -268,10 +271,7 @@ export class Hub {
     switch (msg.type) {
       case 'snapshot':
         this.seq = msg.seq;
-        this.everSynced = true;
-        this.onMessage(msg);
-        this.setStatus('online');
-        return;
+        // falls through: after its seq is taken, a snapshot syncs like a resume
       case 'resumed':
         this.everSynced = true;
         this.onMessage(msg);
@@ -304,7 +304,7 @@ export class Hub {
   /** Send a request; resolves with the `ack`/`pong`, rejects with a HubError. */
   request(body) {
     const ws = this.ws;
-    if (!ws || ws.readyState !== WebSocket.OPEN || this.status !== 'online') {
+    if (!ws || ws.readyState !== OPEN || this.status !== 'online') {
       return Promise.reject(new HubError(this.status === 'offline' ? 'offline' : 'not_connected'));
     }
     const req = `r${++this.reqCounter}`;

@@ -1,16 +1,15 @@
 // Moderator console: screen questions as they arrive. Approve, reject with a reason, edit,
 // merge into another question, pin. Keyboard: j/k move, a approve, r reject, e edit, m merge,
 // p pin, Esc close, 1–4 pick a ready reason while rejecting.
-import { $, $$, h, setText, show, setChildren, renderList, renderer, charCount } from './dom.js';
+import { $, $$, h, setText, show, setChildren, renderer, charCount, showCount } from './dom.js';
 import { t, currentLang } from './i18n.js';
 import { oldestFirst, newestFirst } from './store.js';
 import { viewersLabel } from './ui.js';
-import { startStaff } from './staff.js';
-import { createQuestionNode, updateQuestionNode, emptyItem } from './questions.js';
+import { startStaff, staffSubline } from './staff.js';
+import { createQuestionNode, updateQuestionNode, renderQuestions } from './questions.js';
+import { limit, maxLength } from './limits.js';
 
 const REASONS = ['reason.personal', 'reason.notMedical', 'reason.abusive', 'reason.duplicate'];
-const MAX_TEXT = 500;
-const MAX_REASON = 200;
 
 const render = renderer(renderAll);
 const staff = startStaff({ role: 'moderator', render, onLang: () => { forceRebuild = true; } });
@@ -150,11 +149,7 @@ function cancelButton() {
 
 function counted(textarea, max) {
   const counter = h('span', { class: 'counter' });
-  const update = () => {
-    const n = charCount(textarea.value);
-    setText(counter, `${n} / ${max}`);
-    counter.classList.toggle('over', n > max);
-  };
+  const update = () => showCount(counter, charCount(textarea.value), max);
   textarea.addEventListener('input', update);
   update();
   return counter;
@@ -164,7 +159,7 @@ function buildPanel(q, kind) {
   if (kind === 'edit') {
     const area = h('textarea', { rows: 3, 'aria-label': t('modr.editLabel') });
     area.value = q.text;
-    const valid = () => { const n = charCount(area.value); return n > 0 && n <= MAX_TEXT; };
+    const valid = () => { const n = charCount(area.value); return n > 0 && n <= limit('question_chars'); };
     const save = h('button', { class: 'btn small', type: 'button', text: t('modr.saveEdit'), onclick: () => valid() && edit(q, area.value.trim()) });
     const approveEdited = q.status === 'pending'
       ? h('button', { class: 'btn ok small', type: 'button', text: t('modr.approveEdited'), onclick: () => valid() && approve(q, area.value.trim()) })
@@ -175,14 +170,14 @@ function buildPanel(q, kind) {
         if (valid()) (q.status === 'pending' ? approve(q, area.value.trim()) : edit(q, area.value.trim()));
       }
     });
-    return [h('label', { class: 'small', text: t('modr.editLabel') }), area, counted(area, MAX_TEXT),
+    return [h('label', { class: 'small', text: t('modr.editLabel') }), area, counted(area, limit('question_chars')),
       h('div', { class: 'controls' }, approveEdited, save, cancelButton())];
   }
   if (kind === 'reject') {
-    const input = h('input', { type: 'text', maxlength: MAX_REASON, 'aria-label': t('modr.reasonOther'), placeholder: t('modr.reasonOther') });
+    const input = h('input', { type: 'text', maxlength: maxLength('reason_chars'), 'aria-label': t('modr.reasonOther'), placeholder: t('modr.reasonOther') });
     const send = (reason) => {
       const r = reason.trim();
-      if (r && charCount(r) <= MAX_REASON) reject(q, r);
+      if (r && charCount(r) <= limit('reason_chars')) reject(q, r);
     };
     input.addEventListener('keydown', (e) => {
       if (e.key === 'Enter') { e.preventDefault(); send(input.value); }
@@ -313,7 +308,7 @@ function renderAll() {
   // the count in the tab title tells a moderator in another tab that questions are waiting
   document.title = `${pending ? `(${pending}) ` : ''}${t('modr.title')} · ${s.title}`;
   setText($('#s-title'), s.title);
-  setText($('#s-sub'), `${t('session.expert', { name: s.expert_name })} · ${s.moderation === 'post' ? t('mod.post') : t('mod.pre')}`);
+  setText($('#s-sub'), staffSubline(s));
   setText($('#s-state'), t(`state.${s.state}`));
   setText($('#s-viewers'), viewersLabel(store.viewers));
 
@@ -338,8 +333,6 @@ function renderAll() {
   settleSelection(items);
   if (panel && !items.some((q) => q.id === panel.id)) panel = null;
 
-  const list = $('#list');
-  if (!items.length) setChildren(list, emptyItem(t(`empty.mod.${tab}`)));
-  else renderList(list, items, (q) => q.id, createItem, updateItem);
+  renderQuestions($('#list'), items, createItem, updateItem, t(`empty.mod.${tab}`));
   forceRebuild = false;
 }

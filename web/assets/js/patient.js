@@ -1,15 +1,16 @@
 // Patient page: join once, watch, ask, vote, follow "my questions". The token is kept per
 // session in localStorage, so a reload keeps the same identity and questions.
-import { $, h, setText, show, setChildren, renderList, renderer, toast, stateBlock, charCount } from './dom.js';
+import { $, h, setText, show, setChildren, renderer, toast, stateBlock, charCount, showCount } from './dom.js';
 import { t, formatDateTime, formatRelative } from './i18n.js';
 import { api, ApiError, sessionIdFromPath, loadJSON, saveJSON } from './api.js';
-import { Hub } from './hub.js';
 import { SessionStore, newestFirst } from './store.js';
-import { initChrome, viewersLabel } from './ui.js';
+import { initChrome, viewersLabel, fatalScreen } from './ui.js';
 import { Viewer } from './video.js';
-import { createQuestionNode, updateQuestionNode, emptyItem } from './questions.js';
+import { createQuestionNode, updateQuestionNode, renderQuestions, renderAnswering } from './questions.js';
+import { connectSession } from './connection.js';
+import { errorText } from './errors.js';
+import { loadLimits, limit, applyMaxLength } from './limits.js';
 
-const MAX_CHARS = 500;
 const sid = sessionIdFromPath();
 const identityKey = `oncolive.patient.${sid}`;
 const draftKey = `oncolive.draft.${sid}`;
@@ -22,9 +23,14 @@ let preview = null;          // the public session object before joining
 let tab = 'queue';
 let videoState = 'idle';
 let uncertainAsk = null;     // text of an ask whose reply was lost with the connection
-let fatal = null;            // { kind, title, detail } when the page cannot work
 
-const conn = initChrome({ onLang: () => { renderJoin(); renderAll(); renderFatal(); } });
+// A page that cannot work offers a way on: try again after an error, else the session list.
+const fatal = fatalScreen({
+  action: (kind) => (kind === 'error'
+    ? h('button', { class: 'btn primary', type: 'button', text: t('retry'), onclick: () => location.reload() })
+    : h('a', { class: 'btn', href: '/', text: t('nav.allSessions') })),
+});
+const conn = initChrome({ onLang: () => { renderJoin(); renderAll(); fatal.paint(); } });
 const render = renderer(renderAll);
 
 function showOnly(id) {
@@ -32,18 +38,9 @@ function showOnly(id) {
 }
 
 function fail(kind, title, detail) {
-  fatal = { kind, title, detail };
   if (viewer) viewer.stop();
-  renderFatal();
+  fatal.set(kind, title, detail);
   showOnly('fatal');
-}
-
-function renderFatal() {
-  if (!fatal) return;
-  const retry = fatal.kind === 'error'
-    ? h('button', { class: 'btn primary', type: 'button', text: t('retry'), onclick: () => location.reload() })
-    : h('a', { class: 'btn', href: '/', text: t('nav.allSessions') });
-  setChildren($('#fatal'), h('div', { class: 'card' }, stateBlock(fatal.kind, t(fatal.title), fatal.detail ? t(fatal.detail) : '', retry)));
 }
 
 async function boot() {
@@ -83,7 +80,7 @@ $('#join-form').addEventListener('submit', async (e) => {
   const button = $('#join-btn');
   const error = $('#join-error');
   const name = $('#join-name').value.trim();
-  if (Array.from(name).length > 40) {
+  if (Array.from(name).length > limit('name_chars')) {
     setText(error, t('join.nameTooLong'));
     show(error, true);
     return;
@@ -122,15 +119,16 @@ function startLive() {
     sessionId: sid, token: identity.token, video,
     onState: (s) => { videoState = s; renderStage(); },
   });
-  hub = new Hub({
-    sessionId: sid,
+  hub = connectSession({
+    sid,
     token: identity.token,
-    onMessage: (msg) => store.apply(msg),
+    store,
+    conn,
     onStatus: (s) => {
-      conn.set(s);
       if (s === 'gone') fail('empty', 'error.notFound', 'error.notFoundDetail');
       render();
     },
+    onChange: onStoreChange,
     // A patient token lives 30 days; if it still expires, a new identity is the only way back in.
     onExpired: async () => {
       try {
@@ -140,16 +138,7 @@ function startLive() {
         return next.token;
       } catch { return null; }
     },
-    probe: async () => {
-      try {
-        await api(`/api/sessions/${encodeURIComponent(sid)}`);
-        return 'ok';
-      } catch (err) { return err.status === 404 ? 'gone' : 'ok'; }
-    },
   });
-  conn.onRetry(() => hub.reconnectNow());
-  store.subscribe(onStoreChange);
-  hub.start();
   renderAll();
   restoreDraft();
 }
@@ -264,10 +253,9 @@ function saveDraft(text) {
 
 function updateCounter() {
   const n = charCount(askText.value);
-  const counter = $('#ask-count');
-  setText(counter, `${n} / ${MAX_CHARS}`);
-  counter.classList.toggle('over', n > MAX_CHARS);
-  $('#ask-btn').disabled = n === 0 || n > MAX_CHARS || !hub || !hub.online || askText.dataset.busy === '1';
+  const max = limit('question_chars');
+  showCount($('#ask-count'), n, max);
+  $('#ask-btn').disabled = n === 0 || n > max || !hub || !hub.online || askText.dataset.busy === '1';
 }
 
 askText.addEventListener('input', () => {
@@ -279,7 +267,7 @@ $('#ask').addEventListener('submit', async (e) => {
   e.preventDefault();
   const text = askText.value.trim();
   const n = charCount(text);
-  if (n === 0 || n > MAX_CHARS) return;
+  if (n === 0 || n > limit('question_chars')) return;
   askText.dataset.busy = '1';
   askText.dataset.sent = text;
   updateCounter();
@@ -303,11 +291,6 @@ $('#ask').addEventListener('submit', async (e) => {
     updateCounter();
   }
 });
-
-function errorText(err) {
-  const known = ['offline', 'not_connected', 'invalid', 'session_ended', 'rate_limited', 'conflict', 'forbidden', 'unavailable'];
-  return known.includes(err.code) ? t(`err.${err.code}`) : t('error.generic');
-}
 
 // ---- tabs and lists ----
 
@@ -367,24 +350,7 @@ function plainItem() {
 }
 
 function countedItem() {
-  const n = h('span', { class: 'n' });
-  const lead = h('div', { class: 'votes-static' }, n, h('span', { class: 'small' }));
-  const node = createQuestionNode({ lead });
-  node.refs.votes = n;
-  node.refs.votesLabel = lead.lastChild;
-  return node;
-}
-
-function fillList(list, items, create, update, emptyText) {
-  if (!items.length) {
-    if (list.dataset.empty !== emptyText) {
-      setChildren(list, emptyItem(emptyText));
-      list.dataset.empty = emptyText;
-    }
-    return;
-  }
-  list.dataset.empty = '';
-  renderList(list, items, (q) => q.id, create, update);
+  return createQuestionNode({ votes: true });
 }
 
 function renderAll() {
@@ -397,12 +363,7 @@ function renderAll() {
   }
   renderStage();
 
-  const now = store.answering();
-  show($('#now'), !!now);
-  if (now) {
-    setText($('#now-text'), now.text);
-    setText($('#now-meta'), (now.author || t('q.anonymous')) + ' · ' + t('vote.count', { n: now.votes }));
-  }
+  renderAnswering(store.answering());
 
   const ended = s && s.state === 'ended';
   show($('#ask'), !ended);
@@ -426,15 +387,16 @@ function renderAll() {
   setText($('#count-queue'), queue.length);
   setText($('#count-mine'), mine.length);
   setText($('#count-answered'), answered.length);
-  fillList($('#queue'), queue, queueItem, updateQueueItem, t('empty.queue'));
-  fillList($('#mine'), mine, plainItem, (node, q) => updateQuestionNode(node, q, { store, status: true }), t('empty.mine'));
-  fillList($('#answered'), answered, countedItem, (node, q) => {
-    updateQuestionNode(node, q, { store });
-    setText(node.refs.votes, q.votes);
-    setText(node.refs.votesLabel, t('vote.short', { n: q.votes }));
-  }, t('empty.answered'));
+  renderQuestions($('#queue'), queue, queueItem, updateQueueItem, t('empty.queue'));
+  renderQuestions($('#mine'), mine, plainItem, (node, q) => updateQuestionNode(node, q, { store, status: true }), t('empty.mine'));
+  renderQuestions($('#answered'), answered, countedItem, (node, q) => updateQuestionNode(node, q, { store }), t('empty.answered'));
 }
 
+// The limits set the ask counter and the name's maxlength; without them the server's reply decides.
+loadLimits().then(() => {
+  applyMaxLength($('#join-name'), 'name_chars');
+  updateCounter();
+});
 boot();
 // Keep "in 3 minutes" and the like fresh.
 setInterval(() => { if (store.session && store.session.state === 'scheduled') renderStage(); }, 30000);

@@ -1,10 +1,18 @@
 // The question card every page shows; pages add their own buttons in `node.refs.actions`.
-import { h, setText, show, setChildren } from './dom.js';
+import { $, h, setText, show, setChildren, renderList } from './dom.js';
 import { t, formatTime, currentLang } from './i18n.js';
 
-/** A new, empty card. `lead` is an optional element shown left of the text (a vote button). */
-export function createQuestionNode({ lead = null, actions = false } = {}) {
+/**
+ * A new, empty card. `lead` is an optional element shown left of the text (a vote button);
+ * `votes` puts a read-only vote count there instead; `actions` adds a row for the page's buttons.
+ */
+export function createQuestionNode({ lead = null, votes = false, actions = false } = {}) {
   const refs = {};
+  if (votes) {
+    refs.votes = h('span', { class: 'n' });
+    refs.votesLabel = h('span', { class: 'small' });
+    lead = h('div', { class: 'votes-static' }, refs.votes, refs.votesLabel);
+  }
   refs.text = h('div', { class: 'text' });
   refs.meta = h('div', { class: 'meta' });
   refs.merged = h('div', { class: 'small muted', hidden: true });
@@ -23,6 +31,10 @@ export function createQuestionNode({ lead = null, actions = false } = {}) {
  */
 export function updateQuestionNode(node, q, { store = null, status = false, mine = false } = {}) {
   const { refs } = node;
+  if (refs.votes) {
+    setText(refs.votes, q.votes);
+    setText(refs.votesLabel, t('vote.short', { n: q.votes }));
+  }
   // Vote counts change several times a second; skip the card when nothing it shows changed.
   const target = q.status === 'merged' && store ? store.questions.get(q.merged_into) : null;
   const sig = [q.id, q.text, q.status, q.pinned, q.edited, q.author, q.asked_at, q.answer, q.reason, q.merged_into,
@@ -64,4 +76,28 @@ export function updateQuestionNode(node, q, { store = null, status = false, mine
 /** An empty-state line inside a list. */
 export function emptyItem(text) {
   return h('li', { class: 'state empty' }, h('div', { class: 'icon', 'aria-hidden': 'true', text: '○' }), h('div', { text }));
+}
+
+/**
+ * Show `items` in `list` with `renderList` (keyed by question id), or `emptyText` when there are
+ * none; the empty line is left in place while it says the same.
+ */
+export function renderQuestions(list, items, create, update, emptyText) {
+  if (!items.length) {
+    if (list.dataset.empty !== emptyText) {
+      setChildren(list, emptyItem(emptyText));
+      list.dataset.empty = emptyText;
+    }
+    return;
+  }
+  list.dataset.empty = '';
+  renderList(list, items, (q) => q.id, create, update);
+}
+
+/** The "answering now" card (`#now`): shown with the question being answered, if any. */
+export function renderAnswering(q) {
+  show($('#now'), !!q);
+  if (!q) return;
+  setText($('#now-text'), q.text);
+  setText($('#now-meta'), `${q.author || t('q.anonymous')} · ${t('vote.count', { n: q.votes })}`);
 }

@@ -1,5 +1,5 @@
 // The page chrome every page shares: language switch, connection indicator, offline banner.
-import { $, h, setText, show } from './dom.js';
+import { $, h, setText, show, setChildren, stateBlock } from './dom.js';
 import { t, translatePage, setLang, otherLang } from './i18n.js';
 
 const LANG_NAMES = { en: 'English', zh: '中文' };
@@ -78,6 +78,30 @@ function connectionIndicator() {
     onRetry(fn) {
       retry = fn;
     },
+  };
+}
+
+/**
+ * The whole-page state of a page that cannot work (no such session, a bad link), in `#fatal`.
+ * `action(kind)` may return a button for it. Pages show and hide `#fatal` themselves.
+ */
+export function fatalScreen({ action } = {}) {
+  let current = null; // { kind, title, detail } (i18n keys)
+  function paint() {
+    if (!current) return;
+    const { kind, title, detail } = current;
+    setChildren($('#fatal'), h('div', { class: 'card' },
+      stateBlock(kind, t(title), detail ? t(detail) : '', action ? action(kind) : null)));
+  }
+  return {
+    /** Remember and paint the failure (`kind` as for `stateBlock`). */
+    set(kind, title, detail) {
+      current = { kind, title, detail };
+      paint();
+    },
+    clear() { current = null; },
+    /** Paint again (after a language switch). */
+    paint,
   };
 }
 
