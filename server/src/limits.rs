@@ -7,7 +7,7 @@
 use axum::Json;
 use axum::http::header;
 use axum::response::IntoResponse;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::{
     MAX_ANSWER_CHARS, MAX_EXPERT_CHARS, MAX_NAME_CHARS, MAX_QUESTION_CHARS, MAX_REASON_CHARS,
@@ -15,7 +15,7 @@ use crate::model::{
 };
 
 /// Longest accepted texts, in Unicode characters after trimming (a Chinese character is one).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TextLimits {
     /// A patient's question, and a moderator's edit of it.
     pub question_chars: usize,
