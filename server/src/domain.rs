@@ -694,10 +694,7 @@ fn conflict(q: &Question, action: &str) -> Refusal {
     Refusal::Conflict(format!(
         "cannot {action} question {} while it is {}",
         q.id,
-        serde_json::to_value(q.status)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default()
+        q.status.name()
     ))
 }
 

@@ -131,6 +131,27 @@ pub enum QuestionStatus {
 }
 
 impl QuestionStatus {
+    pub const ALL: [QuestionStatus; 6] = [
+        QuestionStatus::Pending,
+        QuestionStatus::Approved,
+        QuestionStatus::Answering,
+        QuestionStatus::Answered,
+        QuestionStatus::Rejected,
+        QuestionStatus::Merged,
+    ];
+
+    /// The wire name (as serde writes it), for messages and metric labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            QuestionStatus::Pending => "pending",
+            QuestionStatus::Approved => "approved",
+            QuestionStatus::Answering => "answering",
+            QuestionStatus::Answered => "answered",
+            QuestionStatus::Rejected => "rejected",
+            QuestionStatus::Merged => "merged",
+        }
+    }
+
     /// Votes are taken only on questions in the public queue.
     pub fn takes_votes(self) -> bool {
         matches!(self, QuestionStatus::Approved | QuestionStatus::Answering)

@@ -407,7 +407,7 @@ impl Connection {
                 let (question, voted, session) = match ack.reply {
                     Reply::Question(q) => {
                         if !is_ask {
-                            m::questions(status_name(q.status)).increment(1);
+                            m::questions(q.status.name()).increment(1);
                         }
                         (Some(q), None, None)
                     }
@@ -474,18 +474,6 @@ fn written(
             m::slow_disconnects().increment(1);
             Err(CloseCode::TooSlow)
         }
-    }
-}
-
-fn status_name(status: crate::model::QuestionStatus) -> &'static str {
-    use crate::model::QuestionStatus::*;
-    match status {
-        Pending => "pending",
-        Approved => "approved",
-        Answering => "answering",
-        Answered => "answered",
-        Rejected => "rejected",
-        Merged => "merged",
     }
 }
 
