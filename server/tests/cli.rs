@@ -4,7 +4,11 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use anyhow::Context;
+use oncolive_server::model::{Moderation, NewSession, SessionId, SessionState};
+use oncolive_testkit::ApiClient;
+use serde_json::Value;
+use time::macros::datetime;
 
 const BIN: &str = env!("CARGO_BIN_EXE_oncolive");
 
@@ -20,7 +24,8 @@ fn token(data: &std::path::Path, args: &[&str]) -> std::process::Output {
 }
 
 #[tokio::test]
-async fn tokens_printed_by_the_cli_work_against_the_server_on_the_same_machine() {
+async fn tokens_printed_by_the_cli_work_against_the_server_on_the_same_machine()
+-> anyhow::Result<()> {
     let data = tempfile::tempdir().unwrap();
     let admin = token(data.path(), &["--role", "admin"]);
     assert!(admin.status.success());
@@ -51,7 +56,10 @@ async fn tokens_printed_by_the_cli_work_against_the_server_on_the_same_machine()
     }
     let info: Value = serde_json::from_slice(&std::fs::read(&ready).unwrap()).unwrap();
     let url = info["url"].as_str().unwrap().to_owned();
-    let demo = info["demo"]["session"]["id"].as_str().unwrap().to_owned();
+    let demo: SessionId = info["demo"]["session"]["id"]
+        .as_str()
+        .context("the demo session's id")?
+        .parse()?;
     assert!(
         info["demo"]["links"]["moderator"]
             .as_str()
@@ -59,30 +67,25 @@ async fn tokens_printed_by_the_cli_work_against_the_server_on_the_same_machine()
             .contains("#token=")
     );
 
-    let http = reqwest::Client::new();
-    let created = http
-        .post(format!("{url}/api/sessions"))
-        .bearer_auth(&admin)
-        .json(&json!({"title": "Breast self-exam", "expert_name": "Dr. Liu", "scheduled_start": "2026-12-02T09:00:00Z"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201, "the CLI's admin token is accepted");
+    let api = ApiClient::new(url, admin);
+    api.create(&NewSession {
+        title: "Breast self-exam".into(),
+        topic: String::new(),
+        expert_name: "Dr. Liu".into(),
+        scheduled_start: datetime!(2026-12-02 09:00 UTC),
+        moderation: Moderation::default(),
+    })
+    .await
+    .context("the CLI's admin token is accepted")?;
 
-    let expert = token(data.path(), &["--role", "expert", "--session", &demo]);
-    let expert = String::from_utf8(expert.stdout).unwrap().trim().to_owned();
-    let live = http
-        .post(format!("{url}/api/sessions/{demo}/state"))
-        .bearer_auth(&expert)
-        .json(&json!({"state": "live"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        live.status(),
-        200,
-        "the CLI's expert token acts in its session"
+    let expert = token(
+        data.path(),
+        &["--role", "expert", "--session", &demo.to_string()],
     );
+    let expert = String::from_utf8(expert.stdout)?.trim().to_owned();
+    api.set_state(demo, &expert, SessionState::Live)
+        .await
+        .context("the CLI's expert token acts in its session")?;
 
     // SIGTERM: a clean exit.
     let pid = server.id().to_string();
@@ -105,4 +108,5 @@ async fn tokens_printed_by_the_cli_work_against_the_server_on_the_same_machine()
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.success(), "exit status {status}");
+    Ok(())
 }
