@@ -203,8 +203,7 @@ async fn merging_moves_votes_and_pinning_reorders_the_queue() -> anyhow::Result<
     let (mut moderator, _) = app.connect(s.id, &s.moderator).await?;
     let mut patients = Vec::new();
     for _ in 0..3 {
-        let token = app.patient(s.id).await?;
-        patients.push(app.connect(s.id, &token).await?.0);
+        patients.push(app.connect_patient(s.id).await?.0);
     }
     let a = patients[0].ask("Does smoking cause lung cancer?").await?.id;
     let b = patients[1]
@@ -234,7 +233,7 @@ async fn merging_moves_votes_and_pinning_reorders_the_queue() -> anyhow::Result<
             pinned: true,
         })
         .await?;
-    let (_, snap) = app.connect(s.id, &app.patient(s.id).await?).await?;
+    let (_, snap) = app.connect_patient(s.id).await?;
     let order: Vec<QuestionId> = snap
         .questions
         .iter()
@@ -378,8 +377,7 @@ async fn every_role_does_only_its_own_work() -> anyhow::Result<()> {
 async fn bad_input_gets_a_clear_error_and_the_socket_stays_usable() -> anyhow::Result<()> {
     let app = spawn_app().await?;
     let s = app.create_session(Moderation::Pre).await?;
-    let token = app.patient(s.id).await?;
-    let (mut c, _) = app.connect(s.id, &token).await?;
+    let (mut c, _) = app.connect_patient(s.id).await?;
 
     let ask = |req: &str, text: String| frame(&ClientMsg::command(req, Command::Ask { text }));
     let cases: Vec<(Message, ErrorCode, Option<&str>)> = vec![
@@ -437,8 +435,7 @@ async fn bad_input_gets_a_clear_error_and_the_socket_stays_usable() -> anyhow::R
 async fn a_frame_over_one_mebibyte_closes_with_1009() -> anyhow::Result<()> {
     let app = spawn_app().await?;
     let s = app.create_session(Moderation::Pre).await?;
-    let token = app.patient(s.id).await?;
-    let (mut c, _) = app.connect(s.id, &token).await?;
+    let (mut c, _) = app.connect_patient(s.id).await?;
     c.send_raw(Message::Text("z".repeat(1_100_000).into()))
         .await?;
     assert_eq!(c.closed().await?, close_code(CloseCode::TooBig));
@@ -495,14 +492,12 @@ async fn a_client_that_reconnects_mid_burst_gets_each_missed_event_once_in_order
     let app = spawn_app().await?;
     let s = app.create_session(Moderation::Pre).await?;
     let (mut moderator, _) = app.connect(s.id, &s.moderator).await?;
-    let asker = app.patient(s.id).await?;
-    let (mut asker_ws, _) = app.connect(s.id, &asker).await?;
+    let (mut asker_ws, _) = app.connect_patient(s.id).await?;
     // Many patients asking: a handful of questions each, within the per-patient limit.
     let mut ids = Vec::new();
     for i in 0..60 {
         if i % 5 == 0 && i > 0 {
-            let t = app.patient(s.id).await?;
-            asker_ws = app.connect(s.id, &t).await?.0;
+            asker_ws = app.connect_patient(s.id).await?.0;
         }
         ids.push(asker_ws.ask(format!("question number {i}")).await?.id);
     }
@@ -586,8 +581,7 @@ async fn a_client_too_far_behind_gets_a_snapshot() -> anyhow::Result<()> {
 async fn a_stalled_client_is_dropped_while_the_others_carry_on() -> anyhow::Result<()> {
     let app = spawn_suite_app(with_limits(|l| l.socket_queue = 256)).await?;
     let s = app.create_session(Moderation::Post).await?;
-    let p = app.patient(s.id).await?;
-    let (mut asker, _) = app.connect(s.id, &p).await?;
+    let (mut asker, _) = app.connect_patient(s.id).await?;
     let id = asker.ask("Screening intervals?").await?.id;
 
     // A client with a tiny receive buffer that never reads.
@@ -604,8 +598,7 @@ async fn a_stalled_client_is_dropped_while_the_others_carry_on() -> anyhow::Resu
     .await?;
     let mut stalled = HubClient::from_socket(stalled);
 
-    let healthy_token = app.patient(s.id).await?;
-    let (mut healthy, _) = app.connect(s.id, &healthy_token).await?;
+    let (mut healthy, _) = app.connect_patient(s.id).await?;
     let (mut m, _) = app.connect(s.id, &s.moderator).await?;
     // The healthy client reads everything, checking each edit arrives once and in order.
     let reader = tokio::spawn(async move {
@@ -678,8 +671,7 @@ async fn everyone_sees_the_viewer_count() -> anyhow::Result<()> {
     let s = app.create_session(Moderation::Pre).await?;
     let mut clients = Vec::new();
     for _ in 0..3 {
-        let t = app.patient(s.id).await?;
-        clients.push(app.connect(s.id, &t).await?.0);
+        clients.push(app.connect_patient(s.id).await?.0);
     }
     let viewers = |n: u64| {
         move |m: &ServerMsg| {
@@ -698,8 +690,7 @@ async fn everyone_sees_the_viewer_count() -> anyhow::Result<()> {
 async fn shutdown_closes_sockets_with_1001() -> anyhow::Result<()> {
     let mut app = spawn_app().await?;
     let s = app.create_session(Moderation::Pre).await?;
-    let t = app.patient(s.id).await?;
-    let (mut c, _) = app.connect(s.id, &t).await?;
+    let (mut c, _) = app.connect_patient(s.id).await?;
     let closing = tokio::spawn(async move { c.closed().await });
     app.shutdown().await?;
     assert_eq!(closing.await??, close_code(CloseCode::GoingAway));
@@ -777,8 +768,7 @@ async fn a_client_that_never_answers_pings_is_closed_with_4009() -> anyhow::Resu
     })
     .await?;
     let s = app.create_session(Moderation::Pre).await?;
-    let t = app.patient(s.id).await?;
-    let (mut c, _) = app.connect(s.id, &t).await?;
+    let (mut c, _) = app.connect_patient(s.id).await?;
     // Not reading means not answering pings; after 2.4 intervals the server gives up.
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(c.closed().await?, close_code(CloseCode::Idle));

@@ -153,8 +153,7 @@ impl ApiClient {
         token: Option<&str>,
         body: &(impl Serialize + ?Sized),
     ) -> anyhow::Result<Response> {
-        let req = self.request(Method::POST, path, token).json(body);
-        req.send().await.with_context(|| format!("POST {path}"))
+        self.send_json(Method::POST, path, token, body).await
     }
 
     /// PATCHes `path` with `body` as JSON, with a bearer token if given.
@@ -164,8 +163,19 @@ impl ApiClient {
         token: Option<&str>,
         body: &(impl Serialize + ?Sized),
     ) -> anyhow::Result<Response> {
-        let req = self.request(Method::PATCH, path, token).json(body);
-        req.send().await.with_context(|| format!("PATCH {path}"))
+        self.send_json(Method::PATCH, path, token, body).await
+    }
+
+    async fn send_json(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: &(impl Serialize + ?Sized),
+    ) -> anyhow::Result<Response> {
+        let what = format!("{method} {path}");
+        let req = self.request(method, path, token).json(body);
+        req.send().await.context(what)
     }
 
     /// GETs `path`, with a bearer token if given.
@@ -186,6 +196,15 @@ impl ApiClient {
             Some(s) => format!("{base}/api/sessions/{session}/ws?token={token}&since={s}"),
             None => format!("{base}/api/sessions/{session}/ws?token={token}"),
         }
+    }
+
+    /// A new patient's socket: joins, connects and reads the snapshot, for a patient whose
+    /// token the test does not need.
+    pub async fn connect_patient(
+        &self,
+        session: SessionId,
+    ) -> anyhow::Result<(HubClient, Snapshot)> {
+        self.connect(session, &self.patient(session).await?).await
     }
 
     /// Opens the hub socket and reads its first message, which must be a snapshot.
