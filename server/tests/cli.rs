@@ -4,7 +4,11 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use anyhow::{Context, bail, ensure};
+use oncolive_server::model::{Moderation, NewSession, SessionId, SessionState};
+use oncolive_testkit::ApiClient;
+use serde_json::Value;
+use time::macros::datetime;
 
 const BIN: &str = env!("CARGO_BIN_EXE_oncolive");
 
@@ -20,7 +24,8 @@ fn token(data: &std::path::Path, args: &[&str]) -> std::process::Output {
 }
 
 #[tokio::test]
-async fn tokens_printed_by_the_cli_work_against_the_server_on_the_same_machine() {
+async fn tokens_printed_by_the_cli_work_against_the_server_on_the_same_machine()
+-> anyhow::Result<()> {
     let data = tempfile::tempdir().unwrap();
     let admin = token(data.path(), &["--role", "admin"]);
     assert!(admin.status.success());
@@ -41,48 +46,8 @@ async fn tokens_printed_by_the_cli_work_against_the_server_on_the_same_machine()
         .stderr(Stdio::null())
         .spawn()
         .expect("server starts");
-    let started = Instant::now();
-    while !ready.exists() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "server never became ready"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let info: Value = serde_json::from_slice(&std::fs::read(&ready).unwrap()).unwrap();
-    let url = info["url"].as_str().unwrap().to_owned();
-    let demo = info["demo"]["session"]["id"].as_str().unwrap().to_owned();
-    assert!(
-        info["demo"]["links"]["moderator"]
-            .as_str()
-            .unwrap()
-            .contains("#token=")
-    );
-
-    let http = reqwest::Client::new();
-    let created = http
-        .post(format!("{url}/api/sessions"))
-        .bearer_auth(&admin)
-        .json(&json!({"title": "Breast self-exam", "expert_name": "Dr. Liu", "scheduled_start": "2026-12-02T09:00:00Z"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201, "the CLI's admin token is accepted");
-
-    let expert = token(data.path(), &["--role", "expert", "--session", &demo]);
-    let expert = String::from_utf8(expert.stdout).unwrap().trim().to_owned();
-    let live = http
-        .post(format!("{url}/api/sessions/{demo}/state"))
-        .bearer_auth(&expert)
-        .json(&json!({"state": "live"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        live.status(),
-        200,
-        "the CLI's expert token acts in its session"
-    );
+    // Whatever it finds, the server is stopped below.
+    let used = use_the_demo_server(&ready, data.path(), admin).await;
 
     // SIGTERM: a clean exit.
     let pid = server.id().to_string();
@@ -104,5 +69,55 @@ async fn tokens_printed_by_the_cli_work_against_the_server_on_the_same_machine()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    used?;
     assert!(status.success(), "exit status {status}");
+    Ok(())
+}
+
+/// Waits for the server's ready file, then acts with the CLI's admin token and an expert token
+/// the CLI prints for the demo session.
+async fn use_the_demo_server(
+    ready: &std::path::Path,
+    data: &std::path::Path,
+    admin: String,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while !ready.exists() {
+        if started.elapsed() > Duration::from_secs(30) {
+            bail!("server never became ready");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let info: Value = serde_json::from_slice(&std::fs::read(ready)?)?;
+    let url = info["url"].as_str().context("the server's url")?.to_owned();
+    let demo: SessionId = info["demo"]["session"]["id"]
+        .as_str()
+        .context("the demo session's id")?
+        .parse()?;
+    ensure!(
+        info["demo"]["links"]["moderator"]
+            .as_str()
+            .context("the demo's moderator link")?
+            .contains("#token="),
+        "the demo's moderator link carries a token"
+    );
+
+    let api = ApiClient::new(url, admin);
+    api.create(&NewSession {
+        title: "Breast self-exam".into(),
+        topic: String::new(),
+        expert_name: "Dr. Liu".into(),
+        scheduled_start: datetime!(2026-12-02 09:00 UTC),
+        moderation: Moderation::default(),
+    })
+    .await
+    .context("the CLI's admin token is accepted")?;
+
+    let expert = token(data, &["--role", "expert", "--session", &demo.to_string()]);
+    let expert = String::from_utf8(expert.stdout)?.trim().to_owned();
+    api.set_state(demo, &expert, SessionState::Live)
+        .await
+        .context("the CLI's expert token acts in its session")?;
+
+    Ok(())
 }

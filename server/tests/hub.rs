@@ -1,510 +1,508 @@
 //! The Q&A hub's behaviour, over real sockets. The same tests run against the in-memory broker
 //! and, with `ONCOLIVE_TEST_BROKER=redis`, against Redis.
 
-mod common;
-
 use std::collections::HashMap;
+use std::time::Duration;
 
-use common::{Client, spawn_app, spawn_app_with};
-use serde_json::{Value, json};
+use anyhow::{Context, bail};
+use oncolive_server::api_types::{JoinRequest, StateRequest};
+use oncolive_server::config::{Config, Limits};
+use oncolive_server::domain::{Command, SessionChanges};
+use oncolive_server::model::{Moderation, QuestionId, QuestionStatus, Role, SessionState};
+use oncolive_server::protocol::{ClientMsg, CloseCode, ErrorCode, ServerMsg, VideoState};
+use oncolive_testkit::api::refused;
+use oncolive_testkit::hub::{HubClient, SocketOptions, connect_socket, frame};
+use oncolive_testkit::{TestApp, spawn_suite_app};
+use reqwest::StatusCode;
+use serde_json::json;
+use time::macros::datetime;
 use tokio_tungstenite::tungstenite::Message;
 
-fn question_id(ack: &Value) -> u64 {
-    ack["question"]["id"].as_u64().expect("question id in ack")
+async fn spawn_app() -> anyhow::Result<TestApp> {
+    spawn_suite_app(Config::for_tests()).await
+}
+
+/// `Config::for_tests()` with some of its limits changed.
+fn with_limits(limits: impl FnOnce(&mut Limits)) -> Config {
+    let mut config = Config::for_tests();
+    limits(&mut config.limits);
+    config
+}
+
+fn close_code(code: CloseCode) -> Option<u16> {
+    Some(code as u16)
 }
 
 #[tokio::test]
-async fn a_question_goes_from_patient_to_moderator_to_everyone_to_the_expert() {
-    let app = spawn_app().await;
-    let s = app.create_session("pre").await;
-    let (mut moderator, _) = app.connect(&s.id, &s.moderator).await;
-    let (mut expert, _) = app.connect(&s.id, &s.expert).await;
-    let alice = app.join(&s.id, Some("Alice")).await;
-    let bob = app.join(&s.id, None).await;
-    let (mut alice_ws, snap) = app.connect(&s.id, &alice).await;
-    assert_eq!(snap["video"], "waiting", "nobody publishes yet");
-    assert_eq!(snap["you"]["role"], "patient");
-    assert_eq!(snap["you"]["name"], "Alice");
-    let (mut bob_ws, _) = app.connect(&s.id, &bob).await;
+async fn a_question_goes_from_patient_to_moderator_to_everyone_to_the_expert() -> anyhow::Result<()>
+{
+    let app = spawn_app().await?;
+    let s = app.create_session(Moderation::Pre).await?;
+    let (mut moderator, _) = app.connect(s.id, &s.moderator).await?;
+    let (mut expert, _) = app.connect(s.id, &s.expert).await?;
+    let alice = app.join(s.id, Some("Alice")).await?.token;
+    let bob = app.patient(s.id).await?;
+    let (mut alice_ws, snap) = app.connect(s.id, &alice).await?;
+    assert_eq!(snap.video, VideoState::Waiting, "nobody publishes yet");
+    assert_eq!(snap.you.role, Role::Patient);
+    assert_eq!(snap.you.name.as_deref(), Some("Alice"));
+    let (mut bob_ws, _) = app.connect(s.id, &bob).await?;
 
     // The expert goes live; everyone sees it.
     expert
-        .ok(json!({"type": "set_state", "state": "live"}))
-        .await;
+        .ok(Command::SetState {
+            state: SessionState::Live,
+        })
+        .await?;
     for c in [&mut moderator, &mut alice_ws, &mut bob_ws] {
-        let ev = c.recv_until("session", |_| true).await;
-        assert_eq!(ev["session"]["state"], "live");
+        let ev = c.recv_session(|_| true).await?;
+        assert_eq!(ev.state, SessionState::Live);
     }
 
     // Alice asks; only she and staff see the pending question.
-    let ack = alice_ws
-        .ok(json!({"type": "ask", "text": "  Should I get a colonoscopy at 45? My number is 555-1234  "}))
-        .await;
-    assert_eq!(ack["question"]["status"], "pending");
+    let asked = alice_ws
+        .ask("  Should I get a colonoscopy at 45? My number is 555-1234  ")
+        .await?;
+    assert_eq!(asked.status, QuestionStatus::Pending);
     assert_eq!(
-        ack["question"]["text"],
+        asked.text,
         "Should I get a colonoscopy at 45? My number is 555-1234"
     );
-    let first = question_id(&ack);
-    let seen = moderator
-        .recv_until("question", |m| m["question"]["id"] == first)
-        .await;
-    assert_eq!(seen["question"]["status"], "pending");
-    assert_eq!(seen["question"]["author"], "Alice");
+    let first = asked.id;
+    let seen = moderator.recv_question(|q| q.id == first).await?;
+    assert_eq!(seen.status, QuestionStatus::Pending);
+    assert_eq!(seen.author.as_deref(), Some("Alice"));
 
-    let second = question_id(
-        &alice_ws
-            .ok(json!({"type": "ask", "text": "Buy cheap pills here"}))
-            .await,
-    );
-    moderator
-        .recv_until("question", |m| m["question"]["id"] == second)
-        .await;
+    let second = alice_ws.ask("Buy cheap pills here").await?.id;
+    moderator.recv_question(|q| q.id == second).await?;
 
     // The moderator edits out the phone number while approving, and rejects the spam.
     let approved = moderator
-        .ok(json!({"type": "approve", "question": first, "text": "Should I get a colonoscopy at 45?"}))
-        .await;
-    assert_eq!(approved["question"]["edited"], true);
+        .ok_question(Command::Approve {
+            question: first,
+            text: Some("Should I get a colonoscopy at 45?".into()),
+        })
+        .await?;
+    assert!(approved.edited);
     let rejected = moderator
-        .ok(json!({"type": "reject", "question": second, "reason": "Advertising"}))
-        .await;
-    assert_eq!(rejected["question"]["reason"], "Advertising");
+        .ok_question(Command::Reject {
+            question: second,
+            reason: "Advertising".into(),
+        })
+        .await?;
+    assert_eq!(rejected.reason.as_deref(), Some("Advertising"));
 
-    let public = bob_ws
-        .recv_until("question", |m| m["question"]["id"] == first)
-        .await;
-    assert_eq!(public["question"]["status"], "approved");
-    assert_eq!(
-        public["question"]["text"],
-        "Should I get a colonoscopy at 45?"
-    );
+    let public = bob_ws.recv_question(|q| q.id == first).await?;
+    assert_eq!(public.status, QuestionStatus::Approved);
+    assert_eq!(public.text, "Should I get a colonoscopy at 45?");
     assert!(
-        public["question"].get("author_id").is_none(),
+        public.author_id.is_none(),
         "public view hides the author id"
     );
     let mine = alice_ws
-        .recv_until("question", |m| {
-            m["question"]["id"] == second && m["question"]["status"] == "rejected"
-        })
-        .await;
-    assert_eq!(mine["question"]["status"], "rejected");
-    assert_eq!(mine["question"]["reason"], "Advertising");
+        .recv_question(|q| q.id == second && q.status == QuestionStatus::Rejected)
+        .await?;
+    assert_eq!(mine.status, QuestionStatus::Rejected);
+    assert_eq!(mine.reason.as_deref(), Some("Advertising"));
 
     // Bob votes (twice: counted once); the coalesced count reaches Alice.
-    let v = bob_ws.ok(json!({"type": "vote", "question": first})).await;
-    assert_eq!(v["voted"], true);
-    bob_ws.ok(json!({"type": "vote", "question": first})).await;
+    let v = bob_ws.ok(Command::Vote { question: first }).await?;
+    assert_eq!(v.voted, Some(true));
+    bob_ws.ok(Command::Vote { question: first }).await?;
     let votes = alice_ws
-        .recv_until("votes", |m| {
-            m["votes"]
-                .as_array()
-                .is_some_and(|v| v.iter().any(|c| c["id"] == first))
-        })
-        .await;
-    assert_eq!(votes["votes"][0]["votes"], 1);
+        .recv_votes(|v| v.iter().any(|c| c.id == first))
+        .await?;
+    assert_eq!(votes[0].votes, 1);
 
     // The expert answers.
-    expert
-        .ok(json!({"type": "answering", "question": first}))
-        .await;
+    expert.ok(Command::Answering { question: first }).await?;
     let now = bob_ws
-        .recv_until("question", |m| m["question"]["status"] == "answering")
-        .await;
-    assert_eq!(now["question"]["id"], first);
+        .recv_question(|q| q.status == QuestionStatus::Answering)
+        .await?;
+    assert_eq!(now.id, first);
     expert
-        .ok(json!({"type": "answered", "question": first, "answer": "From 45, yes: talk to your doctor."}))
-        .await;
+        .ok(Command::Answered {
+            question: first,
+            answer: Some("From 45, yes: talk to your doctor.".into()),
+        })
+        .await?;
     let done = alice_ws
-        .recv_until("question", |m| m["question"]["status"] == "answered")
-        .await;
+        .recv_question(|q| q.status == QuestionStatus::Answered)
+        .await?;
     assert_eq!(
-        done["question"]["answer"],
-        "From 45, yes: talk to your doctor."
+        done.answer.as_deref(),
+        Some("From 45, yes: talk to your doctor.")
     );
-    assert!(done["question"]["answered_at"].is_string());
+    assert!(done.answered_at.is_some());
 
     // Bob never saw the rejected question: a fresh snapshot shows only the public one.
-    let (_, snap) = app.connect(&s.id, &bob).await;
-    let ids: Vec<u64> = snap["questions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|q| q["id"].as_u64().unwrap())
-        .collect();
+    let (_, snap) = app.connect(s.id, &bob).await?;
+    let ids: Vec<QuestionId> = snap.questions.iter().map(|q| q.id).collect();
     assert_eq!(ids, vec![first]);
-    assert_eq!(snap["my_votes"], json!([first]));
+    assert_eq!(snap.my_votes, vec![first]);
     // Alice's snapshot keeps her rejected question, with the reason.
-    let (_, snap) = app.connect(&s.id, &alice).await;
-    let rejected = snap["questions"]
-        .as_array()
-        .unwrap()
+    let (_, snap) = app.connect(s.id, &alice).await?;
+    let rejected = snap
+        .questions
         .iter()
-        .find(|q| q["id"] == second)
-        .expect("author sees her rejected question");
-    assert_eq!(rejected["reason"], "Advertising");
+        .find(|q| q.id == second)
+        .context("author sees her rejected question")?;
+    assert_eq!(rejected.reason.as_deref(), Some("Advertising"));
 
     // Ending the session: everyone sees it, nothing changes afterwards.
     expert
-        .ok(json!({"type": "set_state", "state": "ended"}))
-        .await;
+        .ok(Command::SetState {
+            state: SessionState::Ended,
+        })
+        .await?;
     let ended = bob_ws
-        .recv_until("session", |m| m["session"]["state"] == "ended")
-        .await;
-    assert!(ended["session"]["ended_at"].is_string());
+        .recv_session(|s| s.state == SessionState::Ended)
+        .await?;
+    assert!(ended.ended_at.is_some());
     let refused = alice_ws
-        .request(json!({"type": "ask", "text": "too late?"}))
-        .await;
-    assert_eq!(refused["code"], "session_ended");
+        .refused(Command::Ask {
+            text: "too late?".into(),
+        })
+        .await?;
+    assert_eq!(refused.code, ErrorCode::SessionEnded);
+    Ok(())
 }
 
 #[tokio::test]
-async fn post_moderated_questions_are_public_at_once_and_removal_reaches_everyone() {
-    let app = spawn_app().await;
-    let s = app.create_session("post").await;
-    let (mut moderator, _) = app.connect(&s.id, &s.moderator).await;
-    let p1 = app.join(&s.id, None).await;
-    let p2 = app.join(&s.id, None).await;
-    let (mut a, _) = app.connect(&s.id, &p1).await;
-    let (mut b, _) = app.connect(&s.id, &p2).await;
-    let id = question_id(
-        &a.ok(json!({"type": "ask", "text": "Is HPV vaccination useful after 26?"}))
-            .await,
-    );
-    let seen = b
-        .recv_until("question", |m| m["question"]["id"] == id)
-        .await;
-    assert_eq!(seen["question"]["status"], "approved");
+async fn post_moderated_questions_are_public_at_once_and_removal_reaches_everyone()
+-> anyhow::Result<()> {
+    let app = spawn_app().await?;
+    let s = app.create_session(Moderation::Post).await?;
+    let (mut moderator, _) = app.connect(s.id, &s.moderator).await?;
+    let p1 = app.patient(s.id).await?;
+    let p2 = app.patient(s.id).await?;
+    let (mut a, _) = app.connect(s.id, &p1).await?;
+    let (mut b, _) = app.connect(s.id, &p2).await?;
+    let id = a.ask("Is HPV vaccination useful after 26?").await?.id;
+    let seen = b.recv_question(|q| q.id == id).await?;
+    assert_eq!(seen.status, QuestionStatus::Approved);
     moderator
-        .ok(json!({"type": "reject", "question": id, "reason": "Duplicate"}))
-        .await;
-    let removed = b.recv_until("question_removed", |_| true).await;
-    assert_eq!(removed["id"], id);
+        .ok(Command::Reject {
+            question: id,
+            reason: "Duplicate".into(),
+        })
+        .await?;
+    let removed = b.recv_removed().await?;
+    assert_eq!(removed, id);
     let own = a
-        .recv_until("question", |m| m["question"]["status"] == "rejected")
-        .await;
-    assert_eq!(own["question"]["reason"], "Duplicate");
+        .recv_question(|q| q.status == QuestionStatus::Rejected)
+        .await?;
+    assert_eq!(own.reason.as_deref(), Some("Duplicate"));
+    Ok(())
 }
 
 #[tokio::test]
-async fn merging_moves_votes_and_pinning_reorders_the_queue() {
-    let app = spawn_app().await;
-    let s = app.create_session("post").await;
-    let (mut moderator, _) = app.connect(&s.id, &s.moderator).await;
+async fn merging_moves_votes_and_pinning_reorders_the_queue() -> anyhow::Result<()> {
+    let app = spawn_app().await?;
+    let s = app.create_session(Moderation::Post).await?;
+    let (mut moderator, _) = app.connect(s.id, &s.moderator).await?;
     let mut patients = Vec::new();
     for _ in 0..3 {
-        let token = app.join(&s.id, None).await;
-        patients.push(app.connect(&s.id, &token).await.0);
+        patients.push(app.connect_patient(s.id).await?.0);
     }
-    let a = question_id(
-        &patients[0]
-            .ok(json!({"type": "ask", "text": "Does smoking cause lung cancer?"}))
-            .await,
-    );
-    let b = question_id(
-        &patients[1]
-            .ok(json!({"type": "ask", "text": "Is smoking a cause of lung cancer?"}))
-            .await,
-    );
-    let c = question_id(
-        &patients[2]
-            .ok(json!({"type": "ask", "text": "What is a nodule?"}))
-            .await,
-    );
-    patients[0].ok(json!({"type": "vote", "question": a})).await;
-    patients[1].ok(json!({"type": "vote", "question": b})).await;
-    patients[2].ok(json!({"type": "vote", "question": b})).await;
-    patients[2].ok(json!({"type": "vote", "question": a})).await;
+    let a = patients[0].ask("Does smoking cause lung cancer?").await?.id;
+    let b = patients[1]
+        .ask("Is smoking a cause of lung cancer?")
+        .await?
+        .id;
+    let c = patients[2].ask("What is a nodule?").await?.id;
+    patients[0].ok(Command::Vote { question: a }).await?;
+    patients[1].ok(Command::Vote { question: b }).await?;
+    patients[2].ok(Command::Vote { question: b }).await?;
+    patients[2].ok(Command::Vote { question: a }).await?;
     let merged = moderator
-        .ok(json!({"type": "merge", "question": b, "into": a}))
-        .await;
-    assert_eq!(merged["question"]["status"], "merged");
-    assert_eq!(merged["question"]["merged_into"], a);
-    let target = patients[0]
-        .recv_until("question", |m| {
-            m["question"]["id"] == a && m["question"]["votes"] == 3
+        .ok_question(Command::Merge {
+            question: b,
+            into: a,
         })
-        .await;
-    assert_eq!(target["question"]["status"], "approved");
+        .await?;
+    assert_eq!(merged.status, QuestionStatus::Merged);
+    assert_eq!(merged.merged_into, Some(a));
+    let target = patients[0]
+        .recv_question(|q| q.id == a && q.votes == 3)
+        .await?;
+    assert_eq!(target.status, QuestionStatus::Approved);
     moderator
-        .ok(json!({"type": "pin", "question": c, "pinned": true}))
-        .await;
-    let (_, snap) = app.connect(&s.id, &app.join(&s.id, None).await).await;
-    let order: Vec<u64> = snap["questions"]
-        .as_array()
-        .unwrap()
+        .ok(Command::Pin {
+            question: c,
+            pinned: true,
+        })
+        .await?;
+    let (_, snap) = app.connect_patient(s.id).await?;
+    let order: Vec<QuestionId> = snap
+        .questions
         .iter()
-        .filter(|q| q["status"] == "approved")
-        .map(|q| q["id"].as_u64().unwrap())
+        .filter(|q| q.status == QuestionStatus::Approved)
+        .map(|q| q.id)
         .collect();
     assert_eq!(order, vec![c, a], "pinned first, then by votes");
     // Taking back a vote.
-    let unvote = patients[0]
-        .ok(json!({"type": "unvote", "question": a}))
-        .await;
-    assert_eq!(unvote["voted"], false);
+    let unvote = patients[0].ok(Command::Unvote { question: a }).await?;
+    assert_eq!(unvote.voted, Some(false));
     patients[1]
-        .recv_until("votes", |m| {
-            m["votes"]
-                .as_array()
-                .is_some_and(|v| v.iter().any(|x| x["id"] == a && x["votes"] == 2))
-        })
-        .await;
+        .recv_votes(|v| v.iter().any(|x| x.id == a && x.votes == 2))
+        .await?;
+    Ok(())
 }
 
 #[tokio::test]
-async fn every_role_does_only_its_own_work() {
-    let app = spawn_app().await;
-    let s = app.create_session("pre").await;
-    let other = app.create_session("pre").await;
-    let patient = app.join(&s.id, None).await;
-    let (mut p, _) = app.connect(&s.id, &patient).await;
-    let (mut m, _) = app.connect(&s.id, &s.moderator).await;
-    let (mut e, _) = app.connect(&s.id, &s.expert).await;
-    let id = question_id(&p.ok(json!({"type": "ask", "text": "q"})).await);
+async fn every_role_does_only_its_own_work() -> anyhow::Result<()> {
+    let app = spawn_app().await?;
+    let s = app.create_session(Moderation::Pre).await?;
+    let other = app.create_session(Moderation::Pre).await?;
+    let patient = app.patient(s.id).await?;
+    let (mut p, _) = app.connect(s.id, &patient).await?;
+    let (mut m, _) = app.connect(s.id, &s.moderator).await?;
+    let (mut e, _) = app.connect(s.id, &s.expert).await?;
+    let id = p.ask("q").await?.id;
 
-    for (who, msg) in [
-        ("p", json!({"type": "approve", "question": id})),
-        ("p", json!({"type": "set_state", "state": "live"})),
-        ("m", json!({"type": "ask", "text": "q"})),
-        ("m", json!({"type": "answering", "question": id})),
+    for (who, command) in [
+        (
+            "p",
+            Command::Approve {
+                question: id,
+                text: None,
+            },
+        ),
+        (
+            "p",
+            Command::SetState {
+                state: SessionState::Live,
+            },
+        ),
+        ("m", Command::Ask { text: "q".into() }),
+        ("m", Command::Answering { question: id }),
         (
             "e",
-            json!({"type": "reject", "question": id, "reason": "x"}),
+            Command::Reject {
+                question: id,
+                reason: "x".into(),
+            },
         ),
-        ("e", json!({"type": "vote", "question": id})),
+        ("e", Command::Vote { question: id }),
     ] {
         let client = match who {
             "p" => &mut p,
             "m" => &mut m,
             _ => &mut e,
         };
-        let reply = client.request(msg.clone()).await;
-        assert_eq!(reply["code"], "forbidden", "{msg} gave {reply}");
+        let sent = format!("{command:?}");
+        let reply = client.refused(command).await?;
+        assert_eq!(reply.code, ErrorCode::Forbidden, "{sent} gave {reply:?}");
     }
 
     // A token of one session is refused at another's socket and HTTP endpoints.
-    let url = app.ws_url(&other.id, &s.expert, None);
-    let err = tokio_tungstenite::connect_async(&url)
-        .await
-        .expect_err("refused");
-    assert!(err.to_string().contains("403"), "{err}");
+    let Err(err) = HubClient::connect(&app.ws_url(other.id, &s.expert, None)).await else {
+        bail!("a token of another session was accepted");
+    };
+    assert!(format!("{err:#}").contains("403"), "{err:#}");
+    let live = StateRequest {
+        state: SessionState::Live,
+    };
     let res = app
         .post(
             &format!("/api/sessions/{}/state", other.id),
             Some(&s.expert),
-            &json!({"state": "live"}),
+            &live,
         )
-        .await;
-    assert_eq!(res.status(), 403);
-    let body: Value = res.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "forbidden");
+        .await?;
+    let (status, body) = refused(res).await?;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body.error.code, ErrorCode::Forbidden);
 
     // No token, a bad token: 401 with a JSON body.
     for token in ["", "not-a-token"] {
-        let url = format!(
-            "{}/api/sessions/{}/ws?token={token}",
-            app.url.replacen("http", "ws", 1),
-            s.id
-        );
-        let err = tokio_tungstenite::connect_async(&url)
-            .await
-            .expect_err("refused");
-        assert!(err.to_string().contains("401"), "{err}");
+        let Err(err) = HubClient::connect(&app.ws_url(s.id, token, None)).await else {
+            bail!("the socket accepted token {token:?}");
+        };
+        assert!(format!("{err:#}").contains("401"), "{err:#}");
     }
-    let res = app.post("/api/sessions", None, &json!({})).await;
-    assert_eq!(res.status(), 401);
-    let body: Value = res.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "unauthorized");
+    // The body is not even read without a token.
+    let res = app.post("/api/sessions", None, &json!({})).await?;
+    let (status, body) = refused(res).await?;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body.error.code, ErrorCode::Unauthorized);
 
     // Only admins create sessions or read links; a moderator cannot change the state.
+    let new = oncolive_server::model::NewSession {
+        title: "x".into(),
+        topic: String::new(),
+        expert_name: "y".into(),
+        scheduled_start: datetime!(2026-12-01 00:00 UTC),
+        moderation: Moderation::default(),
+    };
     for token in [&s.expert, &s.moderator, &patient] {
-        let res = app.post("/api/sessions", Some(token), &json!({"title": "x", "expert_name": "y", "scheduled_start": "2026-12-01T00:00:00Z"})).await;
-        assert_eq!(res.status(), 403);
+        let res = app.post("/api/sessions", Some(token), &new).await?;
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
         let res = app
             .get(&format!("/api/sessions/{}/links", s.id), Some(token))
-            .await;
-        assert_eq!(res.status(), 403);
+            .await?;
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
     }
-    let res = app
-        .post(
-            &format!("/api/sessions/{}/state", s.id),
-            Some(&s.moderator),
-            &json!({"state": "live"}),
-        )
-        .await;
-    assert_eq!(res.status(), 403);
+    let state_path = format!("/api/sessions/{}/state", s.id);
+    let res = app.post(&state_path, Some(&s.moderator), &live).await?;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
     // The expert may, over HTTP too; going back is a conflict.
+    app.set_state(s.id, &s.expert, SessionState::Live).await?;
     let res = app
         .post(
-            &format!("/api/sessions/{}/state", s.id),
+            &state_path,
             Some(&s.expert),
-            &json!({"state": "live"}),
+            &StateRequest {
+                state: SessionState::Scheduled,
+            },
         )
-        .await;
-    assert_eq!(res.status(), 200);
-    let res = app
-        .post(
-            &format!("/api/sessions/{}/state", s.id),
-            Some(&s.expert),
-            &json!({"state": "scheduled"}),
-        )
-        .await;
-    assert_eq!(res.status(), 409, "a session never goes back to scheduled");
+        .await?;
+    assert_eq!(
+        res.status(),
+        StatusCode::CONFLICT,
+        "a session never goes back to scheduled"
+    );
     // An admin acts anywhere.
-    let (mut admin, _) = app.connect(&other.id, &app.admin).await;
+    let (mut admin, _) = app.connect(other.id, &app.admin).await?;
     admin
-        .ok(json!({"type": "set_state", "state": "live"}))
-        .await;
+        .ok(Command::SetState {
+            state: SessionState::Live,
+        })
+        .await?;
+    Ok(())
 }
 
 #[tokio::test]
-async fn bad_input_gets_a_clear_error_and_the_socket_stays_usable() {
-    let app = spawn_app().await;
-    let s = app.create_session("pre").await;
-    let token = app.join(&s.id, None).await;
-    let (mut c, _) = app.connect(&s.id, &token).await;
+async fn bad_input_gets_a_clear_error_and_the_socket_stays_usable() -> anyhow::Result<()> {
+    let app = spawn_app().await?;
+    let s = app.create_session(Moderation::Pre).await?;
+    let (mut c, _) = app.connect_patient(s.id).await?;
 
-    let cases: Vec<(Message, &str, Option<&str>)> = vec![
-        (Message::Text("{not json".into()), "bad_request", None),
+    let ask = |req: &str, text: String| frame(&ClientMsg::command(req, Command::Ask { text }));
+    let cases: Vec<(Message, ErrorCode, Option<&str>)> = vec![
+        (
+            Message::Text("{not json".into()),
+            ErrorCode::BadRequest,
+            None,
+        ),
         (
             Message::Text(r#"{"type":"fly","req":"a1"}"#.into()),
-            "bad_request",
+            ErrorCode::BadRequest,
             Some("a1"),
         ),
         (
             Message::Text(r#"{"type":"vote","req":"a2","question":"seven"}"#.into()),
-            "bad_request",
+            ErrorCode::BadRequest,
             Some("a2"),
         ),
-        (Message::Text(r#"[1,2,3]"#.into()), "bad_request", None),
-        (Message::Binary(vec![1, 2, 3].into()), "bad_request", None),
         (
-            Message::Text(
-                json!({"type": "ask", "req": "a3", "text": "x".repeat(501)})
-                    .to_string()
-                    .into(),
-            ),
-            "invalid",
-            Some("a3"),
+            Message::Text(r#"[1,2,3]"#.into()),
+            ErrorCode::BadRequest,
+            None,
         ),
         (
-            Message::Text(
-                json!({"type": "ask", "req": "a4", "text": "   "})
-                    .to_string()
-                    .into(),
-            ),
-            "invalid",
-            Some("a4"),
+            Message::Binary(vec![1, 2, 3].into()),
+            ErrorCode::BadRequest,
+            None,
         ),
+        (ask("a3", "x".repeat(501))?, ErrorCode::Invalid, Some("a3")),
+        (ask("a4", "   ".into())?, ErrorCode::Invalid, Some("a4")),
         (
-            Message::Text(
-                json!({"type": "ask", "req": "a5", "text": "y".repeat(70_000)})
-                    .to_string()
-                    .into(),
-            ),
-            "too_large",
+            ask("a5", "y".repeat(70_000))?,
+            ErrorCode::TooLarge,
             Some("a5"),
         ),
         (
-            Message::Text(
-                json!({"type": "vote", "req": "a6", "question": 999})
-                    .to_string()
-                    .into(),
-            ),
-            "not_found",
+            frame(&ClientMsg::command("a6", Command::Vote { question: 999 }))?,
+            ErrorCode::NotFound,
             Some("a6"),
         ),
     ];
     for (msg, code, req) in cases {
-        c.send_raw(msg).await;
-        let reply = c.recv_until("error", |_| true).await;
-        assert_eq!(reply["type"], "error", "{reply}");
-        assert_eq!(reply["code"], code, "{reply}");
-        match req {
-            Some(r) => assert_eq!(reply["req"], r),
-            None => assert!(reply["req"].is_null()),
-        }
-        let pong = c.request(json!({"type": "ping"})).await;
-        assert_eq!(pong["type"], "pong", "socket still usable");
+        c.send_raw(msg).await?;
+        let reply = c.recv_error().await?;
+        assert_eq!(reply.code, code, "{reply:?}");
+        assert_eq!(reply.req.as_deref(), req, "{reply:?}");
+        c.ping().await.context("socket still usable")?;
     }
     // 500 Chinese characters are allowed: the limit counts characters, not bytes.
-    c.ok(json!({"type": "ask", "text": "癌".repeat(500)})).await;
+    c.ask("癌".repeat(500)).await?;
+    Ok(())
 }
 
 #[tokio::test]
-async fn a_frame_over_one_mebibyte_closes_with_1009() {
-    let app = spawn_app().await;
-    let s = app.create_session("pre").await;
-    let token = app.join(&s.id, None).await;
-    let (mut c, _) = app.connect(&s.id, &token).await;
+async fn a_frame_over_one_mebibyte_closes_with_1009() -> anyhow::Result<()> {
+    let app = spawn_app().await?;
+    let s = app.create_session(Moderation::Pre).await?;
+    let (mut c, _) = app.connect_patient(s.id).await?;
     c.send_raw(Message::Text("z".repeat(1_100_000).into()))
-        .await;
-    assert_eq!(c.closed().await, Some(1009));
+        .await?;
+    assert_eq!(c.closed().await?, close_code(CloseCode::TooBig));
+    Ok(())
 }
 
 #[tokio::test]
-async fn a_flood_closes_the_socket_with_4008_and_questions_are_rate_limited() {
-    let app = spawn_app_with(&["--messages-per-second", "5", "--asks-per-minute", "3"]).await;
-    let s = app.create_session("pre").await;
-    let token = app.join(&s.id, None).await;
-    let (mut c, _) = app.connect(&s.id, &token).await;
+async fn a_flood_closes_the_socket_with_4008_and_questions_are_rate_limited() -> anyhow::Result<()>
+{
+    let app = spawn_suite_app(with_limits(|l| {
+        l.messages_per_second = 5;
+        l.asks_per_minute = 3;
+    }))
+    .await?;
+    let s = app.create_session(Moderation::Pre).await?;
+    let token = app.patient(s.id).await?;
+    let (mut c, _) = app.connect(s.id, &token).await?;
     for i in 0..3 {
-        c.ok(json!({"type": "ask", "text": format!("question {i}")}))
-            .await;
+        c.ask(format!("question {i}")).await?;
     }
     let limited = c
-        .request(json!({"type": "ask", "text": "one too many"}))
-        .await;
-    assert_eq!(limited["code"], "rate_limited");
-    assert!(limited["retry_after_ms"].as_u64().is_some());
+        .refused(Command::Ask {
+            text: "one too many".into(),
+        })
+        .await?;
+    assert_eq!(limited.code, ErrorCode::RateLimited);
+    assert!(limited.retry_after_ms.is_some());
     // Reconnecting does not reset the limit: it is per patient.
-    let (mut again, _) = app.connect(&s.id, &token).await;
+    let (mut again, _) = app.connect(s.id, &token).await?;
     let limited = again
-        .request(json!({"type": "ask", "text": "still too many"}))
-        .await;
-    assert_eq!(limited["code"], "rate_limited");
+        .refused(Command::Ask {
+            text: "still too many".into(),
+        })
+        .await?;
+    assert_eq!(limited.code, ErrorCode::RateLimited);
 
     for _ in 0..200 {
-        c.send(json!({"type": "ping"})).await;
+        c.send_ping().await?;
     }
     let mut saw_limit = false;
-    let code = loop {
-        match tokio::time::timeout(common::WAIT, futures_util::StreamExt::next(&mut c.ws)).await {
-            Ok(Some(Ok(Message::Text(t)))) => {
-                saw_limit |= t.as_str().contains("rate_limited");
-            }
-            Ok(Some(Ok(Message::Close(f)))) => break f.map(|f| u16::from(f.code)),
-            Ok(Some(Ok(_))) => {}
-            other => panic!("unexpected: {other:?}"),
-        }
-    };
+    let code = c
+        .until_closed(|m| {
+            saw_limit |= matches!(m, ServerMsg::Error(e) if e.code == ErrorCode::RateLimited);
+        })
+        .await?;
     assert!(saw_limit, "rate-limit errors come before the close");
-    assert_eq!(code, Some(4008));
+    assert_eq!(code, close_code(CloseCode::Flood));
+    Ok(())
 }
 
 #[tokio::test]
-async fn a_client_that_reconnects_mid_burst_gets_each_missed_event_once_in_order() {
-    let app = spawn_app().await;
-    let s = app.create_session("pre").await;
-    let (mut moderator, _) = app.connect(&s.id, &s.moderator).await;
-    let asker = app.join(&s.id, None).await;
-    let (mut asker_ws, _) = app.connect(&s.id, &asker).await;
+async fn a_client_that_reconnects_mid_burst_gets_each_missed_event_once_in_order()
+-> anyhow::Result<()> {
+    let app = spawn_app().await?;
+    let s = app.create_session(Moderation::Pre).await?;
+    let (mut moderator, _) = app.connect(s.id, &s.moderator).await?;
+    let (mut asker_ws, _) = app.connect_patient(s.id).await?;
     // Many patients asking: a handful of questions each, within the per-patient limit.
     let mut ids = Vec::new();
     for i in 0..60 {
         if i % 5 == 0 && i > 0 {
-            let t = app.join(&s.id, None).await;
-            asker_ws = app.connect(&s.id, &t).await.0;
+            asker_ws = app.connect_patient(s.id).await?.0;
         }
-        ids.push(question_id(
-            &asker_ws
-                .ok(json!({"type": "ask", "text": format!("question number {i}")}))
-                .await,
-        ));
+        ids.push(asker_ws.ask(format!("question number {i}")).await?.id);
     }
-    let watcher = app.join(&s.id, None).await;
-    let (mut w, _) = app.connect(&s.id, &watcher).await;
+    let watcher = app.patient(s.id).await?;
+    let (mut w, _) = app.connect(s.id, &watcher).await?;
 
     // Approve in a burst from another task while the watcher drops out after ten events.
     let burst = tokio::spawn({
@@ -512,32 +510,34 @@ async fn a_client_that_reconnects_mid_burst_gets_each_missed_event_once_in_order
         async move {
             for id in ids {
                 moderator
-                    .ok(json!({"type": "approve", "question": id}))
-                    .await;
+                    .ok(Command::Approve {
+                        question: id,
+                        text: None,
+                    })
+                    .await?;
             }
-            moderator
+            anyhow::Ok(moderator)
         }
     });
-    let mut approved: Vec<u64> = Vec::new();
+    let mut approved: Vec<QuestionId> = Vec::new();
     while approved.len() < 10 {
-        let ev = w.recv_until("question", |_| true).await;
-        approved.push(ev["question"]["id"].as_u64().unwrap());
+        approved.push(w.recv_question(|_| true).await?.id);
     }
     let since = w.seq;
     drop(w);
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    let mut w = Client::connect(&app.ws_url(&s.id, &watcher, Some(since))).await;
-    let first = w.recv().await;
-    assert_eq!(first["type"], "resumed", "{first}");
-    assert_eq!(first["since"], since);
-    w.seq = since;
-    while approved.len() < ids.len() {
-        let ev = w.recv_until("question", |_| true).await;
-        assert_eq!(ev["question"]["status"], "approved");
-        approved.push(ev["question"]["id"].as_u64().unwrap());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut w = HubClient::connect(&app.ws_url(s.id, &watcher, Some(since))).await?;
+    match w.recv().await? {
+        ServerMsg::Resumed { since: from, .. } => assert_eq!(from, since),
+        other => bail!("expected resumed, got {other:?}"),
     }
-    burst.await.unwrap();
-    let mut counts: HashMap<u64, usize> = HashMap::new();
+    while approved.len() < ids.len() {
+        let ev = w.recv_question(|_| true).await?;
+        assert_eq!(ev.status, QuestionStatus::Approved);
+        approved.push(ev.id);
+    }
+    burst.await??;
+    let mut counts: HashMap<QuestionId, usize> = HashMap::new();
     for id in &approved {
         *counts.entry(*id).or_default() += 1;
     }
@@ -546,67 +546,62 @@ async fn a_client_that_reconnects_mid_burst_gets_each_missed_event_once_in_order
         "each approval exactly once"
     );
     assert_eq!(approved, ids, "in the order they were approved");
+    Ok(())
 }
 
 #[tokio::test]
-async fn a_client_too_far_behind_gets_a_snapshot() {
-    let app = spawn_app_with(&["--history", "5"]).await;
-    let s = app.create_session("post").await;
-    let (mut m, _) = app.connect(&s.id, &s.moderator).await;
-    let p = app.join(&s.id, None).await;
-    let (mut c, _) = app.connect(&s.id, &p).await;
-    let id = question_id(&c.ok(json!({"type": "ask", "text": "first"})).await);
+async fn a_client_too_far_behind_gets_a_snapshot() -> anyhow::Result<()> {
+    let app = spawn_suite_app(Config {
+        history: 5,
+        ..Config::for_tests()
+    })
+    .await?;
+    let s = app.create_session(Moderation::Post).await?;
+    let (mut m, _) = app.connect(s.id, &s.moderator).await?;
+    let p = app.patient(s.id).await?;
+    let (mut c, _) = app.connect(s.id, &p).await?;
+    let id = c.ask("first").await?.id;
     for i in 0..10 {
-        m.ok(json!({"type": "edit", "question": id, "text": format!("edit {i}")}))
-            .await;
+        m.ok(Command::Edit {
+            question: id,
+            text: format!("edit {i}"),
+        })
+        .await?;
     }
-    let mut again = Client::connect(&app.ws_url(&s.id, &p, Some(1))).await;
-    let first = again.recv().await;
-    assert_eq!(first["type"], "snapshot");
-    assert_eq!(first["questions"][0]["text"], "edit 9");
+    let mut again = HubClient::connect(&app.ws_url(s.id, &p, Some(1))).await?;
+    let first = again.snapshot().await?;
+    assert_eq!(first.questions[0].text, "edit 9");
     // `since` ahead of the head also gets a snapshot.
-    let mut ahead = Client::connect(&app.ws_url(&s.id, &p, Some(1_000_000))).await;
-    assert_eq!(ahead.recv().await["type"], "snapshot");
+    let mut ahead = HubClient::connect(&app.ws_url(s.id, &p, Some(1_000_000))).await?;
+    ahead.snapshot().await?;
+    Ok(())
 }
 
 #[tokio::test]
-async fn a_stalled_client_is_dropped_while_the_others_carry_on() {
-    let app = spawn_app_with(&["--socket-queue", "256"]).await;
-    let s = app.create_session("post").await;
-    let p = app.join(&s.id, None).await;
-    let (mut asker, _) = app.connect(&s.id, &p).await;
-    let id = question_id(
-        &asker
-            .ok(json!({"type": "ask", "text": "Screening intervals?"}))
-            .await,
-    );
+async fn a_stalled_client_is_dropped_while_the_others_carry_on() -> anyhow::Result<()> {
+    let app = spawn_suite_app(with_limits(|l| l.socket_queue = 256)).await?;
+    let s = app.create_session(Moderation::Post).await?;
+    let (mut asker, _) = app.connect_patient(s.id).await?;
+    let id = asker.ask("Screening intervals?").await?.id;
 
     // A client with a tiny receive buffer that never reads.
-    let stalled_token = app.join(&s.id, None).await;
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket
-        .connect(app.url.trim_start_matches("http://").parse().unwrap())
-        .await
-        .unwrap();
-    let (mut stalled, _) = tokio_tungstenite::client_async(
-        app.ws_url(&s.id, &stalled_token, None),
-        tokio_tungstenite::MaybeTlsStream::Plain(stream),
-    )
-    .await
-    .unwrap();
+    let stalled_token = app.patient(s.id).await?;
+    let options = SocketOptions {
+        recv_buffer: Some(4096),
+        ..SocketOptions::default()
+    };
+    let stalled = connect_socket(&app.ws_url(s.id, &stalled_token, None), options).await?;
+    let mut stalled = HubClient::from_socket(stalled);
 
-    let healthy_token = app.join(&s.id, None).await;
-    let (mut healthy, _) = app.connect(&s.id, &healthy_token).await;
-    let (mut m, _) = app.connect(&s.id, &s.moderator).await;
+    let (mut healthy, _) = app.connect_patient(s.id).await?;
+    let (mut m, _) = app.connect(s.id, &s.moderator).await?;
     // The healthy client reads everything, checking each edit arrives once and in order.
     let reader = tokio::spawn(async move {
         let mut next = 0u64;
         loop {
-            let ev = healthy.recv_until("question", |_| true).await;
-            let text = ev["question"]["text"].as_str().unwrap().to_owned();
+            let text = healthy.recv_question(|_| true).await?.text;
             if text == "done" {
-                return next;
+                return anyhow::Ok(next);
             }
             assert!(
                 text.ends_with(&format!("#{next}")),
@@ -623,15 +618,18 @@ async fn a_stalled_client_is_dropped_while_the_others_carry_on() {
     let mut edits = 0u64;
     let started = std::time::Instant::now();
     let dropped = loop {
-        m.ok(json!({"type": "edit", "question": id, "text": format!("{text}#{edits}")}))
-            .await;
+        m.ok(Command::Edit {
+            question: id,
+            text: format!("{text}#{edits}"),
+        })
+        .await?;
         edits += 1;
         if edits > 4000 {
             // The buffers are full by now; go on slowly until the server's verdict.
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
         if edits.is_multiple_of(100) {
-            let metrics = app.metrics().await;
+            let metrics = app.metrics().await?;
             if metrics
                 .lines()
                 .any(|l| l.starts_with("oncolive_ws_slow_disconnects_total") && !l.ends_with(" 0"))
@@ -639,297 +637,281 @@ async fn a_stalled_client_is_dropped_while_the_others_carry_on() {
                 break true;
             }
         }
-        if edits >= 20_000 || started.elapsed() > std::time::Duration::from_secs(60) {
+        if edits >= 20_000 || started.elapsed() > Duration::from_secs(60) {
             break false;
         }
     };
-    m.ok(json!({"type": "edit", "question": id, "text": "done"}))
-        .await;
+    m.ok(Command::Edit {
+        question: id,
+        text: "done".into(),
+    })
+    .await?;
     assert!(dropped, "the stalled client was never dropped");
-    assert_eq!(
-        reader.await.unwrap(),
-        edits,
-        "the healthy client got every edit"
-    );
+    assert_eq!(reader.await??, edits, "the healthy client got every edit");
     // What the stalled client was sent before it was dropped ends with a 4000 close.
-    let code = loop {
-        match tokio::time::timeout(
-            std::time::Duration::from_secs(30),
-            futures_util::StreamExt::next(&mut stalled),
-        )
+    let code = stalled
+        .closed()
         .await
-        {
-            Ok(Some(Ok(Message::Close(f)))) => break f.map(|f| u16::from(f.code)),
-            Ok(Some(Ok(_))) => continue,
-            Ok(Some(Err(_))) | Ok(None) => break None,
-            Err(_) => panic!("the stalled client's socket stayed open"),
-        }
-    };
+        .context("the stalled client's socket stayed open")?;
     assert!(
-        matches!(code, Some(4000) | None),
+        code.is_none() || code == close_code(CloseCode::TooSlow),
         "closed as too slow, got {code:?}"
     );
+    Ok(())
 }
 
 #[tokio::test]
-async fn everyone_sees_the_viewer_count() {
-    let app = spawn_app().await;
-    let s = app.create_session("pre").await;
+async fn everyone_sees_the_viewer_count() -> anyhow::Result<()> {
+    let app = spawn_app().await?;
+    let s = app.create_session(Moderation::Pre).await?;
     let mut clients = Vec::new();
     for _ in 0..3 {
-        let t = app.join(&s.id, None).await;
-        clients.push(app.connect(&s.id, &t).await.0);
+        clients.push(app.connect_patient(s.id).await?.0);
     }
-    let v = clients[0].recv_until("viewers", |m| m["count"] == 3).await;
-    assert!(v["seq"].is_u64());
-    let res: Value = app
-        .get(&format!("/api/sessions/{}", s.id), None)
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(res["viewers"], 3);
+    let viewers = |n: u64| {
+        move |m: &ServerMsg| {
+            matches!(m, ServerMsg::Viewers { count, .. } if *count == n).then_some(())
+        }
+    };
+    // A `viewers` message carries a `seq` (the type requires it).
+    clients[0].recv_until(viewers(3)).await?;
+    assert_eq!(app.session(s.id).await?.viewers, 3);
     clients.pop();
-    clients[0].recv_until("viewers", |m| m["count"] == 2).await;
+    clients[0].recv_until(viewers(2)).await?;
+    Ok(())
 }
 
 #[tokio::test]
-async fn shutdown_closes_sockets_with_1001() {
-    let mut app = spawn_app().await;
-    let s = app.create_session("pre").await;
-    let t = app.join(&s.id, None).await;
-    let (mut c, _) = app.connect(&s.id, &t).await;
+async fn shutdown_closes_sockets_with_1001() -> anyhow::Result<()> {
+    let mut app = spawn_app().await?;
+    let s = app.create_session(Moderation::Pre).await?;
+    let (mut c, _) = app.connect_patient(s.id).await?;
     let closing = tokio::spawn(async move { c.closed().await });
-    app.shutdown().await;
-    assert_eq!(closing.await.unwrap(), Some(1001));
+    app.shutdown().await?;
+    assert_eq!(closing.await??, close_code(CloseCode::GoingAway));
+    Ok(())
 }
 
 #[tokio::test]
-async fn sessions_are_listed_and_shown_and_bad_bodies_are_refused() {
-    let app = spawn_app().await;
-    let s = app.create_session("pre").await;
-    assert!(
-        s.body["links"]["expert"]
-            .as_str()
-            .unwrap()
-            .contains("#token=")
-    );
-    assert!(
-        s.body["links"]["patient"]
-            .as_str()
-            .unwrap()
-            .ends_with(&s.id)
-    );
-    let list: Value = app.get("/api/sessions", None).await.json().await.unwrap();
-    assert!(
-        list["sessions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|x| x["id"] == s.id.as_str())
-    );
+async fn sessions_are_listed_and_shown_and_bad_bodies_are_refused() -> anyhow::Result<()> {
+    let app = spawn_app().await?;
+    let s = app.create_session(Moderation::Pre).await?;
+    assert!(s.created.links.expert.contains("#token="));
+    assert!(s.created.links.patient.ends_with(&s.id.to_string()));
+    let list = app.sessions().await?;
+    assert!(list.iter().any(|x| x.id == s.id));
     let missing = app
-        .http
-        .get(format!(
-            "{}/api/sessions/0193a4f2-6c1e-7b3a-9f2e-5d4c3b2a1908",
-            app.url
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(missing.status(), 404);
-    for body in [
-        json!({"title": "", "expert_name": "x", "scheduled_start": "2026-12-01T00:00:00Z"}),
-        json!({"title": "x", "expert_name": "x", "scheduled_start": "tomorrow"}),
-        json!({"title": "x", "expert_name": "x", "scheduled_start": "2026-12-01T00:00:00Z", "moderation": "none"}),
+        .get("/api/sessions/0193a4f2-6c1e-7b3a-9f2e-5d4c3b2a1908", None)
+        .await?;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    // Malformed bodies are `bad_request`; a well-formed one with a value out of range is
+    // `invalid`, as on the socket.
+    for (body, code) in [
+        (
+            json!({"title": "", "expert_name": "x", "scheduled_start": "2026-12-01T00:00:00Z"}),
+            ErrorCode::Invalid,
+        ),
+        (
+            json!({"title": "x", "expert_name": "x", "scheduled_start": "tomorrow"}),
+            ErrorCode::BadRequest,
+        ),
+        (
+            json!({"title": "x", "expert_name": "x", "scheduled_start": "2026-12-01T00:00:00Z", "moderation": "none"}),
+            ErrorCode::BadRequest,
+        ),
     ] {
-        let res = app.post("/api/sessions", Some(&app.admin), &body).await;
-        assert_eq!(res.status(), 400, "{body}");
-        let err: Value = res.json().await.unwrap();
-        assert_eq!(err["error"]["code"], "bad_request");
+        let res = app.post("/api/sessions", Some(&app.admin), &body).await?;
+        let (status, err) = refused(res).await?;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(err.error.code, code, "{body}");
     }
     let qr = app
         .get(&format!("/api/sessions/{}/qr.svg", s.id), None)
-        .await;
+        .await?;
     assert_eq!(qr.headers()["content-type"], "image/svg+xml");
-    assert!(qr.text().await.unwrap().contains("<svg"));
-    let health = app.get("/healthz", None).await;
-    assert_eq!(health.status(), 200);
-    let ready = app.get("/readyz", None).await;
-    assert_eq!(ready.status(), 200);
-    let metrics = app.metrics().await;
+    assert!(qr.text().await?.contains("<svg"));
+    let health = app.get("/healthz", None).await?;
+    assert_eq!(health.status(), StatusCode::OK);
+    let ready = app.get("/readyz", None).await?;
+    assert_eq!(ready.status(), StatusCode::OK);
+    let metrics = app.metrics().await?;
     assert!(metrics.contains("oncolive_sessions"), "{metrics}");
     assert!(
         metrics.contains("oncolive_questions_total") || metrics.contains("oncolive_ws_connections")
     );
+    Ok(())
 }
 
 #[tokio::test]
-async fn an_expiring_token_closes_the_socket_with_4001() {
-    let app = spawn_app().await;
-    let s = app.create_session("pre").await;
-    let running = app.running.as_ref().unwrap();
-    let (_, short) = running.app.keys.issue(
-        oncolive_server::model::Role::Moderator,
-        Some(s.id.parse().unwrap()),
-        None,
-        std::time::Duration::from_secs(1),
-    );
-    let (mut c, _) = app.connect(&s.id, &short).await;
-    assert_eq!(c.closed().await, Some(4001));
+async fn an_expiring_token_closes_the_socket_with_4001() -> anyhow::Result<()> {
+    let app = spawn_app().await?;
+    let s = app.create_session(Moderation::Pre).await?;
+    let (_, short) =
+        app.state()
+            .keys
+            .issue(Role::Moderator, Some(s.id), None, Duration::from_secs(1));
+    let (mut c, _) = app.connect(s.id, &short).await?;
+    assert_eq!(c.closed().await?, close_code(CloseCode::TokenExpired));
+    Ok(())
 }
 
 #[tokio::test]
-async fn a_client_that_never_answers_pings_is_closed_with_4009() {
-    let app = spawn_app_with(&["--ping-interval-secs", "1"]).await;
-    let s = app.create_session("pre").await;
-    let t = app.join(&s.id, None).await;
-    let (mut c, _) = app.connect(&s.id, &t).await;
+async fn a_client_that_never_answers_pings_is_closed_with_4009() -> anyhow::Result<()> {
+    let app = spawn_suite_app(Config {
+        ping_interval: Duration::from_secs(1),
+        ..Config::for_tests()
+    })
+    .await?;
+    let s = app.create_session(Moderation::Pre).await?;
+    let (mut c, _) = app.connect_patient(s.id).await?;
     // Not reading means not answering pings; after 2.4 intervals the server gives up.
-    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
-    assert_eq!(c.closed().await, Some(4009));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(c.closed().await?, close_code(CloseCode::Idle));
+    Ok(())
 }
 
 #[tokio::test]
-async fn joins_are_limited_per_client_address_and_the_proxy_address_can_be_trusted() {
-    let app = spawn_app_with(&["--joins-per-second", "1", "--trust-forwarded-for"]).await;
-    let s = app.create_session("pre").await;
+async fn joins_are_limited_per_client_address_and_the_proxy_address_can_be_trusted()
+-> anyhow::Result<()> {
+    let app = spawn_suite_app(with_limits(|l| {
+        l.joins_per_second = 1;
+        l.trust_forwarded_for = true;
+    }))
+    .await?;
+    let s = app.create_session(Moderation::Pre).await?;
+    let path = format!("/api/sessions/{}/join", s.id);
     let join_from = |ip: &'static str| {
-        app.http
-            .post(format!("{}/api/sessions/{}/join", app.url, s.id))
+        app.request(reqwest::Method::POST, &path, None)
             .header("x-forwarded-for", format!("203.0.113.9, {ip}"))
-            .json(&json!({}))
+            .json(&JoinRequest::default())
             .send()
     };
     // A burst of five is allowed, then 429 with Retry-After.
     for _ in 0..5 {
-        assert_eq!(join_from("10.0.0.1").await.unwrap().status(), 201);
+        assert_eq!(join_from("10.0.0.1").await?.status(), StatusCode::CREATED);
     }
-    let limited = join_from("10.0.0.1").await.unwrap();
-    assert_eq!(limited.status(), 429);
+    let limited = join_from("10.0.0.1").await?;
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(limited.headers().contains_key("retry-after"));
-    let body: Value = limited.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "rate_limited");
+    let (_, body) = refused(limited).await?;
+    assert_eq!(body.error.code, ErrorCode::RateLimited);
     // Another address behind the same proxy is not affected.
-    assert_eq!(join_from("10.0.0.2").await.unwrap().status(), 201);
+    assert_eq!(join_from("10.0.0.2").await?.status(), StatusCode::CREATED);
+    Ok(())
 }
 
 #[tokio::test]
-async fn a_token_tells_who_it_is_and_can_be_refreshed_for_the_same_patient() {
-    let app = spawn_app().await;
-    let s = app.create_session("post").await;
-    let token = app.join(&s.id, Some("Wang")).await;
-    let me: Value = app.get("/api/me", Some(&token)).await.json().await.unwrap();
-    assert_eq!(me["role"], "patient");
-    assert_eq!(me["session"], s.id.as_str());
-    assert_eq!(me["name"], "Wang");
-    assert_eq!(app.get("/api/me", Some("garbage")).await.status(), 401);
-    assert_eq!(app.get("/api/me", None).await.status(), 401);
-
-    let (mut c, _) = app.connect(&s.id, &token).await;
-    let id = question_id(
-        &c.ok(json!({"type": "ask", "text": "Is PSA testing useful?"}))
-            .await,
-    );
-    let refreshed: Value = app
-        .post("/api/token/refresh", Some(&token), &json!({}))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let fresh = refreshed["token"].as_str().unwrap();
-    // Within the same second the new token may equal the old one; its expiry never goes back.
-    assert!(refreshed["expires_at"].as_u64() >= me["expires_at"].as_u64());
-    let again: Value = app.get("/api/me", Some(fresh)).await.json().await.unwrap();
-    assert_eq!(again["id"], me["id"], "the same patient");
-    let (_, snap) = app.connect(&s.id, fresh).await;
-    let mine = snap["questions"].as_array().unwrap();
-    assert!(
-        mine.iter()
-            .any(|q| q["id"] == id && q["author_id"] == me["id"]),
-        "my questions survive the refresh: {snap}"
-    );
-}
-
-#[tokio::test]
-async fn a_host_reschedules_and_renames_a_session_and_everyone_sees_it() {
-    let app = spawn_app().await;
-    let s = app.create_session("pre").await;
-    let path = format!("/api/sessions/{}", s.id);
-    let patient = app.join(&s.id, None).await;
-    let (mut c, _) = app.connect(&s.id, &patient).await;
-
-    let patch = |token: Option<String>, body: Value| {
-        let req = app.http.patch(format!("{}{path}", app.url)).json(&body);
-        let req = match token {
-            Some(t) => req.bearer_auth(t),
-            None => req,
-        };
-        req.send()
-    };
-    let res = patch(
-        Some(app.admin.clone()),
-        json!({"title": "Cervical screening: HPV tests", "scheduled_start": "2026-12-03T10:00:00Z", "moderation": "post"}),
-    )
-    .await
-    .unwrap();
-    assert_eq!(res.status(), 200);
-    let seen = c.recv_until("session", |_| true).await;
-    assert_eq!(seen["session"]["title"], "Cervical screening: HPV tests");
-    assert_eq!(seen["session"]["scheduled_start"], "2026-12-03T10:00:00Z");
-    assert_eq!(seen["session"]["moderation"], "post");
+async fn a_token_tells_who_it_is_and_can_be_refreshed_for_the_same_patient() -> anyhow::Result<()> {
+    let app = spawn_app().await?;
+    let s = app.create_session(Moderation::Post).await?;
+    let token = app.join(s.id, Some("Wang")).await?.token;
+    let me = app.me(&token).await?;
+    assert_eq!(me.role, Role::Patient);
+    assert_eq!(me.session, Some(s.id));
+    assert_eq!(me.name.as_deref(), Some("Wang"));
+    let unauthorized = StatusCode::UNAUTHORIZED;
     assert_eq!(
-        seen["session"]["expert_name"], "Dr. Chen",
-        "untouched fields stay"
+        app.get("/api/me", Some("garbage")).await?.status(),
+        unauthorized
     );
+    assert_eq!(app.get("/api/me", None).await?.status(), unauthorized);
 
+    let (mut c, _) = app.connect(s.id, &token).await?;
+    let id = c.ask("Is PSA testing useful?").await?.id;
+    let refreshed = app.refresh(&token).await?;
+    let fresh = refreshed.token.as_str();
+    // Within the same second the new token may equal the old one; its expiry never goes back.
+    assert!(refreshed.expires_at >= me.expires_at);
+    let again = app.me(fresh).await?;
+    assert_eq!(again.id, me.id, "the same patient");
+    let (_, snap) = app.connect(s.id, fresh).await?;
+    assert!(
+        snap.questions
+            .iter()
+            .any(|q| q.id == id && q.author_id == Some(me.id)),
+        "my questions survive the refresh: {snap:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_host_reschedules_and_renames_a_session_and_everyone_sees_it() -> anyhow::Result<()> {
+    let app = spawn_app().await?;
+    let s = app.create_session(Moderation::Pre).await?;
+    let path = format!("/api/sessions/{}", s.id);
+    let patient = app.patient(s.id).await?;
+    let (mut c, _) = app.connect(s.id, &patient).await?;
+    let admin = Some(app.admin.as_str());
+
+    let res = app
+        .patch(
+            &path,
+            admin,
+            &SessionChanges {
+                title: Some("Cervical screening: HPV tests".into()),
+                scheduled_start: Some(datetime!(2026-12-03 10:00 UTC)),
+                moderation: Some(Moderation::Post),
+                ..SessionChanges::default()
+            },
+        )
+        .await?;
+    assert_eq!(res.status(), StatusCode::OK);
+    let seen = c.recv_session(|_| true).await?;
+    assert_eq!(seen.title, "Cervical screening: HPV tests");
+    assert_eq!(seen.scheduled_start, datetime!(2026-12-03 10:00 UTC));
+    assert_eq!(seen.moderation, Moderation::Post);
+    assert_eq!(seen.expert_name, "Dr. Chen", "untouched fields stay");
+
+    let retitle = |title: &str| SessionChanges {
+        title: Some(title.into()),
+        ..SessionChanges::default()
+    };
     for token in [&s.expert, &s.moderator, &patient] {
-        let res = patch(Some(token.clone()), json!({"title": "x"}))
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 403);
+        let res = app.patch(&path, Some(token), &retitle("x")).await?;
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
     }
     for bad in [
         json!({"title": "  "}),
         json!({"colour": "red"}),
         json!({"scheduled_start": "soon"}),
     ] {
-        let res = patch(Some(app.admin.clone()), bad.clone()).await.unwrap();
-        assert_eq!(res.status(), 400, "{bad}");
+        let res = app.patch(&path, admin, &bad).await?;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{bad}");
     }
 
-    let live = app
-        .post(
-            &format!("/api/sessions/{}/state", s.id),
-            Some(&s.expert),
-            &json!({"state": "live"}),
+    app.set_state(s.id, &s.expert, SessionState::Live).await?;
+    let res = app
+        .patch(
+            &path,
+            admin,
+            &SessionChanges {
+                scheduled_start: Some(datetime!(2026-12-04 10:00 UTC)),
+                ..SessionChanges::default()
+            },
         )
-        .await;
-    assert_eq!(live.status(), 200);
-    let res = patch(
-        Some(app.admin.clone()),
-        json!({"scheduled_start": "2026-12-04T10:00:00Z"}),
-    )
-    .await
-    .unwrap();
-    assert_eq!(res.status(), 409, "a live session keeps its start time");
-    let res = patch(
-        Some(app.admin.clone()),
-        json!({"topic": "Now with a topic"}),
-    )
-    .await
-    .unwrap();
-    assert_eq!(res.status(), 200, "the text may still be corrected");
-    let ended = app
-        .post(
-            &format!("/api/sessions/{}/state", s.id),
-            Some(&s.expert),
-            &json!({"state": "ended"}),
+        .await?;
+    assert_eq!(
+        res.status(),
+        StatusCode::CONFLICT,
+        "a live session keeps its start time"
+    );
+    let res = app
+        .patch(
+            &path,
+            admin,
+            &SessionChanges {
+                topic: Some("Now with a topic".into()),
+                ..SessionChanges::default()
+            },
         )
-        .await;
-    assert_eq!(ended.status(), 200);
-    let res = patch(Some(app.admin.clone()), json!({"title": "too late"}))
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 410);
+        .await?;
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "the text may still be corrected"
+    );
+    app.set_state(s.id, &s.expert, SessionState::Ended).await?;
+    let res = app.patch(&path, admin, &retitle("too late")).await?;
+    assert_eq!(res.status(), StatusCode::GONE);
+    Ok(())
 }

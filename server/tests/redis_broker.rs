@@ -2,9 +2,6 @@
 //!
 //! Each test starts its own `redis-server` (or uses `REDIS_URL`; the fault tests then skip).
 
-#[path = "common/redis.rs"]
-mod redis_server;
-
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +13,7 @@ use oncolive_server::model::{
     Moderation, NewSession, QuestionStatus, Role, SessionId, SessionState,
 };
 use oncolive_server::protocol::Event;
-use redis_server::{RedisServer, unique_prefix};
+use oncolive_testkit::redis::{RedisServer, unique_prefix};
 use serde_json::Value;
 use time::OffsetDateTime;
 use tokio::sync::broadcast;

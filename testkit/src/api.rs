@@ -3,11 +3,12 @@
 
 use anyhow::{Context, bail};
 use oncolive_server::api_types::{
-    Created, JoinRequest, Joined, SessionInfo, SessionReply, StateRequest,
+    Created, JoinRequest, Joined, Me, Refreshed, SessionInfo, SessionList, SessionReply,
+    StateRequest,
 };
 use oncolive_server::error::ErrorBody;
 use oncolive_server::model::{Moderation, NewSession, Session, SessionId, SessionState};
-use reqwest::{Response, StatusCode};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
@@ -67,6 +68,14 @@ impl ApiClient {
         })
     }
 
+    /// A session made by [`ApiClient::create_session`] that its expert has taken live.
+    pub async fn live_session(&self, moderation: Moderation) -> anyhow::Result<TestSession> {
+        let session = self.create_session(moderation).await?;
+        self.set_state(session.id, &session.expert, SessionState::Live)
+            .await?;
+        Ok(session)
+    }
+
     /// Joins as a patient, as the patient page does.
     pub async fn join(&self, session: SessionId, name: Option<&str>) -> anyhow::Result<Joined> {
         let body = JoinRequest {
@@ -88,6 +97,28 @@ impl ApiClient {
         read(res, StatusCode::OK).await
     }
 
+    /// `GET /api/sessions`.
+    pub async fn sessions(&self) -> anyhow::Result<Vec<Session>> {
+        let res = self.get("/api/sessions", None).await?;
+        Ok(read::<SessionList>(res, StatusCode::OK).await?.sessions)
+    }
+
+    /// `GET /api/me`: who `token` belongs to.
+    pub async fn me(&self, token: &str) -> anyhow::Result<Me> {
+        read(self.get("/api/me", Some(token)).await?, StatusCode::OK).await
+    }
+
+    /// `POST /api/token/refresh`: a fresh token for whoever `token` belongs to.
+    pub async fn refresh(&self, token: &str) -> anyhow::Result<Refreshed> {
+        let path = "/api/token/refresh";
+        let res = self
+            .request(Method::POST, path, Some(token))
+            .send()
+            .await
+            .context(path)?;
+        read(res, StatusCode::OK).await
+    }
+
     /// `POST /api/sessions/{id}/state` with `token` (an expert's or an admin's).
     pub async fn set_state(
         &self,
@@ -105,6 +136,16 @@ impl ApiClient {
         Ok(read::<SessionReply>(res, StatusCode::OK).await?.session)
     }
 
+    /// A request to `path`, with a bearer token if given, for what the helpers do not cover
+    /// (extra headers, say).
+    pub fn request(&self, method: Method, path: &str, token: Option<&str>) -> RequestBuilder {
+        let req = self.http.request(method, format!("{}{path}", self.url));
+        match token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+    }
+
     /// POSTs `body` as JSON to `path`, with a bearer token if given.
     pub async fn post(
         &self,
@@ -112,19 +153,34 @@ impl ApiClient {
         token: Option<&str>,
         body: &(impl Serialize + ?Sized),
     ) -> anyhow::Result<Response> {
-        let mut req = self.http.post(format!("{}{path}", self.url)).json(body);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        req.send().await.with_context(|| format!("POST {path}"))
+        self.send_json(Method::POST, path, token, body).await
+    }
+
+    /// PATCHes `path` with `body` as JSON, with a bearer token if given.
+    pub async fn patch(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &(impl Serialize + ?Sized),
+    ) -> anyhow::Result<Response> {
+        self.send_json(Method::PATCH, path, token, body).await
+    }
+
+    async fn send_json(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: &(impl Serialize + ?Sized),
+    ) -> anyhow::Result<Response> {
+        let what = format!("{method} {path}");
+        let req = self.request(method, path, token).json(body);
+        req.send().await.context(what)
     }
 
     /// GETs `path`, with a bearer token if given.
     pub async fn get(&self, path: &str, token: Option<&str>) -> anyhow::Result<Response> {
-        let mut req = self.http.get(format!("{}{path}", self.url));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
+        let req = self.request(Method::GET, path, token);
         req.send().await.with_context(|| format!("GET {path}"))
     }
 
@@ -136,6 +192,15 @@ impl ApiClient {
     /// The hub socket's URL for `token`, resuming after `since` if given.
     pub fn ws_url(&self, session: SessionId, token: &str, since: Option<u64>) -> String {
         ws_url(&self.url, session, token, since)
+    }
+
+    /// A new patient's socket: joins, connects and reads the snapshot, for a patient whose
+    /// token the test does not need.
+    pub async fn connect_patient(
+        &self,
+        session: SessionId,
+    ) -> anyhow::Result<(HubClient, Snapshot)> {
+        self.connect(session, &self.patient(session).await?).await
     }
 
     /// Opens the hub socket and reads its first message, which must be a snapshot.

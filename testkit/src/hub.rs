@@ -8,7 +8,9 @@ use anyhow::{Context, anyhow, bail};
 use futures_util::{SinkExt, StreamExt};
 use oncolive_server::domain::Command;
 use oncolive_server::model::{Question, QuestionId, Session};
-use oncolive_server::protocol::{Ack, ClientMsg, ErrorMsg, ServerMsg, Snapshot, VoteCount};
+use oncolive_server::protocol::{
+    Ack, ClientMsg, ErrorMsg, Request, ServerMsg, Snapshot, VoteCount,
+};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
@@ -76,7 +78,16 @@ pub struct HubClient {
     pub seq: u64,
     /// How long [`HubClient::recv`] waits.
     pub wait: Duration,
+    /// Every logged event received since [`HubClient::keep_events`], in the order received:
+    /// for tests that check what a client saw as a whole (one order on every node, no gap).
+    pub events: Vec<ServerMsg>,
+    keep_events: bool,
     next_req: u64,
+}
+
+/// The text frame that carries `msg`.
+pub fn frame(msg: &ClientMsg) -> anyhow::Result<Message> {
+    Ok(Message::Text(serde_json::to_string(msg)?.into()))
 }
 
 impl HubClient {
@@ -85,18 +96,42 @@ impl HubClient {
         Ok(HubClient::from_socket(ws))
     }
 
+    /// A client over a socket opened some other way (e.g. with [`connect_socket`] and a small
+    /// receive buffer, to play a stalled client).
     pub fn from_socket(ws: Socket) -> HubClient {
         HubClient {
             ws,
             seq: 0,
             wait: WAIT,
+            events: Vec::new(),
+            keep_events: false,
             next_req: 0,
         }
     }
 
+    /// From now on, keeps every logged event received in [`HubClient::events`].
+    pub fn keep_events(&mut self) {
+        self.keep_events = true;
+    }
+
     pub async fn send(&mut self, msg: &ClientMsg) -> anyhow::Result<()> {
-        let text = serde_json::to_string(msg)?;
-        self.send_raw(Message::Text(text.into())).await
+        self.send_raw(frame(msg)?).await
+    }
+
+    /// Sends `command` with a fresh `req` without waiting for the reply; returns the `req`.
+    pub async fn submit(&mut self, command: Command) -> anyhow::Result<String> {
+        let req = self.fresh_req();
+        self.send(&ClientMsg::command(req.clone(), command)).await?;
+        Ok(req)
+    }
+
+    /// Sends a `ping` without a `req` and without waiting for the `pong`.
+    pub async fn send_ping(&mut self) -> anyhow::Result<()> {
+        self.send(&ClientMsg {
+            req: None,
+            request: Request::Ping,
+        })
+        .await
     }
 
     /// Sends any frame, e.g. malformed JSON.
@@ -115,30 +150,39 @@ impl HubClient {
                 .ok_or_else(|| anyhow!("socket ended"))?
                 .context("socket error")?;
             match frame {
-                Message::Text(text) => {
-                    let msg: ServerMsg = serde_json::from_str(text.as_str())
-                        .with_context(|| format!("not a server message: {}", text.as_str()))?;
-                    self.observe(&msg)?;
-                    return Ok(msg);
-                }
+                Message::Text(text) => return self.decode(text.as_str()),
                 Message::Close(frame) => bail!("closed unexpectedly: {frame:?}"),
                 _ => continue,
             }
         }
     }
 
+    /// Parses a text frame from the server and [observes](HubClient::observe) it.
+    fn decode(&mut self, text: &str) -> anyhow::Result<ServerMsg> {
+        let msg: ServerMsg =
+            serde_json::from_str(text).with_context(|| format!("not a server message: {text}"))?;
+        self.observe(&msg)?;
+        Ok(msg)
+    }
+
     /// Records the `seq` a message carries; a logged event must be newer than all before it.
     /// Acks name an event the client will also receive, so only what was received counts.
+    /// After `resumed` the client stands at its `since`: the missed events, up to the `seq`
+    /// (the head), follow.
     fn observe(&mut self, msg: &ServerMsg) -> anyhow::Result<()> {
         if let Some(seq) = msg.event_seq() {
             if seq <= self.seq {
                 bail!("seq went from {} to {seq}: {msg:?}", self.seq);
             }
             self.seq = seq;
+            if self.keep_events {
+                self.events.push(msg.clone());
+            }
         }
         let state_seq = match msg {
             ServerMsg::Snapshot(s) => Some(s.seq),
-            ServerMsg::Resumed { seq, .. } | ServerMsg::Viewers { seq, .. } => Some(*seq),
+            ServerMsg::Resumed { since, .. } => Some(*since),
+            ServerMsg::Viewers { seq, .. } => Some(*seq),
             _ => None,
         };
         if let Some(seq) = state_seq {
@@ -162,6 +206,34 @@ impl HubClient {
                 return Ok(found);
             }
         }
+    }
+
+    /// The first kept event (see [`HubClient::keep_events`]) that `pick` takes, or else the next
+    /// message it takes: for an event that may have come while the client waited for something
+    /// else.
+    pub async fn event<T>(
+        &mut self,
+        mut pick: impl FnMut(&ServerMsg) -> Option<T>,
+    ) -> anyhow::Result<T> {
+        if let Some(found) = self.events.iter().find_map(&mut pick) {
+            return Ok(found);
+        }
+        self.recv_until(pick).await
+    }
+
+    /// Like [`HubClient::event`], for a `question` event whose question satisfies `pred`:
+    /// the event's `seq` and the question.
+    pub async fn question_event(
+        &mut self,
+        pred: impl Fn(&Question) -> bool,
+    ) -> anyhow::Result<(u64, Question)> {
+        self.event(|m| match m {
+            ServerMsg::Question { seq, question } if pred(question) => {
+                Some((*seq, question.clone()))
+            }
+            _ => None,
+        })
+        .await
     }
 
     /// The first message, which must be a snapshot.
@@ -208,6 +280,15 @@ impl HubClient {
         .await
     }
 
+    /// The next `error` message, whatever it answers.
+    pub async fn recv_error(&mut self) -> anyhow::Result<ErrorMsg> {
+        self.recv_until(|m| match m {
+            ServerMsg::Error(e) => Some(e.clone()),
+            _ => None,
+        })
+        .await
+    }
+
     /// The id of the next `question_removed` event.
     pub async fn recv_removed(&mut self) -> anyhow::Result<QuestionId> {
         self.recv_until(|m| match m {
@@ -248,6 +329,21 @@ impl HubClient {
             .map_err(|e| anyhow!("{sent} was refused: {e:?}"))
     }
 
+    /// Sends a command that must be acknowledged with the question it stored or changed, and
+    /// returns that question.
+    pub async fn ok_question(&mut self, command: Command) -> anyhow::Result<Question> {
+        let sent = format!("{command:?}");
+        self.ok(command)
+            .await?
+            .question
+            .ok_or_else(|| anyhow!("the ack of {sent} has no question"))
+    }
+
+    /// Asks `text`, which must be acknowledged; returns the question as stored.
+    pub async fn ask(&mut self, text: impl Into<String>) -> anyhow::Result<Question> {
+        self.ok_question(Command::Ask { text: text.into() }).await
+    }
+
     /// Sends a command that must be refused, and returns the refusal.
     pub async fn refused(&mut self, command: Command) -> anyhow::Result<ErrorMsg> {
         let sent = format!("{command:?}");
@@ -271,12 +367,22 @@ impl HubClient {
     /// Reads until the server closes the socket, within 30 s; returns the close code (`None`
     /// when the connection ended without a close frame).
     pub async fn closed(&mut self) -> anyhow::Result<Option<u16>> {
+        self.until_closed(|_| ()).await
+    }
+
+    /// Like [`HubClient::closed`], handing every message that comes before the end to `seen`
+    /// (a connection that fails or a node that dies ends it too).
+    pub async fn until_closed(
+        &mut self,
+        mut seen: impl FnMut(ServerMsg),
+    ) -> anyhow::Result<Option<u16>> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             match tokio::time::timeout_at(deadline, self.ws.next()).await {
                 Err(_) => bail!("socket was not closed in time"),
                 Ok(None) | Ok(Some(Err(_))) => return Ok(None),
                 Ok(Some(Ok(Message::Close(frame)))) => return Ok(frame.map(|f| u16::from(f.code))),
+                Ok(Some(Ok(Message::Text(text)))) => seen(self.decode(text.as_str())?),
                 Ok(Some(Ok(_))) => continue,
             }
         }
