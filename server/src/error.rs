@@ -142,6 +142,12 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (code.status(), Json(body)).into_response();
+        if code == ErrorCode::Unauthorized {
+            // RFC 6750 §3, as the relay's WHIP/WHEP answers do.
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         if let Some(secs) = retry_after
             && let Ok(v) = HeaderValue::from_str(&secs.to_string())
         {

@@ -11,12 +11,20 @@ use oncolive_server::domain::Command;
 use oncolive_server::model::{Moderation, QuestionId, QuestionStatus};
 use oncolive_server::protocol::{ErrorCode, ServerMsg};
 use oncolive_testkit::hub::{HubClient, WAIT};
-use oncolive_testkit::redis::{Node, RedisServer, unique_prefix};
+use oncolive_testkit::node::Node;
+use oncolive_testkit::redis::{RedisServer, unique_prefix};
 
 fn nodes(redis: &RedisServer, n: usize) -> Vec<Node> {
     let prefix = unique_prefix();
     (0..n)
-        .map(|_| Node::start(env!("CARGO_BIN_EXE_oncolive"), &redis.url, &prefix, &[]))
+        .map(|_| {
+            Node::start(
+                env!("CARGO_BIN_EXE_oncolive"),
+                Some((&redis.url, &prefix)),
+                &[],
+            )
+            .expect("node starts")
+        })
         .collect()
 }
 

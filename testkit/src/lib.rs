@@ -6,13 +6,14 @@
 //! - [`api`]: a typed client of the HTTP API;
 //! - [`hub`]: a WebSocket client that speaks `ClientMsg`/`ServerMsg`;
 //! - [`media`]: a WHIP publisher and a WHEP viewer on the `webrtc` crate;
-//! - [`redis`]: private `redis-server` processes that tests may kill and restart, and whole
-//!   `oncolive` processes on them.
+//! - [`redis`]: private `redis-server` processes that tests may kill and restart;
+//! - [`node`]: whole `oncolive` processes, in memory or on a Redis.
 
 pub mod api;
 pub mod app;
 pub mod hub;
 pub mod media;
+pub mod node;
 pub mod redis;
 
 pub use api::{ApiClient, TestSession};

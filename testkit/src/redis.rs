@@ -1,6 +1,6 @@
 //! Redis for the tests: a private `redis-server` per test on a free port of 127.0.0.1 with its own
 //! directory, so a test may kill it and start it again on the same data; and real `oncolive`
-//! processes on it, for the multi-node tests (`Node`).
+//! processes on it, for the multi-node tests ([`crate::node`]).
 //!
 //! `REDIS_URL` points the tests at an existing server instead: then nothing is killed or
 //! restarted, and the fault tests skip. Tests never flush a server: each uses its own key
@@ -8,11 +8,9 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-use crate::api::ApiClient;
 
 /// How long a starting `redis-server` may take to answer PING (AOF replay included).
 const START_WAIT: Duration = Duration::from_secs(15);
@@ -194,105 +192,4 @@ fn ping(port: u16) -> bool {
     }
     let mut buf = [0u8; 64];
     matches!(conn.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
-}
-
-/// One `oncolive serve` process on a Redis, as in production.
-pub struct Node {
-    pub api: ApiClient,
-    child: Option<Child>,
-    _data: tempfile::TempDir,
-}
-
-/// The token secret every node of a test shares, as nodes of one deployment do.
-pub const SHARED_SECRET: &str = "test-secret-shared-by-all-nodes-0123456789";
-
-impl Node {
-    /// Starts the `oncolive` binary at `bin` (in a test of the server crate,
-    /// `env!("CARGO_BIN_EXE_oncolive")`) and waits until it is listening. `extra` are more
-    /// `serve` flags.
-    pub fn start(bin: &str, redis_url: &str, prefix: &str, extra: &[&str]) -> Node {
-        let data = tempfile::tempdir().expect("node data dir");
-        let ready: PathBuf = data.path().join("ready.json");
-        let logs = std::env::var_os("TEST_LOG").is_some();
-        let child = Command::new(bin)
-            .args(["serve", "--listen", "127.0.0.1:0", "--redis", redis_url])
-            .args(["--redis-prefix", prefix])
-            .arg("--data-dir")
-            .arg(data.path())
-            .arg("--ready-file")
-            .arg(&ready)
-            .args([
-                "--asks-per-minute",
-                "100000",
-                "--messages-per-second",
-                "100000",
-            ])
-            .args(["--joins-per-second", "100000"])
-            .args(extra)
-            .env("ONCOLIVE_SECRET", SHARED_SECRET)
-            .env(
-                "RUST_LOG",
-                if logs {
-                    "info,oncolive_server=debug"
-                } else {
-                    "warn"
-                },
-            )
-            .stdin(Stdio::null())
-            .stdout(if logs {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
-            .stderr(if logs {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
-            .spawn()
-            .expect("oncolive starts");
-        let mut node = Node {
-            api: ApiClient::new("", ""),
-            child: Some(child),
-            _data: data,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(text) = std::fs::read_to_string(&ready)
-                && let Ok(info) = serde_json::from_str::<serde_json::Value>(&text)
-            {
-                node.api = ApiClient::new(
-                    info["url"].as_str().expect("url"),
-                    info["admin_token"].as_str().expect("token"),
-                );
-                return node;
-            }
-            if let Some(Ok(Some(status))) = node.child.as_mut().map(Child::try_wait) {
-                panic!("oncolive exited early with {status}");
-            }
-            assert!(Instant::now() < deadline, "oncolive did not become ready");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGKILL: the process gets no chance to close anything.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl std::ops::Deref for Node {
-    type Target = ApiClient;
-    fn deref(&self) -> &ApiClient {
-        &self.api
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }

@@ -17,18 +17,19 @@
 //! a production one): keys go under a fresh prefix.
 
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
-use tokio::net::TcpStream;
+use futures_util::StreamExt;
+use oncolive_server::domain::Command;
+use oncolive_server::model::{Moderation, NewSession, QuestionId, QuestionStatus, SessionId};
+use oncolive_server::protocol::ClientMsg;
+use oncolive_testkit::HubClient;
+use oncolive_testkit::node::Node;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -55,192 +56,82 @@ struct Args {
     server: Option<PathBuf>,
 }
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-const SECRET: &str = "redis-bench-secret-shared-by-nodes";
-
-struct Node {
-    url: String,
-    admin: String,
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn start_node(args: &Args, prefix: &str, n: usize) -> anyhow::Result<Node> {
+fn start_node(args: &Args, prefix: &str) -> anyhow::Result<Node> {
     let server = match &args.server {
         Some(path) => path.clone(),
         None => std::env::current_exe()?.with_file_name("oncolive"),
     };
-    let dir = std::env::temp_dir().join(format!("oncolive-bench-{prefix}-{n}"));
-    std::fs::create_dir_all(&dir)?;
-    let ready = dir.join("ready.json");
-    let mut cmd = std::process::Command::new(&server);
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--ready-file"])
-        .arg(&ready)
-        .arg("--data-dir")
-        .arg(&dir)
-        .args([
-            "--messages-per-second",
-            "1000000",
-            "--asks-per-minute",
-            "1000000",
-        ])
-        .args(["--joins-per-second", "100000", "--socket-queue", "100000"])
-        .env("ONCOLIVE_SECRET", SECRET)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null());
-    if let Some(url) = &args.redis {
-        cmd.args(["--redis", url, "--redis-prefix", prefix]);
-    }
-    let child = cmd.spawn().with_context(|| {
-        format!(
-            "cannot start {} (build it with --release)",
-            server.display()
-        )
-    })?;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(text) = std::fs::read_to_string(&ready)
-            && let Ok(info) = serde_json::from_str::<Value>(&text)
-        {
-            return Ok(Node {
-                url: info["url"].as_str().context("url")?.to_owned(),
-                admin: info["admin_token"].as_str().context("token")?.to_owned(),
-                child,
-                dir,
-            });
-        }
-        if Instant::now() > deadline {
-            bail!("the node did not become ready");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-async fn connect(node: &Node, session: &str, token: &str) -> anyhow::Result<Socket> {
-    let url = format!(
-        "{}/api/sessions/{session}/ws?token={token}",
-        node.url.replacen("http://", "ws://", 1)
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
-    let first = next_json(&mut ws).await?;
-    if first["type"] != "snapshot" {
-        bail!("expected a snapshot, got {first}");
-    }
-    Ok(ws)
-}
-
-async fn next_json(ws: &mut Socket) -> anyhow::Result<Value> {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .context("no message within 10 s")?
-            .context("socket closed")??;
-        if let Message::Text(text) = msg {
-            return Ok(serde_json::from_str(text.as_str())?);
-        }
-    }
-}
-
-async fn send(ws: &mut Socket, msg: Value) -> anyhow::Result<()> {
-    ws.send(Message::Text(msg.to_string().into())).await?;
-    Ok(())
-}
-
-/// Sends a request and waits for its ack.
-async fn request(ws: &mut Socket, req: &str, mut msg: Value) -> anyhow::Result<Value> {
-    msg["req"] = json!(req);
-    send(ws, msg).await?;
-    loop {
-        let reply = next_json(ws).await?;
-        if reply["req"] == req {
-            if reply["type"] != "ack" {
-                bail!("request failed: {reply}");
-            }
-            return Ok(reply);
-        }
-    }
+    let server = server.to_str().context("the server's path is not UTF-8")?;
+    let flags = [
+        ("--messages-per-second", "1000000"),
+        ("--asks-per-minute", "1000000"),
+        ("--socket-queue", "100000"),
+    ];
+    let extra: Vec<&str> = flags.iter().flat_map(|(f, v)| [*f, *v]).collect();
+    let redis = args.redis.as_deref().map(|url| (url, prefix));
+    Node::start(server, redis, &extra).context("start a node (build it with --release)")
 }
 
 struct Setup {
-    session: String,
+    session: SessionId,
     moderator: String,
-    http: reqwest::Client,
 }
 
-async fn session(node: &Node, moderation: &str) -> anyhow::Result<Setup> {
-    let http = reqwest::Client::new();
-    let body: Value = http
-        .post(format!("{}/api/sessions", node.url))
-        .bearer_auth(&node.admin)
-        .json(&json!({"title": "Bench", "expert_name": "Dr. Bench",
-            "scheduled_start": "2026-12-01T12:00:00Z", "moderation": moderation}))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
+async fn session(node: &Node, moderation: Moderation) -> anyhow::Result<Setup> {
+    let created = node
+        .create(&NewSession {
+            title: "Bench".into(),
+            topic: String::new(),
+            expert_name: "Dr. Bench".into(),
+            scheduled_start: time::OffsetDateTime::now_utc(),
+            moderation,
+        })
         .await?;
-    let session = body["session"]["id"].as_str().context("id")?.to_owned();
-    let expert = body["tokens"]["expert"].as_str().context("expert")?;
-    http.post(format!("{}/api/sessions/{session}/state", node.url))
-        .bearer_auth(expert)
-        .json(&json!({"state": "live"}))
-        .send()
-        .await?
-        .error_for_status()?;
+    let session = created.session.id;
+    node.set_state(
+        session,
+        &created.tokens.expert,
+        oncolive_server::model::SessionState::Live,
+    )
+    .await?;
     Ok(Setup {
         session,
-        moderator: body["tokens"]["moderator"]
-            .as_str()
-            .context("mod")?
-            .to_owned(),
-        http,
+        moderator: created.tokens.moderator,
     })
 }
 
-async fn join(setup: &Setup, node: &Node) -> anyhow::Result<String> {
-    let body: Value = setup
-        .http
-        .post(format!("{}/api/sessions/{}/join", node.url, setup.session))
-        .json(&json!({}))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    Ok(body["token"].as_str().context("token")?.to_owned())
+async fn connect(node: &Node, setup: &Setup, token: &str) -> anyhow::Result<HubClient> {
+    Ok(node.connect(setup.session, token).await?.0)
+}
+
+async fn patient(node: &Node, setup: &Setup) -> anyhow::Result<HubClient> {
+    let token = node.patient(setup.session).await?;
+    connect(node, setup, &token).await
+}
+
+async fn ask(client: &mut HubClient, text: String) -> anyhow::Result<QuestionId> {
+    let ack = client.ok(Command::Ask { text }).await?;
+    Ok(ack
+        .question
+        .context("an ask's ack carries the question")?
+        .id)
 }
 
 /// Moderators edit as fast as acked while patients count events: (acked/s, events/s per listener).
 async fn throughput(args: &Args, nodes: &[Node]) -> anyhow::Result<(f64, f64, u64)> {
-    let setup = session(&nodes[0], "post").await?;
-    let asker_token = join(&setup, &nodes[0]).await?;
-    let mut asker = connect(&nodes[0], &setup.session, &asker_token).await?;
+    let setup = session(&nodes[0], Moderation::Post).await?;
+    let mut asker = patient(&nodes[0], &setup).await?;
     let mut questions = Vec::new();
     for i in 0..args.writers {
-        let ack = request(
-            &mut asker,
-            &format!("q{i}"),
-            json!({"type": "ask", "text": format!("question {i}")}),
-        )
-        .await?;
-        questions.push(ack["question"]["id"].as_u64().context("question id")?);
+        questions.push(ask(&mut asker, format!("question {i}")).await?);
     }
     let received = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let mut listeners = Vec::new();
     for i in 0..args.listeners {
-        let node = &nodes[i % nodes.len()];
-        let token = join(&setup, node).await?;
-        let mut ws = connect(node, &setup.session, &token).await?;
+        // Listeners count `question` frames without decoding them: the bench measures the
+        // server, not this process's JSON parser.
+        let mut ws = patient(&nodes[i % nodes.len()], &setup).await?.ws;
         let received = received.clone();
         let stop = stop.clone();
         listeners.push(tokio::spawn(async move {
@@ -261,15 +152,17 @@ async fn throughput(args: &Args, nodes: &[Node]) -> anyhow::Result<(f64, f64, u6
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let mut writers = Vec::new();
     for (i, question) in questions.iter().copied().enumerate() {
-        let node = &nodes[i % nodes.len()];
-        let mut ws = connect(node, &setup.session, &setup.moderator).await?;
+        let mut moderator = connect(&nodes[i % nodes.len()], &setup, &setup.moderator).await?;
         let acked = acked.clone();
         writers.push(tokio::spawn(async move {
             let mut n = 0u64;
             while Instant::now() < deadline {
                 n += 1;
-                let msg = json!({"type": "edit", "question": question, "text": format!("edit {n} of question {question}")});
-                if request(&mut ws, &format!("e{n}"), msg).await.is_err() {
+                let edit = Command::Edit {
+                    question,
+                    text: format!("edit {n} of question {question}"),
+                };
+                if moderator.ok(edit).await.is_err() {
                     break;
                 }
                 acked.fetch_add(1, Ordering::Relaxed);
@@ -302,47 +195,35 @@ async fn throughput(args: &Args, nodes: &[Node]) -> anyhow::Result<(f64, f64, u6
 
 /// Approve on the first node, receive on the last: sorted latencies.
 async fn latency(args: &Args, nodes: &[Node]) -> anyhow::Result<Vec<Duration>> {
-    let setup = session(&nodes[0], "pre").await?;
-    let asker_token = join(&setup, &nodes[0]).await?;
-    let mut asker = connect(&nodes[0], &setup.session, &asker_token).await?;
+    let setup = session(&nodes[0], Moderation::Pre).await?;
+    let mut asker = patient(&nodes[0], &setup).await?;
     let mut pending = Vec::new();
     for i in 0..args.samples {
-        let ack = request(
-            &mut asker,
-            &format!("a{i}"),
-            json!({"type": "ask", "text": format!("pending {i}")}),
-        )
-        .await?;
-        pending.push(ack["question"]["id"].as_u64().context("id")?);
+        pending.push(ask(&mut asker, format!("pending {i}")).await?);
     }
     let last = nodes.last().context("a node")?;
-    let patient_token = join(&setup, last).await?;
-    let mut patient = connect(last, &setup.session, &patient_token).await?;
-    let mut moderator = connect(&nodes[0], &setup.session, &setup.moderator).await?;
+    let mut patient = patient(last, &setup).await?;
+    let mut moderator = connect(&nodes[0], &setup, &setup.moderator).await?;
     let mut samples = Vec::with_capacity(pending.len());
-    for (i, q) in pending.iter().enumerate() {
+    for (i, q) in pending.iter().copied().enumerate() {
         let started = Instant::now();
-        send(
-            &mut moderator,
-            json!({"type": "approve", "req": format!("p{i}"), "question": q}),
-        )
-        .await?;
-        loop {
-            let msg = next_json(&mut patient).await?;
-            if msg["type"] == "question"
-                && msg["question"]["id"] == *q
-                && msg["question"]["status"] == "approved"
-            {
-                samples.push(started.elapsed());
-                break;
-            }
-        }
+        let req = format!("p{i}");
+        let approve = Command::Approve {
+            question: q,
+            text: None,
+        };
+        moderator
+            .send(&ClientMsg::command(req.clone(), approve))
+            .await?;
+        patient
+            .recv_question(|question| {
+                question.id == q && question.status == QuestionStatus::Approved
+            })
+            .await?;
+        samples.push(started.elapsed());
         // The moderator's ack (and its copy of the event) before the next sample.
-        loop {
-            let msg = next_json(&mut moderator).await?;
-            if msg["req"] == format!("p{i}").as_str() {
-                break;
-            }
+        if let Err(e) = moderator.reply_to(&req).await? {
+            bail!("approve refused: {e:?}");
         }
     }
     samples.sort();
@@ -372,7 +253,7 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or_default()
     );
     let nodes = (0..args.nodes.max(1))
-        .map(|n| start_node(&args, &prefix, n))
+        .map(|_| start_node(&args, &prefix))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let broker = if args.redis.is_some() {
         "redis"
