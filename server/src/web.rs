@@ -18,28 +18,21 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
 img-src 'self' data:; media-src 'self' blob:; connect-src 'self' ws: wss:; object-src 'none'; \
 base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
+/// Each page's path and the file it serves.
+const PAGES: [(&str, &str); 5] = [
+    ("/", "index.html"),
+    ("/host", "host.html"),
+    ("/s/{id}", "patient.html"),
+    ("/s/{id}/expert", "expert.html"),
+    ("/s/{id}/moderate", "moderate.html"),
+];
+
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/",
-            get(|h: HeaderMap| async move { file("index.html", &h) }),
-        )
-        .route(
-            "/host",
-            get(|h: HeaderMap| async move { file("host.html", &h) }),
-        )
-        .route(
-            "/s/{id}",
-            get(|h: HeaderMap| async move { file("patient.html", &h) }),
-        )
-        .route(
-            "/s/{id}/expert",
-            get(|h: HeaderMap| async move { file("expert.html", &h) }),
-        )
-        .route(
-            "/s/{id}/moderate",
-            get(|h: HeaderMap| async move { file("moderate.html", &h) }),
-        )
+    PAGES
+        .into_iter()
+        .fold(Router::new(), |router, (path, page)| {
+            router.route(path, get(move |h: HeaderMap| async move { file(page, &h) }))
+        })
         .route("/assets/{*path}", get(asset))
 }
 
