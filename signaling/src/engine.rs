@@ -24,6 +24,7 @@ use webrtc::rtp_transceiver::rtp_codec::{
 
 use crate::config::RelayConfig;
 use crate::error::{ApiError, SignalingError};
+use crate::exposure::{self, Verdict};
 use crate::sdp::{Codec, Trickle, attribute_value};
 
 /// Longest wait for our own ICE candidates before answering (host candidates
@@ -33,18 +34,25 @@ const GATHERING_TIMEOUT: Duration = Duration::from_secs(10);
 /// Builds peer connections for publishers and viewers.
 pub(crate) struct Engine {
     settings: SettingEngine,
+    /// Whether loopback addresses are announced and accepted from clients
+    /// (decided once at start, see [`exposure::loopback_allowed`]).
+    pub allow_loopback: bool,
     /// Viewers all accept the same codecs, so they share one API.
     viewer_api: API,
 }
 
 impl Engine {
     pub(crate) fn new(config: &RelayConfig) -> Result<Self, SignalingError> {
-        let settings = setting_engine(config)?;
+        let allow_loopback =
+            exposure::loopback_allowed(&config.interfaces, &exposure::host_interfaces());
+        let settings = setting_engine(config, allow_loopback)?;
         let mut media = MediaEngine::default();
         media.register_default_codecs()?;
         let viewer_api = build_api(media, settings.clone())?;
+        tracing::info!(allow_loopback, interfaces = ?config.interfaces, "relay network exposure");
         Ok(Self {
             settings,
+            allow_loopback,
             viewer_api,
         })
     }
@@ -131,12 +139,20 @@ fn build_api(mut media: MediaEngine, settings: SettingEngine) -> Result<API, Sig
         .build())
 }
 
-fn setting_engine(config: &RelayConfig) -> Result<SettingEngine, SignalingError> {
+fn setting_engine(
+    config: &RelayConfig,
+    allow_loopback: bool,
+) -> Result<SettingEngine, SignalingError> {
     let mut settings = SettingEngine::default();
     // mDNS needs a multicast-capable interface, and hides nothing on a server.
     settings.set_ice_multicast_dns_mode(MulticastDnsMode::Disabled);
     settings.set_network_types(vec![NetworkType::Udp4, NetworkType::Udp6]);
-    settings.set_include_loopback_candidate(true);
+    settings.set_include_loopback_candidate(allow_loopback);
+    // Link-local, multicast and unspecified addresses are never announced:
+    // no client can use them, and they tell strangers about the host's links.
+    settings.set_ip_filter(Box::new(move |ip| {
+        exposure::check_ip(ip, allow_loopback).is_ok()
+    }));
     // Notice vanished peers sooner than the 25 s default; DELETE is the fast path.
     settings.set_ice_timeouts(
         Some(Duration::from_secs(5)),
@@ -182,12 +198,38 @@ pub(crate) async fn answer(
     pc: &RTCPeerConnection,
     id: &str,
     offer: String,
+    allow_loopback: bool,
 ) -> Result<String, ApiError> {
-    let answered = negotiate_answer(pc, offer).await;
+    let answered = async {
+        let offer = usable_offer(&offer, allow_loopback)?;
+        let answer = negotiate_answer(pc, offer).await?;
+        if !answer.lines().any(|l| l.starts_with("a=candidate:")) {
+            tracing::warn!(peer = %id, "no ICE candidate gathered (UDP ports exhausted?)");
+            return Err(ApiError::NoCandidates);
+        }
+        Ok(answer)
+    }
+    .await;
     if answered.is_err() {
         close_pc(pc, id).await;
     }
     answered
+}
+
+/// The offer without the candidates the relay refuses to check. An offer
+/// that names candidates, all of them refused, cannot work and is refused.
+fn usable_offer(offer: &str, allow_loopback: bool) -> Result<String, ApiError> {
+    let filtered = exposure::filter_offer(offer, allow_loopback);
+    match filtered.refused {
+        Some((address, why)) if filtered.kept == 0 => Err(ApiError::ForbiddenCandidate(format!(
+            "the offer's candidates are all refused: {address} is {why}"
+        ))),
+        Some((address, why)) => {
+            tracing::debug!(%address, %why, "refused candidates removed from an offer");
+            Ok(filtered.sdp)
+        }
+        None => Ok(filtered.sdp),
+    }
 }
 
 async fn negotiate_answer(pc: &RTCPeerConnection, offer: String) -> Result<String, ApiError> {
@@ -220,7 +262,21 @@ async fn negotiate_answer(pc: &RTCPeerConnection, offer: String) -> Result<Strin
 pub(crate) async fn add_remote_candidates(
     pc: &RTCPeerConnection,
     trickle: Trickle,
+    allow_loopback: bool,
 ) -> Result<(), ApiError> {
+    // Judged before any is added, so a refused fragment changes nothing.
+    let mut usable = Vec::with_capacity(trickle.candidates.len());
+    for candidate in trickle.candidates {
+        match exposure::judge_candidate(&candidate.line, allow_loopback) {
+            Verdict::Use => usable.push(candidate),
+            Verdict::Ignore => {}
+            Verdict::Refuse { address, why } => {
+                return Err(ApiError::ForbiddenCandidate(format!(
+                    "candidate refused: {address} is {why}"
+                )));
+            }
+        }
+    }
     let remote_ufrag = pc
         .remote_description()
         .await
@@ -232,7 +288,7 @@ pub(crate) async fn add_remote_candidates(
             "ICE restart is not supported; DELETE this resource and POST a new offer",
         ));
     }
-    for candidate in trickle.candidates {
+    for candidate in usable {
         pc.add_ice_candidate(RTCIceCandidateInit {
             candidate: candidate.line,
             sdp_mid: candidate.mid,

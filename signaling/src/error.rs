@@ -41,6 +41,22 @@ pub(crate) enum ApiError {
     PreconditionFailed,
     #[error("the relay is shutting down")]
     Unavailable,
+    /// A viewer budget is spent (429) or the session is full here (503).
+    #[error("{message}")]
+    Limit {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+    },
+    /// ICE gathered no candidate (no free UDP port, no usable interface):
+    /// answering would give the client a connection that can never carry media.
+    #[error(
+        "the relay has no free media port or usable network interface right now; try again later"
+    )]
+    NoCandidates,
+    /// A client candidate the relay will not send to (loopback, link-local, metadata...).
+    #[error("{0}")]
+    ForbiddenCandidate(String),
     #[error("internal error")]
     Internal(#[source] SignalingError),
 }
@@ -77,6 +93,11 @@ impl ApiError {
             ApiError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unsupported_patch"),
             ApiError::PreconditionFailed => (StatusCode::PRECONDITION_FAILED, "etag_mismatch"),
             ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+            ApiError::Limit { status, code, .. } => (*status, code),
+            ApiError::NoCandidates => (StatusCode::SERVICE_UNAVAILABLE, "no_ice_candidates"),
+            ApiError::ForbiddenCandidate(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "forbidden_candidate")
+            }
             ApiError::Auth(AuthError::Unavailable(_)) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
             }
@@ -111,6 +132,13 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (status, Json(body)).into_response();
+        if matches!(self, ApiError::NoCandidates) {
+            // Ports come back as viewers leave; a client may retry soon.
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("5"),
+            );
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,

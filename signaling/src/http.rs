@@ -2,8 +2,10 @@
 //! checks, status codes and headers. It knows HTTP only: negotiation, trickle
 //! ICE and teardown are [`Relay`] operations, so no `webrtc` type appears here.
 
+use std::net::{IpAddr, SocketAddr};
+
 use axum::body::Body;
-use axum::extract::{FromRequestParts, OriginalUri, Path, State};
+use axum::extract::{ConnectInfo, FromRequestParts, OriginalUri, Path, State};
 use axum::http::header::{
     ACCESS_CONTROL_EXPOSE_HEADERS, ALLOW, CONTENT_TYPE, ETAG, IF_MATCH, LINK, LOCATION,
 };
@@ -18,6 +20,7 @@ use axum_extra::headers::authorization::Bearer;
 use serde::Deserialize;
 
 use crate::auth::AuthError;
+use crate::config::link_value;
 use crate::error::ApiError;
 use crate::relay::{Relay, Role};
 
@@ -108,6 +111,10 @@ struct ResourcePath {
 struct Authorized {
     session: String,
     role: Role,
+    token: String,
+    /// The client's address when the host serves with connect info (axum's
+    /// `into_make_service_with_connect_info::<SocketAddr>`).
+    client: Option<IpAddr>,
 }
 
 impl FromRequestParts<Relay> for Authorized {
@@ -120,7 +127,13 @@ impl FromRequestParts<Relay> for Authorized {
             .map_err(|_| ApiError::ResourceNotFound)?;
         let BearerToken(token) = BearerToken::from_request_parts(parts, relay).await?;
         relay.authorize(&id, &token, role).await?;
-        Ok(Authorized { session: id, role })
+        let client = client_ip(parts, relay.config().trust_forwarded_for);
+        Ok(Authorized {
+            session: id,
+            role,
+            token,
+            client,
+        })
     }
 }
 
@@ -134,7 +147,15 @@ async fn create(
 ) -> Result<Response, ApiError> {
     require_content_type(&headers, SDP)?;
     let offer = read_text(body, relay.config().max_sdp_bytes).await?;
-    let created = relay.create(&caller.session, caller.role, offer).await?;
+    let created = relay
+        .create(
+            &caller.session,
+            caller.role,
+            offer,
+            &caller.token,
+            caller.client,
+        )
+        .await?;
 
     let location = format!(
         "{}/{}",
@@ -157,7 +178,7 @@ async fn create(
         };
         out.insert(PUBLISHER_STATE, HeaderValue::from_static(state));
     }
-    add_links(&relay, out);
+    add_links(&relay, out, &created.resource_id);
     Ok(response)
 }
 
@@ -227,22 +248,47 @@ async fn options(
     if let Ok(BearerToken(token)) = token
         && relay.authorize(&id, &token, Role::Viewer).await.is_ok()
     {
-        add_links(&relay, response.headers_mut());
+        // Not a resource yet: the credential names a fresh id of its own.
+        let user = uuid::Uuid::now_v7().simple().to_string();
+        add_links(&relay, response.headers_mut(), &user);
     }
     response
 }
 
-fn add_links(relay: &Relay, out: &mut HeaderMap) {
-    for server in &relay.config().ice_servers {
-        for link in server.link_values() {
-            match HeaderValue::from_str(&link) {
-                Ok(value) => {
-                    out.append(LINK, value);
-                }
-                Err(_) => tracing::warn!("an ICE server URL cannot be sent in a Link header"),
+/// The ICE servers as `Link` headers; TURN URLs carry a credential minted for
+/// `user` (the resource id), valid for the configured lifetime only.
+fn add_links(relay: &Relay, out: &mut HeaderMap, user: &str) {
+    let config = relay.config();
+    let credential = config.turn.as_ref().map(|turn| turn.mint(user));
+    for url in config.ice_servers.iter().flat_map(|s| &s.urls) {
+        match HeaderValue::from_str(&link_value(url, credential.as_ref())) {
+            Ok(value) => {
+                out.append(LINK, value);
             }
+            Err(_) => tracing::warn!("an ICE server URL cannot be sent in a Link header"),
         }
     }
+}
+
+/// The TCP peer, or with `trust_forwarded_for` the address our proxy
+/// appended last to `X-Forwarded-For` (earlier entries are the client's word).
+fn client_ip(parts: &Parts, trust_forwarded_for: bool) -> Option<IpAddr> {
+    if trust_forwarded_for
+        && let Some(ip) = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|part| part.trim().parse::<IpAddr>().ok())
+            .next_back()
+    {
+        return Some(ip);
+    }
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| peer.ip())
 }
 
 fn etag(resource: &str) -> HeaderValue {

@@ -7,9 +7,11 @@
 //! [`Authorizer`]. See `docs/video.md`.
 
 mod auth;
+mod budget;
 mod config;
 mod engine;
 mod error;
+mod exposure;
 mod http;
 mod keyframe;
 mod kind;
@@ -19,9 +21,11 @@ mod relay;
 mod rewrite;
 mod room;
 mod sdp;
+mod turn;
 mod viewer;
 
 pub use auth::{Access, AuthError, Authorizer};
 pub use config::{IceServer, RelayConfig};
 pub use error::SignalingError;
 pub use relay::Relay;
+pub use turn::{TurnAuth, TurnCredential, TurnSecret};

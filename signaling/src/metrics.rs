@@ -14,6 +14,11 @@ pub(crate) fn viewers(session: &str, count: usize) {
     gauge!("oncolive_video_viewers", "session" => session.to_owned()).set(count as f64);
 }
 
+/// Rooms (sessions with video state) held by this node's relay.
+pub(crate) fn rooms(count: usize) {
+    gauge!("oncolive_video_rooms").set(count as f64);
+}
+
 pub(crate) fn keyframe_request(session: &str, source: KeyframeSource, forwarded: bool) {
     counter!(
         "oncolive_video_keyframe_requests_total",

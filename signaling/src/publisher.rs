@@ -88,7 +88,7 @@ pub(crate) async fn publish(
         }));
     }
 
-    let answer = engine::answer(&pc, &id, offer_sdp).await?;
+    let answer = engine::answer(&pc, &id, offer_sdp, engine.allow_loopback).await?;
 
     let publisher = Publisher {
         id: id.clone(),

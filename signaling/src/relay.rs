@@ -3,18 +3,21 @@
 //! goes through here; `http` never sees a peer connection.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use crate::auth::{Access, AuthError, Authorizer};
-use crate::config::RelayConfig;
+use crate::budget::{Budgets, Caps};
+use crate::config::{RelayConfig, is_turn_url};
 use crate::engine::{self, Engine, close_pc};
 use crate::error::{ApiError, SignalingError};
-use crate::room::Room;
-use crate::sdp;
+use crate::room::{Pending, Room};
+use crate::{metrics, sdp};
 use crate::{publisher, viewer};
 
 /// The relay: cheap to clone, every clone shares the same rooms.
@@ -27,11 +30,20 @@ pub(crate) struct Shared {
     pub config: RelayConfig,
     pub auth: Arc<dyn Authorizer>,
     engine: Engine,
-    /// Rooms live from their first use until `end_session` (or shutdown).
-    /// A plain mutex: lookups are short and never await.
+    /// Rooms live from their first use until `end_session` (or shutdown),
+    /// or until nothing needs them any more (see [`Room::is_idle`]): a
+    /// socket of an ended session, or a viewer that came and went, must not
+    /// leave a room behind. A plain mutex: lookups are short and never await.
     rooms: Mutex<HashMap<String, Arc<Room>>>,
+    /// Rooms ping it when they may have become idle; the sweeper frees them.
+    idle: Arc<Notify>,
+    budgets: Arc<Budgets>,
     closing: AtomicBool,
 }
+
+/// How often idle rooms are looked for even without a ping: a room's last
+/// watcher (a WebSocket channel of the host) leaves without telling it.
+const IDLE_SWEEP: Duration = Duration::from_secs(5);
 
 /// Which side of a session a resource is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,23 +70,39 @@ pub(crate) struct Created {
 
 impl Relay {
     /// Builds the relay; fails only on an unusable configuration.
+    /// Must be called inside a tokio runtime (it starts the room sweeper).
     pub fn new(config: RelayConfig, auth: Arc<dyn Authorizer>) -> Result<Relay, SignalingError> {
+        validate(&config)?;
         let engine = Engine::new(&config)?;
-        Ok(Relay {
-            shared: Arc::new(Shared {
-                config,
-                auth,
-                engine,
-                rooms: Mutex::new(HashMap::new()),
-                closing: AtomicBool::new(false),
-            }),
-        })
+        let budgets = Budgets::new(Caps {
+            per_token: config.max_viewers_per_token,
+            per_address: config.max_viewers_per_address,
+            per_session: config.max_viewers_per_session,
+        });
+        let shared = Arc::new(Shared {
+            config,
+            auth,
+            engine,
+            rooms: Mutex::new(HashMap::new()),
+            idle: Arc::new(Notify::new()),
+            budgets,
+            closing: AtomicBool::new(false),
+        });
+        metrics::rooms(0);
+        tokio::spawn(sweep_idle_rooms(Arc::downgrade(&shared)));
+        Ok(Relay { shared })
+    }
+
+    /// Rooms this node holds (sessions with a publisher, viewers, or watchers).
+    pub fn room_count(&self) -> usize {
+        self.shared.rooms().len()
     }
 
     /// Closes every peer connection of `session` (publisher and viewers).
     /// Later WHIP/WHEP requests get whatever the authorizer says.
     pub async fn end_session(&self, session: &str) {
         let room = self.shared.rooms().remove(session);
+        metrics::rooms(self.shared.rooms().len());
         if let Some(room) = room {
             tracing::info!(session, "ending the session's video");
             close_room(&room).await;
@@ -83,8 +111,10 @@ impl Relay {
 
     /// `true` while a publisher is sending media to `session`. Receivers see
     /// the sender dropped once the session is ended.
+    /// The room lives while a receiver does, and is freed once every
+    /// receiver is dropped and nobody publishes or views.
     pub fn publisher_live(&self, session: &str) -> watch::Receiver<bool> {
-        self.shared.room(session).subscribe_live()
+        self.shared.with_room(session, |room| room.subscribe_live())
     }
 
     /// Whether a publisher is sending media to `session` now. Unlike [`Relay::publisher_live`]
@@ -99,6 +129,7 @@ impl Relay {
     pub async fn shutdown(&self) {
         self.shared.closing.store(true, Ordering::SeqCst);
         let rooms: Vec<Arc<Room>> = self.shared.rooms().drain().map(|(_, r)| r).collect();
+        metrics::rooms(0);
         let mut closing = JoinSet::new();
         for room in rooms {
             closing.spawn(async move { close_room(&room).await });
@@ -126,22 +157,31 @@ impl Relay {
         &self.shared.config
     }
 
-    /// Negotiates a publisher or viewer from an SDP offer.
+    /// Negotiates a publisher or viewer from an SDP offer. `token` and
+    /// `client` are what viewer budgets count.
     pub(crate) async fn create(
         &self,
         session: &str,
         role: Role,
         offer_sdp: String,
+        token: &str,
+        client: Option<IpAddr>,
     ) -> Result<Created, ApiError> {
         let offer = sdp::parse_offer(&offer_sdp).map_err(ApiError::bad_sdp)?;
         if self.shared.closing.load(Ordering::SeqCst) {
             return Err(ApiError::Unavailable);
         }
-        let room = self.shared.room(session);
+        let slot = match role {
+            Role::Viewer => Some(self.shared.budgets.take(session, token, client)?),
+            Role::Publisher => None,
+        };
+        let room: Pending = self.shared.with_room(session, Room::begin_request);
         let engine = &self.shared.engine;
-        let (resource_id, answer) = match role {
-            Role::Publisher => publisher::publish(engine, &room, offer_sdp, &offer).await?,
-            Role::Viewer => viewer::view(engine, &room, offer_sdp, &offer).await?,
+        let (resource_id, answer) = match (role, slot) {
+            (Role::Viewer, Some(slot)) => {
+                viewer::view(engine, &room, offer_sdp, &offer, slot).await?
+            }
+            _ => publisher::publish(engine, &room, offer_sdp, &offer).await?,
         };
         Ok(Created {
             resource_id,
@@ -192,7 +232,12 @@ impl Relay {
         let pc = self
             .peer(session, role, resource)
             .ok_or(ApiError::ResourceNotFound)?;
-        engine::add_remote_candidates(&pc, sdp::parse_fragment(fragment)).await
+        engine::add_remote_candidates(
+            &pc,
+            sdp::parse_fragment(fragment),
+            self.shared.engine.allow_loopback,
+        )
+        .await
     }
 
     fn peer(
@@ -215,16 +260,84 @@ impl Shared {
         self.rooms.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn room(&self, session: &str) -> Arc<Room> {
-        self.rooms()
-            .entry(session.to_owned())
-            .or_insert_with(|| Room::new(session, self.config.keyframe_min_interval))
-            .clone()
+    /// Runs `f` on the session's room, created if needed, under the map's
+    /// lock: what `f` registers (a watcher, a pending request) is seen by
+    /// the sweeper before it can judge the room idle.
+    fn with_room<R>(&self, session: &str, f: impl FnOnce(&Arc<Room>) -> R) -> R {
+        let mut rooms = self.rooms();
+        let room = rooms.entry(session.to_owned()).or_insert_with(|| {
+            Room::new(
+                session,
+                self.config.keyframe_min_interval,
+                self.idle.clone(),
+            )
+        });
+        let out = f(room);
+        metrics::rooms(rooms.len());
+        out
+    }
+
+    fn free_idle_rooms(&self) {
+        let mut rooms = self.rooms();
+        rooms.retain(|session, room| {
+            let idle = room.is_idle();
+            if idle {
+                tracing::debug!(session, "idle room freed");
+            }
+            !idle
+        });
+        metrics::rooms(rooms.len());
     }
 
     fn existing_room(&self, session: &str) -> Option<Arc<Room>> {
         self.rooms().get(session).cloned()
     }
+}
+
+/// Frees idle rooms when a room says it may be idle, and every [`IDLE_SWEEP`];
+/// ends with the relay.
+async fn sweep_idle_rooms(shared: Weak<Shared>) {
+    let Some(idle) = shared.upgrade().map(|s| s.idle.clone()) else {
+        return;
+    };
+    loop {
+        let _ = tokio::time::timeout(IDLE_SWEEP, idle.notified()).await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        shared.free_idle_rooms();
+    }
+}
+
+/// Refuses configurations that would hand out unusable or unsafe ICE servers.
+fn validate(config: &RelayConfig) -> Result<(), SignalingError> {
+    let turn_urls = config
+        .ice_servers
+        .iter()
+        .flat_map(|s| &s.urls)
+        .any(|u| is_turn_url(u));
+    if turn_urls && config.turn.is_none() {
+        return Err(SignalingError::Config(
+            "TURN URLs need a shared secret (--turn-secret-file, coturn's static-auth-secret) \
+             so each client gets a short-lived credential; static TURN passwords are not supported"
+                .to_owned(),
+        ));
+    }
+    if config.turn.as_ref().is_some_and(|t| t.ttl.is_zero()) {
+        return Err(SignalingError::Config(
+            "the TURN credential lifetime must be positive".to_owned(),
+        ));
+    }
+    for (name, value) in [
+        ("max_viewers_per_token", config.max_viewers_per_token),
+        ("max_viewers_per_address", config.max_viewers_per_address),
+        ("max_viewers_per_session", config.max_viewers_per_session),
+    ] {
+        if value == 0 {
+            return Err(SignalingError::Config(format!("{name} must be at least 1")));
+        }
+    }
+    Ok(())
 }
 
 async fn close_room(room: &Room) {

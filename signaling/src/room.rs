@@ -6,13 +6,14 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 use webrtc::track::track_local::TrackLocal;
 use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 
+use crate::budget::Slot;
 use crate::engine::{close_pc, opus_capability};
 use crate::error::ApiError;
 use crate::keyframe::{Decision, KeyframeGate, KeyframeSource};
@@ -41,6 +42,8 @@ pub(crate) struct Viewer {
     pub pc: Arc<RTCPeerConnection>,
     pub audio: Option<Arc<RTCRtpSender>>,
     pub video: Option<Arc<RTCRtpSender>>,
+    /// The viewer's share of the budgets, given back when the viewer is gone.
+    pub _slot: Slot,
 }
 
 impl Viewer {
@@ -53,6 +56,23 @@ impl Viewer {
             }
         }
         close_pc(&self.pc, &self.id).await;
+    }
+}
+
+/// A request negotiating in a room (see [`Room::begin_request`]).
+pub(crate) struct Pending(Arc<Room>);
+
+impl std::ops::Deref for Pending {
+    type Target = Arc<Room>;
+    fn deref(&self) -> &Arc<Room> {
+        &self.0
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.0.pending.fetch_sub(1, Ordering::AcqRel);
+        self.0.idle.notify_one();
     }
 }
 
@@ -70,6 +90,10 @@ pub(crate) struct Room {
     viewer_count: AtomicUsize,
     audio_rewriter: Mutex<StreamRewriter>,
     video_rewriter: Mutex<StreamRewriter>,
+    /// Requests negotiating in this room; the room is not freed while any is.
+    pending: AtomicUsize,
+    /// Wakes the relay's sweeper when the room may have become idle.
+    idle: Arc<Notify>,
     /// Membership and tracks under one lock: changes are rare (joins, leaves,
     /// publisher changes), short, and never held across an `.await`.
     state: Mutex<RoomState>,
@@ -85,7 +109,11 @@ struct RoomState {
 }
 
 impl Room {
-    pub(crate) fn new(session: &str, keyframe_min_interval: Duration) -> Arc<Room> {
+    pub(crate) fn new(
+        session: &str,
+        keyframe_min_interval: Duration,
+        idle: Arc<Notify>,
+    ) -> Arc<Room> {
         let codec = Codec::vp8();
         let stream_id = format!("oncolive-{session}");
         let audio = Arc::new(TrackLocalStaticRTP::new(
@@ -106,6 +134,8 @@ impl Room {
             viewer_count: AtomicUsize::new(0),
             audio_rewriter: Mutex::new(StreamRewriter::new(48_000)),
             video_rewriter: Mutex::new(StreamRewriter::new(90_000)),
+            pending: AtomicUsize::new(0),
+            idle,
             state: Mutex::new(RoomState {
                 ended: false,
                 audio,
@@ -115,6 +145,24 @@ impl Room {
                 viewers: HashMap::new(),
             }),
         })
+    }
+
+    /// Whether nothing needs the room: no publisher, no viewer, no request
+    /// negotiating, nobody watching whether it is live. Such a room is freed.
+    pub(crate) fn is_idle(&self) -> bool {
+        if self.pending.load(Ordering::Acquire) > 0 || self.live.receiver_count() > 0 {
+            return false;
+        }
+        let state = self.state();
+        state.publisher.is_none() && state.viewers.is_empty()
+    }
+
+    /// Marks a request negotiating in this room until `Pending` is dropped.
+    /// Called under the relay's room map lock, so the sweeper cannot free
+    /// the room in between.
+    pub(crate) fn begin_request(self: &Arc<Self>) -> Pending {
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        Pending(self.clone())
     }
 
     fn state(&self) -> MutexGuard<'_, RoomState> {
@@ -214,6 +262,7 @@ impl Room {
         self.generation.store(0, Ordering::Release);
         self.live.send_replace(false);
         metrics::publishers(&self.session, 0);
+        self.idle.notify_one();
         old
     }
 
@@ -255,6 +304,7 @@ impl Room {
         self.viewer_count
             .store(state.viewers.len(), Ordering::Relaxed);
         metrics::viewers(&self.session, state.viewers.len());
+        self.idle.notify_one();
         Some(viewer)
     }
 

@@ -9,6 +9,7 @@ use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndicat
 use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 use webrtc::track::track_local::TrackLocal;
 
+use crate::budget::Slot;
 use crate::engine::{self, Engine, close_pc};
 use crate::error::{ApiError, SignalingError};
 use crate::keyframe::KeyframeSource;
@@ -21,6 +22,7 @@ pub(crate) async fn view(
     room: &Arc<Room>,
     offer_sdp: String,
     offer: &Offer,
+    slot: Slot,
 ) -> Result<(String, String), ApiError> {
     let (codec, _) = room.video_codec();
     // The crate would refuse it too, with a less helpful message.
@@ -78,7 +80,7 @@ pub(crate) async fn view(
         }));
     }
 
-    let answer = engine::answer(&pc, &id, offer_sdp).await?;
+    let answer = engine::answer(&pc, &id, offer_sdp, engine.allow_loopback).await?;
 
     tokio::spawn(read_rtcp(Arc::downgrade(room), audio.clone(), false));
     tokio::spawn(read_rtcp(Arc::downgrade(room), video.clone(), true));
@@ -87,6 +89,7 @@ pub(crate) async fn view(
         pc,
         audio: Some(audio),
         video: Some(video),
+        _slot: slot,
     };
     match room.add_viewer(viewer, &video_track) {
         Ok(None) => {}
