@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every test of OncoLive on a fresh machine: installs what is missing (redis-server,
+# Runs every test of OncoLive on a fresh machine: installs what is missing (redis-server, coturn,
 # chromium, the npm packages), runs the web unit tests, checks formatting and lints, then runs
 # the Rust suites (the hub suite twice: in-memory and Redis) and the browser tests inside a
 # loopback-only network namespace, so WebRTC can only ever use 127.0.0.1.
@@ -14,6 +14,7 @@ step "system packages"
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v chromium >/dev/null || missing+=(chromium)
+command -v turnserver >/dev/null || missing+=(coturn)
 command -v unshare >/dev/null || missing+=(util-linux)
 command -v ip >/dev/null || missing+=(iproute2)
 command -v npm >/dev/null || missing+=(nodejs npm)

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use oncolive_signaling::{TurnAuth, TurnSecret};
+
 use crate::config::{self, BrokerConfig, Config, IceServer, Limits, RelayConfig};
 use crate::model::Role;
 
@@ -99,12 +101,6 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub ice_servers: Vec<String>,
-    /// Username for the TURN servers given with --ice-server.
-    #[arg(long, env = "ONCOLIVE_TURN_USERNAME")]
-    pub turn_username: Option<String>,
-    /// Credential for the TURN servers. Never logged.
-    #[arg(long, env = "ONCOLIVE_TURN_CREDENTIAL", hide_env_values = true)]
-    pub turn_credential: Option<String>,
     /// Least time between two keyframe requests sent to the expert's encoder, in milliseconds.
     #[arg(long, env = "ONCOLIVE_KEYFRAME_INTERVAL_MS", default_value_t = RelayConfig::default().keyframe_min_interval.as_millis() as u64)]
     pub keyframe_interval_ms: u64,
@@ -120,6 +116,35 @@ pub struct ServeArgs {
     /// Log as JSON lines instead of text.
     #[arg(long, env = "ONCOLIVE_LOG_JSON")]
     pub log_json: bool,
+    /// Shared secret of the TURN servers (coturn's static-auth-secret); each client gets a
+    /// credential minted from it. Prefer --turn-secret-file: arguments show in `ps`.
+    #[arg(long, env = "ONCOLIVE_TURN_SECRET", hide_env_values = true, value_parser = parse_turn_secret, conflicts_with = "turn_secret_file")]
+    pub turn_secret: Option<TurnSecret>,
+    /// File holding the TURN shared secret (a trailing newline is ignored).
+    #[arg(long, env = "ONCOLIVE_TURN_SECRET_FILE", value_parser = read_turn_secret)]
+    pub turn_secret_file: Option<TurnSecret>,
+    /// Lifetime of a minted TURN credential, in seconds (it must outlast a viewing: TURN
+    /// allocations are refreshed with the same credential).
+    #[arg(long, env = "ONCOLIVE_TURN_TTL_SECS", default_value_t = TurnAuth::DEFAULT_TTL.as_secs())]
+    pub turn_ttl_secs: u64,
+    /// Most simultaneous video viewers one link (token) may hold on this node; more get 429.
+    #[arg(long, env = "ONCOLIVE_MAX_VIEWERS_PER_TOKEN", default_value_t = RelayConfig::default().max_viewers_per_token)]
+    pub max_viewers_per_token: usize,
+    /// Most simultaneous video viewers from one client address (IPv6 by /64) on this node; 429.
+    #[arg(long, env = "ONCOLIVE_MAX_VIEWERS_PER_ADDRESS", default_value_t = RelayConfig::default().max_viewers_per_address)]
+    pub max_viewers_per_address: usize,
+    /// Most simultaneous video viewers of one session on this node; more get 503.
+    #[arg(long, env = "ONCOLIVE_MAX_VIEWERS_PER_SESSION", default_value_t = RelayConfig::default().max_viewers_per_session)]
+    pub max_viewers_per_session: usize,
+}
+
+fn parse_turn_secret(s: &str) -> Result<TurnSecret, String> {
+    TurnSecret::new(s)
+}
+
+fn read_turn_secret(path: &str) -> Result<TurnSecret, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    TurnSecret::new(text)
 }
 
 #[derive(Debug, Clone, Args)]
@@ -196,32 +221,31 @@ impl ServeArgs {
     }
 
     fn relay_config(&self) -> RelayConfig {
-        let (stun, turn): (Vec<String>, Vec<String>) = self
-            .ice_servers
-            .iter()
-            .cloned()
-            .partition(|u| u.starts_with("stun:"));
-        let mut ice_servers = Vec::new();
-        if !stun.is_empty() {
-            ice_servers.push(IceServer {
-                urls: stun,
-                username: None,
-                credential: None,
+        let ice_servers = if self.ice_servers.is_empty() {
+            Vec::new()
+        } else {
+            vec![IceServer {
+                urls: self.ice_servers.clone(),
+            }]
+        };
+        let turn = self
+            .turn_secret
+            .clone()
+            .or_else(|| self.turn_secret_file.clone())
+            .map(|secret| TurnAuth {
+                secret,
+                ttl: Duration::from_secs(self.turn_ttl_secs),
             });
-        }
-        if !turn.is_empty() {
-            ice_servers.push(IceServer {
-                urls: turn,
-                username: self.turn_username.clone(),
-                credential: self.turn_credential.clone(),
-            });
-        }
         RelayConfig {
             udp_port_range: self.rtc_udp_ports,
             public_ips: self.rtc_public_ip.clone(),
             interfaces: self.rtc_interfaces.clone(),
             ice_servers,
             keyframe_min_interval: Duration::from_millis(self.keyframe_interval_ms),
+            turn,
+            max_viewers_per_token: self.max_viewers_per_token,
+            max_viewers_per_address: self.max_viewers_per_address,
+            max_viewers_per_session: self.max_viewers_per_session,
             ..RelayConfig::default()
         }
     }

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::app::{AppState, RateLimits};
 use crate::auth::{self, Keys, SecretSource};
 use crate::broker::{Broker, MemoryBroker, RedisBroker, RedisConfig};
-use crate::config::{BrokerConfig, Config};
+use crate::config::{BrokerConfig, Config, RelayConfig};
 use crate::hub::{self, Hub};
 use crate::{metrics, routes, video};
 
@@ -69,7 +69,11 @@ pub async fn start(
     };
     let keys = Arc::new(Keys::new(&secret));
     let relay = oncolive_signaling::Relay::new(
-        config.relay.clone(),
+        // One flag says whether a proxy's X-Forwarded-For is believed, for joins and viewers alike.
+        RelayConfig {
+            trust_forwarded_for: config.limits.trust_forwarded_for,
+            ..config.relay.clone()
+        },
         Arc::new(video::SessionAuthorizer {
             keys: keys.clone(),
             broker: broker.clone(),

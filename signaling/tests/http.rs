@@ -8,9 +8,6 @@ use common::*;
 use oncolive_signaling::{IceServer, RelayConfig};
 use reqwest::StatusCode;
 
-/// A syntactically valid offer (it never needs to connect).
-const OFFER: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\na=fingerprint:sha-256 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=setup:actpass\r\na=mid:0\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=rtcp-mux\r\na=rtpmap:96 VP8/90000\r\na=recvonly\r\n";
-
 async fn post(
     t: &TestRelay,
     path: &str,
@@ -179,8 +176,6 @@ async fn created_resources_carry_the_whip_headers_and_accept_patch_and_delete() 
     let t = spawn_relay(RelayConfig {
         ice_servers: vec![IceServer {
             urls: vec!["stun:stun.example.org:3478".into()],
-            username: None,
-            credential: None,
         }],
         ..RelayConfig::default()
     })

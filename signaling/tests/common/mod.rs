@@ -15,7 +15,8 @@ use async_trait::async_trait;
 use oncolive_signaling::{Access, AuthError, Authorizer, Relay, RelayConfig};
 pub use oncolive_testkit::media::*;
 
-/// Tokens are `expert:SESSION`, `viewer:SESSION`; anything else is unknown.
+/// Tokens are `expert:SESSION`, `viewer:SESSION` (or `viewer:SESSION:NAME`, so
+/// one session can have many viewer tokens); anything else is unknown.
 /// Sessions named `missing` do not exist; ended sessions answer 410.
 #[derive(Default)]
 pub struct TestAuth {
@@ -36,6 +37,7 @@ impl Authorizer for TestAuth {
             "viewer" => Access::View,
             _ => return Err(AuthError::Unauthorized("unknown token".into())),
         };
+        let token_session = token_session.split(':').next().unwrap_or_default();
         if token_session != session {
             return Err(AuthError::Forbidden("token of another session".into()));
         }
@@ -45,6 +47,9 @@ impl Authorizer for TestAuth {
         Ok(access)
     }
 }
+
+/// A syntactically valid offer (it never needs to connect).
+pub const OFFER: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\na=fingerprint:sha-256 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=setup:actpass\r\na=mid:0\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=rtcp-mux\r\na=rtpmap:96 VP8/90000\r\na=recvonly\r\n";
 
 pub struct TestRelay {
     pub relay: Relay,
@@ -61,7 +66,14 @@ pub async fn spawn_relay(config: RelayConfig) -> Result<TestRelay> {
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     let base = format!("http://{}", listener.local_addr()?);
     let router = relay.router();
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    // With connect info, as the server serves it: viewer budgets count client addresses.
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+    });
     let http = reqwest::Client::new();
     let media = MediaClient::new(&base, http.clone(), IceTimeouts::Short)?;
     Ok(TestRelay {
