@@ -98,7 +98,7 @@ impl TestRelay {
     /// A viewer that decodes every codec the crate knows.
     pub async fn view(&self, session: &str) -> Result<Viewer> {
         self.media
-            .viewer(session, &viewer_token(session))
+            .viewer(session, &fresh_viewer_token(session))
             .connect()
             .await
     }
@@ -106,7 +106,7 @@ impl TestRelay {
     /// A viewer whose browser knows only Opus and VP8.
     pub async fn view_vp8_only(&self, session: &str) -> Result<Viewer> {
         self.media
-            .viewer(session, &viewer_token(session))
+            .viewer(session, &fresh_viewer_token(session))
             .only(VideoCodec::Vp8)
             .connect()
             .await
@@ -115,7 +115,7 @@ impl TestRelay {
     /// A viewer whose media passes through `proxy`, which drops some of what the relay sends.
     pub async fn view_through(&self, session: &str, proxy: &LossyProxy) -> Result<Viewer> {
         self.media
-            .viewer(session, &viewer_token(session))
+            .viewer(session, &fresh_viewer_token(session))
             .through(proxy)
             .connect()
             .await
@@ -137,4 +137,12 @@ pub fn expert(session: &str) -> String {
 
 pub fn viewer_token(session: &str) -> String {
     format!("viewer:{session}")
+}
+
+/// A viewer token no other viewer holds, as each patient has their own
+/// (viewer budgets count per token).
+pub fn fresh_viewer_token(session: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("viewer:{session}:{n}")
 }
