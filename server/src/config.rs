@@ -117,6 +117,11 @@ impl Config {
                 messages_per_second: 100_000,
                 ..Limits::default()
             },
+            // Every test viewer comes from 127.0.0.1.
+            relay: RelayConfig {
+                max_viewers_per_address: 100_000,
+                ..RelayConfig::default()
+            },
             ..Config::default()
         }
     }
