@@ -280,10 +280,10 @@ impl Room {
         &self,
         viewer: Viewer,
         bound_video: &Arc<TrackLocalStaticRTP>,
-    ) -> Result<Option<TrackSwap>, (ApiError, Viewer)> {
+    ) -> Result<Option<TrackSwap>, (ApiError, Box<Viewer>)> {
         let mut state = self.state();
         if state.ended {
-            return Err((ApiError::SessionEnded, viewer));
+            return Err((ApiError::SessionEnded, Box::new(viewer)));
         }
         let swap = match &viewer.video {
             Some(sender) if !Arc::ptr_eq(bound_video, &state.video) => {
