@@ -315,7 +315,7 @@ mod tests {
             legacy.first_issued(),
             unix_now() + 86_400 - SESSION_TTL.as_secs()
         );
-        assert!(keys.reissue(&legacy, SESSION_TTL, 30 * day).is_err());
+        assert!(keys.reissue(&legacy, SESSION_TTL, 28 * day).is_err());
         assert!(keys.reissue(&legacy, SESSION_TTL, 90 * day).is_ok());
     }
 
