@@ -15,7 +15,7 @@ use crate::api_types::{
     Created, JoinRequest, Joined, Links, Me, Refreshed, SessionInfo, SessionList, SessionReply,
     StateRequest, Tokens,
 };
-use crate::auth::{ADMIN_TTL, Claims, SESSION_TTL};
+use crate::auth::{ADMIN_TTL, Claims, SESSION_TTL, ttl_for};
 use crate::domain::{Command, Reply, SessionChanges};
 use crate::error::ApiError;
 use crate::extract::{Admin, Caller, JsonBody};
@@ -29,6 +29,10 @@ pub fn routes() -> Router<AppState> {
         .route("/api/sessions", routing::get(list).post(create))
         .route("/api/sessions/{id}", routing::get(show).patch(update))
         .route("/api/sessions/{id}/links", routing::get(links))
+        .route(
+            "/api/sessions/{id}/links/rotate",
+            routing::post(crate::rotate::rotate),
+        )
         .route("/api/sessions/{id}/join", routing::post(join))
         .route("/api/sessions/{id}/state", routing::post(set_state))
         .route("/api/sessions/{id}/qr.svg", routing::get(qr))
@@ -41,11 +45,17 @@ pub fn routes() -> Router<AppState> {
         .route("/metrics", routing::get(metrics))
 }
 
-/// Fresh expert and moderator tokens for a session, and the links carrying them.
-pub fn links_for(app: &AppState, id: SessionId) -> (Links, Tokens) {
+/// Fresh expert and moderator tokens for the session's links of version `links_version`, and
+/// the links carrying them.
+pub fn links_for(app: &AppState, id: SessionId, links_version: u32) -> (Links, Tokens) {
     let base = &app.public_url;
-    let (_, expert) = app.keys.issue(Role::Expert, Some(id), None, SESSION_TTL);
-    let (_, moderator) = app.keys.issue(Role::Moderator, Some(id), None, SESSION_TTL);
+    let issue = |role| {
+        let (_, token) = app
+            .keys
+            .issue_for_links(role, Some(id), None, links_version, SESSION_TTL);
+        token
+    };
+    let (expert, moderator) = (issue(Role::Expert), issue(Role::Moderator));
     (
         Links {
             patient: format!("{base}/s/{id}"),
@@ -68,7 +78,7 @@ pub async fn create_session(app: &AppState, new: NewSession) -> Result<Created, 
     app.broker.create_session(session.clone()).await?;
     crate::metrics::sessions().increment(1.0);
     tracing::info!(session = %session.id, title = %session.title, "session created");
-    let (links, tokens) = links_for(app, session.id);
+    let (links, tokens) = links_for(app, session.id, session.links_version);
     Ok(Created {
         session,
         links,
@@ -157,7 +167,7 @@ async fn links(
     _: Admin,
 ) -> Result<impl IntoResponse, ApiError> {
     let session = find(&app, id).await?;
-    let (links, tokens) = links_for(&app, id);
+    let (links, tokens) = links_for(&app, id, session.links_version);
     Ok(Json(Created {
         session,
         links,
@@ -271,18 +281,20 @@ async fn me(Caller(claims): Caller) -> Json<Me> {
 }
 
 /// A fresh token for the same holder (same id, role, session and name), so a patient keeps
-/// "my questions" past the first token's expiry. Only a token that is still valid can do this.
-async fn refresh(State(app): State<AppState>, Caller(claims): Caller) -> Json<Refreshed> {
-    let ttl = if claims.role == Role::Admin {
-        ADMIN_TTL
-    } else {
-        SESSION_TTL
-    };
-    let (claims, token) = app.keys.reissue(&claims, ttl);
-    Json(Refreshed {
+/// "my questions" past the first token's expiry. Only a token that is still valid (and, for
+/// staff, not replaced) can do this, and only up to `--token-max-age-days` after the holder's
+/// first token: a token that leaked once does not live for ever.
+async fn refresh(
+    State(app): State<AppState>,
+    Caller(claims): Caller,
+) -> Result<Json<Refreshed>, ApiError> {
+    let (claims, token) =
+        app.keys
+            .reissue(&claims, ttl_for(claims.role), app.config.token_max_age)?;
+    Ok(Json(Refreshed {
         token,
         expires_at: claims.exp,
-    })
+    }))
 }
 
 async fn ready(State(app): State<AppState>) -> impl IntoResponse {

@@ -15,6 +15,9 @@ use crate::model::{Role, SessionId, UserId};
 pub const ADMIN_TTL: Duration = Duration::from_secs(12 * 3600);
 /// Lifetime of a session's expert, moderator and patient tokens.
 pub const SESSION_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+/// How long after its first issue a token can still be refreshed (`--token-max-age-days`):
+/// a token that leaked once does not live for ever.
+pub const TOKEN_MAX_AGE: Duration = Duration::from_secs(90 * 24 * 3600);
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Claims {
@@ -25,6 +28,27 @@ pub struct Claims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     pub exp: u64,
+    /// When the holder's first token was issued (unix seconds), kept by every refresh so that
+    /// refreshing is bounded by [`TOKEN_MAX_AGE`]. Tokens issued before this claim existed
+    /// lack it; see [`Claims::first_issued`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orig_iat: Option<u64>,
+    /// For expert and moderator tokens: the session's `links_version` they were issued for.
+    #[serde(default, rename = "lv", skip_serializing_if = "is_zero")]
+    pub links_version: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// The lifetime a fresh token of `role` gets.
+pub fn ttl_for(role: Role) -> Duration {
+    if role == Role::Admin {
+        ADMIN_TTL
+    } else {
+        SESSION_TTL
+    }
 }
 
 impl Claims {
@@ -33,7 +57,24 @@ impl Claims {
             id: self.sub,
             role: self.role,
             name: self.name.clone(),
+            links_version: self.links_version,
         }
+    }
+
+    /// When the holder's first token was issued. A token from before `orig_iat` existed is
+    /// taken to be as old as a fresh token of its role with its expiry would be, so it too can
+    /// be refreshed only up to [`TOKEN_MAX_AGE`] from there.
+    pub fn first_issued(&self) -> u64 {
+        self.orig_iat
+            .unwrap_or_else(|| self.exp.saturating_sub(ttl_for(self.role).as_secs()))
+    }
+
+    /// Whether this expert's or moderator's token was issued for the session's current links.
+    pub fn check_links_version(&self, current: u32) -> Result<(), AuthError> {
+        if self.role.holds_session_link() && self.links_version != current {
+            return Err(AuthError::Revoked);
+        }
+        Ok(())
     }
 
     /// Whether this token may act in `session`: admins everywhere, others in their own only.
@@ -58,6 +99,14 @@ pub enum AuthError {
     Unauthorized(String),
     #[error("{0}")]
     Forbidden(String),
+    /// An expert's or moderator's link that the host has replaced.
+    #[error("this link was replaced by the host; ask the host for the new link")]
+    Revoked,
+    /// Refresh refused: the holder's first token is older than the maximum age.
+    #[error(
+        "this token was first issued more than {max_days} days ago and cannot be refreshed; join again or ask for a new link"
+    )]
+    TooOld { max_days: u64 },
 }
 
 /// The HMAC secret, for signing and checking.
@@ -86,27 +135,58 @@ impl Keys {
         name: Option<String>,
         ttl: Duration,
     ) -> (Claims, String) {
+        self.issue_for_links(role, session, name, 0, ttl)
+    }
+
+    /// A token for the links of version `links_version` (expert and moderator tokens).
+    pub fn issue_for_links(
+        &self,
+        role: Role,
+        session: Option<SessionId>,
+        name: Option<String>,
+        links_version: u32,
+        ttl: Duration,
+    ) -> (Claims, String) {
+        let now = unix_now();
         let claims = Claims {
             sub: Uuid::now_v7(),
             role,
             sid: session,
             name,
-            exp: unix_now() + ttl.as_secs(),
+            exp: now + ttl.as_secs(),
+            orig_iat: Some(now),
+            links_version,
         };
         let token = self.sign(&claims);
         (claims, token)
     }
 
-    /// The same holder with a new expiry.
-    pub fn reissue(&self, claims: &Claims, ttl: Duration) -> (Claims, String) {
+    /// The same holder with a new expiry, never later than `max_age` after the first issue;
+    /// refused once that is past.
+    pub fn reissue(
+        &self,
+        claims: &Claims,
+        ttl: Duration,
+        max_age: Duration,
+    ) -> Result<(Claims, String), AuthError> {
+        let now = unix_now();
+        let first = claims.first_issued();
+        let last = first.saturating_add(max_age.as_secs());
+        if now >= last {
+            return Err(AuthError::TooOld {
+                max_days: max_age.as_secs() / 86_400,
+            });
+        }
         let claims = Claims {
-            exp: unix_now() + ttl.as_secs(),
+            exp: (now + ttl.as_secs()).min(last),
+            orig_iat: Some(first),
             ..claims.clone()
         };
-        (claims.clone(), self.sign(&claims))
+        Ok((claims.clone(), self.sign(&claims)))
     }
 
-    fn sign(&self, claims: &Claims) -> String {
+    /// Signs `claims` as they are (the CLI and tests; handlers use `issue` and `reissue`).
+    pub fn sign(&self, claims: &Claims) -> String {
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
             // Encoding an HMAC token of plain claims cannot fail.
             .unwrap_or_default()
@@ -141,7 +221,7 @@ pub enum SecretSource {
     File { path: String, created: bool },
 }
 
-/// The secret from `ONCOLIVE_SECRET` when given; otherwise the one kept in the data directory,
+/// The secret from `ONCOLIVE_SECRET` (or `--secret-file`) when given; otherwise the one kept in the data directory,
 /// made on first use so that `oncolive token` on the same machine agrees with the server.
 pub fn load_secret(
     from_env: Option<&str>,
@@ -150,7 +230,7 @@ pub fn load_secret(
     if let Some(secret) = from_env.filter(|s| !s.is_empty()) {
         anyhow::ensure!(
             secret.len() >= 16,
-            "ONCOLIVE_SECRET must be at least 16 bytes long"
+            "the token secret (--secret, --secret-file or ONCOLIVE_SECRET) must be at least 16 bytes long"
         );
         return Ok((secret.as_bytes().to_vec(), SecretSource::Environment));
     }
@@ -171,7 +251,10 @@ pub fn load_secret(
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    write_private(&path, &secret)?;
+    if !crate::files::create_private(&path, secret.as_bytes())? {
+        // Another process (a second `serve`, `oncolive token`) made it first: use theirs.
+        return load_secret(None, data_dir);
+    }
     Ok((
         secret.into_bytes(),
         SecretSource::File {
@@ -179,17 +262,6 @@ pub fn load_secret(
             created: true,
         },
     ))
-}
-
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    options.mode(0o600);
-    options.open(path)?.write_all(contents.as_bytes())
 }
 
 #[cfg(test)]
@@ -206,6 +278,61 @@ mod tests {
         assert!(other.verify(&token).is_err());
         assert!(claims.check_session(sid).is_ok());
         assert!(claims.check_session(Uuid::now_v7()).is_err());
+    }
+
+    #[test]
+    fn refresh_keeps_the_first_issue_time_and_stops_at_the_maximum_age() {
+        let keys = Keys::new(b"0123456789abcdef0123456789abcdef");
+        let day = Duration::from_secs(86_400);
+        let (first, _) = keys.issue(Role::Patient, Some(Uuid::now_v7()), None, SESSION_TTL);
+        let (again, token) = keys.reissue(&first, SESSION_TTL, 90 * day).unwrap();
+        assert_eq!(again.orig_iat, first.orig_iat);
+        assert_eq!(again.sub, first.sub);
+        assert_eq!(keys.verify(&token).unwrap(), again);
+        // Near the end of its life a refreshed token expires at the maximum age, not later.
+        let old = Claims {
+            orig_iat: Some(unix_now() - 89 * 86_400),
+            ..first.clone()
+        };
+        let (near_end, _) = keys.reissue(&old, SESSION_TTL, 90 * day).unwrap();
+        assert!(near_end.exp <= unix_now() + 86_400);
+        // Past the maximum age: refused, however fresh the token itself is.
+        let older = Claims {
+            orig_iat: Some(unix_now() - 91 * 86_400),
+            ..first.clone()
+        };
+        assert!(matches!(
+            keys.reissue(&older, SESSION_TTL, 90 * day),
+            Err(AuthError::TooOld { max_days: 90 })
+        ));
+        // A token without `orig_iat` counts from its expiry minus its role's lifetime.
+        let legacy = Claims {
+            orig_iat: None,
+            exp: unix_now() + 86_400,
+            ..first
+        };
+        assert_eq!(
+            legacy.first_issued(),
+            unix_now() + 86_400 - SESSION_TTL.as_secs()
+        );
+        assert!(keys.reissue(&legacy, SESSION_TTL, 28 * day).is_err());
+        assert!(keys.reissue(&legacy, SESSION_TTL, 90 * day).is_ok());
+    }
+
+    #[test]
+    fn staff_tokens_carry_the_links_version_and_old_ones_are_revoked() {
+        let keys = Keys::new(b"0123456789abcdef0123456789abcdef");
+        let sid = Some(Uuid::now_v7());
+        let (old, token) = keys.issue_for_links(Role::Expert, sid, None, 3, SESSION_TTL);
+        assert_eq!(keys.verify(&token).unwrap().links_version, 3);
+        assert!(old.check_links_version(3).is_ok());
+        assert!(matches!(
+            old.check_links_version(4),
+            Err(AuthError::Revoked)
+        ));
+        // Patients and admins hold no link that the host replaces.
+        let (patient, _) = keys.issue(Role::Patient, sid, None, SESSION_TTL);
+        assert!(patient.check_links_version(4).is_ok());
     }
 
     #[test]

@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use oncolive_signaling::{TurnAuth, TurnSecret};
 
 use crate::config::{self, BrokerConfig, Config, IceServer, Limits, RelayConfig};
+use crate::files;
 use crate::model::Role;
 
 #[derive(Debug, Parser)]
@@ -36,9 +37,23 @@ pub struct Common {
     /// Where the generated secret is kept when ONCOLIVE_SECRET is unset.
     #[arg(long, env = "ONCOLIVE_DATA_DIR", default_value_os_t = config::default_data_dir())]
     pub data_dir: PathBuf,
-    /// The HMAC secret for tokens (at least 16 bytes). Never logged.
+    /// The HMAC secret for tokens (at least 16 bytes). Never logged. Prefer --secret-file or
+    /// the environment: `ps` shows every process's arguments.
     #[arg(long, env = "ONCOLIVE_SECRET", hide_env_values = true)]
     pub secret: Option<String>,
+    /// A file holding the HMAC secret (one line), instead of --secret.
+    #[arg(long, env = "ONCOLIVE_SECRET_FILE", conflicts_with = "secret")]
+    pub secret_file: Option<PathBuf>,
+}
+
+impl Common {
+    /// The secret given on the command line, in the environment or in `--secret-file`.
+    pub fn secret(&self) -> anyhow::Result<Option<String>> {
+        match &self.secret_file {
+            Some(path) => files::read_secret(path, "the token secret").map(Some),
+            None => Ok(self.secret.clone()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -136,6 +151,15 @@ pub struct ServeArgs {
     /// Most simultaneous video viewers of one session on this node; more get 503.
     #[arg(long, env = "ONCOLIVE_MAX_VIEWERS_PER_SESSION", default_value_t = RelayConfig::default().max_viewers_per_session)]
     pub max_viewers_per_session: usize,
+    /// Days after its first issue that a token can still be refreshed.
+    #[arg(long, env = "ONCOLIVE_TOKEN_MAX_AGE_DAYS", default_value_t = Config::default().token_max_age.as_secs() / 86_400)]
+    pub token_max_age_days: u64,
+    /// A file holding the whole Redis URL (which may carry a password), instead of --redis.
+    #[arg(long, env = "ONCOLIVE_REDIS_URL_FILE", conflicts_with = "redis")]
+    pub redis_url_file: Option<PathBuf>,
+    /// A file holding the Redis password, put into the Redis URL (which then must have none).
+    #[arg(long, env = "ONCOLIVE_REDIS_PASSWORD_FILE")]
+    pub redis_password_file: Option<PathBuf>,
 }
 
 fn parse_turn_secret(s: &str) -> Result<TurnSecret, String> {
@@ -159,6 +183,10 @@ pub struct TokenArgs {
     /// Lifetime in hours (default: 12 for admin, 720 otherwise).
     #[arg(long)]
     pub ttl_hours: Option<u64>,
+    /// For expert and moderator tokens: the session's `links_version` (shown by
+    /// `GET /api/sessions/{id}`), which grows each time the host replaces the links.
+    #[arg(long, default_value_t = 0)]
+    pub links_version: u32,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -191,16 +219,16 @@ fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
 }
 
 impl ServeArgs {
-    /// The one conversion from flags to configuration.
-    pub fn config(&self) -> Config {
-        Config {
+    /// The one conversion from flags to configuration; it reads the secrets given as files.
+    pub fn config(&self) -> anyhow::Result<Config> {
+        Ok(Config {
             public_url: self.public_url.clone(),
             data_dir: self.common.data_dir.clone(),
-            secret: self.common.secret.clone(),
-            broker: match &self.redis {
+            secret: self.common.secret()?,
+            broker: match self.redis_url()? {
                 None => BrokerConfig::Memory,
                 Some(url) => BrokerConfig::Redis {
-                    url: url.clone(),
+                    url,
                     prefix: self.redis_prefix.clone(),
                     command_timeout: Duration::from_millis(self.redis_timeout_ms),
                 },
@@ -216,11 +244,31 @@ impl ServeArgs {
                 max_connections: self.max_connections,
             },
             ping_interval: Duration::from_secs(self.ping_interval_secs),
-            relay: self.relay_config(),
+            relay: self.relay_config()?,
+            token_max_age: Duration::from_secs(self.token_max_age_days.saturating_mul(86_400)),
+        })
+    }
+
+    /// The Redis URL from `--redis` or `--redis-url-file`, with the password of
+    /// `--redis-password-file` put in.
+    fn redis_url(&self) -> anyhow::Result<Option<String>> {
+        let url = match &self.redis_url_file {
+            Some(path) => Some(files::read_secret(path, "the Redis URL")?),
+            None => self.redis.clone(),
+        };
+        match (url, &self.redis_password_file) {
+            (None, Some(_)) => {
+                anyhow::bail!("--redis-password-file needs --redis or --redis-url-file")
+            }
+            (Some(url), Some(path)) => {
+                let password = files::read_secret(path, "the Redis password")?;
+                with_password(&url, &password).map(Some)
+            }
+            (url, None) => Ok(url),
         }
     }
 
-    fn relay_config(&self) -> RelayConfig {
+    fn relay_config(&self) -> anyhow::Result<RelayConfig> {
         let ice_servers = if self.ice_servers.is_empty() {
             Vec::new()
         } else {
@@ -236,7 +284,7 @@ impl ServeArgs {
                 secret,
                 ttl: Duration::from_secs(self.turn_ttl_secs),
             });
-        RelayConfig {
+        Ok(RelayConfig {
             udp_port_range: self.rtc_udp_ports,
             public_ips: self.rtc_public_ip.clone(),
             interfaces: self.rtc_interfaces.clone(),
@@ -247,6 +295,118 @@ impl ServeArgs {
             max_viewers_per_address: self.max_viewers_per_address,
             max_viewers_per_session: self.max_viewers_per_session,
             ..RelayConfig::default()
+        })
+    }
+}
+
+/// `url` (`redis://[user@]host…` or `rediss://…`) with `password` in its user part,
+/// percent-encoded. A URL that already carries a password is refused: two would be ambiguous.
+fn with_password(url: &str, password: &str) -> anyhow::Result<String> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| anyhow::anyhow!("the Redis URL must start with redis:// or rediss://"))?;
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (user, host) = match rest[..authority_end].rsplit_once('@') {
+        Some((user, _)) if user.contains(':') => {
+            anyhow::bail!("the Redis URL already has a password; drop it or --redis-password-file")
         }
+        Some((user, _)) => (user, &rest[user.len() + 1..]),
+        None => ("", rest),
+    };
+    let encoded: String = password
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    Ok(format!("{scheme}://{user}:{encoded}@{host}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve(args: &[&str]) -> anyhow::Result<Config> {
+        let cli = Cli::try_parse_from(["oncolive", "serve"].iter().chain(args))?;
+        match cli.command {
+            Command::Serve(serve) => serve.config(),
+            Command::Token(_) => unreachable!("parsed as serve"),
+        }
+    }
+
+    #[test]
+    fn every_secret_can_come_from_a_file() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let file = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).map(|()| path.display().to_string())
+        };
+        let secret = file("secret", "from-a-file-0123456789abcdef\n")?;
+        let turn = file("turn", "turn-shared-secret-0123456789\n")?;
+        let url = file("url", "redis://default:s3cret@10.0.0.5:6379/2\n")?;
+        let password = file("password", "p@ss/w:rd\n")?;
+        let config = serve(&[
+            "--secret-file",
+            &secret,
+            "--ice-server",
+            "turn:turn.example.org:3478",
+            "--turn-secret-file",
+            &turn,
+            "--redis-url-file",
+            &url,
+        ])?;
+        assert_eq!(
+            config.secret.as_deref(),
+            Some("from-a-file-0123456789abcdef")
+        );
+        assert!(config.relay.turn.is_some(), "the TURN secret was read");
+        assert!(matches!(
+            &config.broker,
+            BrokerConfig::Redis { url, .. } if url == "redis://default:s3cret@10.0.0.5:6379/2"
+        ));
+
+        let config = serve(&[
+            "--redis",
+            "redis://10.0.0.5:6379/2",
+            "--redis-password-file",
+            &password,
+        ])?;
+        assert!(matches!(
+            &config.broker,
+            BrokerConfig::Redis { url, .. } if url == "redis://:p%40ss%2Fw%3Ard@10.0.0.5:6379/2"
+        ));
+        let config = serve(&[
+            "--redis",
+            "rediss://app@h:1",
+            "--redis-password-file",
+            &password,
+        ])?;
+        assert!(matches!(
+            &config.broker,
+            BrokerConfig::Redis { url, .. } if url == "rediss://app:p%40ss%2Fw%3Ard@h:1"
+        ));
+        // Two passwords, a missing file, a secret given twice: refused with the reason.
+        let twice = serve(&[
+            "--redis",
+            "redis://u:pw@h:1",
+            "--redis-password-file",
+            &password,
+        ]);
+        assert!(format!("{:#}", twice.unwrap_err()).contains("already has a password"));
+        let missing = serve(&["--secret-file", "/nonexistent/oncolive-secret"]);
+        assert!(format!("{:#}", missing.unwrap_err()).contains("the token secret"));
+        assert!(serve(&["--secret", "x", "--secret-file", &secret]).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn the_maximum_token_age_is_a_flag_in_days() -> anyhow::Result<()> {
+        assert_eq!(serve(&[])?.token_max_age, crate::auth::TOKEN_MAX_AGE);
+        let config = serve(&["--token-max-age-days", "7"])?;
+        assert_eq!(config.token_max_age, Duration::from_secs(7 * 86_400));
+        Ok(())
     }
 }

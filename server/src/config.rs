@@ -25,6 +25,9 @@ pub struct Config {
     /// Time between the server's pings; a socket silent for 2.4 times this is closed (4009).
     pub ping_interval: Duration,
     pub relay: RelayConfig,
+    /// How long after its first issue a token can still be refreshed; past it, the holder must
+    /// join again (patients) or get a new link (staff).
+    pub token_max_age: Duration,
 }
 
 /// Where session state lives.
@@ -100,6 +103,7 @@ impl Default for Config {
             limits: Limits::default(),
             ping_interval: Duration::from_secs(25),
             relay: RelayConfig::default(),
+            token_max_age: crate::auth::TOKEN_MAX_AGE,
         }
     }
 }
@@ -132,6 +136,7 @@ impl Config {
             public_url: self.public_url.map(|u| u.trim_end_matches('/').to_owned()),
             limits: self.limits.at_least_workable(),
             ping_interval: self.ping_interval.max(Duration::from_secs(1)),
+            token_max_age: self.token_max_age.max(Duration::from_secs(3600)),
             relay: RelayConfig {
                 keyframe_min_interval: self
                     .relay
@@ -169,6 +174,7 @@ impl fmt::Debug for Config {
             .field("limits", &self.limits)
             .field("ping_interval", &self.ping_interval)
             .field("relay", &self.relay)
+            .field("token_max_age", &self.token_max_age)
             .finish()
     }
 }

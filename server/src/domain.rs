@@ -20,6 +20,9 @@ pub struct Actor {
     pub id: UserId,
     pub role: Role,
     pub name: Option<String>,
+    /// The [`Session::links_version`] an expert's or moderator's token was issued for; such an
+    /// actor is refused once the host has replaced the links. Ignored for other roles.
+    pub links_version: u32,
 }
 
 /// A change someone asks for. Its serde form is the socket's request body (see
@@ -71,6 +74,10 @@ pub enum Command {
     UpdateSession {
         changes: SessionChanges,
     },
+    /// Replaces the expert and moderator links: every staff token issued before stops working.
+    /// Over HTTP only (`POST /api/sessions/{id}/links/rotate`).
+    #[serde(skip_deserializing)]
+    RotateStaffLinks,
 }
 
 /// What a host may change of a session before it ends. Absent fields stay as they are.
@@ -113,7 +120,7 @@ impl Command {
             Answering { .. } | Answered { .. } | SetState { .. } => {
                 matches!(role, Role::Expert | Role::Admin)
             }
-            UpdateSession { .. } => role == Role::Admin,
+            UpdateSession { .. } | RotateStaffLinks => role == Role::Admin,
         }
     }
 
@@ -136,6 +143,9 @@ pub enum Refusal {
     Conflict(String),
     #[error("the session has ended")]
     SessionEnded,
+    /// The actor's link was replaced by the host (see [`Command::RotateStaffLinks`]).
+    #[error("this link was replaced by the host; ask the host for the new link")]
+    Revoked,
 }
 
 /// Who may receive an event.
@@ -352,6 +362,16 @@ impl SessionData {
         now: OffsetDateTime,
     ) -> Result<Applied, Refusal> {
         command.check_role(actor.role)?;
+        // Checked here, under the store's write, so that no command of a replaced link lands
+        // after the replacement, even from a socket that has not heard of it yet.
+        if actor.role.holds_session_link() && actor.links_version != self.session.links_version {
+            return Err(Refusal::Revoked);
+        }
+        // A link that leaks after the session still shows its pending and rejected questions,
+        // so links can be replaced in every state.
+        if command == Command::RotateStaffLinks {
+            return Ok(self.rotate_staff_links());
+        }
         if self.session.state == SessionState::Ended {
             return Err(Refusal::SessionEnded);
         }
@@ -368,7 +388,13 @@ impl SessionData {
             Command::Answered { question, answer } => self.answered(question, answer, now),
             Command::SetState { state } => self.set_state(state, now),
             Command::UpdateSession { changes } => self.update_session(changes),
+            Command::RotateStaffLinks => Ok(self.rotate_staff_links()),
         }
+    }
+
+    fn rotate_staff_links(&mut self) -> Applied {
+        self.session.links_version = self.session.links_version.wrapping_add(1);
+        self.session_changed()
     }
 
     /// Takes the vote counts changed since the last call, as one event, if any changed.
@@ -721,6 +747,7 @@ mod tests {
             id: Uuid::now_v7(),
             role,
             name: None,
+            links_version: 0,
         }
     }
 
@@ -982,5 +1009,51 @@ mod tests {
             Some((Audience::Public, EventBody::Votes(vec![(id, 1)])))
         );
         assert_eq!(d.take_vote_counts(), None);
+    }
+
+    #[test]
+    fn replacing_the_links_refuses_old_staff_tokens_at_once_but_not_patients() {
+        let now = OffsetDateTime::now_utc();
+        let mut d = data(Moderation::Pre);
+        let (p, m, admin) = (
+            actor(Role::Patient),
+            actor(Role::Moderator),
+            actor(Role::Admin),
+        );
+        let id = ask(&mut d, &p, "q");
+        let applied = d.apply(&admin, Command::RotateStaffLinks, now).unwrap();
+        assert_eq!(d.session.links_version, 1);
+        assert!(applied.touched.session, "the new version is stored");
+        assert!(matches!(
+            applied.events[..],
+            [(Audience::Public, EventBody::Session(ref s))] if s.links_version == 1
+        ));
+        let approve = Command::Approve {
+            question: id,
+            text: None,
+        };
+        assert_eq!(
+            d.apply(&m, approve.clone(), now).unwrap_err(),
+            Refusal::Revoked
+        );
+        let current = Actor {
+            links_version: 1,
+            ..m.clone()
+        };
+        d.apply(&current, approve, now).unwrap();
+        // Patients and admins hold no link of the session.
+        ask(&mut d, &p, "still here");
+        let end = Command::SetState {
+            state: SessionState::Ended,
+        };
+        d.apply(&admin, end, now).unwrap();
+        // Even an ended session's links can be replaced (they still show private questions).
+        d.apply(&admin, Command::RotateStaffLinks, now).unwrap();
+        assert_eq!(d.session.links_version, 2);
+        assert_eq!(
+            d.apply(&current, Command::RotateStaffLinks, now)
+                .unwrap_err(),
+            Refusal::Forbidden("a moderator may not do this".into())
+        );
     }
 }

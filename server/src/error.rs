@@ -162,6 +162,9 @@ impl From<AuthError> for ApiError {
         match e {
             AuthError::Unauthorized(m) => ApiError::Unauthorized(m),
             AuthError::Forbidden(m) => ApiError::Forbidden(m),
+            other @ (AuthError::Revoked | AuthError::TooOld { .. }) => {
+                ApiError::Unauthorized(other.to_string())
+            }
         }
     }
 }
@@ -170,6 +173,7 @@ impl From<Refusal> for ApiError {
     fn from(r: Refusal) -> Self {
         match r {
             Refusal::SessionEnded => ApiError::Gone,
+            revoked @ Refusal::Revoked => ApiError::Unauthorized(revoked.to_string()),
             Refusal::Forbidden(m) => ApiError::Forbidden(m),
             Refusal::Conflict(m) => ApiError::Conflict(m),
             Refusal::Invalid(m) => ApiError::Invalid(m),

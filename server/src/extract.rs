@@ -1,4 +1,4 @@
-//! Extractors: the caller's verified claims from `Authorization: Bearer`, and JSON bodies that
+//! Extractors: the caller's verified (and, for staff, current) claims from `Authorization: Bearer`, and JSON bodies that
 //! fail with our error body (axum's `examples/jwt` and `examples/customize-extractor-error`).
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -32,8 +32,21 @@ impl FromRequestParts<AppState> for Caller {
                         _ => "Authorization must be Bearer followed by a token".into(),
                     })
                 })?;
-        Ok(Caller(app.keys.verify(bearer.token())?))
+        let claims = app.keys.verify(bearer.token())?;
+        check_links(app, &claims).await?;
+        Ok(Caller(claims))
     }
+}
+
+/// Refuses an expert's or moderator's token whose links the host has replaced. A session that
+/// no longer exists passes: the handler answers 404.
+pub async fn check_links(app: &AppState, claims: &Claims) -> Result<(), ApiError> {
+    if let (true, Some(sid)) = (claims.role.holds_session_link(), claims.sid)
+        && let Some(session) = app.broker.session(sid).await?
+    {
+        claims.check_links_version(session.links_version)?;
+    }
+    Ok(())
 }
 
 /// The claims of an admin's token; any other role is refused with 403.

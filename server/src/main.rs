@@ -4,7 +4,7 @@
 use anyhow::Context;
 use clap::Parser;
 use oncolive_server::api_types::Created;
-use oncolive_server::auth::{ADMIN_TTL, Keys, SESSION_TTL, SecretSource, load_secret};
+use oncolive_server::auth::{Keys, SecretSource, load_secret, ttl_for};
 use oncolive_server::cli::{Cli, Command, ServeArgs, TokenArgs};
 use oncolive_server::model::{Moderation, NewSession, Role};
 use oncolive_server::{AppState, api, start};
@@ -26,26 +26,24 @@ fn token(args: TokenArgs) -> anyhow::Result<()> {
     if role != Role::Admin && args.session.is_none() {
         anyhow::bail!("--session ID is required for expert and moderator tokens");
     }
-    let (secret, _) = load_secret(args.common.secret.as_deref(), &args.common.data_dir)?;
+    let (secret, _) = load_secret(args.common.secret()?.as_deref(), &args.common.data_dir)?;
     let ttl = args
         .ttl_hours
         .map(|h| std::time::Duration::from_secs(h * 3600))
-        .unwrap_or(if role == Role::Admin {
-            ADMIN_TTL
-        } else {
-            SESSION_TTL
-        });
+        .unwrap_or(ttl_for(role));
     let session = if role == Role::Admin {
         None
     } else {
         args.session
     };
-    let (_, token) = Keys::new(&secret).issue(role, session, None, ttl);
+    let (_, token) =
+        Keys::new(&secret).issue_for_links(role, session, None, args.links_version, ttl);
     println!("{token}");
     Ok(())
 }
 
-/// What `--ready-file` receives, for tests and scripts.
+/// What `--ready-file` receives, for tests and scripts. It holds an admin token, so it is
+/// written readable by its owner only.
 #[derive(Serialize)]
 struct ReadyInfo {
     url: String,
@@ -68,10 +66,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener =
         listen(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
     let shutdown = CancellationToken::new();
-    let running = start(args.config(), listener, shutdown.clone()).await?;
+    let running = start(args.config()?, listener, shutdown.clone()).await?;
     let app = running.app.clone();
     match &running.secret_source {
-        SecretSource::Environment => tracing::info!("token secret from ONCOLIVE_SECRET"),
+        SecretSource::Environment => {
+            tracing::info!("token secret from --secret, --secret-file or ONCOLIVE_SECRET")
+        }
         SecretSource::File { path, created } => tracing::info!(
             %path, created, "token secret kept in the data directory (set ONCOLIVE_SECRET to choose one)"
         ),
@@ -88,10 +88,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         println!("  patient:       {}", created.links.patient);
         let ws = url.replacen("http", "ws", 1);
         let id = created.session.id;
-        println!("  hub socket:    {ws}/api/sessions/{id}/ws?token=…\n");
+        println!("  hub socket:    {ws}/api/sessions/{id}/ws (token in Sec-WebSocket-Protocol)\n");
         Some(created)
     } else {
-        println!("OncoLive listening on {url} (admin page: {host_link})");
+        // A token in the output ends up in terminal scrollback, journald and CI logs, where
+        // it outlives its purpose: say how to make one instead.
+        println!("OncoLive listening on {url}");
+        println!(
+            "  host page: {url}/host#token=TOKEN, with TOKEN from `{}`",
+            token_command(&args)
+        );
         None
     };
     if let Some(path) = &args.ready_file {
@@ -101,9 +107,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             host_link,
             demo,
         };
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&info)?)?;
-        std::fs::rename(&tmp, path)?;
+        oncolive_server::files::write_private(path, &serde_json::to_vec_pretty(&info)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     tokio::spawn({
         let shutdown = shutdown.clone();
@@ -114,6 +119,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     });
     running.stopped().await
+}
+
+/// The `oncolive token` command that makes an admin token this server accepts: the same
+/// secret source as the server's.
+fn token_command(args: &ServeArgs) -> String {
+    let mut command = String::from("oncolive token --role admin");
+    if let Some(path) = &args.common.secret_file {
+        command += &format!(" --secret-file {}", path.display());
+    } else if args.common.secret.is_none() {
+        command += &format!(" --data-dir {}", args.common.data_dir.display());
+    }
+    command
 }
 
 /// The demo session of `--demo`, created at start.

@@ -58,3 +58,9 @@ pub fn rate_limited() -> Counter {
 pub fn questions(state: &'static str) -> Counter {
     counter!("oncolive_questions_total", "state" => state)
 }
+
+/// Sockets opened with the deprecated `?token=` instead of `Sec-WebSocket-Protocol`: when it
+/// stays at zero after a deploy, the URL form can go (see docs/security.md).
+pub fn url_tokens() -> Counter {
+    counter!("oncolive_ws_url_tokens_total")
+}

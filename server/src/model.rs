@@ -32,6 +32,12 @@ impl Role {
     pub fn is_staff(self) -> bool {
         !matches!(self, Role::Patient)
     }
+
+    /// Experts and moderators act through a session's links, which the host can replace;
+    /// admins and patients do not.
+    pub fn holds_session_link(self) -> bool {
+        matches!(self, Role::Expert | Role::Moderator)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -78,6 +84,11 @@ pub struct Session {
     pub started_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub ended_at: Option<OffsetDateTime>,
+    /// Bumped each time the host replaces the expert and moderator links: staff tokens carry
+    /// the version they were issued for and stop working once it is not the current one.
+    /// Absent in sessions stored before links could be replaced, which are version 0.
+    #[serde(default)]
+    pub links_version: u32,
 }
 
 /// What a host sends to create a session.
@@ -115,6 +126,7 @@ impl NewSession {
             created_at: now,
             started_at: None,
             ended_at: None,
+            links_version: 0,
         }
     }
 }

@@ -249,6 +249,12 @@ pub enum ErrorCode {
     Internal,
 }
 
+/// The WebSocket subprotocol of the hub. A client offers it together with
+/// [`BEARER_PROTOCOL_PREFIX`]`<token>` in `Sec-WebSocket-Protocol`; the server answers with it.
+pub const SUBPROTOCOL: &str = "oncolive.v1";
+/// The offered subprotocol that carries the token: `bearer.` followed by the token.
+pub const BEARER_PROTOCOL_PREFIX: &str = "bearer.";
+
 /// WebSocket close codes. 4000–4099: the client may reconnect (after what the variant says).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u16)]
@@ -259,6 +265,8 @@ pub enum CloseCode {
     Internal = 1011,
     TooSlow = 4000,
     TokenExpired = 4001,
+    /// The host replaced the expert and moderator links: do not reconnect with this token.
+    Revoked = 4003,
     Flood = 4008,
     Idle = 4009,
 }
@@ -272,6 +280,7 @@ impl CloseCode {
             CloseCode::Internal => "internal error, reconnect with since",
             CloseCode::TooSlow => "too slow: reconnect with since",
             CloseCode::TokenExpired => "token expired",
+            CloseCode::Revoked => "link replaced by the host",
             CloseCode::Flood => "too many messages",
             CloseCode::Idle => "no pong",
         }

@@ -17,10 +17,6 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub fn router(app: AppState) -> Router {
     let security = [
         (
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(web::CONTENT_SECURITY_POLICY),
-        ),
-        (
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
         ),
@@ -43,6 +39,7 @@ pub fn router(app: AppState) -> Router {
         router = router.layer(SetResponseHeaderLayer::if_not_present(name, value));
     }
     router
+        .layer(axum::middleware::from_fn(web::content_security_policy))
         .layer(CompressionLayer::new())
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use oncolive_signaling::{Access, AuthError, Authorizer};
 
-use crate::auth::{self, Keys};
+use crate::auth::Keys;
 use crate::broker::{Broker, BrokerError};
 use crate::model::{Role, SessionState};
 
@@ -17,11 +17,10 @@ pub struct SessionAuthorizer {
 #[async_trait]
 impl Authorizer for SessionAuthorizer {
     async fn authorize(&self, session: &str, token: &str) -> Result<Access, AuthError> {
-        let claims = self.keys.verify(token).map_err(|e| match e {
-            auth::AuthError::Unauthorized(m) | auth::AuthError::Forbidden(m) => {
-                AuthError::Unauthorized(m)
-            }
-        })?;
+        let claims = self
+            .keys
+            .verify(token)
+            .map_err(|e| AuthError::Unauthorized(e.to_string()))?;
         let id = session
             .parse()
             .map_err(|_| AuthError::NotFound(format!("{session} is not a session id")))?;
@@ -34,6 +33,9 @@ impl Authorizer for SessionAuthorizer {
             Err(e) => return Err(AuthError::Unavailable(e.to_string())),
         };
         let found = found.ok_or_else(|| AuthError::NotFound("no such session".into()))?;
+        claims
+            .check_links_version(found.links_version)
+            .map_err(|e| AuthError::Unauthorized(e.to_string()))?;
         if found.state == SessionState::Ended {
             return Err(AuthError::Gone("the session has ended".into()));
         }

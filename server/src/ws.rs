@@ -23,8 +23,8 @@ use crate::hub::{Frame, Membership};
 use crate::metrics as m;
 use crate::model::SessionId;
 use crate::protocol::{
-    Ack, ClientMsg, CloseCode, MAX_FRAME_BYTES, MAX_MESSAGE_BYTES, MAX_REQ_CHARS, ReqOnly, Request,
-    ServerMsg, Snapshot, You, encode,
+    Ack, BEARER_PROTOCOL_PREFIX, ClientMsg, CloseCode, MAX_FRAME_BYTES, MAX_MESSAGE_BYTES,
+    MAX_REQ_CHARS, ReqOnly, Request, SUBPROTOCOL, ServerMsg, Snapshot, You, encode,
 };
 
 /// A socket that cannot take one message for this long is too slow to keep.
@@ -44,6 +44,8 @@ const FLOOD_STRIKES: u32 = 50;
 
 #[derive(Debug, Deserialize)]
 pub struct WsQuery {
+    /// Deprecated: a token in the URL ends up in proxies' access logs. Still taken, for one
+    /// release, from pages loaded before the upgrade that reconnect; see docs/security.md.
     token: Option<String>,
     since: Option<u64>,
 }
@@ -54,14 +56,27 @@ pub async fn upgrade(
     Query(query): Query<WsQuery>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let token = query
-        .token
-        .ok_or_else(|| ApiError::Unauthorized("missing token query parameter".into()))?;
+    let token = match offered_token(&ws)? {
+        Some(token) => token,
+        None => {
+            let token = query.token.ok_or_else(|| {
+                ApiError::Unauthorized(format!(
+                    "missing token: offer the subprotocols {SUBPROTOCOL} and \
+                     {BEARER_PROTOCOL_PREFIX}<token> (Sec-WebSocket-Protocol)"
+                ))
+            })?;
+            m::url_tokens().increment(1);
+            token
+        }
+    };
     let claims = app.keys.verify(&token)?;
     claims.check_session(session)?;
-    if app.broker.session(session).await?.is_none() {
-        return Err(ApiError::NotFound("no such session".into()));
-    }
+    let found = app
+        .broker
+        .session(session)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no such session".into()))?;
+    claims.check_links_version(found.links_version)?;
     let permit = app
         .connections
         .clone()
@@ -69,6 +84,7 @@ pub async fn upgrade(
         .map_err(|_| ApiError::Unavailable("too many connections on this node".into()))?;
     let since = query.since;
     Ok(ws
+        .protocols([SUBPROTOCOL])
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
         .max_write_buffer_size(MAX_WRITE_BUFFER)
@@ -86,6 +102,47 @@ pub async fn upgrade(
             }
             .instrument(span)
         }))
+}
+
+/// The token offered as subprotocol `bearer.<token>`, if any. A browser fails a handshake
+/// whose answer names no protocol it offered, so a token comes only with [`SUBPROTOCOL`].
+fn offered_token(ws: &WebSocketUpgrade) -> Result<Option<String>, ApiError> {
+    let offered: Vec<&str> = ws
+        .requested_protocols()
+        .filter_map(|p| p.to_str().ok())
+        .collect();
+    let Some(token) = offered
+        .iter()
+        .find_map(|p| p.strip_prefix(BEARER_PROTOCOL_PREFIX))
+    else {
+        return Ok(None);
+    };
+    if !offered.contains(&SUBPROTOCOL) {
+        return Err(ApiError::BadRequest(format!(
+            "offer the subprotocol {SUBPROTOCOL} along with {BEARER_PROTOCOL_PREFIX}<token>"
+        )));
+    }
+    Ok(Some(token.to_owned()))
+}
+
+/// The `links_version` a `session` event carries, read without decoding the whole message:
+/// only staff sockets holding a replaceable link look, and only at session events.
+fn links_version_of(frame: &str) -> Option<u32> {
+    #[derive(Deserialize)]
+    struct SessionMsg {
+        session: Versioned,
+    }
+    #[derive(Deserialize)]
+    struct Versioned {
+        #[serde(default)]
+        links_version: u32,
+    }
+    if !frame.starts_with(r#"{"type":"session","#) {
+        return None;
+    }
+    serde_json::from_str::<SessionMsg>(frame)
+        .ok()
+        .map(|m| m.session.links_version)
 }
 
 /// Why the loop ended, and so which close code the client gets.
@@ -171,6 +228,7 @@ impl Connection {
                     let resumed = encode(&ServerMsg::Resumed { since, seq: head });
                     self.send(sink, resumed.into()).await?;
                     for event in events {
+                        self.check_not_revoked(&event)?;
                         if event.audience.includes(self.actor.role, self.actor.id) {
                             self.send(sink, event.frame.clone()).await?;
                         }
@@ -201,6 +259,14 @@ impl Connection {
                 tracing::warn!(error = %e, "cannot read the session for a snapshot");
                 CloseCode::Internal
             })?;
+        // The links may have been replaced between the upgrade's check and the join.
+        if self
+            .claims
+            .check_links_version(view.session.links_version)
+            .is_err()
+        {
+            return Err(CloseCode::Revoked);
+        }
         self.sent = view.seq;
         let msg = ServerMsg::Snapshot(Snapshot {
             seq: view.seq,
@@ -271,6 +337,7 @@ impl Connection {
                     if event.seq <= self.sent {
                         None
                     } else {
+                        self.check_not_revoked(&event)?;
                         self.sent = event.seq;
                         event
                             .audience
@@ -306,6 +373,21 @@ impl Connection {
             }
         }
         self.flush(sink, deadline, queued).await
+    }
+
+    /// Closes a socket of a replaced expert or moderator link as soon as the session event
+    /// that replaced it arrives.
+    fn check_not_revoked(&self, event: &crate::protocol::Event) -> Result<(), Stop> {
+        if !self.actor.role.holds_session_link() {
+            return Ok(());
+        }
+        match links_version_of(event.frame.as_str()) {
+            Some(version) if version != self.actor.links_version => {
+                tracing::info!(version, "staff link replaced; closing");
+                Err(CloseCode::Revoked)
+            }
+            _ => Ok(()),
+        }
     }
 
     async fn flush(
@@ -374,7 +456,16 @@ impl Connection {
             Request::Ping => ServerMsg::Pong { req },
             Request::Command(command) => self.execute(req, command).await,
         };
-        self.reply(sink, &reply).await
+        self.reply(sink, &reply).await?;
+        // The store refused the command because the links were replaced: this socket's
+        // session event may still be on its way, so close now.
+        if let ServerMsg::Error(e) = &reply
+            && e.code == crate::protocol::ErrorCode::Unauthorized
+            && self.actor.role.holds_session_link()
+        {
+            return Err(CloseCode::Revoked);
+        }
+        Ok(())
     }
 
     async fn execute(&mut self, req: Option<String>, command: Command) -> ServerMsg {

@@ -121,3 +121,134 @@ async fn use_the_demo_server(
 
     Ok(())
 }
+
+/// Outside `--demo`, `serve` prints and logs no token (only the command that makes one); the
+/// ready file and the generated secret are owner-only; a secret from `--secret-file` is the
+/// one `oncolive token --secret-file` signs with.
+#[tokio::test]
+async fn serve_prints_no_token_and_keeps_its_secrets_owner_only() -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let data = tempfile::tempdir()?;
+    let mode = |path: &std::path::Path| -> anyhow::Result<u32> {
+        Ok(std::fs::metadata(path)?.permissions().mode() & 0o777)
+    };
+    let run = |args: &[&str], name: &str| -> anyhow::Result<std::process::Child> {
+        let out = std::fs::File::create(data.path().join(format!("{name}.out")))?;
+        let err = std::fs::File::create(data.path().join(format!("{name}.err")))?;
+        Ok(Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .env_remove("ONCOLIVE_SECRET")
+            .env_remove("ONCOLIVE_REDIS_URL")
+            .env("RUST_LOG", "debug")
+            .stdout(out)
+            .stderr(err)
+            .spawn()?)
+    };
+    let stop = |mut child: std::process::Child| {
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let _ = child.wait();
+    };
+
+    // The generated secret in the data directory.
+    let dir = data.path().join("data");
+    let ready = data.path().join("ready.json");
+    let server = run(
+        &[
+            "--data-dir",
+            dir.to_str().context("utf-8 path")?,
+            "--ready-file",
+            ready.to_str().context("utf-8 path")?,
+        ],
+        "generated",
+    )?;
+    let info = wait_ready(&ready).await;
+    stop(server);
+    let info = info?;
+    let admin = info["admin_token"].as_str().context("admin_token")?;
+    assert_eq!(mode(&ready)?, 0o600, "the ready file holds an admin token");
+    assert_eq!(mode(&dir.join("secret"))?, 0o600);
+    let out = std::fs::read_to_string(data.path().join("generated.out"))?;
+    let err = std::fs::read_to_string(data.path().join("generated.err"))?;
+    for text in [&out, &err] {
+        assert!(!text.contains(admin), "a token was printed: {text}");
+        // Every token is a JWT, and every JWT starts with this.
+        assert!(
+            !text.contains("eyJ"),
+            "something token-like was printed: {text}"
+        );
+    }
+    assert!(
+        out.contains("oncolive token --role admin --data-dir"),
+        "no command to make a token: {out}"
+    );
+
+    // A secret from a file; the CLI reading the same file makes tokens the server accepts.
+    let secret = data.path().join("secret.txt");
+    std::fs::write(&secret, "a-secret-kept-in-a-file-0123456789\n")?;
+    std::fs::remove_file(&ready)?;
+    let server = run(
+        &[
+            "--data-dir",
+            dir.to_str().context("utf-8 path")?,
+            "--secret-file",
+            secret.to_str().context("utf-8 path")?,
+            "--ready-file",
+            ready.to_str().context("utf-8 path")?,
+        ],
+        "file",
+    )?;
+    let used = async {
+        let info = wait_ready(&ready).await?;
+        let url = info["url"].as_str().context("url")?;
+        let made = Command::new(BIN)
+            .args(["token", "--role", "admin", "--secret-file"])
+            .arg(&secret)
+            .output()?;
+        ensure!(made.status.success(), "oncolive token --secret-file failed");
+        let token = String::from_utf8(made.stdout)?.trim().to_owned();
+        ApiClient::new(url, token.as_str())
+            .me(&token)
+            .await
+            .context("a token signed with the file's secret is accepted")?;
+        // The data directory's generated secret is not the one in use.
+        let other = token_in(&dir)?;
+        ensure!(
+            ApiClient::new(url, other.as_str())
+                .me(&other)
+                .await
+                .is_err(),
+            "a token of another secret was accepted"
+        );
+        anyhow::Ok(())
+    }
+    .await;
+    stop(server);
+    used?;
+    let out = std::fs::read_to_string(data.path().join("file.out"))?;
+    assert!(out.contains("--secret-file"), "{out}");
+    Ok(())
+}
+
+fn token_in(data: &std::path::Path) -> anyhow::Result<String> {
+    let out = token(data, &["--role", "admin"]);
+    ensure!(out.status.success(), "oncolive token failed");
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+}
+
+async fn wait_ready(ready: &std::path::Path) -> anyhow::Result<Value> {
+    let started = Instant::now();
+    loop {
+        if let Ok(text) = std::fs::read_to_string(ready)
+            && let Ok(info) = serde_json::from_str::<Value>(&text)
+        {
+            return Ok(info);
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            bail!("server never became ready");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

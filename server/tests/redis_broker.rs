@@ -45,6 +45,7 @@ fn actor(role: Role) -> Actor {
         id: Uuid::now_v7(),
         role,
         name: Some(format!("{role:?}")),
+        links_version: 0,
     }
 }
 

@@ -10,6 +10,7 @@ use anyhow::bail;
 use oncolive_server::domain::Command;
 use oncolive_server::model::{Moderation, QuestionId, QuestionStatus};
 use oncolive_server::protocol::{ErrorCode, ServerMsg};
+use oncolive_testkit::api::WsTarget;
 use oncolive_testkit::hub::{HubClient, WAIT};
 use oncolive_testkit::node::Node;
 use oncolive_testkit::redis::{RedisServer, unique_prefix};
@@ -112,15 +113,16 @@ async fn a_patient_on_one_node_sees_what_a_moderator_on_another_approved_in_one_
 /// One patient's burst on the node that will be killed: what it was acknowledged, and the
 /// `seq` to resume from.
 async fn burst(
-    url: String,
+    target: WsTarget,
     asks: usize,
     acked: Arc<AtomicUsize>,
 ) -> anyhow::Result<(Vec<String>, u64)> {
-    let mut ws = HubClient::connect(&url).await?;
+    let mut ws = HubClient::connect(&target).await?;
+    let token = &target.token;
     ws.snapshot().await?;
     let mut reqs = HashMap::new();
     for i in 0..asks {
-        let text = format!("burst {} #{i}", &url[url.len() - 8..]);
+        let text = format!("burst {} #{i}", &token[token.len() - 8..]);
         let req = ws.submit(Command::Ask { text: text.clone() }).await?;
         reqs.insert(req, text);
     }

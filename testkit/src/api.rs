@@ -119,6 +119,17 @@ impl ApiClient {
         read(res, StatusCode::OK).await
     }
 
+    /// `POST /api/sessions/{id}/links/rotate` as the admin: the session's new staff links.
+    pub async fn rotate_links(&self, id: SessionId) -> anyhow::Result<Created> {
+        let path = format!("/api/sessions/{id}/links/rotate");
+        let res = self
+            .request(Method::POST, &path, Some(&self.admin))
+            .send()
+            .await
+            .context(path)?;
+        read(res, StatusCode::OK).await
+    }
+
     /// `POST /api/sessions/{id}/state` with `token` (an expert's or an admin's).
     pub async fn set_state(
         &self,
@@ -189,8 +200,8 @@ impl ApiClient {
         Ok(self.get("/metrics", None).await?.text().await?)
     }
 
-    /// The hub socket's URL for `token`, resuming after `since` if given.
-    pub fn ws_url(&self, session: SessionId, token: &str, since: Option<u64>) -> String {
+    /// The hub socket for `token`, resuming after `since` if given.
+    pub fn ws_url(&self, session: SessionId, token: &str, since: Option<u64>) -> WsTarget {
         ws_url(&self.url, session, token, since)
     }
 
@@ -237,11 +248,23 @@ pub async fn refused(res: Response) -> anyhow::Result<(StatusCode, ErrorBody)> {
     Ok((status, body))
 }
 
-/// The hub socket's URL on the server at `base` (`http://…`) for `token`, resuming after `since`.
-pub fn ws_url(base: &str, session: SessionId, token: &str, since: Option<u64>) -> String {
+/// A hub socket to open: its URL, which carries no token, and the token, which goes in the
+/// `Sec-WebSocket-Protocol` header as the server's own clients send it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WsTarget {
+    pub url: String,
+    pub token: String,
+}
+
+/// The hub socket on the server at `base` (`http://…`) for `token`, resuming after `since`.
+pub fn ws_url(base: &str, session: SessionId, token: &str, since: Option<u64>) -> WsTarget {
     let base = base.trim_end_matches('/').replacen("http://", "ws://", 1);
-    match since {
-        Some(s) => format!("{base}/api/sessions/{session}/ws?token={token}&since={s}"),
-        None => format!("{base}/api/sessions/{session}/ws?token={token}"),
+    let url = match since {
+        Some(s) => format!("{base}/api/sessions/{session}/ws?since={s}"),
+        None => format!("{base}/api/sessions/{session}/ws"),
+    };
+    WsTarget {
+        url,
+        token: token.to_owned(),
     }
 }

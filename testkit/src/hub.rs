@@ -9,8 +9,11 @@ use futures_util::{SinkExt, StreamExt};
 use oncolive_server::domain::Command;
 use oncolive_server::model::{Question, QuestionId, Session};
 use oncolive_server::protocol::{
-    Ack, ClientMsg, ErrorMsg, Request, ServerMsg, Snapshot, VoteCount,
+    Ack, BEARER_PROTOCOL_PREFIX, ClientMsg, ErrorMsg, Request, SUBPROTOCOL, ServerMsg, Snapshot,
+    VoteCount,
 };
+
+use crate::api::WsTarget;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
@@ -35,10 +38,26 @@ pub struct SocketOptions {
     pub recv_buffer: Option<u32>,
 }
 
-/// Opens a hub socket at `url` (`ws://IP:PORT/api/sessions/…/ws?token=…`). Buffers are small,
-/// since a load run holds thousands of these in one process.
-pub async fn connect_socket(url: &str, options: SocketOptions) -> anyhow::Result<Socket> {
-    let request = url.into_client_request()?;
+/// Opens the hub socket `target` (see [`crate::api::ws_url`]), offering the subprotocols
+/// `oncolive.v1` and `bearer.<token>`. Buffers are small, since a load run holds thousands of
+/// these in one process.
+pub async fn connect_socket(target: &WsTarget, options: SocketOptions) -> anyhow::Result<Socket> {
+    let mut request = target.url.as_str().into_client_request()?;
+    let protocols = format!("{SUBPROTOCOL}, {BEARER_PROTOCOL_PREFIX}{}", target.token);
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        protocols
+            .parse()
+            .context("the token is not a valid header value")?,
+    );
+    connect_request(request, options).await
+}
+
+/// Opens a hub socket with `request` as it is (tests of the handshake itself).
+pub async fn connect_request(
+    request: tokio_tungstenite::tungstenite::handshake::client::Request,
+    options: SocketOptions,
+) -> anyhow::Result<Socket> {
     let host = request.uri().host().context("no host in the URL")?;
     let port = request.uri().port_u16().unwrap_or(80);
     let addr: SocketAddr = tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
@@ -91,8 +110,8 @@ pub fn frame(msg: &ClientMsg) -> anyhow::Result<Message> {
 }
 
 impl HubClient {
-    pub async fn connect(url: &str) -> anyhow::Result<HubClient> {
-        let ws = connect_socket(url, SocketOptions::default()).await?;
+    pub async fn connect(target: &WsTarget) -> anyhow::Result<HubClient> {
+        let ws = connect_socket(target, SocketOptions::default()).await?;
         Ok(HubClient::from_socket(ws))
     }
 

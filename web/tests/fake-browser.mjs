@@ -24,8 +24,9 @@ export function resetBrowser() {
 export class FakeSocket {
   static opened = [];
 
-  constructor(url) {
+  constructor(url, protocols = []) {
     this.url = new URL(url);
+    this.protocols = protocols;
     this.readyState = 0; // CONNECTING
     this.sent = [];
     this.closedByClient = null;

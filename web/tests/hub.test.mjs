@@ -62,7 +62,9 @@ test('the first connection asks for a snapshot; a reconnect resumes after the la
   const { messages, statuses } = startHub();
   assert.equal(socket(0).url.pathname, '/api/sessions/sess-1/ws');
   assert.equal(socket(0).url.protocol, 'ws:');
-  assert.equal(socket(0).url.searchParams.get('token'), 'tok-1');
+  // The token goes as a subprotocol, never in the URL (proxies log URLs).
+  assert.deepEqual(socket(0).protocols, ['oncolive.v1', 'bearer.tok-1']);
+  assert.equal(socket(0).url.searchParams.has('token'), false);
   assert.equal(socket(0).url.searchParams.has('since'), false);
 
   synced(5);
@@ -167,8 +169,20 @@ test('4001 (expired) asks for a new token and starts over from a snapshot', asyn
   assert.equal(asked, 1);
   assert.ok(statuses.includes('expired'));
   assert.equal(FakeSocket.opened.length, 2);
-  assert.equal(socket(1).url.searchParams.get('token'), 'tok-2');
+  assert.deepEqual(socket(1).protocols, ['oncolive.v1', 'bearer.tok-2']);
   assert.equal(socket(1).url.searchParams.has('since'), false);
+});
+
+test('4003 (link replaced by the host) is final and asks for no new token', async () => {
+  let asked = 0;
+  startHub({ onExpired: async () => { asked += 1; return 'tok-2'; } });
+  synced();
+  socket(0).drop(4003);
+  await flush();
+  mock.timers.tick(60_000);
+  assert.equal(hub.status, 'revoked');
+  assert.equal(asked, 0);
+  assert.equal(FakeSocket.opened.length, 1);
 });
 
 test('4001 without a new token stays expired', async () => {

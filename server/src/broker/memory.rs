@@ -263,6 +263,7 @@ mod tests {
             id: Uuid::now_v7(),
             role: Role::Admin,
             name: None,
+            links_version: 0,
         };
         let end = Command::SetState {
             state: SessionState::Ended,

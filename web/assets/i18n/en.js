@@ -195,6 +195,8 @@ export default {
   'staff.noToken': 'This link is missing its access key',
   'staff.noTokenDetail': 'Open the full link you received from the host (it ends with #token=…).',
   'staff.expired': 'This link has expired',
+  'staff.revoked': 'The host replaced this link',
+  'staff.revokedDetail': 'Ask the host for the new link; this one no longer works.',
 
   'host.title': 'Host',
   'host.signinTitle': 'Host sign-in',
@@ -230,6 +232,9 @@ export default {
   'host.moderatorLink': 'Moderator link (secret)',
   'host.secretHint': 'Send the expert and moderator links only to those people: anyone with them can act in their name.',
   'host.copy': 'Copy',
+  'host.rotate': 'Replace expert and moderator links',
+  'host.confirmRotate': 'Replace the expert and moderator links? The old links stop working at once, including for anyone using them now; send the new links to your expert and moderators.',
+  'host.rotated': 'New links made; the old ones no longer work',
   'host.copied': 'Copied.',
   'host.open': 'Open',
   'host.print': 'Print poster',

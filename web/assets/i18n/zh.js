@@ -192,6 +192,8 @@ export default {
   'staff.noToken': '此链接缺少访问密钥',
   'staff.noTokenDetail': '请打开主持方发给您的完整链接（以 #token=… 结尾）。',
   'staff.expired': '此链接已过期',
+  'staff.revoked': '主持方已更换此链接',
+  'staff.revokedDetail': '请向主持方索取新链接，此链接已失效。',
 
   'host.title': '主持管理',
   'host.signinTitle': '主持方登录',
@@ -227,6 +229,9 @@ export default {
   'host.moderatorLink': '审核员链接（保密）',
   'host.secretHint': '专家和审核员链接只发给本人：拿到链接的人都可以以其身份操作。',
   'host.copy': '复制',
+  'host.rotate': '更换专家和主持链接',
+  'host.confirmRotate': '确定更换专家和主持链接吗？旧链接立即失效（包括正在使用的人），请把新链接发给专家和主持人。',
+  'host.rotated': '已生成新链接，旧链接已失效',
   'host.copied': '已复制。',
   'host.open': '打开',
   'host.print': '打印海报',

@@ -3,13 +3,21 @@
 import { api } from './api.js';
 import { Hub } from './hub.js';
 
-/** Asked by the hub when opening keeps failing: `gone` if the session no longer exists. */
-export async function probeSession(sid) {
+/**
+ * Asked by the hub when opening keeps failing: `gone` if the session no longer exists,
+ * `unauthorized` if the token is refused (expired, or a staff link the host replaced).
+ */
+export async function probeSession(sid, token) {
   try {
     await api(`/api/sessions/${encodeURIComponent(sid)}`);
-    return 'ok';
   } catch (err) {
     return err.status === 404 ? 'gone' : 'ok';
+  }
+  try {
+    await api('/api/me', { token });
+    return 'ok';
+  } catch (err) {
+    return err.status === 401 ? 'unauthorized' : 'ok';
   }
 }
 
@@ -28,7 +36,7 @@ export function connectSession({ sid, token, store, conn, onStatus, onChange, on
       if (onStatus) onStatus(s);
     },
     onExpired,
-    probe: () => probeSession(sid),
+    probe: () => probeSession(sid, hub.token),
   });
   conn.onRetry(() => hub.reconnectNow());
   if (onChange) store.subscribe(onChange);

@@ -219,6 +219,20 @@ async function toggleLinks(id) {
   renderList();
 }
 
+/** Replace a session's expert and moderator links (one leaked): the old ones stop at once. */
+async function rotateLinks(id) {
+  if (!confirmAction(t('host.confirmRotate'))) return;
+  try {
+    const data = await api(`/api/sessions/${encodeURIComponent(id)}/links/rotate`, { method: 'POST', token });
+    open.set(id, { links: data.links });
+    toast(t('host.rotated'));
+  } catch (err) {
+    if (authFailed(err)) return;
+    toast(t(err.status === 0 ? 'error.network' : 'error.generic'), { bad: true });
+  }
+  renderList();
+}
+
 async function endSession(s) {
   if (!confirmAction(t(s.state === 'scheduled' ? 'host.confirmCancel' : 'expert.confirmEnd'))) return;
   try {
@@ -293,6 +307,8 @@ function sessionRow(s) {
         linkRow('host.expertLink', l.expert, 'expert'),
         linkRow('host.moderatorLink', l.moderator, 'moderator')),
       h('p', { class: 'hint', text: t('host.secretHint') }),
+      h('div', { class: 'controls' },
+        h('button', { class: 'btn small ghost', type: 'button', text: t('host.rotate'), dataset: { rotate: s.id }, onclick: () => rotateLinks(s.id) })),
       h('div', { class: 'row' },
         h('img', { class: 'qr', src: qrSrc(s.id), alt: t('host.qrAlt'), width: 180, height: 180 }),
         h('button', { class: 'btn', type: 'button', text: t('host.print'), onclick: () => printPoster(s, l.patient) })));

@@ -10,6 +10,7 @@ const QUICK_CHECK_MS = 5000;      // after a network change, a ping must be answ
 const REQUEST_TIMEOUT_MS = 15000;
 const STABLE_MS = 5000;           // a connection that lived this long resets the backoff
 const PROBE_AFTER_FAILURES = 3;   // failed opens in a row before asking `probe()` why
+const SUBPROTOCOL = 'oncolive.v1';
 const OPEN = 1;                   // WebSocket.OPEN (a socket given in tests has no statics)
 
 /** Errors from `request()`: the server's `error` reply, or a local reason (`offline`, `disconnected`, `timeout`). */
@@ -33,7 +34,8 @@ const SEQ_EVENTS = new Set(['session', 'question', 'question_removed', 'votes'])
 /**
  * Status values given to `onStatus`:
  * connecting, online, reconnecting, offline (the device has no network), closed (1000),
- * expired (4001 and no new token), gone (the session does not exist), unauthorized.
+ * expired (4001 and no new token), gone (the session does not exist), revoked (4003: the host
+ * replaced this staff link), unauthorized.
  */
 export class Hub {
   /**
@@ -119,9 +121,16 @@ export class Hub {
 
   url() {
     const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-    const q = new URLSearchParams({ token: this.token });
-    if (this.seq !== null) q.set('since', String(this.seq));
-    return `${scheme}://${location.host}/api/sessions/${encodeURIComponent(this.sessionId)}/ws?${q}`;
+    const q = this.seq !== null ? `?since=${this.seq}` : '';
+    return `${scheme}://${location.host}/api/sessions/${encodeURIComponent(this.sessionId)}/ws${q}`;
+  }
+
+  /**
+   * The token travels as a subprotocol, never in the URL (which proxies write to their access
+   * logs); the server answers with `oncolive.v1`.
+   */
+  protocols() {
+    return [SUBPROTOCOL, `bearer.${this.token}`];
   }
 
   open() {
@@ -132,7 +141,7 @@ export class Hub {
     this.setStatus(this.everSynced ? 'reconnecting' : 'connecting');
     let ws;
     try {
-      ws = new this.Socket(this.url());
+      ws = new this.Socket(this.url(), this.protocols());
     } catch {
       this.schedule(this.backoff());
       return;
@@ -178,6 +187,8 @@ export class Hub {
         return this.setStatus('closed');
       case 4001:
         return this.expired();
+      case 4003: // the host replaced this link: a new token can only come from the host
+        return this.setStatus('revoked');
       case 4000: // too slow: at once, the server gives us what we missed
         return this.schedule(this.attempt++ === 0 ? 0 : this.backoff());
       case 4008:

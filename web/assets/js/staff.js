@@ -42,6 +42,7 @@ export function startStaff({ role, render, onLang }) {
     onStatus: (s) => {
       if (s === 'gone') fail('empty', 'error.notFound', 'error.notFoundDetail');
       if (s === 'expired') fail('error', 'staff.expired', 'staff.noTokenDetail');
+      if (s === 'revoked') fail('error', 'staff.revoked', 'staff.revokedDetail');
       render();
     },
     onChange: (what) => {
