@@ -58,3 +58,9 @@ pub fn rate_limited() -> Counter {
 pub fn questions(state: &'static str) -> Counter {
     counter!("oncolive_questions_total", "state" => state)
 }
+
+/// HTTP connections closed by the server: `per_address` (refused at accept), `slow_headers`,
+/// `idle`.
+pub fn connections_closed(reason: &'static str) -> Counter {
+    counter!("oncolive_http_connections_closed_total", "reason" => reason)
+}
