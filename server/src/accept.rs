@@ -22,6 +22,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -147,6 +148,8 @@ async fn connection(
                 conn.as_mut().graceful_shutdown();
                 draining = true;
             }
+            // The deadline moved earlier (a request ended, or new headers started): look again.
+            _ = traffic.changed.notified() => {}
             _ = tokio::time::sleep_until(check_at) => {
                 if let Some(reason) = traffic.expired(timeouts) {
                     tracing::debug!(%peer, reason, "closing the connection");
@@ -171,6 +174,8 @@ struct Traffic {
     head_since: AtomicU64,
     /// Requests handed to the router whose response is not ready yet.
     in_flight: AtomicU32,
+    /// Wakes the watchdog when the deadline may have moved earlier than the one it sleeps to.
+    changed: Notify,
 }
 
 impl Traffic {
@@ -182,6 +187,7 @@ impl Traffic {
             // says nothing is a slow client too.
             head_since: AtomicU64::new(1),
             in_flight: AtomicU32::new(0),
+            changed: Notify::new(),
         }
     }
 
@@ -211,6 +217,7 @@ impl Traffic {
     fn request_done(&self) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.wrote();
+        self.changed.notify_one();
     }
 
     /// When the connection's limit runs out, as far as is known now. A request in flight is
