@@ -31,7 +31,9 @@ serve() {
   local dir; dir=$(mktemp -d)
   READY="$dir/ready.json"
   "$BIN/oncolive" serve --listen "127.0.0.1:$port" --data-dir "$dir" --ready-file "$READY" \
-    --joins-per-second 100000 --max-connections 19000 --max-viewers-per-address 100000 "$@" >"$dir/server.log" 2>&1 &
+    --joins-per-second 100000 --max-connections 19000 \
+    --asks-per-minute-per-address 1000000 --asks-per-second-per-session 100000 \
+    --connections-per-address 100000 --tcp-per-address 100000 --max-viewers-per-address 100000 "$@" >"$dir/server.log" 2>&1 &
   SERVER_PID=$!
   PIDS+=("$SERVER_PID")
   for _ in $(seq 100); do [ -s "$READY" ] && return 0; sleep 0.1; done

@@ -1,6 +1,6 @@
 //! The HTTP API: sessions, joining, state changes, QR codes, health.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Path, State};
@@ -16,6 +16,7 @@ use crate::api_types::{
     StateRequest, Tokens,
 };
 use crate::auth::{ADMIN_TTL, Claims, SESSION_TTL, ttl_for};
+use crate::client::{AddressKey, client_ip};
 use crate::domain::{Command, Reply, SessionChanges};
 use crate::error::ApiError;
 use crate::extract::{Admin, Caller, JsonBody};
@@ -175,22 +176,6 @@ async fn links(
     }))
 }
 
-/// The client's address: the TCP peer, or the address our proxy appended last.
-fn client_ip(app: &AppState, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
-    if app.config.limits.trust_forwarded_for
-        && let Some(ip) = headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|part| part.trim().parse::<IpAddr>().ok())
-            .next_back()
-    {
-        return ip;
-    }
-    peer.ip()
-}
-
 async fn join(
     State(app): State<AppState>,
     Path(id): Path<SessionId>,
@@ -201,7 +186,11 @@ async fn join(
     if app
         .rate_limits
         .joins
-        .check_key(&client_ip(&app, peer, &headers))
+        .check_key(&AddressKey::of(client_ip(
+            app.config.limits.trust_forwarded_for,
+            peer,
+            &headers,
+        )))
         .is_err()
     {
         return Err(ApiError::rate_limited(

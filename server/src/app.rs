@@ -1,18 +1,18 @@
 //! What every request handler and socket shares.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use governor::DefaultKeyedRateLimiter;
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Keys;
 use crate::broker::Broker;
+use crate::client::AddressKey;
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::model::{SessionId, UserId};
+use crate::sockets::SocketSlots;
 
 /// Everything a request handler may use. Cheap to clone.
 #[derive(Clone)]
@@ -26,8 +26,9 @@ pub struct AppState {
     pub public_url: Arc<str>,
     pub rate_limits: Arc<RateLimits>,
     pub metrics: PrometheusHandle,
-    /// One permit per open WebSocket: a node refuses more than it can hold.
-    pub connections: Arc<Semaphore>,
+    /// Who holds this node's WebSocket slots: a node refuses more than it can hold, and no
+    /// token or address takes more than its share.
+    pub connections: Arc<SocketSlots>,
     /// Fires on shutdown: sockets close with 1001.
     pub cancel: CancellationToken,
     /// The WebRTC relay for the expert's video.
@@ -36,8 +37,13 @@ pub struct AppState {
 
 /// Rate limiters shared by every socket and request of this node.
 pub struct RateLimits {
+    /// Questions per patient token.
     pub asks: DefaultKeyedRateLimiter<UserId>,
-    pub joins: DefaultKeyedRateLimiter<IpAddr>,
+    pub joins: DefaultKeyedRateLimiter<AddressKey>,
+    /// Questions per client address, over all the tokens it joined with.
+    pub asks_by_address: DefaultKeyedRateLimiter<AddressKey>,
+    /// Questions per session, from all its patients.
+    pub asks_by_session: DefaultKeyedRateLimiter<SessionId>,
 }
 
 impl AppState {

@@ -160,6 +160,36 @@ pub struct ServeArgs {
     /// A file holding the Redis password, put into the Redis URL (which then must have none).
     #[arg(long, env = "ONCOLIVE_REDIS_PASSWORD_FILE")]
     pub redis_password_file: Option<PathBuf>,
+    /// Questions per minute from one client address (IPv6 by /64), over all its patient tokens.
+    #[arg(long, env = "ONCOLIVE_ASKS_PER_MINUTE_PER_ADDRESS", default_value_t = Limits::default().asks_per_minute_per_address)]
+    pub asks_per_minute_per_address: u32,
+    /// Questions per second into one session from all its patients, sustained (bursts of 5x).
+    #[arg(long, env = "ONCOLIVE_ASKS_PER_SECOND_PER_SESSION", default_value_t = Limits::default().asks_per_second_per_session)]
+    pub asks_per_second_per_session: u32,
+    /// Most questions a session keeps; later asks are refused with `conflict`.
+    #[arg(long, env = "ONCOLIVE_MAX_QUESTIONS", default_value_t = Limits::default().max_questions)]
+    pub max_questions: usize,
+    /// Most questions waiting for a moderator in a session; later asks are refused with `conflict`.
+    #[arg(long, env = "ONCOLIVE_MAX_PENDING", default_value_t = Limits::default().max_pending)]
+    pub max_pending: usize,
+    /// Of --max-connections, the WebSocket slots only staff (expert, moderators, admins) may use.
+    #[arg(long, env = "ONCOLIVE_STAFF_CONNECTIONS", default_value_t = Limits::default().staff_connections)]
+    pub staff_connections: usize,
+    /// Most WebSockets one patient token may hold open on a node (429 beyond).
+    #[arg(long, env = "ONCOLIVE_CONNECTIONS_PER_TOKEN", default_value_t = Limits::default().connections_per_token)]
+    pub connections_per_token: usize,
+    /// Most patient WebSockets from one client address (IPv6 by /64) on a node (429 beyond).
+    #[arg(long, env = "ONCOLIVE_CONNECTIONS_PER_ADDRESS", default_value_t = Limits::default().connections_per_address)]
+    pub connections_per_address: usize,
+    /// Most TCP connections from one peer address (IPv6 by /64); more are closed at accept.
+    #[arg(long, env = "ONCOLIVE_TCP_PER_ADDRESS", default_value_t = Limits::default().tcp_per_address)]
+    pub tcp_per_address: usize,
+    /// Seconds a client has to finish a request's headers once it started sending them.
+    #[arg(long, env = "ONCOLIVE_HEADER_READ_TIMEOUT_SECS", default_value_t = Limits::default().header_read_timeout.as_secs())]
+    pub header_read_timeout_secs: u64,
+    /// Seconds an HTTP connection may sit idle between requests before it is closed.
+    #[arg(long, env = "ONCOLIVE_IDLE_TIMEOUT_SECS", default_value_t = Limits::default().idle_timeout.as_secs())]
+    pub idle_timeout_secs: u64,
 }
 
 fn parse_turn_secret(s: &str) -> Result<TurnSecret, String> {
@@ -242,6 +272,16 @@ impl ServeArgs {
                 messages_per_second: self.messages_per_second,
                 socket_queue: self.socket_queue,
                 max_connections: self.max_connections,
+                asks_per_minute_per_address: self.asks_per_minute_per_address,
+                asks_per_second_per_session: self.asks_per_second_per_session,
+                max_questions: self.max_questions,
+                max_pending: self.max_pending,
+                staff_connections: self.staff_connections,
+                connections_per_token: self.connections_per_token,
+                connections_per_address: self.connections_per_address,
+                tcp_per_address: self.tcp_per_address,
+                header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
+                idle_timeout: Duration::from_secs(self.idle_timeout_secs),
             },
             ping_interval: Duration::from_secs(self.ping_interval_secs),
             relay: self.relay_config()?,

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 pub use oncolive_signaling::{IceServer, RelayConfig};
 
+use crate::domain::QuestionCaps;
+
 /// Everything [`crate::start`] needs besides a listener and a shutdown signal.
 #[derive(Clone)]
 pub struct Config {
@@ -62,6 +64,33 @@ pub struct Limits {
     pub socket_queue: usize,
     /// Most simultaneous WebSocket connections; more are refused with 503.
     pub max_connections: usize,
+    /// Questions per minute from one client address (IPv6 by /64), over every token it holds:
+    /// joining again gives a new patient budget, not a new address budget.
+    pub asks_per_minute_per_address: u32,
+    /// Questions per second into one session from all its patients together, sustained
+    /// (bursts of five times this are fine). Per node, as the other rates.
+    pub asks_per_second_per_session: u32,
+    /// Most questions a session keeps, in any state; later asks are refused (`conflict`).
+    pub max_questions: usize,
+    /// Most questions waiting for a moderator in a session; later asks are refused (`conflict`)
+    /// until moderators catch up.
+    pub max_pending: usize,
+    /// Of [`Limits::max_connections`], the WebSocket slots only staff may take, so moderators
+    /// and the expert get in when patients have filled the node.
+    pub staff_connections: usize,
+    /// Most WebSockets one token may hold open on a node (429 beyond).
+    pub connections_per_token: usize,
+    /// Most patient WebSockets from one client address (IPv6 by /64) on a node (429 beyond).
+    /// Generous: a hospital's Wi-Fi or a carrier's NAT puts many patients behind one address.
+    pub connections_per_address: usize,
+    /// Most TCP connections one peer address (IPv6 by /64) may hold open; more are closed at
+    /// accept, before a byte is read. The TCP peer, not `X-Forwarded-For`: behind a proxy this
+    /// counts the proxy's connections.
+    pub tcp_per_address: usize,
+    /// Time a client has to send a request's headers once it started sending them.
+    pub header_read_timeout: Duration,
+    /// Time a connection may sit between requests (keep-alive) before it is closed.
+    pub idle_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -73,11 +102,28 @@ impl Default for Limits {
             messages_per_second: 20,
             socket_queue: 1024,
             max_connections: 19_000,
+            asks_per_minute_per_address: 30,
+            asks_per_second_per_session: 20,
+            max_questions: QuestionCaps::default().max_questions,
+            max_pending: QuestionCaps::default().max_pending,
+            staff_connections: 100,
+            connections_per_token: 4,
+            connections_per_address: 200,
+            tcp_per_address: 400,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
         }
     }
 }
 
 impl Limits {
+    pub fn question_caps(&self) -> QuestionCaps {
+        QuestionCaps {
+            max_questions: self.max_questions,
+            max_pending: self.max_pending,
+        }
+    }
+
     /// The limits with every rate and size at least the smallest that works.
     fn at_least_workable(self) -> Limits {
         Limits {
@@ -85,6 +131,16 @@ impl Limits {
             joins_per_second: self.joins_per_second.max(1),
             messages_per_second: self.messages_per_second.max(1),
             socket_queue: self.socket_queue.max(16),
+            asks_per_minute_per_address: self.asks_per_minute_per_address.max(1),
+            asks_per_second_per_session: self.asks_per_second_per_session.max(1),
+            max_questions: self.max_questions.max(1),
+            max_pending: self.max_pending.max(1),
+            staff_connections: self.staff_connections.min(self.max_connections),
+            connections_per_token: self.connections_per_token.max(1),
+            connections_per_address: self.connections_per_address.max(1),
+            tcp_per_address: self.tcp_per_address.max(2),
+            header_read_timeout: self.header_read_timeout.max(Duration::from_millis(100)),
+            idle_timeout: self.idle_timeout.max(Duration::from_millis(100)),
             ..self
         }
     }
@@ -119,6 +175,11 @@ impl Config {
             limits: Limits {
                 joins_per_second: 100_000,
                 messages_per_second: 100_000,
+                asks_per_minute_per_address: 100_000,
+                asks_per_second_per_session: 100_000,
+                connections_per_token: 10_000,
+                connections_per_address: 100_000,
+                tcp_per_address: 100_000,
                 ..Limits::default()
             },
             // Every test viewer comes from 127.0.0.1.

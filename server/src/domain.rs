@@ -307,6 +307,26 @@ impl QuestionRecord {
     }
 }
 
+/// How many questions a session may hold: the same rules whatever stores it. They bound what a
+/// session costs (every snapshot carries its questions) and keep a flood from burying the queue
+/// moderators work through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuestionCaps {
+    /// Questions in any state, merged and rejected ones included.
+    pub max_questions: usize,
+    /// Questions waiting for a moderator (pre-moderated sessions).
+    pub max_pending: usize,
+}
+
+impl Default for QuestionCaps {
+    fn default() -> Self {
+        QuestionCaps {
+            max_questions: 20_000,
+            max_pending: 5_000,
+        }
+    }
+}
+
 /// All state of one session.
 #[derive(Debug, Clone)]
 pub struct SessionData {
@@ -315,6 +335,8 @@ pub struct SessionData {
     questions: BTreeMap<QuestionId, QuestionRecord>,
     /// Questions whose vote count changed since the last `votes` event.
     dirty_votes: BTreeSet<QuestionId>,
+    /// Not stored: every store sets the caps of its configuration ([`SessionData::with_caps`]).
+    caps: QuestionCaps,
 }
 
 impl SessionData {
@@ -324,7 +346,13 @@ impl SessionData {
             next_question: 1,
             questions: BTreeMap::new(),
             dirty_votes: BTreeSet::new(),
+            caps: QuestionCaps::default(),
         }
+    }
+
+    /// The same state under other caps (the default is [`QuestionCaps::default`]).
+    pub fn with_caps(self, caps: QuestionCaps) -> Self {
+        SessionData { caps, ..self }
     }
 
     /// Rebuilds a session's state from what a store kept: the session, the id the next question
@@ -342,6 +370,7 @@ impl SessionData {
                 .map(|parts| (parts.stored.question.id, QuestionRecord::from_parts(parts)))
                 .collect(),
             dirty_votes: BTreeSet::new(),
+            caps: QuestionCaps::default(),
         }
     }
 
@@ -445,6 +474,7 @@ impl SessionData {
 
     fn ask(&mut self, actor: &Actor, text: &str, now: OffsetDateTime) -> Result<Applied, Refusal> {
         let text = checked_text("text", text, 1, MAX_QUESTION_CHARS).map_err(Refusal::Invalid)?;
+        self.check_room()?;
         let id = self.next_question;
         self.next_question += 1;
         let status = match self.session.moderation {
@@ -475,6 +505,35 @@ impl SessionData {
             },
         );
         Ok(self.changed(id, Reply::Question))
+    }
+
+    /// Refuses a new question when the session holds as many as it may. Ids are given from 1
+    /// without gaps, so the count needs no scan; the pending ones do, which costs microseconds at
+    /// the largest sessions and only on an ask.
+    fn check_room(&self) -> Result<(), Refusal> {
+        let QuestionCaps {
+            max_questions,
+            max_pending,
+        } = self.caps;
+        let asked = self.next_question.saturating_sub(1);
+        if asked >= max_questions as u64 {
+            return Err(Refusal::Conflict(format!(
+                "this session has reached its limit of {max_questions} questions; no more can be asked"
+            )));
+        }
+        if self.session.moderation == Moderation::Pre {
+            let pending = self
+                .questions
+                .values()
+                .filter(|r| r.question.status == QuestionStatus::Pending)
+                .count();
+            if pending >= max_pending {
+                return Err(Refusal::Conflict(format!(
+                    "{max_pending} questions are waiting for the moderators; ask again once they have caught up"
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn vote(&mut self, actor: &Actor, id: QuestionId, up: bool) -> Result<Applied, Refusal> {
@@ -992,6 +1051,70 @@ mod tests {
             .unwrap();
         assert_eq!(d.question(a).unwrap().status, QuestionStatus::Approved);
         assert_eq!(d.question(b).unwrap().status, QuestionStatus::Answering);
+    }
+
+    #[test]
+    fn a_session_takes_no_more_questions_than_its_caps() {
+        let now = OffsetDateTime::now_utc();
+        let caps = QuestionCaps {
+            max_questions: 4,
+            max_pending: 2,
+        };
+        let mut d = data(Moderation::Pre).with_caps(caps);
+        let (p, m) = (actor(Role::Patient), actor(Role::Moderator));
+        let a = ask(&mut d, &p, "a");
+        ask(&mut d, &p, "b");
+        let full = d.apply(&p, Command::Ask { text: "c".into() }, now);
+        assert!(
+            matches!(&full, Err(Refusal::Conflict(m)) if m.contains("waiting for the moderators")),
+            "{full:?}"
+        );
+        // A refused ask takes no id: the next accepted one gets 3.
+        d.apply(
+            &m,
+            Command::Approve {
+                question: a,
+                text: None,
+            },
+            now,
+        )
+        .unwrap();
+        assert_eq!(ask(&mut d, &p, "c"), 3);
+        d.apply(
+            &m,
+            Command::Reject {
+                question: 3,
+                reason: "r".into(),
+            },
+            now,
+        )
+        .unwrap();
+        assert_eq!(ask(&mut d, &p, "d"), 4);
+        let full = d.apply(&p, Command::Ask { text: "e".into() }, now);
+        assert!(
+            matches!(&full, Err(Refusal::Conflict(m)) if m.contains("limit of 4 questions")),
+            "{full:?}"
+        );
+        // The caps are not stored: a rebuilt session takes the store's.
+        let rebuilt =
+            SessionData::from_stored(d.session.clone(), d.next_question(), stored_parts(&d));
+        let mut rebuilt = rebuilt.with_caps(QuestionCaps {
+            max_questions: 5,
+            max_pending: 5,
+        });
+        assert_eq!(ask(&mut rebuilt, &p, "e"), 5);
+    }
+
+    #[test]
+    fn post_moderated_sessions_have_no_pending_cap() {
+        let mut d = data(Moderation::Post).with_caps(QuestionCaps {
+            max_questions: 10,
+            max_pending: 1,
+        });
+        let p = actor(Role::Patient);
+        for n in 1..=3 {
+            assert_eq!(ask(&mut d, &p, "q"), n);
+        }
     }
 
     #[test]

@@ -4,11 +4,13 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex as StdMutex, Weak};
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
 use tokio::sync::{Mutex, broadcast, watch};
+
+use crate::broker::lock;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -40,13 +42,18 @@ pub struct Hub {
     broker: Arc<dyn Broker>,
     node: Uuid,
     queue: usize,
-    /// Held across the broker subscription so that two sockets joining a quiet session at once
-    /// do not start two pumps; only joins to sessions without a channel wait on it for long.
-    channels: Mutex<HashMap<SessionId, Weak<Channel>>>,
+    /// One slot per session with local sockets. A std mutex, held only to find or add a slot and
+    /// never across an await: the broker's subscribe happens under the session's own slot lock,
+    /// so a stalled Redis delays only the sessions that start a channel, never a join to a
+    /// session whose channel runs.
+    channels: StdMutex<HashMap<SessionId, Arc<Slot>>>,
     cancel: CancellationToken,
     tasks: TaskTracker,
     video: VideoWatch,
 }
+
+/// Where a session's channel is found, or started by the first socket that needs it.
+type Slot = Mutex<Weak<Channel>>;
 
 /// The local fan-out of one session. Dropping the last handle stops its pump.
 pub struct Channel {
@@ -100,7 +107,7 @@ impl Hub {
             broker,
             node: Uuid::now_v7(),
             queue,
-            channels: Mutex::default(),
+            channels: StdMutex::default(),
             cancel,
             tasks: TaskTracker::new(),
             video,
@@ -110,11 +117,13 @@ impl Hub {
     /// Joins the local channel of a session, starting its pump if it is the first socket here.
     /// Every event the broker stores after this returns reaches the returned receiver.
     pub async fn join(&self, session: SessionId) -> Result<Membership, BrokerError> {
-        let mut channels = self.channels.lock().await;
-        if let Some(channel) = channels.get(&session).and_then(Weak::upgrade) {
+        let slot = self.slot(session);
+        // Held across the subscribe so that two sockets joining a quiet session at once do not
+        // start two pumps; it is this session's lock only.
+        let mut current = slot.lock().await;
+        if let Some(channel) = current.upgrade() {
             return Ok(Self::member(channel));
         }
-        channels.retain(|_, c| c.strong_count() > 0);
         let live = self.broker.subscribe(session).await?;
         let (tx, _) = broadcast::channel(self.queue);
         let stop = self.cancel.child_token();
@@ -143,8 +152,23 @@ impl Hub {
             pump.run(live, video, stop)
                 .instrument(tracing::info_span!("pump", %session)),
         );
-        channels.insert(session, Arc::downgrade(&channel));
+        *current = Arc::downgrade(&channel);
         Ok(Self::member(channel))
+    }
+
+    /// The session's slot, added if it has none; slots of sessions that no socket of this node
+    /// uses any more are dropped on the way, so the map stays as large as the live sessions.
+    fn slot(&self, session: SessionId) -> Arc<Slot> {
+        let mut channels = lock(&self.channels);
+        if let Some(slot) = channels.get(&session) {
+            return slot.clone();
+        }
+        // A slot held only by the map has no join in progress (joins hold a clone), so its lock
+        // is free and a dead channel in it stays dead.
+        channels.retain(|_, slot| {
+            Arc::strong_count(slot) > 1 || slot.try_lock().map_or(true, |c| c.strong_count() > 0)
+        });
+        channels.entry(session).or_default().clone()
     }
 
     fn member(channel: Arc<Channel>) -> Membership {
@@ -155,11 +179,10 @@ impl Hub {
 
     /// The session's viewer total if this node has a channel for it.
     pub async fn viewers(&self, session: SessionId) -> Option<u64> {
-        let channels = self.channels.lock().await;
-        channels
-            .get(&session)
-            .and_then(Weak::upgrade)
-            .map(|c| c.viewers())
+        let slot = lock(&self.channels).get(&session)?.clone();
+        // A slot that is busy is starting its channel: nobody is counted there yet.
+        let channel = slot.try_lock().ok()?.upgrade()?;
+        Some(channel.viewers())
     }
 
     /// Waits for every pump to stop (after the cancel token fired).

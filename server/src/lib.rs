@@ -3,12 +3,14 @@
 //! `main` turns the command line into a [`Config`] and calls [`start`]; the integration tests
 //! and the load generator build a `Config` and call it the same way on `127.0.0.1:0`.
 
+pub mod accept;
 pub mod api;
 pub mod api_types;
 pub mod app;
 pub mod auth;
 pub mod broker;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod domain;
 pub mod error;
@@ -22,6 +24,7 @@ pub mod protocol;
 pub mod rotate;
 pub mod routes;
 pub mod server;
+pub mod sockets;
 pub mod video;
 pub mod web;
 pub mod ws;

@@ -64,3 +64,9 @@ pub fn questions(state: &'static str) -> Counter {
 pub fn url_tokens() -> Counter {
     counter!("oncolive_ws_url_tokens_total")
 }
+
+/// HTTP connections closed by the server: `per_address` (refused at accept), `slow_headers`,
+/// `idle`.
+pub fn connections_closed(reason: &'static str) -> Counter {
+    counter!("oncolive_http_connections_closed_total", "reason" => reason)
+}

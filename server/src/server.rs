@@ -10,7 +10,6 @@ use std::time::Duration;
 use anyhow::Context;
 use governor::{Quota, RateLimiter};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -19,11 +18,10 @@ use crate::auth::{self, Keys, SecretSource};
 use crate::broker::{Broker, MemoryBroker, RedisBroker, RedisConfig};
 use crate::config::{BrokerConfig, Config, RelayConfig};
 use crate::hub::{self, Hub};
-use crate::{metrics, routes, video};
+use crate::sockets::SocketSlots;
+use crate::{accept, metrics, routes, video};
 
-/// Kernel send buffer per client socket (Linux doubles it for its bookkeeping). Enough for
-/// a snapshot of a few hundred questions in one go; bursts beyond it wait for the client.
-pub const SOCKET_SEND_BUFFER: usize = 64 * 1024;
+pub use crate::accept::SOCKET_SEND_BUFFER;
 
 /// A server that is accepting connections.
 pub struct Running {
@@ -66,6 +64,14 @@ pub async fn start(
             Quota::per_second(nonzero(limits.joins_per_second))
                 .allow_burst(nonzero(limits.joins_per_second.saturating_mul(5))),
         ),
+        asks_by_address: RateLimiter::keyed(Quota::per_minute(nonzero(
+            limits.asks_per_minute_per_address,
+        ))),
+        asks_by_session: RateLimiter::keyed(
+            Quota::per_second(nonzero(limits.asks_per_second_per_session)).allow_burst(nonzero(
+                limits.asks_per_second_per_session.saturating_mul(5),
+            )),
+        ),
     };
     let keys = Arc::new(Keys::new(&secret));
     let relay = oncolive_signaling::Relay::new(
@@ -94,7 +100,7 @@ pub async fn start(
         hub,
         relay,
         keys,
-        connections: Arc::new(Semaphore::new(limits.max_connections)),
+        connections: Arc::new(SocketSlots::new(limits)),
         rate_limits: Arc::new(rate_limits),
         public_url,
         config: Arc::new(config),
@@ -103,21 +109,9 @@ pub async fn start(
     };
     spawn_housekeeping(app.clone());
     let router = routes::router(app.clone());
-    // Small real-time messages must not wait for Nagle's algorithm. A capped send buffer keeps
-    // the kernel from holding megabytes for a client that stopped reading (loopback autotunes
-    // to 4 MiB), so such a client is found out, and dropped, after a bounded amount of data.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-        let _ = socket2::SockRef::from(&*tcp).set_send_buffer_size(SOCKET_SEND_BUFFER);
-    });
-    let task = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
-    });
+    let limits = app.config.limits.clone();
+    let task =
+        tokio::spawn(async move { accept::serve(listener, router, &limits, shutdown).await });
     Ok(Running {
         addr,
         app,
@@ -128,7 +122,10 @@ pub async fn start(
 
 async fn connect_broker(config: &Config) -> anyhow::Result<Arc<dyn Broker>> {
     Ok(match &config.broker {
-        BrokerConfig::Memory => Arc::new(MemoryBroker::new(config.history, config.retention)),
+        BrokerConfig::Memory => Arc::new(
+            MemoryBroker::new(config.history, config.retention)
+                .with_caps(config.limits.question_caps()),
+        ),
         BrokerConfig::Redis {
             url,
             prefix,
@@ -140,6 +137,7 @@ async fn connect_broker(config: &Config) -> anyhow::Result<Arc<dyn Broker>> {
                 history: config.history,
                 retention: config.retention,
                 command_timeout: *command_timeout,
+                question_caps: config.limits.question_caps(),
                 ..RedisConfig::default()
             })
             .await
@@ -162,6 +160,8 @@ fn spawn_housekeeping(app: AppState) {
                 _ = tick.tick() => {
                     app.rate_limits.asks.retain_recent();
                     app.rate_limits.joins.retain_recent();
+                    app.rate_limits.asks_by_address.retain_recent();
+                    app.rate_limits.asks_by_session.retain_recent();
                 }
             }
         }

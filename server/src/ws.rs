@@ -1,10 +1,12 @@
 //! One WebSocket connection: the first snapshot or resume, then requests in and events out.
 
+use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
@@ -17,6 +19,7 @@ use tracing::Instrument;
 use crate::AppState;
 use crate::auth::Claims;
 use crate::broker::Replay;
+use crate::client::{AddressKey, client_ip};
 use crate::domain::{Actor, Command, Reply};
 use crate::error::ApiError;
 use crate::hub::{Frame, Membership};
@@ -50,10 +53,15 @@ pub struct WsQuery {
     since: Option<u64>,
 }
 
+/// How long a client refused for holding too many sockets is asked to wait.
+const BUSY_RETRY: Duration = Duration::from_secs(10);
+
 pub async fn upgrade(
     State(app): State<AppState>,
     Path(session): Path<SessionId>,
     Query(query): Query<WsQuery>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let token = match offered_token(&ws)? {
@@ -77,11 +85,22 @@ pub async fn upgrade(
         .await?
         .ok_or_else(|| ApiError::NotFound("no such session".into()))?;
     claims.check_links_version(found.links_version)?;
+    let address = AddressKey::of(client_ip(
+        app.config.limits.trust_forwarded_for,
+        peer,
+        &headers,
+    ));
     let permit = app
         .connections
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| ApiError::Unavailable("too many connections on this node".into()))?;
+        .take(claims.role, claims.sub, address)
+        .map_err(|refused| {
+            m::rate_limited().increment(1);
+            if refused.node_wide() {
+                ApiError::Unavailable(refused.to_string())
+            } else {
+                ApiError::rate_limited(refused.to_string(), BUSY_RETRY)
+            }
+        })?;
     let since = query.since;
     Ok(ws
         .protocols([SUBPROTOCOL])
@@ -95,7 +114,7 @@ pub async fn upgrade(
             async move {
                 let _permit = permit;
                 m::connections().increment(1.0);
-                Connection::new(app, session, claims)
+                Connection::new(app, session, claims, address)
                     .run(socket, since)
                     .await;
                 m::connections().decrement(1.0);
@@ -153,6 +172,8 @@ struct Connection {
     session: SessionId,
     claims: Claims,
     actor: Actor,
+    /// Where the client connects from, for the per-address question budget.
+    address: AddressKey,
     /// The highest event `seq` this socket has been given or skipped; nothing at or below it
     /// is sent again.
     sent: u64,
@@ -162,7 +183,7 @@ struct Connection {
 }
 
 impl Connection {
-    fn new(app: AppState, session: SessionId, claims: Claims) -> Self {
+    fn new(app: AppState, session: SessionId, claims: Claims, address: AddressKey) -> Self {
         let per_second =
             NonZeroU32::new(app.config.limits.messages_per_second).unwrap_or(NonZeroU32::MIN);
         let burst = per_second.saturating_mul(NonZeroU32::new(2).unwrap_or(NonZeroU32::MIN));
@@ -171,6 +192,7 @@ impl Connection {
             app,
             session,
             claims,
+            address,
             sent: 0,
             limiter: RateLimiter::direct(Quota::per_second(per_second).allow_burst(burst)),
             strikes: 0,
@@ -409,39 +431,48 @@ impl Connection {
         msg: Message,
     ) -> Result<(), Stop> {
         self.last_heard = Instant::now();
-        let text = match msg {
-            Message::Text(text) => text,
-            Message::Binary(_) => {
-                let err = ApiError::BadRequest("binary frames are not used; send JSON text".into());
-                return self.reply(sink, &err.into_server_msg(None)).await;
-            }
-            Message::Close(_) => return Err(CloseCode::Normal),
-            Message::Ping(_) | Message::Pong(_) => return Ok(()),
-        };
+        if matches!(msg, Message::Close(_)) {
+            return Err(CloseCode::Normal);
+        }
         m::messages_in().increment(1);
-        if self.limiter.check().is_err() {
+        // Every frame counts, control frames included: a flood of pings or binary frames costs
+        // the server as much as one of requests.
+        let over_rate = self.limiter.check().is_err();
+        if over_rate {
             self.strikes += 1;
             if self.strikes > FLOOD_STRIKES {
                 return Err(CloseCode::Flood);
             }
+        }
+        let text = match msg {
+            Message::Text(text) => Some(text),
+            Message::Binary(_) => None,
+            Message::Ping(_) | Message::Pong(_) | Message::Close(_) if !over_rate => {
+                return Ok(());
+            }
+            Message::Ping(_) | Message::Pong(_) | Message::Close(_) => None,
+        };
+        // Refused by its length alone, before any parsing: `req` is then null.
+        if let Some(text) = text.as_ref().filter(|t| t.len() > MAX_MESSAGE_BYTES) {
+            let err = ApiError::TooLarge(format!(
+                "messages are limited to {MAX_MESSAGE_BYTES} bytes, got {}",
+                text.len()
+            ));
+            return self.reply(sink, &err.into_server_msg(None)).await;
+        }
+        if over_rate {
             let per_second = u64::from(self.app.config.limits.messages_per_second);
             let err = ApiError::rate_limited(
                 "too many messages; slow down",
                 Duration::from_millis(1000 / per_second),
             );
-            return self
-                .reply(sink, &err.into_server_msg(request_id(&text)))
-                .await;
+            let req = text.as_deref().and_then(request_id);
+            return self.reply(sink, &err.into_server_msg(req)).await;
         }
-        if text.len() > MAX_MESSAGE_BYTES {
-            let err = ApiError::TooLarge(format!(
-                "messages are limited to {MAX_MESSAGE_BYTES} bytes, got {}",
-                text.len()
-            ));
-            return self
-                .reply(sink, &err.into_server_msg(request_id(&text)))
-                .await;
-        }
+        let Some(text) = text else {
+            let err = ApiError::BadRequest("binary frames are not used; send JSON text".into());
+            return self.reply(sink, &err.into_server_msg(None)).await;
+        };
         let ClientMsg { req, request } = match serde_json::from_str::<ClientMsg>(&text) {
             Ok(msg) => msg,
             Err(e) => {
@@ -471,18 +502,10 @@ impl Connection {
     async fn execute(&mut self, req: Option<String>, command: Command) -> ServerMsg {
         if matches!(command, Command::Ask { .. })
             && self.actor.role == crate::model::Role::Patient
-            && let Err(not_until) = self.app.rate_limits.asks.check_key(&self.actor.id)
+            && let Err(refused) = self.ask_budget()
         {
-            let wait = not_until.wait_time_from(governor::clock::Clock::now(
-                &governor::clock::DefaultClock::default(),
-            ));
             m::rate_limited().increment(1);
-            let message = format!(
-                "at most {} questions a minute; try again in {} s",
-                self.app.config.limits.asks_per_minute,
-                wait.as_secs() + 1
-            );
-            return ApiError::rate_limited(message, wait).into_server_msg(req);
+            return refused.into_server_msg(req);
         }
         let is_ask = matches!(command, Command::Ask { .. });
         match self
@@ -520,6 +543,49 @@ impl Connection {
             }
             Err(e) => ApiError::from(e).into_server_msg(req),
         }
+    }
+
+    /// A patient's question must fit three budgets: the patient's own, the client address's
+    /// (over every token it joined with, so joining again buys nothing) and the session's (so
+    /// many addresses together cannot bury the moderators). Checked from the narrowest; one that
+    /// refuses leaves the wider ones untouched.
+    fn ask_budget(&self) -> Result<(), ApiError> {
+        let limits = &self.app.config.limits;
+        let budgets = &self.app.rate_limits;
+        let now = governor::clock::Clock::now(&governor::clock::DefaultClock::default());
+        let refused = |message: String, not_until: governor::NotUntil<_>| {
+            let wait = not_until.wait_time_from(now);
+            let message = format!("{message}; try again in {} s", wait.as_secs() + 1);
+            ApiError::rate_limited(message, wait)
+        };
+        budgets.asks.check_key(&self.actor.id).map_err(|n| {
+            refused(
+                format!("at most {} questions a minute", limits.asks_per_minute),
+                n,
+            )
+        })?;
+        budgets
+            .asks_by_address
+            .check_key(&self.address)
+            .map_err(|n| {
+                refused(
+                    format!(
+                        "at most {} questions a minute from one network",
+                        limits.asks_per_minute_per_address
+                    ),
+                    n,
+                )
+            })?;
+        budgets
+            .asks_by_session
+            .check_key(&self.session)
+            .map_err(|n| {
+                refused(
+                    "this session is taking too many questions at once".to_owned(),
+                    n,
+                )
+            })?;
+        Ok(())
     }
 
     async fn reply(

@@ -7,13 +7,17 @@
 //! - [`hub`]: a WebSocket client that speaks `ClientMsg`/`ServerMsg`;
 //! - [`media`]: a WHIP publisher and a WHEP viewer on the `webrtc` crate;
 //! - [`redis`]: private `redis-server` processes that tests may kill and restart;
-//! - [`node`]: whole `oncolive` processes, in memory or on a Redis.
+//! - [`node`]: whole `oncolive` processes, in memory or on a Redis;
+//! - [`proxy`]: a TCP proxy that can stall, in front of a real server (a slow Redis);
+//! - [`raw`]: clients that misbehave on purpose (refused upgrades, half-sent requests).
 
 pub mod api;
 pub mod app;
 pub mod hub;
 pub mod media;
 pub mod node;
+pub mod proxy;
+pub mod raw;
 pub mod redis;
 
 pub use api::{ApiClient, TestSession};

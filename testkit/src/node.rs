@@ -14,10 +14,14 @@ pub const SHARED_SECRET: &str = "test-secret-shared-by-all-nodes-0123456789";
 
 /// Flags every node gets unless `extra` names them: tests and benchmarks drive many messages
 /// through one socket and join many patients from one address.
-const DEFAULT_FLAGS: [(&str, &str); 3] = [
+const DEFAULT_FLAGS: [(&str, &str); 7] = [
     ("--asks-per-minute", "100000"),
     ("--messages-per-second", "100000"),
     ("--joins-per-second", "100000"),
+    ("--asks-per-minute-per-address", "100000"),
+    ("--asks-per-second-per-session", "100000"),
+    ("--connections-per-address", "100000"),
+    ("--tcp-per-address", "100000"),
 ];
 
 /// One `oncolive serve` process; killed when dropped.

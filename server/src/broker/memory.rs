@@ -10,7 +10,7 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use super::{Ack, Broker, BrokerError, Replay, SessionView, lock};
-use crate::domain::{Actor, Command, SessionData};
+use crate::domain::{Actor, Command, QuestionCaps, SessionData};
 use crate::model::{Role, Session, SessionId, UserId};
 use crate::protocol::Event;
 
@@ -27,6 +27,7 @@ pub struct MemoryBroker {
     /// How long an ended session is kept (as in Redis), so a long-running node does not grow.
     retention: Duration,
     presence: Mutex<HashMap<(SessionId, Uuid), (u64, Instant)>>,
+    caps: QuestionCaps,
 }
 
 struct MemSession {
@@ -70,7 +71,13 @@ impl MemoryBroker {
             history: history.max(1),
             retention,
             presence: Mutex::default(),
+            caps: QuestionCaps::default(),
         }
+    }
+
+    /// The same broker with other question caps for its sessions.
+    pub fn with_caps(self, caps: QuestionCaps) -> Self {
+        MemoryBroker { caps, ..self }
     }
 
     /// Forgets sessions that ended longer ago than the retention.
@@ -109,7 +116,7 @@ impl Broker for MemoryBroker {
         let (live, _) = broadcast::channel(LIVE_CAPACITY);
         let entry = Arc::new(MemSession {
             state: Mutex::new(MemState {
-                data: SessionData::new(session.clone()),
+                data: SessionData::new(session.clone()).with_caps(self.caps),
                 head: 0,
                 log: VecDeque::new(),
             }),

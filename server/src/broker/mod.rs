@@ -121,6 +121,6 @@ pub trait Broker: Send + Sync + 'static {
 
 /// A poisoned lock means a panic elsewhere already; the data behind every broker lock is still
 /// consistent because every change is made in one step after all checks.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -129,7 +129,7 @@ impl Committer {
             .collect();
         for attempt in 0..MAX_ATTEMPTS {
             let loaded = self.store.load(id, None, &voters_of).await?;
-            let mut data = loaded.data;
+            let mut data = loaded.data.with_caps(self.store.config.question_caps);
             let now = OffsetDateTime::now_utc();
             let mut events = Vec::new();
             let mut touched = Touched::default();

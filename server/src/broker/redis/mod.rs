@@ -59,6 +59,8 @@ pub struct RedisConfig {
     pub presence_ttl: Duration,
     /// How long the reader waits on its streams per round.
     pub block: Duration,
+    /// How many questions a session may hold.
+    pub question_caps: crate::domain::QuestionCaps,
 }
 
 impl Default for RedisConfig {
@@ -71,6 +73,7 @@ impl Default for RedisConfig {
             command_timeout: Duration::from_secs(2),
             presence_ttl: Duration::from_secs(10),
             block: Duration::from_secs(1),
+            question_caps: crate::domain::QuestionCaps::default(),
         }
     }
 }
