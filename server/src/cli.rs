@@ -120,6 +120,9 @@ pub struct ServeArgs {
     /// Log as JSON lines instead of text.
     #[arg(long, env = "ONCOLIVE_LOG_JSON")]
     pub log_json: bool,
+    /// Bytes of questions per snapshot frame (1024 to 262144); larger sessions are sent in parts.
+    #[arg(long, env = "ONCOLIVE_SNAPSHOT_PART_BYTES", default_value_t = Config::default().snapshot_part_bytes)]
+    pub snapshot_part_bytes: usize,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -192,6 +195,7 @@ impl ServeArgs {
             },
             ping_interval: Duration::from_secs(self.ping_interval_secs),
             relay: self.relay_config(),
+            snapshot_part_bytes: self.snapshot_part_bytes,
         }
     }
 

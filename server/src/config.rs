@@ -25,6 +25,9 @@ pub struct Config {
     /// Time between the server's pings; a socket silent for 2.4 times this is closed (4009).
     pub ping_interval: Duration,
     pub relay: RelayConfig,
+    /// Bytes of questions per snapshot frame: a larger view goes out as a `snapshot` and
+    /// `snapshot_part`s (see [`crate::snapshot`]).
+    pub snapshot_part_bytes: usize,
 }
 
 /// Where session state lives.
@@ -100,6 +103,7 @@ impl Default for Config {
             limits: Limits::default(),
             ping_interval: Duration::from_secs(25),
             relay: RelayConfig::default(),
+            snapshot_part_bytes: crate::snapshot::DEFAULT_PART_BYTES,
         }
     }
 }
@@ -146,6 +150,10 @@ impl Config {
                 },
                 memory => memory,
             },
+            snapshot_part_bytes: self.snapshot_part_bytes.clamp(
+                crate::snapshot::MIN_PART_BYTES,
+                crate::snapshot::MAX_PART_BYTES,
+            ),
             ..self
         }
     }
@@ -164,6 +172,7 @@ impl fmt::Debug for Config {
             .field("limits", &self.limits)
             .field("ping_interval", &self.ping_interval)
             .field("relay", &self.relay)
+            .field("snapshot_part_bytes", &self.snapshot_part_bytes)
             .finish()
     }
 }
