@@ -21,7 +21,6 @@ use futures_util::future::try_join_all;
 use oncolive_server::domain::Command;
 use oncolive_server::model::{Moderation, NewSession, QuestionId, QuestionStatus, SessionId};
 use oncolive_server::protocol::ClientMsg;
-use oncolive_testkit::HubClient;
 use oncolive_testkit::node::Node;
 
 #[derive(Parser, Debug)]
@@ -122,17 +121,25 @@ async fn approve_all(
     let chunks: Vec<&[QuestionId]> = ids
         .chunks(ids.len().div_ceil(fillers.max(1)).max(1))
         .collect();
-    let moderators = chunks.into_iter().map(|chunk| async move {
-        let (mut m, _) = node.connect(setup.session, &setup.moderator).await?;
-        for &question in chunk {
-            m.ok(Command::Approve {
-                question,
-                text: None,
-            })
-            .await?;
-        }
-        anyhow::Ok(())
-    });
+    // Opened one after the other: dozens of full snapshots of a large session at once are a
+    // herd this bench does not measure (see docs/benchmarks.md, "Large sessions").
+    let mut clients = Vec::with_capacity(chunks.len());
+    for _ in &chunks {
+        clients.push(node.connect(setup.session, &setup.moderator).await?.0);
+    }
+    let moderators = chunks
+        .into_iter()
+        .zip(clients)
+        .map(|(chunk, mut m)| async move {
+            for &question in chunk {
+                m.ok(Command::Approve {
+                    question,
+                    text: None,
+                })
+                .await?;
+            }
+            anyhow::Ok(())
+        });
     try_join_all(moderators).await?;
     Ok(())
 }
