@@ -140,12 +140,10 @@ impl RedisServer {
         self.own.as_ref()?;
         let info = inline_command(self.port, "INFO commandstats")?;
         let prefix = format!("cmdstat_{command}:calls=");
-        let calls = info
-            .lines()
+        info.lines()
             .find_map(|line| line.strip_prefix(&prefix))
             .map(|rest| rest.split(',').next().unwrap_or_default().parse().ok())
-            .unwrap_or(Some(0));
-        calls
+            .unwrap_or(Some(0))
     }
 
     /// Kills the server with SIGKILL: no shutdown, no final save.

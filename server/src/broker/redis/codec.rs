@@ -125,6 +125,8 @@ pub type RefreshedRaw = (
 );
 
 /// What changed of a session since the version a cached copy holds.
+// One per batch, moved once: boxing the large variant would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 pub enum Refreshed {
     /// The stored version is behind the one held: the data was replaced; read it all again.
     Replaced,
