@@ -190,6 +190,9 @@ pub struct ServeArgs {
     /// Seconds an HTTP connection may sit idle between requests before it is closed.
     #[arg(long, env = "ONCOLIVE_IDLE_TIMEOUT_SECS", default_value_t = Limits::default().idle_timeout.as_secs())]
     pub idle_timeout_secs: u64,
+    /// Bytes of questions per snapshot frame (1024 to 262144); larger sessions are sent in parts.
+    #[arg(long, env = "ONCOLIVE_SNAPSHOT_PART_BYTES", default_value_t = Config::default().snapshot_part_bytes)]
+    pub snapshot_part_bytes: usize,
 }
 
 fn parse_turn_secret(s: &str) -> Result<TurnSecret, String> {
@@ -286,6 +289,7 @@ impl ServeArgs {
             ping_interval: Duration::from_secs(self.ping_interval_secs),
             relay: self.relay_config()?,
             token_max_age: Duration::from_secs(self.token_max_age_days.saturating_mul(86_400)),
+            snapshot_part_bytes: self.snapshot_part_bytes,
         })
     }
 

@@ -30,6 +30,9 @@ pub struct Config {
     /// How long after its first issue a token can still be refreshed; past it, the holder must
     /// join again (patients) or get a new link (staff).
     pub token_max_age: Duration,
+    /// Bytes of questions per snapshot frame: a larger view goes out as a `snapshot` and
+    /// `snapshot_part`s (see [`crate::snapshot`]).
+    pub snapshot_part_bytes: usize,
 }
 
 /// Where session state lives.
@@ -160,6 +163,7 @@ impl Default for Config {
             ping_interval: Duration::from_secs(25),
             relay: RelayConfig::default(),
             token_max_age: crate::auth::TOKEN_MAX_AGE,
+            snapshot_part_bytes: crate::snapshot::DEFAULT_PART_BYTES,
         }
     }
 }
@@ -217,6 +221,10 @@ impl Config {
                 },
                 memory => memory,
             },
+            snapshot_part_bytes: self.snapshot_part_bytes.clamp(
+                crate::snapshot::MIN_PART_BYTES,
+                crate::snapshot::MAX_PART_BYTES,
+            ),
             ..self
         }
     }
@@ -236,6 +244,7 @@ impl fmt::Debug for Config {
             .field("ping_interval", &self.ping_interval)
             .field("relay", &self.relay)
             .field("token_max_age", &self.token_max_age)
+            .field("snapshot_part_bytes", &self.snapshot_part_bytes)
             .finish()
     }
 }

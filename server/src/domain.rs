@@ -124,6 +124,25 @@ impl Command {
         }
     }
 
+    /// The questions the command names, which a store reads fresh (vote counts included)
+    /// before applying it. A command may change another question too (`answering` sends the
+    /// previous one back to `approved`), but only these carry counts the command must get right.
+    pub fn questions(&self) -> Vec<QuestionId> {
+        use Command::*;
+        match self {
+            Vote { question }
+            | Unvote { question }
+            | Approve { question, .. }
+            | Reject { question, .. }
+            | Edit { question, .. }
+            | Pin { question, .. }
+            | Answering { question }
+            | Answered { question, .. } => vec![*question],
+            Merge { question, into } => vec![*question, *into],
+            Ask { .. } | SetState { .. } | UpdateSession { .. } | RotateStaffLinks => Vec::new(),
+        }
+    }
+
     /// Whether the command can change what others see (votes are coalesced instead).
     pub fn is_vote(&self) -> bool {
         matches!(self, Command::Vote { .. } | Command::Unvote { .. })
@@ -372,6 +391,55 @@ impl SessionData {
             dirty_votes: BTreeSet::new(),
             caps: QuestionCaps::default(),
         }
+    }
+
+    /// Brings a copy kept from an earlier read up to date with what a store read since: the
+    /// session, the next id, and the records that changed (`None`: the record does not exist,
+    /// e.g. a question this copy asked in a commit that was not stored). A record that changed
+    /// keeps the vote count and voters this copy had; [`SessionData::set_votes`] sets those
+    /// where a command needs them.
+    pub fn refresh(
+        &mut self,
+        session: Session,
+        next_question: QuestionId,
+        records: impl IntoIterator<Item = (QuestionId, Option<StoredQuestion>)>,
+    ) {
+        self.session = session;
+        self.next_question = next_question;
+        for (id, stored) in records {
+            let Some(stored) = stored else {
+                self.questions.remove(&id);
+                continue;
+            };
+            let (votes, voters) = self
+                .questions
+                .remove(&id)
+                .map(|r| (r.question.votes, r.voters))
+                .unwrap_or_default();
+            let parts = QuestionParts {
+                stored,
+                votes,
+                voters,
+            };
+            self.questions.insert(id, QuestionRecord::from_parts(parts));
+        }
+        self.dirty_votes.clear();
+    }
+
+    /// Sets question `id`'s vote count, and its voters when they are given (a command that
+    /// moves voters needs them all).
+    pub fn set_votes(&mut self, id: QuestionId, votes: u64, voters: Option<HashSet<UserId>>) {
+        if let Some(record) = self.questions.get_mut(&id) {
+            record.question.votes = votes;
+            if let Some(voters) = voters {
+                record.voters = voters;
+            }
+        }
+    }
+
+    /// How many questions the session has (of every status).
+    pub fn question_count(&self) -> usize {
+        self.questions.len()
     }
 
     /// The id the next question asked will get.

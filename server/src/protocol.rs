@@ -125,6 +125,7 @@ pub struct VoteCount {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMsg {
     Snapshot(Snapshot),
+    SnapshotPart(SnapshotPart),
     Resumed { since: u64, seq: u64 },
     Session { seq: u64, session: Session },
     Question { seq: u64, question: Question },
@@ -149,6 +150,31 @@ pub struct Snapshot {
     pub viewers: u64,
     #[serde(default)]
     pub video: VideoState,
+    /// `true`: `snapshot_part` messages follow, the last with `more: false`, before any other
+    /// message; the view is complete only then. A large session is sent in parts so that no
+    /// single frame is larger than a socket's write buffer (see `crate::snapshot`).
+    #[serde(default)]
+    pub more: bool,
+}
+
+/// The rest of a snapshot: more questions (in queue order, after those already sent) and more
+/// of `my_votes`, at the snapshot's `seq`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotPart {
+    pub seq: u64,
+    pub questions: Vec<Question>,
+    pub my_votes: Vec<QuestionId>,
+    /// `false` on the last part.
+    pub more: bool,
+}
+
+impl Snapshot {
+    /// Adds a part to this snapshot; `more` then says whether another part is still due.
+    pub fn absorb(&mut self, part: SnapshotPart) {
+        self.questions.extend(part.questions);
+        self.my_votes.extend(part.my_votes);
+        self.more = part.more;
+    }
 }
 
 /// A request was stored; `seq` is the last event it produced (or the head, for votes).

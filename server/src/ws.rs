@@ -29,6 +29,7 @@ use crate::protocol::{
     Ack, BEARER_PROTOCOL_PREFIX, ClientMsg, CloseCode, MAX_FRAME_BYTES, MAX_MESSAGE_BYTES,
     MAX_REQ_CHARS, ReqOnly, Request, SUBPROTOCOL, ServerMsg, Snapshot, You, encode,
 };
+use crate::snapshot;
 
 /// A socket that cannot take one message for this long is too slow to keep.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -290,7 +291,7 @@ impl Connection {
             return Err(CloseCode::Revoked);
         }
         self.sent = view.seq;
-        let msg = ServerMsg::Snapshot(Snapshot {
+        let snapshot = Snapshot {
             seq: view.seq,
             session: view.session,
             you: You {
@@ -302,8 +303,15 @@ impl Connection {
             my_votes: view.my_votes,
             viewers: member.channel.viewers(),
             video: member.channel.video(),
-        });
-        self.send(sink, encode(&msg).into()).await
+            more: false,
+        };
+        // Each part is encoded only when its turn comes and written with the usual
+        // back-pressure, so a socket holds at most one part of encoded text at a time. Events
+        // that arrive meanwhile wait in the socket's queue and follow the last part.
+        for msg in snapshot::split(snapshot, self.app.config.snapshot_part_bytes) {
+            self.send(sink, encode(&msg).into()).await?;
+        }
+        Ok(())
     }
 
     async fn serve(

@@ -654,3 +654,149 @@ async fn commands_batched_on_one_node_are_each_applied_once_and_acked_with_their
         "live, ask, one approval, 20 asks"
     );
 }
+
+/// Asks `n` questions from `n` patients at once (the committer batches them).
+async fn ask_many(broker: &RedisBroker, id: SessionId, n: usize) -> Vec<u64> {
+    let patients: Vec<Actor> = (0..n).map(|_| actor(Role::Patient)).collect();
+    let asks = patients.iter().enumerate().map(|(i, p)| {
+        broker.apply(
+            id,
+            p,
+            Command::Ask {
+                text: format!("question {i}: how often should I be screened after treatment?"),
+            },
+        )
+    });
+    join_all(asks)
+        .await
+        .into_iter()
+        .map(|r| match r.expect("ask").reply {
+            Reply::Question(q) => q.id,
+            other => panic!("unexpected reply {other:?}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_command_on_a_big_session_reads_only_what_changed() {
+    let redis = RedisServer::start();
+    if !redis.is_private() {
+        return; // commandstats count every client of a shared server
+    }
+    let (a, _b) = two_nodes(&redis).await;
+    let id = live_session(&a, Moderation::Pre).await;
+    let ids = ask_many(&a, id, 3000).await;
+    let moderator = actor(Role::Moderator);
+    let calls = |c: &str| redis.command_calls(c).expect("commandstats");
+    let (hgetall, hget) = (calls("hgetall"), calls("hget"));
+    for &q in &ids[..50] {
+        a.apply(
+            id,
+            &moderator,
+            Command::Approve {
+                question: q,
+                text: None,
+            },
+        )
+        .await
+        .expect("approve");
+    }
+    // A full read is one HGETALL of 3,000 records; a refresh reads the records changed since
+    // (one HGET each: here the one the previous approval wrote).
+    assert_eq!(calls("hgetall"), hgetall, "no command read every record");
+    assert!(
+        calls("hget") - hget <= 50 * 4,
+        "{} HGETs for 50 approvals",
+        calls("hget") - hget
+    );
+    let view = a
+        .view(id, Role::Moderator, moderator.id)
+        .await
+        .expect("view");
+    assert_eq!(view.questions.len(), 3000);
+    let approved = view
+        .questions
+        .iter()
+        .filter(|q| q.status == QuestionStatus::Approved)
+        .count();
+    assert_eq!(approved, 50);
+}
+
+#[tokio::test]
+async fn a_node_s_cached_session_sees_what_other_nodes_changed() {
+    let redis = RedisServer::start();
+    let (a, b) = two_nodes(&redis).await;
+    let id = live_session(&a, Moderation::Pre).await;
+    let ids = ask_many(&a, id, 20).await;
+    let (m_a, m_b) = (actor(Role::Moderator), actor(Role::Moderator));
+    let approve = |question| Command::Approve {
+        question,
+        text: None,
+    };
+    // Both nodes now hold the session in their cache.
+    a.apply(id, &m_a, approve(ids[0]))
+        .await
+        .expect("a approves");
+    b.apply(id, &m_b, approve(ids[1]))
+        .await
+        .expect("b approves");
+    // b edits a question a has cached as it was, and a new question arrives through b.
+    b.apply(
+        id,
+        &m_b,
+        Command::Edit {
+            question: ids[2],
+            text: "edited on b".into(),
+        },
+    )
+    .await
+    .expect("b edits");
+    let asked_on_b = ask(&b, id, &actor(Role::Patient), "asked on b").await;
+    // a refuses what b already did, and sees b's edit and b's question.
+    let again = a.apply(id, &m_a, approve(ids[1])).await;
+    assert!(
+        matches!(again, Err(BrokerError::Refused(Refusal::Conflict(_)))),
+        "{again:?}"
+    );
+    let ack = a.apply(id, &m_a, approve(ids[2])).await.expect("approve");
+    let Reply::Question(q) = ack.reply else {
+        panic!("approve replies with the question");
+    };
+    assert_eq!(q.text, "edited on b");
+    let ack = a
+        .apply(id, &m_a, approve(asked_on_b))
+        .await
+        .expect("approve b's question");
+    let Reply::Question(q) = ack.reply else {
+        panic!("approve replies with the question");
+    };
+    assert_eq!(q.text, "asked on b");
+    // A vote cast meanwhile is counted in the next event about the question.
+    let patient = actor(Role::Patient);
+    b.apply(id, &patient, Command::Vote { question: ids[0] })
+        .await
+        .expect("vote");
+    let ack = a
+        .apply(
+            id,
+            &m_a,
+            Command::Pin {
+                question: ids[0],
+                pinned: true,
+            },
+        )
+        .await
+        .expect("pin");
+    let Reply::Question(q) = ack.reply else {
+        panic!("pin replies with the question");
+    };
+    assert_eq!(q.votes, 1, "the cached count was read again");
+    // Both nodes see one state, and it is the full read's.
+    let on_a = a.view(id, Role::Moderator, m_a.id).await.expect("view a");
+    let on_b = b.view(id, Role::Moderator, m_b.id).await.expect("view b");
+    assert_eq!(on_a.questions, on_b.questions);
+    assert_eq!(on_a.questions.len(), 21);
+    // The next question id is right on a although b asked last.
+    let next = ask(&a, id, &actor(Role::Patient), "asked on a").await;
+    assert_eq!(next, 22);
+}

@@ -169,11 +169,42 @@ impl HubClient {
                 .ok_or_else(|| anyhow!("socket ended"))?
                 .context("socket error")?;
             match frame {
-                Message::Text(text) => return self.decode(text.as_str()),
+                Message::Text(text) => {
+                    let msg = self.decode(text.as_str())?;
+                    return self.assemble(msg, deadline).await;
+                }
                 Message::Close(frame) => bail!("closed unexpectedly: {frame:?}"),
                 _ => continue,
             }
         }
+    }
+
+    /// A snapshot sent in parts, put back together: `msg` itself unless it is a `snapshot`
+    /// with `more`, whose `snapshot_part`s must then follow before any other message.
+    async fn assemble(&mut self, msg: ServerMsg, deadline: Instant) -> anyhow::Result<ServerMsg> {
+        let ServerMsg::Snapshot(mut snapshot) = msg else {
+            return Ok(msg);
+        };
+        while snapshot.more {
+            let frame = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .map_err(|_| anyhow!("the snapshot's parts did not come within {:?}", self.wait))?
+                .ok_or_else(|| anyhow!("socket ended within a snapshot"))?
+                .context("socket error")?;
+            let text = match frame {
+                Message::Text(text) => text,
+                Message::Close(frame) => bail!("closed within a snapshot: {frame:?}"),
+                _ => continue,
+            };
+            match self.decode(text.as_str())? {
+                ServerMsg::SnapshotPart(part) if part.seq == snapshot.seq => snapshot.absorb(part),
+                other => bail!(
+                    "expected a snapshot_part at {}, got {other:?}",
+                    snapshot.seq
+                ),
+            }
+        }
+        Ok(ServerMsg::Snapshot(snapshot))
     }
 
     /// Parses a text frame from the server and [observes](HubClient::observe) it.
@@ -255,7 +286,7 @@ impl HubClient {
         .await
     }
 
-    /// The first message, which must be a snapshot.
+    /// The first message, which must be a snapshot (put together from its parts).
     pub async fn snapshot(&mut self) -> anyhow::Result<Snapshot> {
         match self.recv().await? {
             ServerMsg::Snapshot(s) => Ok(s),
@@ -401,7 +432,10 @@ impl HubClient {
                 Err(_) => bail!("socket was not closed in time"),
                 Ok(None) | Ok(Some(Err(_))) => return Ok(None),
                 Ok(Some(Ok(Message::Close(frame)))) => return Ok(frame.map(|f| u16::from(f.code))),
-                Ok(Some(Ok(Message::Text(text)))) => seen(self.decode(text.as_str())?),
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    let msg = self.decode(text.as_str())?;
+                    seen(self.assemble(msg, deadline).await?)
+                }
                 Ok(Some(Ok(_))) => continue,
             }
         }

@@ -133,6 +133,19 @@ impl RedisServer {
         Err("redis-server did not answer PING in time".into())
     }
 
+    /// How many times Redis has run `command` (lower case, e.g. `hgetall`), counting the calls
+    /// made by scripts, from `INFO commandstats`. Only on a private server (`None` otherwise):
+    /// the count covers every client of the server.
+    pub fn command_calls(&self, command: &str) -> Option<u64> {
+        self.own.as_ref()?;
+        let info = inline_command(self.port, "INFO commandstats")?;
+        let prefix = format!("cmdstat_{command}:calls=");
+        info.lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .map(|rest| rest.split(',').next().unwrap_or_default().parse().ok())
+            .unwrap_or(Some(0))
+    }
+
     /// Kills the server with SIGKILL: no shutdown, no final save.
     pub fn stop(&mut self) {
         if let Some(child) = self.own.as_mut().and_then(|o| o.child.as_mut()) {
@@ -192,4 +205,27 @@ fn ping(port: u16) -> bool {
     }
     let mut buf = [0u8; 64];
     matches!(conn.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
+}
+
+/// Sends one inline command and reads its bulk-string reply.
+fn inline_command(port: u16, command: &str) -> Option<String> {
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    conn.write_all(format!("{command}\r\n").as_bytes()).ok()?;
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = conn.read(&mut buf).ok()?;
+        if n == 0 {
+            return None;
+        }
+        reply.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&reply);
+        if let Some((header, body)) = text.split_once("\r\n") {
+            let len: usize = header.strip_prefix('$')?.parse().ok()?;
+            if body.len() >= len {
+                return Some(body[..len].to_owned());
+            }
+        }
+    }
 }

@@ -96,6 +96,41 @@ test('events at or below the applied seq are dropped, newer ones pass and move s
   assert.equal(hub.seq, 11);
 });
 
+test('a snapshot in parts is handed on whole, once its last part came, and only then goes online', () => {
+  const { messages, statuses } = startHub();
+  socket(0).accept();
+  socket(0).receive({ type: 'snapshot', seq: 8, session: {}, questions: [{ id: 1 }], my_votes: [], more: true });
+  socket(0).receive({ type: 'snapshot_part', seq: 8, questions: [{ id: 2 }, { id: 3 }], my_votes: [2], more: true });
+  assert.deepEqual(messages, [], 'nothing before the view is complete');
+  assert.equal(hub.status, 'connecting');
+  socket(0).receive({ type: 'snapshot_part', seq: 8, questions: [], my_votes: [3], more: false });
+  assert.equal(messages.length, 1);
+  assert.equal(messages[0].type, 'snapshot');
+  assert.equal(messages[0].more, false);
+  assert.deepEqual(messages[0].questions.map((q) => q.id), [1, 2, 3]);
+  assert.deepEqual(messages[0].my_votes, [2, 3]);
+  assert.equal(hub.seq, 8);
+  assert.deepEqual(statuses, ['connecting', 'online']);
+  // An event after the parts applies on top; a stray part is ignored.
+  socket(0).receive({ type: 'snapshot_part', seq: 8, questions: [{ id: 9 }], my_votes: [], more: false });
+  socket(0).receive({ type: 'question', seq: 9, question: { id: 4 } });
+  assert.deepEqual(messages.map((m) => `${m.type}@${m.seq}`), ['snapshot@8', 'question@9']);
+});
+
+test('a snapshot cut off with its socket is dropped; the next socket starts over', () => {
+  const { messages } = startHub();
+  socket(0).accept();
+  socket(0).receive({ type: 'snapshot', seq: 8, session: {}, questions: [{ id: 1 }], my_votes: [], more: true });
+  socket(0).drop(4000);
+  expectReconnectAfter(0);
+  assert.equal(socket(1).url.searchParams.has('since'), false, 'nothing was applied');
+  socket(1).accept();
+  socket(1).receive({ type: 'snapshot_part', seq: 8, questions: [{ id: 2 }], my_votes: [], more: false });
+  assert.deepEqual(messages, [], 'a part of the old snapshot completes nothing');
+  socket(1).receive({ type: 'snapshot', seq: 12, session: {}, questions: [{ id: 1 }, { id: 2 }], my_votes: [] });
+  assert.deepEqual(messages.map((m) => `${m.type}@${m.seq}`), ['snapshot@12']);
+});
+
 test('garbage frames are ignored', () => {
   const { messages } = startHub();
   synced();

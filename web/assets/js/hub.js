@@ -68,6 +68,7 @@ export class Hub {
     this.pending = new Map();
     this.stopped = false;
     this.everSynced = false;
+    this.partial = null;      // a snapshot whose `snapshot_part`s are still coming
     // A network change often leaves a socket that looks open but is dead (the phone moved
     // from Wi-Fi to mobile data): check it at once instead of waiting for the silence limit.
     this.onOnline = () => {
@@ -139,6 +140,7 @@ export class Hub {
     // navigator.onLine is only a hint (it says "offline" on some networks that work, e.g. a
     // loopback-only or captive LAN), so we always try; it only changes what the user is told.
     this.setStatus(this.everSynced ? 'reconnecting' : 'connecting');
+    this.partial = null; // a snapshot cut off with its socket is sent again whole
     let ws;
     try {
       ws = new this.Socket(this.url(), this.protocols());
@@ -279,8 +281,18 @@ export class Hub {
     let msg;
     try { msg = JSON.parse(data); } catch { return; }
     if (!msg || typeof msg.type !== 'string') return;
+    this.dispatch(msg);
+  }
+
+  dispatch(msg) {
     switch (msg.type) {
       case 'snapshot':
+        // A large session comes in parts; nothing else arrives between them (docs/protocol.md).
+        if (msg.more) {
+          this.partial = { ...msg, questions: [...(msg.questions || [])], my_votes: [...(msg.my_votes || [])] };
+          return;
+        }
+        this.partial = null;
         this.seq = msg.seq;
         // falls through: after its seq is taken, a snapshot syncs like a resume
       case 'resumed':
@@ -288,6 +300,16 @@ export class Hub {
         this.onMessage(msg);
         this.setStatus('online');
         return;
+      case 'snapshot_part': {
+        const whole = this.partial;
+        if (!whole || msg.seq !== whole.seq) return; // not the snapshot being received
+        // One at a time: spreading thousands of questions into push() can overflow the stack.
+        for (const q of msg.questions || []) whole.questions.push(q);
+        for (const id of msg.my_votes || []) whole.my_votes.push(id);
+        if (msg.more) return;
+        whole.more = false;
+        return this.dispatch(whole);
+      }
       case 'ack':
       case 'pong':
       case 'error': {

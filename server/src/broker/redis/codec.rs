@@ -2,7 +2,7 @@
 //! domain type's own serde form ([`Session`], [`StoredQuestion`], [`Audience`]) or a code named
 //! here; nothing is edited by JSON path, so a renamed field fails to compile, not to load.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use redis::streams::StreamId;
 
@@ -107,6 +107,68 @@ impl Loaded {
             seq,
             version,
             data: SessionData::from_stored(session, next_question, questions),
+        })
+    }
+}
+
+/// What `refresh.lua` returns: ok, seq, version, next question, session JSON, per record read
+/// (id, record or nil), per count asked for (id, votes), per voters asked for (id, voters).
+pub type RefreshedRaw = (
+    u8,
+    u64,
+    u64,
+    u64,
+    Option<String>,
+    Vec<(QuestionId, Option<String>)>,
+    Vec<(QuestionId, u64)>,
+    Vec<(QuestionId, Vec<String>)>,
+);
+
+/// What changed of a session since the version a cached copy holds.
+// One per batch, moved once: boxing the large variant would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+pub enum Refreshed {
+    /// The stored version is behind the one held: the data was replaced; read it all again.
+    Replaced,
+    Changed {
+        version: u64,
+        next_question: QuestionId,
+        session: Session,
+        /// The records written since (`None`: no such question).
+        records: Vec<(QuestionId, Option<StoredQuestion>)>,
+        counts: Vec<(QuestionId, u64)>,
+        voters: Vec<(QuestionId, HashSet<UserId>)>,
+    },
+}
+
+impl Refreshed {
+    pub fn decode(raw: RefreshedRaw) -> Result<Refreshed, BrokerError> {
+        let (ok, _seq, version, next_question, session, records, counts, voters) = raw;
+        if ok == 0 {
+            return Ok(Refreshed::Replaced);
+        }
+        let session = session_from_json(&session.ok_or(BrokerError::NoSession)?)?;
+        let records = records
+            .into_iter()
+            .map(|(id, json)| Ok((id, json.as_deref().map(record_from_json).transpose()?)))
+            .collect::<Result<_, BrokerError>>()?;
+        let voters = voters
+            .into_iter()
+            .map(|(id, voters)| {
+                let voters = voters
+                    .iter()
+                    .map(|v| v.parse::<UserId>().map_err(corrupt))
+                    .collect::<Result<_, _>>()?;
+                Ok((id, voters))
+            })
+            .collect::<Result<_, BrokerError>>()?;
+        Ok(Refreshed::Changed {
+            version,
+            next_question,
+            session,
+            records,
+            counts,
+            voters,
         })
     }
 }

@@ -1,6 +1,6 @@
 -- Stores the outcome of one command if nothing else changed the session since it was read, and
 -- appends the command's events to the log.
--- KEYS: meta, session, questions, qstate, dirty, events, viewers.
+-- KEYS: meta, session, questions, qstate, dirty, events, viewers, changed.
 -- ARGV: 1 version read, 2 voters key prefix, 3 history, 4 session JSON ('' when unchanged),
 --       5 state, 6 next_question, 7 retention seconds,
 --       then M, and M x (merged question, question merged into), in order,
@@ -26,10 +26,13 @@ for _ = 1, tonumber(ARGV[8]) do
   i = i + 2
 end
 local records = tonumber(ARGV[i])
+local written = tonumber(version) + 1
 i = i + 1
 for _ = 1, records do
   redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
   redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 2])
+  -- So that other nodes' cached copies read this record again, and only this one.
+  redis.call('ZADD', KEYS[8], written, ARGV[i])
   i = i + 3
 end
 -- An event that carries a count which votes since the read have changed gets corrected by the
@@ -45,7 +48,7 @@ end
 if ARGV[4] ~= '' then
   redis.call('SET', KEYS[2], ARGV[4])
 end
-redis.call('HSET', meta, 'version', tonumber(version) + 1, 'state', ARGV[5],
+redis.call('HSET', meta, 'version', written, 'state', ARGV[5],
   'next_question', ARGV[6])
 local seq = tonumber(redis.call('HGET', meta, 'seq'))
 local events = tonumber(ARGV[i])

@@ -20,6 +20,10 @@ const META: &str = "meta";
 /// `PREFIX:{ID}:questions`: hash, question id → the question's record as JSON without its voters
 /// and with `votes` 0 (the count lives in the voters set).
 const QUESTIONS: &str = "questions";
+/// `PREFIX:{ID}:changed`: sorted set, question id scored by the `version` its record was last
+/// written at. A node holding the session at version V reads only the records scored above V
+/// (`refresh.lua`) instead of every question. One member per question, like `questions`.
+const CHANGED: &str = "changed";
 /// `PREFIX:{ID}:qstate`: hash, question id → `o` (open: takes votes, public), `p` (public, closed
 /// to votes) or `h` (hidden). Derived from `questions`, written in the same script; the vote and
 /// flush scripts read it instead of parsing JSON.
@@ -70,6 +74,10 @@ impl Keys {
         self.of(id, QUESTIONS)
     }
 
+    pub fn changed(&self, id: SessionId) -> String {
+        self.of(id, CHANGED)
+    }
+
     pub fn qstate(&self, id: SessionId) -> String {
         self.of(id, QSTATE)
     }
@@ -110,6 +118,7 @@ mod tests {
             keys.meta(id),
             keys.questions(id),
             keys.qstate(id),
+            keys.changed(id),
             keys.voters(id, 7),
             keys.dirty(id),
             keys.events(id),

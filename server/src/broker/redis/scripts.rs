@@ -5,7 +5,7 @@ use redis::Script;
 use uuid::Uuid;
 
 use super::Store;
-use super::codec::{self, Change, Loaded, LoadedRaw};
+use super::codec::{self, Change, Loaded, LoadedRaw, Refreshed, RefreshedRaw};
 use crate::broker::{Ack, BrokerError};
 use crate::domain::{Audience, Refusal, Reply};
 use crate::model::{QuestionId, Session, SessionId, UserId};
@@ -13,6 +13,7 @@ use crate::model::{QuestionId, Session, SessionId, UserId};
 pub struct Scripts {
     create: Script,
     load: Script,
+    refresh: Script,
     commit: Script,
     vote: Script,
     flush: Script,
@@ -24,6 +25,7 @@ impl Scripts {
         Scripts {
             create: Script::new(include_str!("create.lua")),
             load: Script::new(include_str!("load.lua")),
+            refresh: Script::new(include_str!("refresh.lua")),
             commit: Script::new(include_str!("commit.lua")),
             vote: Script::new(include_str!("vote.lua")),
             flush: Script::new(include_str!("flush.lua")),
@@ -84,6 +86,44 @@ impl Store {
         Loaded::decode(raw.ok_or(BrokerError::NoSession)?, viewer)
     }
 
+    /// `refresh.lua`: what changed since `held` (the version a cached copy is at): the records
+    /// written since, plus those of `also`; the vote counts of `counts`; the voters of
+    /// `voters_of`.
+    pub async fn refresh(
+        &self,
+        id: SessionId,
+        held: u64,
+        also: &[QuestionId],
+        counts: &[QuestionId],
+        voters_of: &[QuestionId],
+    ) -> Result<Refreshed, BrokerError> {
+        let mut invocation = self.scripts.refresh.prepare_invoke();
+        invocation
+            .key(self.keys.meta(id))
+            .key(self.keys.session(id))
+            .key(self.keys.questions(id))
+            .key(self.keys.changed(id))
+            .arg(self.keys.voters_prefix(id))
+            .arg(held)
+            .arg(also.len());
+        for question in also {
+            invocation.arg(question);
+        }
+        invocation.arg(counts.len());
+        for question in counts {
+            invocation.arg(question);
+        }
+        for question in voters_of {
+            invocation.arg(question);
+        }
+        let invocation = &invocation;
+        let raw: Option<RefreshedRaw> = self
+            .conn
+            .read(|mut conn| async move { invocation.invoke_async(&mut conn).await })
+            .await?;
+        Refreshed::decode(raw.ok_or(BrokerError::NoSession)?)
+    }
+
     /// `commit.lua`: stores `change` if the session is still at the version it was read at.
     pub async fn commit(&self, id: SessionId, change: &Change) -> Result<Committed, BrokerError> {
         let mut invocation = self.scripts.commit.prepare_invoke();
@@ -95,6 +135,7 @@ impl Store {
             .key(self.keys.dirty(id))
             .key(self.keys.events(id))
             .key(self.keys.viewers(id))
+            .key(self.keys.changed(id))
             .arg(change.version)
             .arg(self.keys.voters_prefix(id))
             .arg(self.config.history.max(1))
