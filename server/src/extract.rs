@@ -69,16 +69,20 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                 )),
                 _ => ApiError::BadRequest(format!("cannot read the body: {e}")),
             })?;
-        let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-            b"null"
-        } else {
-            &bytes
-        };
-        serde_json::from_slice(text)
-            .map(JsonBody)
-            .map_err(|e| match text {
-                b"null" => ApiError::BadRequest("a JSON body is required".into()),
-                _ => ApiError::BadRequest(format!("invalid JSON body: {e}")),
-            })
+        parse_json(&bytes).map(JsonBody)
     }
+}
+
+/// Reads a request body as JSON the way [`JsonBody`] does (the fuzzer calls it directly): blank
+/// reads as `null`, anything else must be one JSON value of type `T`.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"null"
+    } else {
+        bytes
+    };
+    serde_json::from_slice(text).map_err(|e| match text {
+        b"null" => ApiError::BadRequest("a JSON body is required".into()),
+        _ => ApiError::BadRequest(format!("invalid JSON body: {e}")),
+    })
 }

@@ -20,6 +20,7 @@ pub mod model;
 pub mod protocol;
 pub mod routes;
 pub mod server;
+pub mod text;
 pub mod video;
 pub mod web;
 pub mod ws;

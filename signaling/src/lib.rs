@@ -10,6 +10,8 @@ mod auth;
 mod config;
 mod engine;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 mod keyframe;
 mod kind;
@@ -24,4 +26,5 @@ mod viewer;
 pub use auth::{Access, AuthError, Authorizer};
 pub use config::{IceServer, RelayConfig};
 pub use error::SignalingError;
+pub use metrics::describe as describe_metrics;
 pub use relay::Relay;
