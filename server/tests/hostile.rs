@@ -289,7 +289,7 @@ fn socket_corpus(pending: &[QuestionId]) -> Vec<SocketCase> {
         '\u{E0001}',
     ];
     for (i, c) in hostile_chars.into_iter().enumerate() {
-        for at in [0, 3, 11] {
+        for at in [1, 3, 11] {
             let mut t: Vec<char> = "is it safe to fly".chars().collect();
             t.insert(at.min(t.len()), c);
             let t: String = t.into_iter().collect();
@@ -538,9 +538,10 @@ async fn a_hostile_audience_does_not_break_the_session() -> anyhow::Result<()> {
             let res = builder.body(req.body.clone()).send().await?;
             assert!(
                 res.status().is_client_error(),
-                "{} {} answered {}",
+                "{} {} {} answered {}",
                 req.method,
                 req.path,
+                String::from_utf8_lossy(&req.body),
                 res.status()
             );
         }
