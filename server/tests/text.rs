@@ -71,9 +71,29 @@ async fn socket_texts_refuse_invisible_characters_and_hidden_questions_are_not_f
     assert_eq!(err.code, ErrorCode::NotFound);
     let err = other.refused(Command::Vote { question: 999 }).await?;
     assert_eq!(err.code, ErrorCode::NotFound);
-    // The author sees it, so is told why it takes no votes yet.
+    // Its author too (votes are about the public queue); once answered, it is public but
+    // takes no votes: that is a conflict.
+    let err = author.refused(Command::Vote { question: q.id }).await?;
+    assert_eq!(err.code, ErrorCode::NotFound);
+    let (mut moderator, _) = app.connect(s.id, &s.moderator).await?;
+    let (mut expert, _) = app.connect(s.id, &s.expert).await?;
+    moderator
+        .ok(Command::Approve {
+            question: q.id,
+            text: None,
+        })
+        .await?;
+    other.ok(Command::Vote { question: q.id }).await?;
+    expert
+        .ok(Command::Answered {
+            question: q.id,
+            answer: None,
+        })
+        .await?;
     let err = author.refused(Command::Vote { question: q.id }).await?;
     assert_eq!(err.code, ErrorCode::Conflict);
+    // Taking back a vote stays possible.
+    other.ok(Command::Unvote { question: q.id }).await?;
     Ok(())
 }
 
