@@ -31,7 +31,7 @@ pub const VIEWERS_EVERY: Duration = Duration::from_secs(1);
 pub enum Frame {
     Event(Arc<Event>),
     /// A `viewers` or `video` message, already encoded; not part of the log.
-    State(StateMsg),
+    State(Arc<StateMsg>),
     /// The pump lost events it could not recover: every socket must send a fresh snapshot.
     Resync,
 }
@@ -312,7 +312,7 @@ impl Pump {
                 VideoState::Waiting
             },
         };
-        let _ = self.tx.send(Frame::State(StateMsg::new(msg)));
+        let _ = self.tx.send(Frame::State(Arc::new(StateMsg::new(msg))));
     }
 
     async fn report_viewers(&mut self) {
@@ -327,7 +327,7 @@ impl Pump {
                     seq: self.last.unwrap_or(0),
                     count: total,
                 };
-                let _ = self.tx.send(Frame::State(StateMsg::new(msg)));
+                let _ = self.tx.send(Frame::State(Arc::new(StateMsg::new(msg))));
             }
             Ok(_) => {}
             Err(e) => tracing::debug!(error = %e, "viewer report failed"),
