@@ -18,6 +18,8 @@ command -v turnserver >/dev/null || missing+=(coturn)
 command -v unshare >/dev/null || missing+=(util-linux)
 command -v ip >/dev/null || missing+=(iproute2)
 command -v npm >/dev/null || missing+=(nodejs npm)
+# promtool checks the alert rules of docs/operations.md (server/tests/metrics.rs).
+command -v promtool >/dev/null || missing+=(prometheus)
 if ((${#missing[@]})); then
   echo "installing: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -20,9 +20,7 @@ use crate::client::{AddressKey, client_ip};
 use crate::domain::{Command, Reply, SessionChanges};
 use crate::error::ApiError;
 use crate::extract::{Admin, Caller, JsonBody};
-use crate::model::{
-    MAX_NAME_CHARS, NewSession, Role, Session, SessionId, SessionState, checked_text,
-};
+use crate::model::{NewSession, Role, Session, SessionId, SessionState, checked_name};
 use crate::protocol::VideoState;
 
 pub fn routes() -> Router<AppState> {
@@ -77,7 +75,6 @@ pub async fn create_session(app: &AppState, new: NewSession) -> Result<Created, 
     let new = new.validate().map_err(ApiError::Invalid)?;
     let session = new.into_session(Uuid::now_v7(), OffsetDateTime::now_utc());
     app.broker.create_session(session.clone()).await?;
-    crate::metrics::sessions().increment(1.0);
     tracing::info!(session = %session.id, title = %session.title, "session created");
     let (links, tokens) = links_for(app, session.id, session.links_version);
     Ok(Created {
@@ -199,10 +196,9 @@ async fn join(
         ));
     }
     let name = match body.unwrap_or_default().name {
-        Some(n) => Some(checked_text("name", &n, 0, MAX_NAME_CHARS).map_err(ApiError::Invalid)?),
+        Some(n) => checked_name(&n).map_err(ApiError::Invalid)?,
         None => None,
-    }
-    .filter(|n| !n.is_empty());
+    };
     let session = find(&app, id).await?;
     if session.state == SessionState::Ended {
         return Err(ApiError::Gone);
@@ -294,6 +290,7 @@ async fn ready(State(app): State<AppState>) -> impl IntoResponse {
 }
 
 async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
+    crate::metrics::count_sessions(&*app.broker).await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         app.metrics.render(),

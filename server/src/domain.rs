@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 
 use crate::model::{
     MAX_ANSWER_CHARS, MAX_QUESTION_CHARS, MAX_REASON_CHARS, Moderation, Question, QuestionId,
-    QuestionStatus, Role, Session, SessionState, UserId, checked_text,
+    QuestionStatus, Role, Session, SessionState, UserId, checked_multiline, checked_text,
 };
 
 /// Who is acting, from a verified token.
@@ -541,7 +541,8 @@ impl SessionData {
     }
 
     fn ask(&mut self, actor: &Actor, text: &str, now: OffsetDateTime) -> Result<Applied, Refusal> {
-        let text = checked_text("text", text, 1, MAX_QUESTION_CHARS).map_err(Refusal::Invalid)?;
+        let text =
+            checked_multiline("text", text, 1, MAX_QUESTION_CHARS).map_err(Refusal::Invalid)?;
         self.check_room()?;
         let id = self.next_question;
         self.next_question += 1;
@@ -606,13 +607,19 @@ impl SessionData {
 
     fn vote(&mut self, actor: &Actor, id: QuestionId, up: bool) -> Result<Applied, Refusal> {
         let record = self.record(id)?;
-        if !record.question.status.takes_votes() {
-            // Taking back a vote is always harmless; only new votes need a public question.
-            if up || !record.voters.contains(&actor.id) {
-                return Err(Refusal::Conflict(format!(
-                    "question {id} is not open for votes"
-                )));
+        // Taking back a vote is always harmless; only new votes need a public question.
+        let taking_back = !up && record.voters.contains(&actor.id);
+        if !record.question.status.takes_votes() && !taking_back {
+            // A question outside the public queue (pending, rejected, merged before it was
+            // shown) is not there for voters: `conflict` would tell a patient that it exists.
+            // Its author gets the same answer: a store's vote path (Redis' vote.lua) knows
+            // whether a question is public, not who wrote it.
+            if !record.is_public() {
+                return Err(Refusal::NotFound(id));
             }
+            return Err(Refusal::Conflict(format!(
+                "question {id} is not open for votes"
+            )));
         }
         let changed = if up {
             record.voters.insert(actor.id)
@@ -632,7 +639,7 @@ impl SessionData {
 
     fn approve(&mut self, id: QuestionId, text: Option<String>) -> Result<Applied, Refusal> {
         let text = text
-            .map(|t| checked_text("text", &t, 1, MAX_QUESTION_CHARS).map_err(Refusal::Invalid))
+            .map(|t| checked_multiline("text", &t, 1, MAX_QUESTION_CHARS).map_err(Refusal::Invalid))
             .transpose()?;
         let q = &mut self.record(id)?.question;
         if q.status != QuestionStatus::Pending {
@@ -660,7 +667,8 @@ impl SessionData {
     }
 
     fn edit(&mut self, id: QuestionId, text: &str) -> Result<Applied, Refusal> {
-        let text = checked_text("text", text, 1, MAX_QUESTION_CHARS).map_err(Refusal::Invalid)?;
+        let text =
+            checked_multiline("text", text, 1, MAX_QUESTION_CHARS).map_err(Refusal::Invalid)?;
         let q = &mut self.record(id)?.question;
         if !matches!(q.status, QuestionStatus::Pending | QuestionStatus::Approved) {
             return Err(conflict(q, "edit"));
@@ -744,7 +752,7 @@ impl SessionData {
         now: OffsetDateTime,
     ) -> Result<Applied, Refusal> {
         let answer = answer
-            .map(|a| checked_text("answer", &a, 0, MAX_ANSWER_CHARS).map_err(Refusal::Invalid))
+            .map(|a| checked_multiline("answer", &a, 0, MAX_ANSWER_CHARS).map_err(Refusal::Invalid))
             .transpose()?
             .filter(|a| !a.is_empty());
         let q = &mut self.record(id)?.question;
@@ -792,7 +800,10 @@ impl SessionData {
                 .transpose()
         };
         let title = text("title", changes.title, 1, MAX_TITLE_CHARS)?;
-        let topic = text("topic", changes.topic, 0, MAX_TOPIC_CHARS)?;
+        let topic = changes
+            .topic
+            .map(|v| checked_multiline("topic", &v, 0, MAX_TOPIC_CHARS).map_err(Refusal::Invalid))
+            .transpose()?;
         let expert_name = text("expert_name", changes.expert_name, 1, MAX_EXPERT_CHARS)?;
         let s = &mut self.session;
         s.title = title.unwrap_or(std::mem::take(&mut s.title));
@@ -1183,6 +1194,109 @@ mod tests {
         for n in 1..=3 {
             assert_eq!(ask(&mut d, &p, "q"), n);
         }
+    }
+
+    #[test]
+    fn a_question_the_voter_cannot_see_is_not_found() {
+        let now = OffsetDateTime::now_utc();
+        let mut d = data(Moderation::Pre);
+        let (author, other) = (actor(Role::Patient), actor(Role::Patient));
+        let pending = ask(&mut d, &author, "pending");
+        let rejected = ask(&mut d, &author, "rejected");
+        let reject = Command::Reject {
+            question: rejected,
+            reason: "r".into(),
+        };
+        d.apply(&actor(Role::Moderator), reject, now).unwrap();
+        for id in [pending, rejected] {
+            for command in [
+                Command::Vote { question: id },
+                Command::Unvote { question: id },
+            ] {
+                assert_eq!(
+                    d.apply(&other, command, now).unwrap_err(),
+                    Refusal::NotFound(id)
+                );
+            }
+            // Its author too: votes are about the public queue.
+            let own = d.apply(&author, Command::Vote { question: id }, now);
+            assert_eq!(own.unwrap_err(), Refusal::NotFound(id));
+        }
+        // A public question that takes no votes (answered) is a conflict for everyone.
+        let answered = ask(&mut d, &author, "answered");
+        let m = actor(Role::Moderator);
+        let approve = Command::Approve {
+            question: answered,
+            text: None,
+        };
+        d.apply(&m, approve, now).unwrap();
+        let done = Command::Answered {
+            question: answered,
+            answer: None,
+        };
+        d.apply(&actor(Role::Expert), done, now).unwrap();
+        let refused = d.apply(&other, Command::Vote { question: answered }, now);
+        assert!(matches!(refused, Err(Refusal::Conflict(_))), "{refused:?}");
+    }
+
+    #[test]
+    fn every_text_field_refuses_invisible_characters() {
+        let now = OffsetDateTime::now_utc();
+        let mut d = data(Moderation::Pre);
+        let p = actor(Role::Patient);
+        let (m, e) = (actor(Role::Moderator), actor(Role::Expert));
+        let id = ask(&mut d, &p, "line one\r\nline two");
+        assert_eq!(d.question(id).unwrap().text, "line one\nline two");
+        let bidi = "ok \u{202E}gnp.exe";
+        let commands = [
+            (&p, Command::Ask { text: bidi.into() }),
+            (
+                &m,
+                Command::Approve {
+                    question: id,
+                    text: Some(bidi.into()),
+                },
+            ),
+            (
+                &m,
+                Command::Edit {
+                    question: id,
+                    text: bidi.into(),
+                },
+            ),
+            (
+                &m,
+                Command::Reject {
+                    question: id,
+                    reason: "two\nlines".into(),
+                },
+            ),
+            (
+                &e,
+                Command::Answered {
+                    question: id,
+                    answer: Some("zero\u{200B}width".into()),
+                },
+            ),
+            (
+                &actor(Role::Admin),
+                Command::UpdateSession {
+                    changes: SessionChanges {
+                        title: Some("Dr.\u{2066}Wang".into()),
+                        ..SessionChanges::default()
+                    },
+                },
+            ),
+        ];
+        for (who, command) in commands {
+            let refused = d.apply(who, command.clone(), now);
+            assert!(
+                matches!(&refused, Err(Refusal::Invalid(m)) if m.contains("U+")),
+                "{command:?}: {refused:?}"
+            );
+        }
+        assert_eq!(d.question(id).unwrap().status, QuestionStatus::Pending);
+        assert_eq!(d.question(id).unwrap().text, "line one\nline two");
     }
 
     #[test]

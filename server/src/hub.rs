@@ -33,9 +33,40 @@ pub const VIEWERS_EVERY: Duration = Duration::from_secs(1);
 pub enum Frame {
     Event(Arc<Event>),
     /// A `viewers` or `video` message, already encoded; not part of the log.
-    State(Utf8Bytes),
+    State(Arc<StateMsg>),
     /// The pump lost events it could not recover: every socket must send a fresh snapshot.
     Resync,
+}
+
+/// A `viewers` or `video` message, encoded once for every socket. Its `seq` is the last event
+/// the pump handed out; a socket whose snapshot is newer (the pump has not forwarded an event
+/// since that snapshot, or it resynced) sends it with its own `seq` instead, so the message
+/// never carries a `seq` below what the client already has.
+#[derive(Debug, Clone)]
+pub struct StateMsg {
+    msg: ServerMsg,
+    text: Utf8Bytes,
+}
+
+impl StateMsg {
+    fn new(msg: ServerMsg) -> StateMsg {
+        let text = encode(&msg).into();
+        StateMsg { msg, text }
+    }
+
+    /// The message as a socket that has had every event up to `sent` sends it.
+    pub fn text_for(&self, sent: u64) -> Utf8Bytes {
+        let mut msg = match &self.msg {
+            ServerMsg::Viewers { seq, .. } | ServerMsg::Video { seq, .. } if *seq < sent => {
+                self.msg.clone()
+            }
+            _ => return self.text.clone(),
+        };
+        if let ServerMsg::Viewers { seq, .. } | ServerMsg::Video { seq, .. } = &mut msg {
+            *seq = sent;
+        }
+        encode(&msg).into()
+    }
 }
 
 pub struct Hub {
@@ -304,7 +335,7 @@ impl Pump {
                 VideoState::Waiting
             },
         };
-        let _ = self.tx.send(Frame::State(encode(&msg).into()));
+        let _ = self.tx.send(Frame::State(Arc::new(StateMsg::new(msg))));
     }
 
     async fn report_viewers(&mut self) {
@@ -319,7 +350,7 @@ impl Pump {
                     seq: self.last.unwrap_or(0),
                     count: total,
                 };
-                let _ = self.tx.send(Frame::State(encode(&msg).into()));
+                let _ = self.tx.send(Frame::State(Arc::new(StateMsg::new(msg))));
             }
             Ok(_) => {}
             Err(e) => tracing::debug!(error = %e, "viewer report failed"),

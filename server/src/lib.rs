@@ -26,6 +26,7 @@ pub mod routes;
 pub mod server;
 pub mod snapshot;
 pub mod sockets;
+pub mod text;
 pub mod video;
 pub mod web;
 pub mod ws;

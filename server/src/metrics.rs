@@ -1,9 +1,50 @@
 //! Metric names in one place, and the Prometheus recorder.
+//!
+//! Every metric is described (its `# HELP`) and given a zero for each label set it can have
+//! when the recorder is installed, so a scrape of a fresh node finds every series: an alert on
+//! an absent series cannot tell "nothing happened" from "the exporter is broken". A new metric
+//! belongs in [`describe`] as well as in its accessor. docs/operations.md lists them all.
 
+use std::collections::HashMap;
 use std::sync::{LazyLock, OnceLock};
+use std::time::Duration;
 
-use metrics::{Counter, Gauge, counter, gauge};
+use metrics::{Counter, Gauge, counter, describe_counter, describe_gauge, gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::broker::Broker;
+use crate::model::{Role, SessionState};
+
+const CONNECTIONS: &str = "oncolive_ws_connections";
+const SESSIONS: &str = "oncolive_sessions";
+const MESSAGES_IN_TOTAL: &str = "oncolive_ws_messages_in_total";
+const MESSAGES_OUT_TOTAL: &str = "oncolive_ws_messages_out_total";
+const SLOW_DISCONNECTS_TOTAL: &str = "oncolive_ws_slow_disconnects_total";
+const RATE_LIMITED_TOTAL: &str = "oncolive_rate_limited_total";
+const QUESTIONS_TOTAL: &str = "oncolive_questions_total";
+const URL_TOKENS_TOTAL: &str = "oncolive_ws_url_tokens_total";
+const HTTP_CLOSED_TOTAL: &str = "oncolive_http_connections_closed_total";
+/// The `reason` labels of [`HTTP_CLOSED_TOTAL`].
+const HTTP_CLOSE_REASONS: [&str; 3] = ["per_address", "slow_headers", "idle"];
+
+const ROLES: [Role; 4] = [Role::Admin, Role::Expert, Role::Moderator, Role::Patient];
+const SESSION_STATES: [SessionState; 3] = [
+    SessionState::Scheduled,
+    SessionState::Live,
+    SessionState::Ended,
+];
+/// The `state` labels of [`QUESTIONS_TOTAL`]: `submitted`, then every status a command moves a
+/// question into (`pending` is where a submitted question starts, so it is not counted apart).
+const QUESTION_EVENTS: [&str; 6] = [
+    "submitted",
+    "approved",
+    "answering",
+    "answered",
+    "rejected",
+    "merged",
+];
+/// A scrape does not wait longer than this for the session counts; it keeps the last ones.
+const SESSION_COUNT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The process-wide recorder; tests start several servers in one process, so it is made once.
 pub fn handle() -> PrometheusHandle {
@@ -14,28 +55,99 @@ pub fn handle() -> PrometheusHandle {
             let handle = recorder.handle();
             // Fails only if another recorder was installed first; then ours just stays empty.
             let _ = metrics::set_global_recorder(recorder);
+            describe();
+            oncolive_signaling::describe_metrics();
             handle
         })
         .clone()
 }
 
-pub fn connections() -> Gauge {
-    gauge!("oncolive_ws_connections")
+/// Describes every metric of the server and gives each label set its zero.
+fn describe() {
+    describe_gauge!(
+        CONNECTIONS,
+        "Open WebSockets on this node, by the token's role."
+    );
+    describe_gauge!(
+        SESSIONS,
+        "Sessions in storage by state (the whole deployment's, the same on every node)."
+    );
+    describe_counter!(MESSAGES_IN_TOTAL, "WebSocket text messages received.");
+    describe_counter!(MESSAGES_OUT_TOTAL, "WebSocket messages sent.");
+    describe_counter!(
+        SLOW_DISCONNECTS_TOTAL,
+        "WebSockets closed with 4000 (too slow): a full queue, write buffer or send timeout."
+    );
+    describe_counter!(
+        RATE_LIMITED_TOTAL,
+        "Questions refused by the per-patient question budget."
+    );
+    describe_counter!(
+        QUESTIONS_TOTAL,
+        "Questions submitted, and questions moved into each status by staff."
+    );
+    describe_counter!(
+        URL_TOKENS_TOTAL,
+        "WebSockets opened with the deprecated ?token= instead of Sec-WebSocket-Protocol."
+    );
+    describe_counter!(
+        HTTP_CLOSED_TOTAL,
+        "HTTP connections closed by the server: over the per-address cap at accept, headers too slow, idle."
+    );
+    for role in ROLES {
+        connections(role).increment(0.0);
+    }
+    for reason in HTTP_CLOSE_REASONS {
+        counter!(HTTP_CLOSED_TOTAL, "reason" => reason).increment(0);
+    }
+    counter!(URL_TOKENS_TOTAL).increment(0);
+    for state in SESSION_STATES {
+        gauge!(SESSIONS, "state" => state_name(state)).increment(0.0);
+    }
+    for state in QUESTION_EVENTS {
+        questions(state).increment(0);
+    }
+    for c in [slow_disconnects(), rate_limited()] {
+        c.increment(0);
+    }
+    // By name: the cached handles below call `handle()`, which is still initialising here.
+    counter!(MESSAGES_IN_TOTAL).increment(0);
+    counter!(MESSAGES_OUT_TOTAL).increment(0);
 }
 
-pub fn sessions() -> Gauge {
-    gauge!("oncolive_sessions")
+/// Open sockets of `role` on this node: up when one opens, down when it closes.
+pub fn connections(role: Role) -> Gauge {
+    gauge!(CONNECTIONS, "role" => role_name(role))
+}
+
+/// Sets the session gauges from storage. Called at start and on every scrape, so they follow
+/// sessions created and ended on any node; a broker that does not answer in time leaves the
+/// last counts (the scrape is not held up by a slow Redis).
+pub async fn count_sessions(broker: &dyn Broker) {
+    let sessions = match tokio::time::timeout(SESSION_COUNT_TIMEOUT, broker.sessions()).await {
+        Ok(Ok(sessions)) => sessions,
+        Ok(Err(e)) => return tracing::debug!(error = %e, "cannot count sessions"),
+        Err(_) => return tracing::debug!("counting sessions timed out"),
+    };
+    let mut counts: HashMap<&'static str, usize> = HashMap::new();
+    for s in &sessions {
+        *counts.entry(state_name(s.state)).or_default() += 1;
+    }
+    for state in SESSION_STATES {
+        let name = state_name(state);
+        gauge!(SESSIONS, "state" => name).set(counts.get(name).copied().unwrap_or(0) as f64);
+    }
 }
 
 /// Counted once per message, so the handle is looked up once per process, after the recorder
 /// is installed, instead of by name on every message.
 static MESSAGES_IN: LazyLock<Counter> = LazyLock::new(|| {
     handle();
-    counter!("oncolive_ws_messages_in_total")
+    counter!(MESSAGES_IN_TOTAL)
 });
 static MESSAGES_OUT: LazyLock<Counter> = LazyLock::new(|| {
     handle();
-    counter!("oncolive_ws_messages_out_total")
+    counter!(MESSAGES_OUT_TOTAL)
 });
 
 pub fn messages_in() -> &'static Counter {
@@ -47,26 +159,68 @@ pub fn messages_out() -> &'static Counter {
 }
 
 pub fn slow_disconnects() -> Counter {
-    counter!("oncolive_ws_slow_disconnects_total")
+    counter!(SLOW_DISCONNECTS_TOTAL)
 }
 
 pub fn rate_limited() -> Counter {
-    counter!("oncolive_rate_limited_total")
+    counter!(RATE_LIMITED_TOTAL)
 }
 
-/// Questions entering a state: submitted, approved, rejected, merged, answering, answered.
+/// Questions entering a state: one of [`QUESTION_EVENTS`].
 pub fn questions(state: &'static str) -> Counter {
-    counter!("oncolive_questions_total", "state" => state)
+    counter!(QUESTIONS_TOTAL, "state" => state)
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Admin => "admin",
+        Role::Expert => "expert",
+        Role::Moderator => "moderator",
+        Role::Patient => "patient",
+    }
+}
+
+fn state_name(state: SessionState) -> &'static str {
+    match state {
+        SessionState::Scheduled => "scheduled",
+        SessionState::Live => "live",
+        SessionState::Ended => "ended",
+    }
+}
+
+/// Whether a command moves a question into another status (and so counts in
+/// [`QUESTIONS_TOTAL`]); an edit or a pin does not.
+pub fn moves_status(command: &crate::domain::Command) -> bool {
+    use crate::domain::Command::*;
+    matches!(
+        command,
+        Approve { .. } | Reject { .. } | Merge { .. } | Answering { .. } | Answered { .. }
+    )
 }
 
 /// Sockets opened with the deprecated `?token=` instead of `Sec-WebSocket-Protocol`: when it
 /// stays at zero after a deploy, the URL form can go (see docs/security.md).
 pub fn url_tokens() -> Counter {
-    counter!("oncolive_ws_url_tokens_total")
+    counter!(URL_TOKENS_TOTAL)
 }
 
 /// HTTP connections closed by the server: `per_address` (refused at accept), `slow_headers`,
 /// `idle`.
 pub fn connections_closed(reason: &'static str) -> Counter {
-    counter!("oncolive_http_connections_closed_total", "reason" => reason)
+    counter!(HTTP_CLOSED_TOTAL, "reason" => reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::QuestionStatus;
+
+    #[test]
+    fn every_question_status_a_command_reaches_has_a_label() {
+        for status in QuestionStatus::ALL {
+            if status != QuestionStatus::Pending {
+                assert!(QUESTION_EVENTS.contains(&status.name()), "{status:?}");
+            }
+        }
+    }
 }

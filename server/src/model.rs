@@ -4,6 +4,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::text::{self, Lines};
+
 pub type SessionId = Uuid;
 /// Unique within a session; small numbers read well on a moderator's screen.
 pub type QuestionId = u64;
@@ -109,7 +111,7 @@ impl NewSession {
     /// Trims the text fields and checks their lengths.
     pub fn validate(mut self) -> Result<Self, String> {
         self.title = checked_text("title", &self.title, 1, MAX_TITLE_CHARS)?;
-        self.topic = checked_text("topic", &self.topic, 0, MAX_TOPIC_CHARS)?;
+        self.topic = checked_multiline("topic", &self.topic, 0, MAX_TOPIC_CHARS)?;
         self.expert_name = checked_text("expert_name", &self.expert_name, 1, MAX_EXPERT_CHARS)?;
         Ok(self)
     }
@@ -222,16 +224,23 @@ pub fn queue_order(a: &Question, b: &Question) -> std::cmp::Ordering {
         .then(a.id.cmp(&b.id))
 }
 
-/// Trims `raw` and checks it has between `min` and `max` characters.
+/// A single-line text field (a title, a reason...): trimmed, checked for invisible and control
+/// characters (see [`crate::text`]), between `min` and `max` characters.
 pub fn checked_text(field: &str, raw: &str, min: usize, max: usize) -> Result<String, String> {
-    let text = raw.trim();
-    let chars = text.chars().count();
-    if chars < min || chars > max {
-        return Err(format!(
-            "{field} must be {min} to {max} characters, got {chars}"
-        ));
-    }
-    Ok(text.to_owned())
+    text::clean(field, raw, min, max, Lines::Single).map_err(|e| e.to_string())
+}
+
+/// A field the pages show on several lines (a question, an answer, a topic): as
+/// [`checked_text`], but line breaks are kept (as `\n`).
+pub fn checked_multiline(field: &str, raw: &str, min: usize, max: usize) -> Result<String, String> {
+    text::clean(field, raw, min, max, Lines::Multi).map_err(|e| e.to_string())
+}
+
+/// A patient's display name as given at join: `None` when empty (anonymous), refused when it
+/// holds invisible characters or a role label.
+pub fn checked_name(raw: &str) -> Result<Option<String>, String> {
+    let name = text::clean_name("name", raw, MAX_NAME_CHARS).map_err(|e| e.to_string())?;
+    Ok((!name.is_empty()).then_some(name))
 }
 
 #[cfg(test)]

@@ -107,6 +107,8 @@ pub async fn start(
         metrics: metrics::handle(),
         cancel: shutdown.clone(),
     };
+    // The session gauges hold storage's counts from the first scrape on, even before any.
+    metrics::count_sessions(&*app.broker).await;
     spawn_housekeeping(app.clone());
     let router = routes::router(app.clone());
     let limits = app.config.limits.clone();

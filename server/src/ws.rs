@@ -114,11 +114,12 @@ pub async fn upgrade(
             let span = tracing::info_span!("ws", %session, role = ?claims.role, user = %claims.sub);
             async move {
                 let _permit = permit;
-                m::connections().increment(1.0);
+                let sockets = m::connections(claims.role);
+                sockets.increment(1.0);
                 Connection::new(app, session, claims, address)
                     .run(socket, since)
                     .await;
-                m::connections().decrement(1.0);
+                sockets.decrement(1.0);
             }
             .instrument(span)
         }))
@@ -375,7 +376,7 @@ impl Connection {
                             .then(|| event.frame.clone())
                     }
                 }
-                Ok(Frame::State(text)) => Some(text),
+                Ok(Frame::State(state)) => Some(state.text_for(self.sent)),
                 Ok(Frame::Resync) => {
                     self.flush(sink, deadline, queued).await?;
                     queued = 0;
@@ -516,6 +517,7 @@ impl Connection {
             return refused.into_server_msg(req);
         }
         let is_ask = matches!(command, Command::Ask { .. });
+        let moves_status = m::moves_status(&command);
         match self
             .app
             .broker
@@ -528,7 +530,7 @@ impl Connection {
                 }
                 let (question, voted, session) = match ack.reply {
                     Reply::Question(q) => {
-                        if !is_ask {
+                        if moves_status {
                             m::questions(q.status.name()).increment(1);
                         }
                         (Some(q), None, None)
@@ -643,7 +645,7 @@ fn written(
 }
 
 /// The `req` of a message that could not be parsed as a request, if it can be read at all.
-fn request_id(text: &str) -> Option<String> {
+pub fn request_id(text: &str) -> Option<String> {
     let req = serde_json::from_str::<ReqOnly>(text).ok()?.req?;
     let req = match req {
         serde_json::Value::String(s) => s,

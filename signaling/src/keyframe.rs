@@ -19,6 +19,12 @@ pub(crate) enum KeyframeSource {
 }
 
 impl KeyframeSource {
+    pub(crate) const ALL: [KeyframeSource; 3] = [
+        KeyframeSource::ViewerJoin,
+        KeyframeSource::ViewerPli,
+        KeyframeSource::PublisherChange,
+    ];
+
     pub(crate) fn label(self) -> &'static str {
         match self {
             KeyframeSource::ViewerJoin => "viewer_join",

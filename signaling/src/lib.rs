@@ -12,6 +12,8 @@ mod config;
 mod engine;
 mod error;
 mod exposure;
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 mod keyframe;
 mod kind;
@@ -27,5 +29,6 @@ mod viewer;
 pub use auth::{Access, AuthError, Authorizer};
 pub use config::{IceServer, RelayConfig};
 pub use error::SignalingError;
+pub use metrics::describe as describe_metrics;
 pub use relay::Relay;
 pub use turn::{TurnAuth, TurnCredential, TurnSecret};

@@ -1,32 +1,109 @@
-//! Metric names and labels, through the `metrics` facade (the host installs
-//! the recorder, e.g. Prometheus).
+//! Metric names and labels, through the `metrics` facade (the host installs the recorder, e.g.
+//! Prometheus, and calls [`describe`] once after installing it).
+//!
+//! Every metric is per node, never per session: a label per session would add series for every
+//! session ever held and keep them after it ended. How many watch one session is in the API
+//! (`GET /api/sessions/{id}`); the node totals here go down when a room ends.
 
-use metrics::{Counter, counter, gauge};
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex, PoisonError};
+
+use metrics::{Counter, Unit, counter, describe_counter, describe_gauge, gauge};
 
 use crate::keyframe::KeyframeSource;
 use crate::kind::Kind;
 
+const PUBLISHERS: &str = "oncolive_video_publishers";
+const VIEWERS: &str = "oncolive_video_viewers";
+const KEYFRAMES: &str = "oncolive_video_keyframe_requests_total";
+const PACKETS: &str = "oncolive_video_packets_forwarded_total";
+const BYTES: &str = "oncolive_video_bytes_forwarded_total";
+
+/// Describes every relay metric and gives each of its label sets a zero, so that a scrape of a
+/// fresh node finds every series (an absent series cannot be alerted on).
+pub fn describe() {
+    describe_gauge!(
+        PUBLISHERS,
+        "Publishers (expert cameras) connected to this node's relay."
+    );
+    describe_gauge!(VIEWERS, "WHEP viewers connected to this node's relay.");
+    describe_gauge!(
+        ROOMS,
+        "Rooms (sessions with a publisher, a viewer or a watcher) held by this node's relay."
+    );
+    describe_counter!(
+        KEYFRAMES,
+        "Keyframe requests, by why they were asked for and whether a PLI was sent."
+    );
+    describe_counter!(PACKETS, "RTP packets written to viewers (one per viewer).");
+    describe_counter!(BYTES, Unit::Bytes, "RTP bytes written to viewers.");
+    gauge!(PUBLISHERS).increment(0.0);
+    gauge!(VIEWERS).increment(0.0);
+    gauge!(ROOMS).increment(0.0);
+    for source in KeyframeSource::ALL {
+        for sent in [true, false] {
+            keyframe_counter(source, sent).increment(0);
+        }
+    }
+    for kind in [Kind::Audio, Kind::Video] {
+        let _ = Forwarded::new(kind);
+    }
+}
+
+/// The last count reported per session, so the node totals move by the difference; a session
+/// back at zero is forgotten, so the table holds only rooms with someone in them.
+struct PerSession {
+    metric: &'static str,
+    counts: Mutex<HashMap<String, usize>>,
+}
+
+impl PerSession {
+    fn set(&self, session: &str, count: usize) {
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let old = if count == 0 {
+            counts.remove(session)
+        } else {
+            counts.insert(session.to_owned(), count)
+        }
+        .unwrap_or(0);
+        gauge!(self.metric).increment(count as f64 - old as f64);
+    }
+}
+
+static PUBLISHERS_BY_SESSION: LazyLock<PerSession> = LazyLock::new(|| PerSession {
+    metric: PUBLISHERS,
+    counts: Mutex::default(),
+});
+static VIEWERS_BY_SESSION: LazyLock<PerSession> = LazyLock::new(|| PerSession {
+    metric: VIEWERS,
+    counts: Mutex::default(),
+});
+
 pub(crate) fn publishers(session: &str, count: usize) {
-    gauge!("oncolive_video_publishers", "session" => session.to_owned()).set(count as f64);
+    PUBLISHERS_BY_SESSION.set(session, count);
 }
 
 pub(crate) fn viewers(session: &str, count: usize) {
-    gauge!("oncolive_video_viewers", "session" => session.to_owned()).set(count as f64);
+    VIEWERS_BY_SESSION.set(session, count);
 }
+
+const ROOMS: &str = "oncolive_video_rooms";
 
 /// Rooms (sessions with video state) held by this node's relay.
 pub(crate) fn rooms(count: usize) {
-    gauge!("oncolive_video_rooms").set(count as f64);
+    gauge!(ROOMS).set(count as f64);
 }
 
-pub(crate) fn keyframe_request(session: &str, source: KeyframeSource, forwarded: bool) {
+fn keyframe_counter(source: KeyframeSource, forwarded: bool) -> Counter {
     counter!(
-        "oncolive_video_keyframe_requests_total",
-        "session" => session.to_owned(),
+        KEYFRAMES,
         "source" => source.label(),
         "sent" => if forwarded { "forwarded" } else { "suppressed" },
     )
-    .increment(1);
+}
+
+pub(crate) fn keyframe_request(source: KeyframeSource, forwarded: bool) {
+    keyframe_counter(source, forwarded).increment(1);
 }
 
 /// Counters of one forwarding loop, resolved once: the hot path only adds.
@@ -36,19 +113,12 @@ pub(crate) struct Forwarded {
 }
 
 impl Forwarded {
-    pub(crate) fn new(session: &str, kind: Kind) -> Self {
-        Self {
-            packets: counter!(
-                "oncolive_video_packets_forwarded_total",
-                "session" => session.to_owned(),
-                "kind" => kind.label(),
-            ),
-            bytes: counter!(
-                "oncolive_video_bytes_forwarded_total",
-                "session" => session.to_owned(),
-                "kind" => kind.label(),
-            ),
-        }
+    pub(crate) fn new(kind: Kind) -> Self {
+        let packets = counter!(PACKETS, "kind" => kind.label());
+        let bytes = counter!(BYTES, "kind" => kind.label());
+        packets.increment(0);
+        bytes.increment(0);
+        Self { packets, bytes }
     }
 
     /// One packet of `bytes` written to `viewers` viewers.

@@ -145,7 +145,7 @@ async fn forward(room: Arc<Room>, remote: Arc<TrackRemote>, generation: u64) {
         RTPCodecType::Unspecified => return,
     };
     let track = room.track(kind);
-    let counters = Forwarded::new(&room.session, kind);
+    let counters = Forwarded::new(kind);
     tracing::info!(kind = kind.label(), codec = %remote.codec().capability.mime_type, ssrc = remote.ssrc(), "publisher track");
     loop {
         let mut packet = match remote.read_rtp().await {

@@ -350,12 +350,12 @@ impl Room {
         }
         match self.keyframes.request(Instant::now()) {
             Decision::SendNow => {
-                metrics::keyframe_request(&self.session, source, true);
+                metrics::keyframe_request(source, true);
                 let room = self.clone();
                 tokio::spawn(async move { room.send_pli().await });
             }
             Decision::SendAfter(delay) => {
-                metrics::keyframe_request(&self.session, source, true);
+                metrics::keyframe_request(source, true);
                 let room = self.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(delay).await;
@@ -363,7 +363,7 @@ impl Room {
                     room.send_pli().await;
                 });
             }
-            Decision::Suppressed => metrics::keyframe_request(&self.session, source, false),
+            Decision::Suppressed => metrics::keyframe_request(source, false),
         }
     }
 

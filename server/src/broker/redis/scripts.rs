@@ -197,7 +197,7 @@ impl Store {
         match outcome {
             -1 => Err(BrokerError::NoSession),
             -2 => Err(Refusal::SessionEnded.into()),
-            -3 => Err(Refusal::NotFound(question).into()),
+            -3 | -5 => Err(Refusal::NotFound(question).into()),
             -4 => {
                 Err(Refusal::Conflict(format!("question {question} is not open for votes")).into())
             }

@@ -1,6 +1,7 @@
 -- Casts or takes back one vote.
 -- KEYS: meta, qstate, voters of the question, dirty. ARGV: question id, user id, 1 (vote) | 0.
--- Returns the head seq, or -1 no session, -2 ended, -3 no such question, -4 not open for votes.
+-- Returns the head seq, or -1 no session, -2 ended, -3 no such question, -4 not open for votes,
+-- -5 hidden (not public: a voter is told it does not exist, as SessionData::apply does).
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then
   return -1
@@ -14,7 +15,7 @@ if not q then
 end
 if ARGV[3] == '1' then
   if q ~= 'o' then
-    return -4
+    return q == 'h' and -5 or -4
   end
   if redis.call('SADD', KEYS[3], ARGV[2]) == 1 then
     redis.call('SADD', KEYS[4], ARGV[1])
@@ -23,6 +24,6 @@ elseif redis.call('SREM', KEYS[3], ARGV[2]) == 1 then
   redis.call('SADD', KEYS[4], ARGV[1])
 elseif q ~= 'o' then
   -- Taking back a vote is always harmless; only a missing one on a closed question is refused.
-  return -4
+  return q == 'h' and -5 or -4
 end
 return tonumber(redis.call('HGET', KEYS[1], 'seq'))
