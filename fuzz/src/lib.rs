@@ -31,6 +31,7 @@ pub fn fixture() -> Fixture {
         id: Uuid::from_u128(n),
         role,
         name: Some(format!("{role:?}")),
+        links_version: 0,
     };
     let (admin, expert, moderator, patient) = (
         actor(10, Role::Admin),
