@@ -179,3 +179,48 @@ pub fn mix(seq: u64) -> u64 {
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
 }
+
+/// Times approvals one after the other: `moderator` approves each of `pending`, and the time
+/// until `patient` receives it approved is one sample. The moderator's ack is read before the
+/// next sample. Sorted.
+pub async fn approve_latencies(
+    moderator: &mut oncolive_testkit::HubClient,
+    patient: &mut oncolive_testkit::HubClient,
+    pending: &[oncolive_server::model::QuestionId],
+) -> anyhow::Result<Vec<std::time::Duration>> {
+    use oncolive_server::domain::Command;
+    use oncolive_server::model::QuestionStatus;
+    use oncolive_server::protocol::ClientMsg;
+    let mut samples = Vec::with_capacity(pending.len());
+    for (i, q) in pending.iter().copied().enumerate() {
+        let started = Instant::now();
+        let req = format!("p{i}");
+        let approve = Command::Approve {
+            question: q,
+            text: None,
+        };
+        moderator
+            .send(&ClientMsg::command(req.clone(), approve))
+            .await?;
+        patient
+            .recv_question(|question| {
+                question.id == q && question.status == QuestionStatus::Approved
+            })
+            .await?;
+        samples.push(started.elapsed());
+        if let Err(e) = moderator.reply_to(&req).await? {
+            bail!("approve refused: {e:?}");
+        }
+    }
+    samples.sort();
+    Ok(samples)
+}
+
+/// The `p` quantile (0..=1) of sorted `samples`, in milliseconds (0 when there are none).
+pub fn quantile_ms(samples: &[std::time::Duration], p: f64) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples[i].as_secs_f64() * 1000.0
+}

@@ -40,15 +40,7 @@ impl fmt::Display for AddressKey {
 /// The client's address: the TCP peer, or, when `trust_forwarded_for`, the address our proxy
 /// appended last to `X-Forwarded-For` (earlier entries are whatever the client claimed).
 pub fn client_ip(trust_forwarded_for: bool, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
-    if trust_forwarded_for
-        && let Some(ip) = headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|part| part.trim().parse::<IpAddr>().ok())
-            .next_back()
-    {
+    if trust_forwarded_for && let Some(ip) = oncolive_signaling::last_forwarded_for(headers) {
         return ip;
     }
     peer.ip()

@@ -273,16 +273,7 @@ fn add_links(relay: &Relay, out: &mut HeaderMap, user: &str) {
 /// The TCP peer, or with `trust_forwarded_for` the address our proxy
 /// appended last to `X-Forwarded-For` (earlier entries are the client's word).
 fn client_ip(parts: &Parts, trust_forwarded_for: bool) -> Option<IpAddr> {
-    if trust_forwarded_for
-        && let Some(ip) = parts
-            .headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|part| part.trim().parse::<IpAddr>().ok())
-            .next_back()
-    {
+    if trust_forwarded_for && let Some(ip) = crate::forwarded::last_forwarded_for(&parts.headers) {
         return Some(ip);
     }
     parts

@@ -12,6 +12,7 @@ mod config;
 mod engine;
 mod error;
 mod exposure;
+mod forwarded;
 #[doc(hidden)]
 pub mod fuzzing;
 mod http;
@@ -29,6 +30,7 @@ mod viewer;
 pub use auth::{Access, AuthError, Authorizer};
 pub use config::{IceServer, RelayConfig};
 pub use error::SignalingError;
+pub use forwarded::last_forwarded_for;
 pub use metrics::describe as describe_metrics;
 pub use relay::Relay;
 pub use turn::{TurnAuth, TurnCredential, TurnSecret};

@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Parser;
 use futures_util::future::try_join_all;
+use oncolive_load::common::{approve_latencies, quantile_ms};
 use oncolive_server::domain::Command;
-use oncolive_server::model::{Moderation, NewSession, QuestionId, QuestionStatus, SessionId};
-use oncolive_server::protocol::ClientMsg;
+use oncolive_server::model::{Moderation, NewSession, QuestionId, SessionId};
 use oncolive_testkit::node::Node;
 
 #[derive(Parser, Debug)]
@@ -177,37 +177,7 @@ async fn approve_latency(
     let token = node.patient(setup.session).await?;
     let (mut patient, _) = node.connect(setup.session, &token).await?;
     let (mut moderator, _) = node.connect(setup.session, &setup.moderator).await?;
-    let mut samples = Vec::with_capacity(pending.len());
-    for (i, q) in pending.iter().copied().enumerate() {
-        let started = Instant::now();
-        let req = format!("p{i}");
-        let approve = Command::Approve {
-            question: q,
-            text: None,
-        };
-        moderator
-            .send(&ClientMsg::command(req.clone(), approve))
-            .await?;
-        patient
-            .recv_question(|question| {
-                question.id == q && question.status == QuestionStatus::Approved
-            })
-            .await?;
-        samples.push(started.elapsed());
-        if let Err(e) = moderator.reply_to(&req).await? {
-            bail!("approve refused: {e:?}");
-        }
-    }
-    samples.sort();
-    Ok(samples)
-}
-
-fn pct(samples: &[Duration], p: f64) -> f64 {
-    if samples.is_empty() {
-        return 0.0;
-    }
-    let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
-    samples[i].as_secs_f64() * 1000.0
+    approve_latencies(&mut moderator, &mut patient, pending).await
 }
 
 #[tokio::main]
@@ -249,10 +219,10 @@ async fn main() -> anyhow::Result<()> {
         let latencies = approve_latency(&node, &setup, &ids[..samples]).await?;
         println!(
             "| {broker} | {size} ({pending}) | {:.1} / {:.1} | {:.2} / {:.2} |",
-            pct(&opens, 0.5),
-            pct(&opens, 1.0),
-            pct(&latencies, 0.5),
-            pct(&latencies, 0.99),
+            quantile_ms(&opens, 0.5),
+            quantile_ms(&opens, 1.0),
+            quantile_ms(&latencies, 0.5),
+            quantile_ms(&latencies, 0.99),
         );
     }
     Ok(())

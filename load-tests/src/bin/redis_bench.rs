@@ -24,9 +24,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Parser;
 use futures_util::StreamExt;
+use oncolive_load::common::{approve_latencies, quantile_ms};
 use oncolive_server::domain::Command;
-use oncolive_server::model::{Moderation, NewSession, QuestionId, QuestionStatus, SessionId};
-use oncolive_server::protocol::ClientMsg;
+use oncolive_server::model::{Moderation, NewSession, QuestionId, SessionId};
 use oncolive_testkit::HubClient;
 use oncolive_testkit::node::Node;
 use tokio_tungstenite::tungstenite::Message;
@@ -204,38 +204,7 @@ async fn latency(args: &Args, nodes: &[Node]) -> anyhow::Result<Vec<Duration>> {
     let last = nodes.last().context("a node")?;
     let mut patient = patient(last, &setup).await?;
     let mut moderator = connect(&nodes[0], &setup, &setup.moderator).await?;
-    let mut samples = Vec::with_capacity(pending.len());
-    for (i, q) in pending.iter().copied().enumerate() {
-        let started = Instant::now();
-        let req = format!("p{i}");
-        let approve = Command::Approve {
-            question: q,
-            text: None,
-        };
-        moderator
-            .send(&ClientMsg::command(req.clone(), approve))
-            .await?;
-        patient
-            .recv_question(|question| {
-                question.id == q && question.status == QuestionStatus::Approved
-            })
-            .await?;
-        samples.push(started.elapsed());
-        // The moderator's ack (and its copy of the event) before the next sample.
-        if let Err(e) = moderator.reply_to(&req).await? {
-            bail!("approve refused: {e:?}");
-        }
-    }
-    samples.sort();
-    Ok(samples)
-}
-
-fn pct(samples: &[Duration], p: f64) -> f64 {
-    if samples.is_empty() {
-        return 0.0;
-    }
-    let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
-    samples[i].as_secs_f64() * 1000.0
+    approve_latencies(&mut moderator, &mut patient, &pending).await
 }
 
 #[tokio::main]
@@ -270,10 +239,10 @@ async fn main() -> anyhow::Result<()> {
         args.writers,
         args.listeners,
         samples.len(),
-        pct(&samples, 0.5),
-        pct(&samples, 0.9),
-        pct(&samples, 0.99),
-        pct(&samples, 1.0),
+        quantile_ms(&samples, 0.5),
+        quantile_ms(&samples, 0.9),
+        quantile_ms(&samples, 0.99),
+        quantile_ms(&samples, 1.0),
     );
     Ok(())
 }
