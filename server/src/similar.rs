@@ -20,9 +20,17 @@ impl Shingles {
         self.0.is_empty()
     }
     pub fn jaccard(&self, other: &Shingles) -> f32 {
-        let inter = self.0.iter().filter(|x| other.0.binary_search(x).is_ok()).count();
+        let inter = self
+            .0
+            .iter()
+            .filter(|x| other.0.binary_search(x).is_ok())
+            .count();
         let union = self.0.len() + other.0.len() - inter;
-        if union == 0 { 0.0 } else { inter as f32 / union as f32 }
+        if union == 0 {
+            0.0
+        } else {
+            inter as f32 / union as f32
+        }
     }
 }
 
@@ -42,7 +50,10 @@ pub fn most_similar<'a>(
 ) -> Vec<Similar> {
     let mut out: Vec<Similar> = candidates
         .into_iter()
-        .map(|(id, s)| Similar { id, score: probe.jaccard(s) })
+        .map(|(id, s)| Similar {
+            id,
+            score: probe.jaccard(s),
+        })
         .filter(|s| s.score >= threshold)
         .collect();
     out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));

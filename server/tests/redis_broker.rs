@@ -430,7 +430,10 @@ async fn the_retention_keeps_public_answers_and_delete_leaves_no_key() {
         .await
         .expect("vote");
     let kept = live_session(&broker, Moderation::Post).await;
-    assert!(broker.scrub(id).await.is_err(), "a live session is not scrubbed");
+    assert!(
+        broker.scrub(id).await.is_err(),
+        "a live session is not scrubbed"
+    );
     broker
         .apply(
             id,

@@ -407,18 +407,23 @@ impl HubClient {
 
     /// Agrees to the privacy notice; returns the time the server recorded.
     pub async fn consent(&mut self) -> anyhow::Result<time::OffsetDateTime> {
+        let ack = self
+            .consent_reply()
+            .await?
+            .map_err(|e| anyhow!("consent was refused: {e:?}"))?;
+        ack.consented_at
+            .ok_or_else(|| anyhow!("the ack of consent has no consented_at"))
+    }
+
+    /// Sends `consent` and returns its ack or its error.
+    pub async fn consent_reply(&mut self) -> anyhow::Result<Result<Ack, ErrorMsg>> {
         let req = self.fresh_req();
         self.send(&ClientMsg {
             req: Some(req.clone()),
             request: Request::Consent,
         })
         .await?;
-        let ack = self
-            .reply_to(&req)
-            .await?
-            .map_err(|e| anyhow!("consent was refused: {e:?}"))?;
-        ack.consented_at
-            .ok_or_else(|| anyhow!("the ack of consent has no consented_at"))
+        self.reply_to(&req).await
     }
 
     /// What the server's screen finds in `text`: the `screened` reply (or the refusal).

@@ -245,7 +245,8 @@ impl Broker for RedisBroker {
                 .await;
             return Err(BrokerError::NoSession);
         }
-        let stored = stored.ok_or_else(|| BrokerError::internal("a consent just stored is gone"))?;
+        let stored =
+            stored.ok_or_else(|| BrokerError::internal("a consent just stored is gone"))?;
         OffsetDateTime::parse(&stored, &Rfc3339).map_err(corrupt)
     }
 
