@@ -223,6 +223,7 @@ async fn a_patient_consents_once_before_the_first_question() -> anyhow::Result<(
     let s = app.live_session(Moderation::Pre).await?;
     let token = app.patient(s.id).await?;
     let (mut patient, snapshot) = app.connect(s.id, &token).await?;
+    patient.auto_consent = false;
     assert_eq!(snapshot.you.consented_at, None);
     let ask = Command::Ask {
         text: "HPV疫苗几岁能打".into(),
