@@ -254,6 +254,11 @@ impl RedisCluster {
         self.masters.iter().map(RedisServer::port).collect()
     }
 
+    /// Kills one master with SIGKILL: its slots are unserved until [`Self::restart`].
+    pub fn kill_master(&mut self, index: usize) {
+        self.masters[index].stop();
+    }
+
     /// Kills every master with SIGKILL.
     pub fn stop(&mut self) {
         for master in &mut self.masters {

@@ -36,8 +36,17 @@ pub enum Target {
 pub struct Connection {
     /// Reconnects by itself. Cloning it is cheap, and each call takes a clone.
     handle: Handle,
+    /// The same connection on one Redis; on a cluster, a second one whose client retries.
+    reads: Handle,
     timeout: Duration,
 }
+
+/// The pause between two attempts of a read on a cluster that found no connection.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+/// How often the cluster client sends a read again (after a dropped connection, a redirect, a
+/// master still loading) within the command timeout.
+const READ_RETRIES: u32 = 3;
 
 /// A connection to one Redis or to a cluster, as one type for the calls: a cluster connection
 /// routes each command to the master of its keys' hash slot.
@@ -51,36 +60,51 @@ impl Connection {
     /// A connection that connects on first use, and where the reader opens its own.
     pub fn open(url: &str, timeout: Duration) -> Result<(Connection, Target), BrokerError> {
         let target = Target::parse(url)?;
-        let handle = match &target {
+        let (handle, reads) = match &target {
             Target::Single(client) => {
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(timeout))
                     .set_response_timeout(Some(timeout))
                     .set_number_of_retries(1)
                     .set_max_delay(Duration::from_millis(500));
-                Handle::Single(
-                    ConnectionManager::new_lazy_with_config(client.clone(), config)
-                        .map_err(|e| BrokerError::Internal(failed("cannot set up Redis", e)))?,
-                )
+                let manager = ConnectionManager::new_lazy_with_config(client.clone(), config)
+                    .map_err(|e| BrokerError::Internal(failed("cannot set up Redis", e)))?;
+                (Handle::Single(manager.clone()), Handle::Single(manager))
             }
             Target::Cluster(nodes) => {
-                // No retries: the cluster client would also resend a command whose connection
-                // dropped after it was sent, and a write whose fate is unknown must not be sent
-                // twice. A redirect is followed by `Handle` instead: Redis did not run it.
-                let client = ClusterClientBuilder::new(nodes.clone())
-                    .retries(0)
-                    .build()
-                    .map_err(|e| BrokerError::Internal(failed("bad Redis Cluster URL", e)))?;
-                let config = ClusterConfig::new()
-                    .set_connection_timeout(timeout)
-                    .set_response_timeout(timeout);
-                Handle::Cluster(client.get_pending_async_connection_with_config(config))
+                let connect = |retries| {
+                    let client = ClusterClientBuilder::new(nodes.clone())
+                        .retries(retries)
+                        .min_retry_wait(20)
+                        .max_retry_wait(400)
+                        .build()
+                        .map_err(|e| BrokerError::Internal(failed("bad Redis Cluster URL", e)))?;
+                    let config = ClusterConfig::new()
+                        .set_connection_timeout(timeout)
+                        .set_response_timeout(timeout);
+                    Ok::<_, BrokerError>(Handle::Cluster(
+                        client.get_pending_async_connection_with_config(config),
+                    ))
+                };
+                // Writes get no retries: the cluster client would also resend a command whose
+                // connection dropped after it was sent, and a write whose fate is unknown must
+                // not be sent twice (a redirect is followed by `Handle` instead: Redis did not
+                // run it). Reads are safe to resend, and the client's retries also wait for
+                // the reconnection a restarted master needs.
+                (connect(0)?, connect(READ_RETRIES)?)
             }
         };
-        Ok((Connection { handle, timeout }, target))
+        Ok((
+            Connection {
+                handle,
+                reads,
+                timeout,
+            },
+            target,
+        ))
     }
 
-    /// A handle to pass to a Redis call that goes through [`Self::call`] or [`Self::read`].
+    /// A handle for a call through [`Self::call`] (a read through [`Self::read`] gets its own).
     pub fn handle(&self) -> Handle {
         self.handle.clone()
     }
@@ -98,18 +122,43 @@ impl Connection {
     }
 
     /// Runs a read, and once more on a fresh connection if the connection had been dropped (as
-    /// it is when Redis restarts while this node is idle) or a cluster node sent it elsewhere
-    /// (the cluster connection has then learned where the slot is). Reads are safe to send
-    /// twice.
+    /// it is when Redis restarts while this node is idle). Reads are safe to send twice.
     pub async fn read<T, F, Fut>(&self, mut attempt: F) -> Result<T, BrokerError>
     where
         F: FnMut(Handle) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
-        match tokio::time::timeout(self.timeout, attempt(self.handle())).await {
-            Ok(Err(e)) if e.is_connection_dropped() || e.is_io_error() || is_redirect(&e) => {
-                self.call(attempt(self.handle())).await
+        if let Handle::Cluster(_) = self.reads {
+            return self.read_on_cluster(attempt).await;
+        }
+        match tokio::time::timeout(self.timeout, attempt(self.reads.clone())).await {
+            Ok(Err(e)) if e.is_connection_dropped() || e.is_io_error() => {
+                self.call(attempt(self.reads.clone())).await
             }
+            Ok(result) => result.map_err(broker_error),
+            Err(_) => Err(self.timed_out()),
+        }
+    }
+
+    /// A read on a cluster: sent again until the timeout while no connection can carry it.
+    /// The cluster client reconnects to a restarted master (or learns a moved slot) in the
+    /// background, one node at a time, so one immediate retry is not enough there.
+    async fn read_on_cluster<T, F, Fut>(&self, mut attempt: F) -> Result<T, BrokerError>
+    where
+        F: FnMut(Handle) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let reads = async {
+            loop {
+                match attempt(self.reads.clone()).await {
+                    Err(e) if is_connection_lost(&e) || is_redirect(&e) => {
+                        tokio::time::sleep(RETRY_PAUSE).await;
+                    }
+                    result => return result,
+                }
+            }
+        };
+        match tokio::time::timeout(self.timeout, reads).await {
             Ok(result) => result.map_err(broker_error),
             Err(_) => Err(self.timed_out()),
         }
@@ -233,12 +282,22 @@ impl ConnectionLike for Handle {
     }
 }
 
-/// Sends `cmd` where the cluster connection routes it, and once more to the node a `MOVED`
+/// Sends `cmd` where the cluster connection routes it (waiting while it has no connection for
+/// it, as after every master restarted), and once more to the node a `MOVED`
 /// reply names: a node that answers `MOVED` did not run the command (the slot has moved, as it
 /// does when a cluster is resharded or a replica takes over), so sending it again is safe even
 /// for a write.
 async fn cluster_command(conn: &mut ClusterConnection, cmd: &Cmd) -> RedisResult<Value> {
-    match conn.req_packed_command(cmd).await {
+    let mut sent = conn.req_packed_command(cmd).await;
+    // No connection to send it by: nothing was sent. The caller's timeout bounds the waiting.
+    while sent
+        .as_ref()
+        .is_err_and(|e| e.kind() == ErrorKind::ClusterConnectionNotFound)
+    {
+        tokio::time::sleep(RETRY_PAUSE).await;
+        sent = conn.req_packed_command(cmd).await;
+    }
+    match sent {
         Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::Moved) => {
             let Some((host, port)) = e.redirect_node().and_then(|(node, _)| host_port(node)) else {
                 return Err(e);
@@ -280,6 +339,14 @@ fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
         .map(str::trim)
 }
 
+/// The connection a command was to go by is gone (or was never there).
+fn is_connection_lost(e: &RedisError) -> bool {
+    e.is_connection_dropped()
+        || e.is_io_error()
+        || e.is_connection_refusal()
+        || e.kind() == ErrorKind::ClusterConnectionNotFound
+}
+
 /// A reply by which Redis says it did not run the command and where to send it instead.
 fn is_redirect(e: &RedisError) -> bool {
     matches!(
@@ -300,6 +367,7 @@ fn broker_error(e: RedisError) -> BrokerError {
             e.kind(),
             ErrorKind::Io
                 | ErrorKind::Extension
+                | ErrorKind::ClusterConnectionNotFound
                 | ErrorKind::Server(
                     ServerErrorKind::BusyLoading
                         | ServerErrorKind::TryAgain
