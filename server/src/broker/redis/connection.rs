@@ -195,7 +195,7 @@ impl Connection {
                     return Err(BrokerError::unavailable("no Redis Cluster master answers"));
                 }
                 for (node, info) in &replies {
-                    cluster_serves_all(&info).map_err(|problem| {
+                    cluster_serves_all(info).map_err(|problem| {
                         BrokerError::unavailable(format!("Redis Cluster node {node}: {problem}"))
                     })?;
                 }
