@@ -60,3 +60,35 @@ pub fn most_similar<'a>(
     out.truncate(limit);
     out
 }
+
+/// Placeholder: the same API as the helper's exact index, by brute force.
+#[derive(Debug, Clone, Default)]
+pub struct SimilarIndex {
+    questions: std::collections::HashMap<u64, Shingles>,
+}
+
+impl SimilarIndex {
+    pub fn new() -> SimilarIndex {
+        SimilarIndex::default()
+    }
+    pub fn insert(&mut self, id: u64, shingles: Shingles) {
+        self.questions.insert(id, shingles);
+    }
+    pub fn remove(&mut self, id: u64) -> bool {
+        self.questions.remove(&id).is_some()
+    }
+    pub fn len(&self) -> usize {
+        self.questions.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.questions.is_empty()
+    }
+    pub fn query(&self, probe: &Shingles, limit: usize, threshold: f32) -> Vec<Similar> {
+        most_similar(
+            probe,
+            self.questions.iter().map(|(id, s)| (*id, s)),
+            limit,
+            threshold,
+        )
+    }
+}

@@ -375,7 +375,11 @@ async fn a_display_name_with_personal_details_is_refused() -> anyhow::Result<()>
         .await?;
     let (status, body) = refused(res).await?;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(body.error.message.contains("phone"), "{}", body.error.message);
+    assert!(
+        body.error.message.contains("phone"),
+        "{}",
+        body.error.message
+    );
     app.join(s.id, Some("张阿姨")).await?;
     Ok(())
 }
@@ -611,5 +615,44 @@ async fn the_site_settings_carry_the_disclaimer_in_both_languages() -> anyhow::R
     assert!(site.disclaimer.en.contains("call 120"));
     assert_eq!(site.retention_days, 30);
     assert!(site.triage.urgent.zh.contains("120"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_new_question_names_its_likely_duplicates_to_staff_only() -> anyhow::Result<()> {
+    let app = spawn_app().await?;
+    let s = app.live_session(Moderation::Pre).await?;
+    let (mut moderator, _) = app.connect(s.id, &s.moderator).await?;
+    let (mut a, _) = app.connect_patient(s.id).await?;
+    let (mut b, _) = app.connect_patient(s.id).await?;
+    let first = a.ask("肺结节8毫米要做手术吗？").await?;
+    let unrelated = a.ask("HPV疫苗几岁可以打").await?;
+    let rejected = a.ask("肺结节8毫米要做手术吗").await?;
+    moderator
+        .ok(Command::Reject {
+            question: rejected.id,
+            reason: None,
+            code: Some(ReasonCode::Duplicate),
+        })
+        .await?;
+    let again = b.ask("肺结节8毫米需要做手术吗").await?;
+    assert!(again.similar.is_empty(), "not for patients: {again:?}");
+    let staff = moderator.recv_question(|q| q.id == again.id).await?;
+    let ids: Vec<_> = staff.similar.iter().map(|s| s.id).collect();
+    assert_eq!(
+        ids.first(),
+        Some(&first.id),
+        "{ids:?} (not {} nor the rejected {})",
+        unrelated.id,
+        rejected.id
+    );
+    assert!(!ids.contains(&rejected.id) && !ids.contains(&unrelated.id));
+    // One key merges it into the first suggestion.
+    moderator
+        .ok(Command::Merge {
+            question: again.id,
+            into: first.id,
+        })
+        .await?;
     Ok(())
 }

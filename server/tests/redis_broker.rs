@@ -463,7 +463,9 @@ async fn the_retention_keeps_public_answers_and_delete_leaves_no_key() {
     ));
     let held_voters = format!("{prefix}:{{{id}}}:voters:{held}");
     assert!(
-        !session_keys(&redis, &prefix, id).await.contains(&held_voters),
+        !session_keys(&redis, &prefix, id)
+            .await
+            .contains(&held_voters),
         "the removed question's voters go too"
     );
 

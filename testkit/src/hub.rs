@@ -361,7 +361,8 @@ impl HubClient {
     /// for want of consent is asked again after consenting (see [`HubClient::auto_consent`]).
     pub async fn request(&mut self, command: Command) -> anyhow::Result<Result<Ack, ErrorMsg>> {
         let req = self.fresh_req();
-        self.send(&ClientMsg::command(req.clone(), command.clone())).await?;
+        self.send(&ClientMsg::command(req.clone(), command.clone()))
+            .await?;
         let reply = self.reply_to(&req).await?;
         match reply {
             Err(e) if e.code == ErrorCode::ConsentRequired && self.auto_consent => {
