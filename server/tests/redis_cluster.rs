@@ -28,6 +28,7 @@ fn actor(role: Role) -> Actor {
         role,
         name: Some(format!("{role:?}")),
         links_version: 0,
+        consented_at: Some(time::OffsetDateTime::now_utc()),
     }
 }
 
@@ -39,6 +40,7 @@ async fn live_session(broker: &RedisBroker) -> SessionId {
         expert_name: "Dr. Wang".into(),
         scheduled_start: now,
         moderation: Moderation::Post,
+        expert_profile: None,
     }
     .into_session(Uuid::now_v7(), now);
     let id = session.id;
