@@ -411,4 +411,44 @@ mod tests {
         assert!(!baseline1.compatible_with(&h264("packetization-mode=0;profile-level-id=42e01f")));
         assert!(!baseline1.compatible_with(&h264("packetization-mode=1;profile-level-id=640032")));
     }
+
+    #[test]
+    fn a_restarted_offer_changes_only_ice() {
+        let previous = format!(
+            "{CHROME_LIKE}a=candidate:1 1 udp 2130706431 192.0.2.1 5000 typ host\r\na=end-of-candidates\r\n"
+        );
+        let offer = restarted_offer(&previous, "wxyz", "0123456789abcdefghijkl");
+        assert!(offer.contains("o=- 1 3 IN IP4 127.0.0.1\r\n"), "{offer}");
+        assert!(offer.contains("a=ice-ufrag:wxyz\r\n") && !offer.contains("ice-ufrag:abcd"));
+        assert!(offer.contains("a=ice-pwd:0123456789abcdefghijkl\r\n"));
+        assert!(!offer.contains("a=candidate") && !offer.contains("end-of-candidates"));
+        let reparsed = parse_offer(&offer).expect("still an offer");
+        assert_eq!(reparsed.video.len(), 2);
+        assert!(offer.contains("a=fmtp:111 minptime=10;useinbandfec=1\r\n"));
+    }
+
+    #[test]
+    fn ice_credentials_follow_rfc_8839() {
+        assert!(check_credentials("abcd", "0123456789abcdefghijkl").is_ok());
+        assert!(check_credentials("ab+/", "0123456789abcdefghij+/").is_ok());
+        assert!(check_credentials("abc", "0123456789abcdefghijkl").is_err());
+        assert!(check_credentials("abcd", "short").is_err());
+        assert!(check_credentials("ab\r\na=x", "0123456789abcdefghijkl").is_err());
+        assert!(check_credentials("abcd", "0123456789abcdefghijk l").is_err());
+    }
+
+    #[test]
+    fn the_ice_fragment_carries_credentials_and_first_section_candidates() {
+        let local = "v=0\r\no=- 9 2 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:NEWU\r\na=ice-pwd:newpasswordnewpassword\r\na=mid:0\r\na=rtpmap:111 opus/48000/2\r\na=candidate:1 1 udp 2130706431 192.0.2.1 5000 typ host\r\na=end-of-candidates\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=ice-ufrag:NEWU\r\na=mid:1\r\na=candidate:1 1 udp 2130706431 192.0.2.1 5000 typ host\r\na=end-of-candidates\r\n";
+        let fragment = ice_fragment(local).expect("credentials");
+        assert_eq!(
+            fragment,
+            "a=ice-ufrag:NEWU\r\na=ice-pwd:newpasswordnewpassword\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=candidate:1 1 udp 2130706431 192.0.2.1 5000 typ host\r\na=end-of-candidates\r\n"
+        );
+        let read = parse_fragment(&fragment);
+        assert_eq!(read.ufrag.as_deref(), Some("NEWU"));
+        assert_eq!(read.pwd.as_deref(), Some("newpasswordnewpassword"));
+        assert_eq!(read.candidates.len(), 1);
+        assert_eq!(ice_fragment("v=0\r\nm=audio 9 RTP/AVP 0\r\n"), None);
+    }
 }
