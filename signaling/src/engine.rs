@@ -262,8 +262,8 @@ async fn negotiate_answer(pc: &RTCPeerConnection, offer: String) -> Result<Strin
 pub(crate) enum Patched {
     /// The fragment's candidates joined the current ICE session.
     Trickled,
-    /// A new ICE session, or the one a repeated restart request already made:
-    /// the relay's credentials and candidates as a trickle fragment.
+    /// A new ICE session: the relay's credentials and candidates as a trickle
+    /// fragment.
     Restarted(String),
 }
 
@@ -302,17 +302,10 @@ pub(crate) async fn patch(
             let fragment = sdp::ice_fragment(&local).ok_or(ApiError::NoCandidates)?;
             Ok(Patched::Restarted(fragment))
         }
-        (Some(_), Some(_)) => {
-            // The same restart again (its response was lost): the same answer.
-            add_candidates(pc, candidates).await;
-            let local = pc
-                .local_description()
-                .await
-                .ok_or(ApiError::ResourceNotFound)?;
-            let fragment = sdp::ice_fragment(&local.sdp).ok_or(ApiError::NoCandidates)?;
-            Ok(Patched::Restarted(fragment))
-        }
         (Some(ufrag), None) if Some(ufrag) != current_ufrag => Err(ApiError::StaleIceSession),
+        // Trickle, with or without the current credentials (RFC 8840 fragments
+        // may carry both): a retried restart whose answer was lost lands here
+        // too, and the client restarts again with new credentials.
         _ => {
             add_candidates(pc, candidates).await;
             Ok(Patched::Trickled)
