@@ -8,6 +8,7 @@ use webrtc::api::interceptor_registry::register_default_interceptors;
 use webrtc::api::media_engine::{MIME_TYPE_OPUS, MediaEngine};
 use webrtc::api::setting_engine::SettingEngine;
 use webrtc::api::{API, APIBuilder};
+use webrtc::ice::candidate::candidate_base::unmarshal_candidate;
 use webrtc::ice::mdns::MulticastDnsMode;
 use webrtc::ice::network_type::NetworkType;
 use webrtc::ice::udp_network::{EphemeralUDP, UDPNetwork};
@@ -25,7 +26,7 @@ use webrtc::rtp_transceiver::rtp_codec::{
 use crate::config::RelayConfig;
 use crate::error::{ApiError, SignalingError};
 use crate::exposure::{self, Verdict};
-use crate::sdp::{Codec, Trickle, attribute_value};
+use crate::sdp::{self, Codec, Trickle, attribute_value};
 
 /// Longest wait for our own ICE candidates before answering (host candidates
 /// only, so this is normally a few milliseconds).
@@ -256,49 +257,104 @@ async fn negotiate_answer(pc: &RTCPeerConnection, offer: String) -> Result<Strin
     Ok(local.sdp)
 }
 
-/// Adds a client's trickled candidates (a `PATCH`) to `pc`. A fragment naming
-/// another ICE session (a new `ice-ufrag`) asks for an ICE restart, which the
-/// relay does not do.
-pub(crate) async fn add_remote_candidates(
+/// What a `PATCH` did to a peer connection.
+#[derive(Debug)]
+pub(crate) enum Patched {
+    /// The fragment's candidates joined the current ICE session.
+    Trickled,
+    /// A new ICE session: the relay's credentials and candidates as a trickle
+    /// fragment.
+    Restarted(String),
+}
+
+/// Applies a client's `PATCH` fragment to `pc`: late candidates for the
+/// current ICE session (trickle, RFC 8840), or new credentials (an ICE
+/// restart, RFC 9725 §4.3.3). Everything is checked before anything changes,
+/// so a refused fragment leaves the current ICE session as it was. The caller
+/// keeps `PATCH`es of one peer from overlapping.
+pub(crate) async fn patch(
     pc: &RTCPeerConnection,
     trickle: Trickle,
     allow_loopback: bool,
-) -> Result<(), ApiError> {
-    // Judged before any is added, so a refused fragment changes nothing.
+) -> Result<Patched, ApiError> {
+    let candidates = usable_candidates(&trickle, allow_loopback)?;
+    let remote = pc
+        .remote_description()
+        .await
+        .ok_or(ApiError::ResourceNotFound)?;
+    let current_ufrag = attribute_value(&remote.sdp, "ice-ufrag");
+    let current_pwd = attribute_value(&remote.sdp, "ice-pwd");
+    match (trickle.ufrag.as_deref(), trickle.pwd.as_deref()) {
+        (None, Some(_)) => Err(ApiError::bad_sdp(
+            "an ICE restart needs a=ice-ufrag along with a=ice-pwd",
+        )),
+        (Some(ufrag), Some(pwd)) if (Some(ufrag), Some(pwd)) != (current_ufrag, current_pwd) => {
+            sdp::check_credentials(ufrag, pwd).map_err(ApiError::bad_sdp)?;
+            let offer = sdp::restarted_offer(&remote.sdp, ufrag, pwd);
+            let local = negotiate_answer(pc, offer).await?;
+            add_candidates(pc, candidates).await;
+            if !local.lines().any(|l| l.starts_with("a=candidate:")) {
+                tracing::warn!(
+                    "no ICE candidate gathered for an ICE restart (UDP ports exhausted?)"
+                );
+                return Err(ApiError::NoCandidates);
+            }
+            let fragment = sdp::ice_fragment(&local).ok_or(ApiError::NoCandidates)?;
+            Ok(Patched::Restarted(fragment))
+        }
+        (Some(ufrag), None) if Some(ufrag) != current_ufrag => Err(ApiError::StaleIceSession),
+        // Trickle, with or without the current credentials (RFC 8840 fragments
+        // may carry both): a retried restart whose answer was lost lands here
+        // too, and the client restarts again with new credentials.
+        _ => {
+            add_candidates(pc, candidates).await;
+            Ok(Patched::Trickled)
+        }
+    }
+}
+
+/// The fragment's candidates the relay will check, each already parsed once,
+/// so that adding them cannot fail half-way. A refused one refuses all.
+fn usable_candidates(
+    trickle: &Trickle,
+    allow_loopback: bool,
+) -> Result<Vec<RTCIceCandidateInit>, ApiError> {
     let mut usable = Vec::with_capacity(trickle.candidates.len());
-    for candidate in trickle.candidates {
+    for candidate in &trickle.candidates {
         match exposure::judge_candidate(&candidate.line, allow_loopback) {
-            Verdict::Use => usable.push(candidate),
-            Verdict::Ignore => {}
+            Verdict::Use => {}
+            Verdict::Ignore => continue,
             Verdict::Refuse { address, why } => {
                 return Err(ApiError::ForbiddenCandidate(format!(
                     "candidate refused: {address} is {why}"
                 )));
             }
         }
-    }
-    let remote_ufrag = pc
-        .remote_description()
-        .await
-        .and_then(|d| attribute_value(&d.sdp, "ice-ufrag").map(str::to_owned));
-    if let (Some(new), Some(current)) = (&trickle.ufrag, &remote_ufrag)
-        && new != current
-    {
-        return Err(ApiError::Unprocessable(
-            "ICE restart is not supported; DELETE this resource and POST a new offer",
-        ));
-    }
-    for candidate in usable {
-        pc.add_ice_candidate(RTCIceCandidateInit {
-            candidate: candidate.line,
-            sdp_mid: candidate.mid,
+        let value = candidate
+            .line
+            .strip_prefix("candidate:")
+            .unwrap_or(&candidate.line);
+        if let Err(err) = unmarshal_candidate(value) {
+            return Err(ApiError::BadRequest(
+                "invalid_candidate",
+                format!("candidate rejected: {err}"),
+            ));
+        }
+        usable.push(RTCIceCandidateInit {
+            candidate: candidate.line.clone(),
+            sdp_mid: candidate.mid.clone(),
             sdp_mline_index: candidate.mline_index,
             username_fragment: trickle.ufrag.clone(),
-        })
-        .await
-        .map_err(|err| {
-            ApiError::BadRequest("invalid_candidate", format!("candidate rejected: {err}"))
-        })?;
+        });
     }
-    Ok(())
+    Ok(usable)
+}
+
+async fn add_candidates(pc: &RTCPeerConnection, candidates: Vec<RTCIceCandidateInit>) {
+    for candidate in candidates {
+        // Parsed before; what remains is the agent being closed under us.
+        if let Err(err) = pc.add_ice_candidate(candidate).await {
+            tracing::debug!(error = %err, "adding a trickled candidate");
+        }
+    }
 }

@@ -35,10 +35,13 @@ pub(crate) enum ApiError {
     ResourceNotFound,
     #[error("the session has ended")]
     SessionEnded,
-    #[error("{0}")]
-    Unprocessable(&'static str),
-    #[error("the ETag does not match the ICE session")]
+    #[error("the If-Match ETag is not the resource's current ICE session")]
     PreconditionFailed,
+    /// A trickle fragment for an ICE session an ICE restart has replaced.
+    #[error(
+        "the fragment's a=ice-ufrag is not the current ICE session's; send the candidates of the current one"
+    )]
+    StaleIceSession,
     #[error("the relay is shutting down")]
     Unavailable,
     /// A viewer budget is spent (429) or the session is full here (503).
@@ -90,8 +93,8 @@ impl ApiError {
                 (StatusCode::GONE, "session_ended")
             }
             ApiError::ResourceNotFound => (StatusCode::NOT_FOUND, "resource_not_found"),
-            ApiError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unsupported_patch"),
             ApiError::PreconditionFailed => (StatusCode::PRECONDITION_FAILED, "etag_mismatch"),
+            ApiError::StaleIceSession => (StatusCode::CONFLICT, "stale_ice_session"),
             ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             ApiError::Limit { status, code, .. } => (*status, code),
             ApiError::NoCandidates => (StatusCode::SERVICE_UNAVAILABLE, "no_ice_candidates"),

@@ -48,9 +48,7 @@ fn side_routes(role: Role) -> Router<Relay> {
         .route("/", post(create).options(options))
         .route(
             "/{resource}",
-            axum::routing::delete(delete)
-                .patch(trickle)
-                .options(options),
+            axum::routing::delete(delete).patch(patch).options(options),
         )
         .layer(Extension(role))
 }
@@ -165,7 +163,7 @@ async fn create(
     let mut response = (StatusCode::CREATED, created.answer).into_response();
     let out = response.headers_mut();
     out.insert(CONTENT_TYPE, HeaderValue::from_static(SDP));
-    out.insert(ETAG, etag(&created.resource_id));
+    out.insert(ETAG, etag(&created.ice_session));
     if let Ok(location) = HeaderValue::from_str(&location) {
         out.insert(LOCATION, location);
     }
@@ -195,31 +193,61 @@ async fn delete(
     }
 }
 
-/// Trickle ICE (RFC 8840 fragments): the client's late candidates go to the
-/// relay. ICE restarts are not supported (422).
+/// Trickle ICE and ICE restarts (RFC 9725 §4.3): late candidates get `204`;
+/// new ICE credentials restart ICE on the same resource and get `200` with the
+/// relay's new credentials and candidates, and the new ICE session's `ETag`.
 #[tracing::instrument(name = "whip_whep_patch", skip_all, fields(session = %caller.session, role = caller.role.path(), resource = %resource))]
-async fn trickle(
+async fn patch(
     State(relay): State<Relay>,
     caller: Authorized,
     Path(ResourcePath { resource }): Path<ResourcePath>,
     headers: HeaderMap,
     body: Body,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
     require_content_type(&headers, SDP_FRAGMENT)?;
-    if !relay.has_resource(&caller.session, caller.role, &resource) {
-        return Err(ApiError::ResourceNotFound);
-    }
-    if let Some(if_match) = headers.get(IF_MATCH)
-        && if_match != "*"
-        && *if_match != etag(&resource)
-    {
-        return Err(ApiError::PreconditionFailed);
-    }
+    let if_match = if_match_tags(&headers);
     let fragment = read_text(body, relay.config().max_sdp_bytes).await?;
-    relay
-        .trickle(&caller.session, caller.role, &resource, &fragment)
+    let patched = relay
+        .patch(
+            &caller.session,
+            caller.role,
+            &resource,
+            if_match.as_deref(),
+            &fragment,
+        )
         .await?;
-    Ok(StatusCode::NO_CONTENT)
+    let Some(answer) = patched.restarted else {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    };
+    let mut response = (StatusCode::OK, answer).into_response();
+    let out = response.headers_mut();
+    out.insert(CONTENT_TYPE, HeaderValue::from_static(SDP_FRAGMENT));
+    out.insert(ETAG, etag(&patched.ice_session));
+    out.insert(ACCESS_CONTROL_EXPOSE_HEADERS, EXPOSED);
+    // Fresh TURN credentials: the first ones may have expired by now.
+    add_links(&relay, out, &resource);
+    Ok(response)
+}
+
+/// The entity tags of `If-Match` without their quotes; `None` when there is
+/// no such header or it is `*` (any ICE session, as an ICE restart sends).
+/// Weak tags never match (`If-Match` compares strongly, RFC 9110 §13.1.1).
+fn if_match_tags(headers: &HeaderMap) -> Option<Vec<String>> {
+    let mut tags = Vec::new();
+    let mut any = true;
+    for value in headers.get_all(IF_MATCH) {
+        any = false;
+        let Ok(value) = value.to_str() else { continue };
+        for tag in value.split(',').map(str::trim) {
+            if tag == "*" {
+                return None;
+            }
+            if let Some(inner) = tag.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+                tags.push(inner.to_owned());
+            }
+        }
+    }
+    (!any).then_some(tags)
 }
 
 #[derive(Deserialize)]
@@ -282,8 +310,8 @@ fn client_ip(parts: &Parts, trust_forwarded_for: bool) -> Option<IpAddr> {
         .map(|ConnectInfo(peer)| peer.ip())
 }
 
-fn etag(resource: &str) -> HeaderValue {
-    HeaderValue::from_str(&format!("\"{resource}\"")).unwrap_or(HeaderValue::from_static("\"\""))
+fn etag(ice_session: &str) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{ice_session}\"")).unwrap_or(HeaderValue::from_static("\"\""))
 }
 
 fn require_content_type(headers: &HeaderMap, expected: &'static str) -> Result<(), ApiError> {

@@ -17,7 +17,7 @@ use crate::error::ApiError;
 use crate::keyframe::KeyframeSource;
 use crate::kind::Kind;
 use crate::metrics::Forwarded;
-use crate::room::{Publisher, Room, new_resource_id};
+use crate::room::{PatchLock, Publisher, Room, new_resource_id};
 use crate::sdp::{self, Offer};
 
 /// Negotiates a publisher for `room` and makes it the room's publisher,
@@ -94,6 +94,7 @@ pub(crate) async fn publish(
         id: id.clone(),
         generation,
         pc,
+        patching: PatchLock::default(),
         video_ssrc,
     };
     let (old, swaps) = match room.install_publisher(publisher, video) {

@@ -10,13 +10,14 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
+use webrtc::peer_connection::RTCPeerConnection;
 
 use crate::auth::{Access, AuthError, Authorizer};
 use crate::budget::{Budgets, Caps};
 use crate::config::{RelayConfig, is_turn_url};
 use crate::engine::{self, Engine, close_pc};
 use crate::error::{ApiError, SignalingError};
-use crate::room::{Pending, Room};
+use crate::room::{PatchLock, Pending, Room};
 use crate::{metrics, sdp};
 use crate::{publisher, viewer};
 
@@ -65,6 +66,8 @@ impl Role {
 pub(crate) struct Created {
     pub resource_id: String,
     pub answer: String,
+    /// The answer's ICE session (its `ETag`, see [`Relay::patch`]).
+    pub ice_session: String,
     pub publisher_live: bool,
 }
 
@@ -183,9 +186,13 @@ impl Relay {
             }
             _ => publisher::publish(engine, &room, offer_sdp, &offer).await?,
         };
+        let ice_session = sdp::attribute_value(&answer, "ice-ufrag")
+            .unwrap_or_default()
+            .to_owned();
         Ok(Created {
             resource_id,
             answer,
+            ice_session,
             publisher_live: room.is_live(),
         })
     }
@@ -215,29 +222,49 @@ impl Relay {
         }
     }
 
-    /// Whether `resource` is a live resource of this role in `session`.
-    pub(crate) fn has_resource(&self, session: &str, role: Role, resource: &str) -> bool {
-        self.peer(session, role, resource).is_some()
-    }
-
-    /// Trickle ICE: adds the candidates of an `application/trickle-ice-sdpfrag`
-    /// body to the resource's peer connection.
-    pub(crate) async fn trickle(
+    /// Applies a `PATCH` fragment (`application/trickle-ice-sdpfrag`) to a
+    /// resource: trickled candidates or an ICE restart. `if_match` holds the
+    /// entity tags of an `If-Match` header (`None`: absent or `*`); they are
+    /// compared with the resource's ICE session under the resource's lock, so
+    /// a fragment never lands in an ICE session it was not written for.
+    pub(crate) async fn patch(
         &self,
         session: &str,
         role: Role,
         resource: &str,
+        if_match: Option<&[String]>,
         fragment: &str,
-    ) -> Result<(), ApiError> {
-        let pc = self
+    ) -> Result<Patch, ApiError> {
+        let (pc, lock) = self
             .peer(session, role, resource)
             .ok_or(ApiError::ResourceNotFound)?;
-        engine::add_remote_candidates(
+        let _one_at_a_time = lock.lock().await;
+        let current = ice_session(&pc).await?;
+        if let Some(tags) = if_match
+            && !tags.contains(&current)
+        {
+            return Err(ApiError::PreconditionFailed);
+        }
+        let patched = engine::patch(
             &pc,
             sdp::parse_fragment(fragment),
             self.shared.engine.allow_loopback,
         )
-        .await
+        .await?;
+        let ice_session = match &patched {
+            engine::Patched::Trickled => current,
+            engine::Patched::Restarted(_) => {
+                tracing::info!(session, resource, "ICE restarted");
+                ice_session(&pc).await?
+            }
+        };
+        Ok(Patch {
+            restarted: match patched {
+                engine::Patched::Trickled => None,
+                engine::Patched::Restarted(fragment) => Some(fragment),
+            },
+            ice_session,
+        })
     }
 
     fn peer(
@@ -245,7 +272,7 @@ impl Relay {
         session: &str,
         role: Role,
         resource: &str,
-    ) -> Option<Arc<webrtc::peer_connection::RTCPeerConnection>> {
+    ) -> Option<(Arc<RTCPeerConnection>, PatchLock)> {
         let room = self.shared.existing_room(session)?;
         let is_publisher = room.has_publisher(resource);
         if is_publisher != (role == Role::Publisher) {
@@ -253,6 +280,27 @@ impl Relay {
         }
         room.peer(resource)
     }
+}
+
+/// What a `PATCH` did.
+pub(crate) struct Patch {
+    /// After an ICE restart: the relay's new credentials and candidates.
+    pub restarted: Option<String>,
+    /// The resource's ICE session now (its `ETag`).
+    pub ice_session: String,
+}
+
+/// The name of `pc`'s current ICE session, the entity tag of its resource:
+/// the relay's ICE ufrag, which every ICE restart replaces (RFC 9725 §4.3.1
+/// asks for a tag unique to each ICE session).
+async fn ice_session(pc: &RTCPeerConnection) -> Result<String, ApiError> {
+    let local = pc
+        .local_description()
+        .await
+        .ok_or(ApiError::ResourceNotFound)?;
+    sdp::attribute_value(&local.sdp, "ice-ufrag")
+        .map(str::to_owned)
+        .ok_or(ApiError::ResourceNotFound)
 }
 
 impl Shared {

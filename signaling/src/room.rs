@@ -27,11 +27,17 @@ pub(crate) fn new_resource_id() -> String {
     uuid::Uuid::now_v7().simple().to_string()
 }
 
+/// Keeps one peer's `PATCH`es (trickle, ICE restart) one at a time: an ICE
+/// restart is an offer/answer exchange no other fragment may interleave with,
+/// and the `If-Match` check must see the ICE session the request acts on.
+pub(crate) type PatchLock = Arc<tokio::sync::Mutex<()>>;
+
 /// The publisher's peer connection and what the relay learned from it.
 pub(crate) struct Publisher {
     pub id: String,
     pub generation: u64,
     pub pc: Arc<RTCPeerConnection>,
+    pub patching: PatchLock,
     /// SSRC of the publisher's video, known once its track arrives (0 before),
     /// needed to address PLIs.
     pub video_ssrc: Arc<AtomicU32>,
@@ -40,6 +46,7 @@ pub(crate) struct Publisher {
 pub(crate) struct Viewer {
     pub id: String,
     pub pc: Arc<RTCPeerConnection>,
+    pub patching: PatchLock,
     pub audio: Option<Arc<RTCRtpSender>>,
     pub video: Option<Arc<RTCRtpSender>>,
     /// The viewer's share of the budgets, given back when the viewer is gone.
@@ -312,11 +319,14 @@ impl Room {
         self.state().publisher.as_ref().is_some_and(|p| p.id == id)
     }
 
-    pub(crate) fn peer(&self, id: &str) -> Option<Arc<RTCPeerConnection>> {
+    pub(crate) fn peer(&self, id: &str) -> Option<(Arc<RTCPeerConnection>, PatchLock)> {
         let state = self.state();
         match &state.publisher {
-            Some(p) if p.id == id => Some(p.pc.clone()),
-            _ => state.viewers.get(id).map(|v| v.pc.clone()),
+            Some(p) if p.id == id => Some((p.pc.clone(), p.patching.clone())),
+            _ => state
+                .viewers
+                .get(id)
+                .map(|v| (v.pc.clone(), v.patching.clone())),
         }
     }
 

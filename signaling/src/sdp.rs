@@ -205,10 +205,106 @@ pub(crate) fn attribute_value<'a>(sdp: &'a str, key: &str) -> Option<&'a str> {
     })
 }
 
-/// A trickle ICE fragment: the ICE session it belongs to (when it says) and its candidates.
+/// Checks new ICE credentials against RFC 8839's grammar (`ice-char`:
+/// letters, digits, `+`, `/`; a ufrag of 4 to 256 of them, a password of 22
+/// to 256), so that nothing a client sends can end up as another SDP line.
+pub(crate) fn check_credentials(ufrag: &str, pwd: &str) -> Result<(), String> {
+    let ice_chars = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+    };
+    if !(4..=256).contains(&ufrag.len()) || !ice_chars(ufrag) {
+        return Err("a=ice-ufrag must be 4 to 256 letters, digits, '+' or '/'".to_owned());
+    }
+    if !(22..=256).contains(&pwd.len()) || !ice_chars(pwd) {
+        return Err("a=ice-pwd must be 22 to 256 letters, digits, '+' or '/'".to_owned());
+    }
+    Ok(())
+}
+
+/// The offer an ICE restart stands for: the client's previous offer with its
+/// new credentials and none of its old candidates (the fragment's are added on
+/// their own), one version later. WHIP and WHEP renegotiate nothing but ICE
+/// (RFC 9725 §4.3.3), so everything else stays as first negotiated.
+pub(crate) fn restarted_offer(previous: &str, ufrag: &str, pwd: &str) -> String {
+    let mut out = String::with_capacity(previous.len());
+    for line in previous.lines() {
+        let line = line.trim_end();
+        if line.starts_with("a=candidate:") || line == "a=end-of-candidates" {
+            continue;
+        }
+        if line.starts_with("a=ice-ufrag:") {
+            out.push_str("a=ice-ufrag:");
+            out.push_str(ufrag);
+        } else if line.starts_with("a=ice-pwd:") {
+            out.push_str("a=ice-pwd:");
+            out.push_str(pwd);
+        } else if let Some(origin) = line.strip_prefix("o=") {
+            out.push_str("o=");
+            out.push_str(&next_origin_version(origin));
+        } else {
+            out.push_str(line);
+        }
+        out.push_str("\r\n");
+    }
+    out
+}
+
+/// `o=` with its session version (the third field) one higher, as RFC 8866
+/// asks of a changed description; unchanged if it is not a number.
+fn next_origin_version(origin: &str) -> String {
+    let mut fields: Vec<String> = origin.split(' ').map(str::to_owned).collect();
+    if let Some(version) = fields.get_mut(2)
+        && let Ok(n) = version.parse::<u64>()
+    {
+        *version = n.wrapping_add(1).to_string();
+    }
+    fields.join(" ")
+}
+
+/// The relay's side of an ICE session, as the `200` of an ICE restart hands it
+/// to the client (RFC 9725 §4.3.3): an `application/trickle-ice-sdpfrag` with
+/// the credentials of `local` (the relay's answer), then its first media
+/// section (the one the others are bundled on) with its candidates.
+/// `None` if `local` has no ICE credentials.
+pub(crate) fn ice_fragment(local: &str) -> Option<String> {
+    let ufrag = attribute_value(local, "ice-ufrag")?;
+    let pwd = attribute_value(local, "ice-pwd")?;
+    let mut out = String::new();
+    let mut section = 0;
+    for line in local.lines().map(str::trim) {
+        if line == "a=ice-lite" && section == 0 {
+            out.push_str("a=ice-lite\r\n");
+        }
+        if line.starts_with("m=") {
+            section += 1;
+            if section == 1 {
+                out.push_str(&format!("a=ice-ufrag:{ufrag}\r\na=ice-pwd:{pwd}\r\n"));
+                out.push_str(line);
+                out.push_str("\r\n");
+            }
+            continue;
+        }
+        let listed = line.starts_with("a=mid:")
+            || line.starts_with("a=candidate:")
+            || line == "a=end-of-candidates";
+        if section == 1 && listed {
+            out.push_str(line);
+            out.push_str("\r\n");
+        }
+    }
+    if section == 0 {
+        out.push_str(&format!("a=ice-ufrag:{ufrag}\r\na=ice-pwd:{pwd}\r\n"));
+    }
+    Some(out)
+}
+
+/// A trickle ICE fragment: the ICE session it belongs to (when it says), the
+/// password that comes with a new one (an ICE restart), and its candidates.
 #[derive(Debug, Default, PartialEq)]
 pub(crate) struct Trickle {
     pub ufrag: Option<String>,
+    pub pwd: Option<String>,
     pub candidates: Vec<Candidate>,
 }
 
@@ -233,6 +329,8 @@ pub(crate) fn parse_fragment(fragment: &str) -> Trickle {
             mid = Some(value.to_owned());
         } else if let Some(value) = line.strip_prefix("a=ice-ufrag:") {
             trickle.ufrag = Some(value.to_owned());
+        } else if let Some(value) = line.strip_prefix("a=ice-pwd:") {
+            trickle.pwd = Some(value.to_owned());
         } else if let Some(candidate) = line.strip_prefix("a=")
             && candidate.starts_with("candidate:")
         {
@@ -312,5 +410,45 @@ mod tests {
         assert!(baseline1.compatible_with(&h264("profile-level-id=42e034;packetization-mode=1")));
         assert!(!baseline1.compatible_with(&h264("packetization-mode=0;profile-level-id=42e01f")));
         assert!(!baseline1.compatible_with(&h264("packetization-mode=1;profile-level-id=640032")));
+    }
+
+    #[test]
+    fn a_restarted_offer_changes_only_ice() {
+        let previous = format!(
+            "{CHROME_LIKE}a=candidate:1 1 udp 2130706431 192.0.2.1 5000 typ host\r\na=end-of-candidates\r\n"
+        );
+        let offer = restarted_offer(&previous, "wxyz", "0123456789abcdefghijkl");
+        assert!(offer.contains("o=- 1 3 IN IP4 127.0.0.1\r\n"), "{offer}");
+        assert!(offer.contains("a=ice-ufrag:wxyz\r\n") && !offer.contains("ice-ufrag:abcd"));
+        assert!(offer.contains("a=ice-pwd:0123456789abcdefghijkl\r\n"));
+        assert!(!offer.contains("a=candidate") && !offer.contains("end-of-candidates"));
+        let reparsed = parse_offer(&offer).expect("still an offer");
+        assert_eq!(reparsed.video.len(), 2);
+        assert!(offer.contains("a=fmtp:111 minptime=10;useinbandfec=1\r\n"));
+    }
+
+    #[test]
+    fn ice_credentials_follow_rfc_8839() {
+        assert!(check_credentials("abcd", "0123456789abcdefghijkl").is_ok());
+        assert!(check_credentials("ab+/", "0123456789abcdefghij+/").is_ok());
+        assert!(check_credentials("abc", "0123456789abcdefghijkl").is_err());
+        assert!(check_credentials("abcd", "short").is_err());
+        assert!(check_credentials("ab\r\na=x", "0123456789abcdefghijkl").is_err());
+        assert!(check_credentials("abcd", "0123456789abcdefghijk l").is_err());
+    }
+
+    #[test]
+    fn the_ice_fragment_carries_credentials_and_first_section_candidates() {
+        let local = "v=0\r\no=- 9 2 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:NEWU\r\na=ice-pwd:newpasswordnewpassword\r\na=mid:0\r\na=rtpmap:111 opus/48000/2\r\na=candidate:1 1 udp 2130706431 192.0.2.1 5000 typ host\r\na=end-of-candidates\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=ice-ufrag:NEWU\r\na=mid:1\r\na=candidate:1 1 udp 2130706431 192.0.2.1 5000 typ host\r\na=end-of-candidates\r\n";
+        let fragment = ice_fragment(local).expect("credentials");
+        assert_eq!(
+            fragment,
+            "a=ice-ufrag:NEWU\r\na=ice-pwd:newpasswordnewpassword\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=candidate:1 1 udp 2130706431 192.0.2.1 5000 typ host\r\na=end-of-candidates\r\n"
+        );
+        let read = parse_fragment(&fragment);
+        assert_eq!(read.ufrag.as_deref(), Some("NEWU"));
+        assert_eq!(read.pwd.as_deref(), Some("newpasswordnewpassword"));
+        assert_eq!(read.candidates.len(), 1);
+        assert_eq!(ice_fragment("v=0\r\nm=audio 9 RTP/AVP 0\r\n"), None);
     }
 }

@@ -13,7 +13,7 @@ use crate::budget::Slot;
 use crate::engine::{self, Engine, close_pc};
 use crate::error::{ApiError, SignalingError};
 use crate::keyframe::KeyframeSource;
-use crate::room::{Room, Viewer, new_resource_id};
+use crate::room::{PatchLock, Room, Viewer, new_resource_id};
 use crate::sdp::Offer;
 
 /// Negotiates a viewer and adds it to `room`. Returns the resource id and the answer.
@@ -44,9 +44,20 @@ pub(crate) async fn view(
     let (audio_track, video_track) = room.tracks();
     let audio_local: Arc<dyn TrackLocal + Send + Sync> = audio_track;
     let video_local: Arc<dyn TrackLocal + Send + Sync> = video_track.clone();
+    // Only what the offer asks for: an audio-only viewer (a weak link, a
+    // patient who chose "audio only") has no video sender at all, so the
+    // room's video track never writes to it.
     let senders = async {
-        let audio = pc.add_track(audio_local).await?;
-        let video = pc.add_track(video_local).await?;
+        let audio = if offer.has_audio {
+            Some(pc.add_track(audio_local).await?)
+        } else {
+            None
+        };
+        let video = if offer.has_video {
+            Some(pc.add_track(video_local).await?)
+        } else {
+            None
+        };
         Ok::<_, webrtc::Error>((audio, video))
     }
     .await;
@@ -69,9 +80,10 @@ pub(crate) async fn view(
                         room.request_keyframe(KeyframeSource::ViewerJoin);
                     }
                 }
-                RTCPeerConnectionState::Failed
-                | RTCPeerConnectionState::Disconnected
-                | RTCPeerConnectionState::Closed => {
+                // Disconnected is when a phone that changed networks restarts
+                // ICE (a `PATCH`); only a failed ICE session (no restart in
+                // time) or a closed connection ends the viewer.
+                RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
                     remove(&room, &id);
                 }
                 _ => {}
@@ -82,13 +94,18 @@ pub(crate) async fn view(
 
     let answer = engine::answer(&pc, &id, offer_sdp, engine.allow_loopback).await?;
 
-    tokio::spawn(read_rtcp(Arc::downgrade(room), audio.clone(), false));
-    tokio::spawn(read_rtcp(Arc::downgrade(room), video.clone(), true));
+    if let Some(audio) = &audio {
+        tokio::spawn(read_rtcp(Arc::downgrade(room), audio.clone(), false));
+    }
+    if let Some(video) = &video {
+        tokio::spawn(read_rtcp(Arc::downgrade(room), video.clone(), true));
+    }
     let viewer = Viewer {
         id: id.clone(),
         pc,
-        audio: Some(audio),
-        video: Some(video),
+        patching: PatchLock::default(),
+        audio,
+        video,
         _slot: slot,
     };
     match room.add_viewer(viewer, &video_track) {

@@ -215,7 +215,8 @@ async fn created_resources_carry_the_whip_headers_and_accept_patch_and_delete() 
     let location = headers["location"].to_str()?.to_owned();
     let url = format!("{}{location}", t.base);
 
-    // Trickle: a late candidate is accepted; an ICE restart is not.
+    // Trickle: a late candidate is accepted, under the ICE session's ETag or none.
+    let first_etag = headers["etag"].to_str()?.to_owned();
     let candidate = "a=ice-ufrag:{UFRAG}\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\na=candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host\r\na=end-of-candidates\r\n";
     let ufrag = viewer
         .pc
@@ -227,22 +228,96 @@ async fn created_resources_carry_the_whip_headers_and_accept_patch_and_delete() 
                 .find_map(|l| l.strip_prefix("a=ice-ufrag:").map(str::to_owned))
         })
         .context("ufrag")?;
-    let patch = |body: String| {
-        t.http
+    let patch = |body: String, if_match: Option<&str>| {
+        let mut request = t
+            .http
             .patch(&url)
             .bearer_auth(viewer_token(session))
-            .header("content-type", "application/trickle-ice-sdpfrag")
-            .body(body)
-            .send()
+            .header("content-type", "application/trickle-ice-sdpfrag");
+        if let Some(tag) = if_match {
+            request = request.header("if-match", tag);
+        }
+        request.body(body).send()
     };
-    let status = patch(candidate.replace("{UFRAG}", &ufrag)).await?.status();
+    let status = patch(candidate.replace("{UFRAG}", &ufrag), None)
+        .await?
+        .status();
     ensure!(status == StatusCode::NO_CONTENT, "trickle: {status}");
-    let status = patch(candidate.replace("{UFRAG}", "restart"))
+    let status = patch(candidate.replace("{UFRAG}", &ufrag), Some(&first_etag))
         .await?
         .status();
     ensure!(
-        status == StatusCode::UNPROCESSABLE_ENTITY,
-        "restart: {status}"
+        status == StatusCode::NO_CONTENT,
+        "trickle with If-Match: {status}"
+    );
+    let status = patch(candidate.replace("{UFRAG}", "othr"), None)
+        .await?
+        .status();
+    ensure!(
+        status == StatusCode::CONFLICT,
+        "another ICE session's candidate: {status}"
+    );
+
+    // ICE restart: new credentials, the relay's new ones back, a new ETag.
+    let restart = |pwd: &str| {
+        candidate
+            .replace("{UFRAG}", "rstr")
+            .replace("m=audio", &format!("a=ice-pwd:{pwd}\r\nm=audio"))
+    };
+    let response = patch(restart("0123456789abcdefghijkl"), Some("*")).await?;
+    ensure!(
+        response.status() == StatusCode::OK,
+        "restart: {}",
+        response.status()
+    );
+    ensure!(response.headers()["content-type"] == "application/trickle-ice-sdpfrag");
+    let new_etag = response.headers()["etag"].to_str()?.to_owned();
+    ensure!(
+        new_etag != first_etag,
+        "the ETag stays {new_etag} across a restart"
+    );
+    let answered = response.text().await?;
+    let relay_ufrag = |fragment: &str| {
+        fragment
+            .lines()
+            .find_map(|l| l.strip_prefix("a=ice-ufrag:").map(str::to_owned))
+    };
+    ensure!(
+        relay_ufrag(&answered).map(|u| format!("\"{u}\"")) == Some(new_etag.clone())
+            && answered.contains("a=ice-pwd:")
+            && answered.contains("a=candidate:")
+            && answered.contains("a=end-of-candidates"),
+        "{answered}"
+    );
+    // The same credentials again are the current session's: trickle.
+    let status = patch(restart("0123456789abcdefghijkl"), Some(&new_etag))
+        .await?
+        .status();
+    ensure!(
+        status == StatusCode::NO_CONTENT,
+        "trickle with the new credentials: {status}"
+    );
+    // The old ICE session's ETag and ufrag are refused; the new ones work.
+    let status = patch(candidate.replace("{UFRAG}", "rstr"), Some(&first_etag))
+        .await?
+        .status();
+    ensure!(
+        status == StatusCode::PRECONDITION_FAILED,
+        "old ETag: {status}"
+    );
+    let status = patch(candidate.replace("{UFRAG}", &ufrag), None)
+        .await?
+        .status();
+    ensure!(status == StatusCode::CONFLICT, "old ufrag: {status}");
+    // A malformed restart changes nothing.
+    let status = patch(restart("short"), Some("*")).await?.status();
+    ensure!(status == StatusCode::BAD_REQUEST, "bad ice-pwd: {status}");
+    let status = patch(candidate.replace("{UFRAG}", "rstr"), Some(&new_etag))
+        .await?
+        .status();
+    ensure!(
+        status == StatusCode::NO_CONTENT,
+        "trickle after a restart: {status}"
     );
 
     // DELETE needs a token of the session, and only works on the right kind of resource.
@@ -271,7 +346,9 @@ async fn created_resources_carry_the_whip_headers_and_accept_patch_and_delete() 
         .await?
         .status();
     ensure!(status == StatusCode::OK, "DELETE: {status}");
-    let status = patch(candidate.replace("{UFRAG}", &ufrag)).await?.status();
+    let status = patch(candidate.replace("{UFRAG}", "rstr"), None)
+        .await?
+        .status();
     ensure!(
         status == StatusCode::NOT_FOUND,
         "PATCH after DELETE: {status}"

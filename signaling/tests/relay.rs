@@ -338,3 +338,112 @@ async fn a_lossy_viewer_does_not_hurt_the_others() -> Result<()> {
     );
     Ok(())
 }
+
+/// An audio-only WHEP offer (a weak link, or a patient who chose "audio only") gets Opus and
+/// nothing else. Every UDP datagram the relay sends that viewer (RTP with its SRTP tag and
+/// header extension, RTCP, STUN consent checks) is counted at a UDP hop for at least 10 s while
+/// the publisher sends about 800 kbit/s of video besides its audio: with IPv4 and UDP headers
+/// added it stays under 64 kbit/s. Switching back is a new WHEP subscription with video after
+/// a DELETE of the audio-only one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_audio_only_viewer_gets_only_opus_under_64_kbits() -> Result<()> {
+    /// Chromium's default Opus bitrate for a mono voice, 32 kbit/s: 80 bytes every 20 ms.
+    const OPUS_BYTES: usize = 80;
+    const FRAME: Duration = Duration::from_millis(20);
+    const IPV4_UDP_HEADERS: u64 = 20 + 8;
+    let t = spawn_relay(RelayConfig::default()).await?;
+    let session = "s-audio-only";
+    let publisher = t.publish(session, VideoCodec::Vp8).await?;
+    let hop = LossyProxy::start(0).await?;
+    let token = fresh_viewer_token(session);
+    let mut listener = t
+        .media
+        .viewer(session, &token)
+        .audio_only()
+        .through(&hop)
+        .connect()
+        .await?;
+    publisher.wait_connected().await?;
+    listener.wait_connected().await?;
+
+    let mut ticks = tokio::time::interval(FRAME);
+    let mut marker = 0u32;
+    let mut send_frame = async |marker: u32| -> Result<()> {
+        ticks.tick().await;
+        // Two 1000-byte video packets per frame: 50 frames/s, about 800 kbit/s.
+        let video = payload(Kind::Video, marker, 0, 1000);
+        publisher
+            .write_video(video.clone(), marker.wrapping_mul(1800), false)
+            .await?;
+        publisher
+            .write_video(video, marker.wrapping_mul(1800), true)
+            .await?;
+        let audio = payload(Kind::Audio, marker, 0, OPUS_BYTES);
+        publisher.write_audio(audio, marker.wrapping_mul(960)).await
+    };
+    // Until the listener hears the publisher.
+    loop {
+        ensure!(marker < 750, "no audio reached the audio-only viewer");
+        send_frame(marker).await?;
+        marker += 1;
+        if listener.drain().iter().any(|r| r.kind == Kind::Audio) {
+            break;
+        }
+    }
+
+    let (packets_before, bytes_before) = hop.sent_to_viewer();
+    let started = std::time::Instant::now();
+    let first = marker;
+    while started.elapsed() < Duration::from_secs(10) {
+        send_frame(marker).await?;
+        marker += 1;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let (packets_after, bytes_after) = hop.sent_to_viewer();
+    let (packets, bytes) = (packets_after - packets_before, bytes_after - bytes_before);
+    let above_udp = bytes as f64 * 8.0 / elapsed;
+    let on_the_wire = (bytes + packets * IPV4_UDP_HEADERS) as f64 * 8.0 / elapsed;
+    println!(
+        "audio-only viewer: {packets} datagrams, {bytes} bytes in {elapsed:.1} s: \
+         {:.1} kbit/s above UDP, {:.1} kbit/s with IPv4+UDP headers \
+         ({OPUS_BYTES}-byte Opus payloads every 20 ms)",
+        above_udp / 1000.0,
+        on_the_wire / 1000.0
+    );
+    let got = listener.drain();
+    let video = got.iter().filter(|r| r.kind.is_video()).count();
+    ensure!(
+        video == 0,
+        "the audio-only viewer got {video} video packets"
+    );
+    let audio = got
+        .iter()
+        .filter(|r| r.kind == Kind::Audio && r.marker >= first)
+        .count();
+    let sent = (marker - first) as usize;
+    ensure!(
+        audio * 10 >= sent * 9,
+        "the audio-only viewer got {audio} of {sent} audio packets"
+    );
+    ensure!(
+        on_the_wire < 64_000.0,
+        "the audio-only viewer costs {on_the_wire:.0} bit/s"
+    );
+
+    // Back to video: the audio-only subscription goes, one with video comes, same token.
+    ensure!(
+        listener.delete().await?.is_success(),
+        "DELETE of the audio-only viewer"
+    );
+    let mut watcher = t.media.viewer(session, &token).connect().await?;
+    watcher.wait_connected().await?;
+    let from = warm_up(&publisher, &mut [&mut watcher], marker).await?;
+    send_batch(&publisher, from, from + 20).await?;
+    let got = collect_until(&mut watcher, from + 19).await;
+    ensure!(
+        video_markers(&got, from) == (from..from + 20).collect::<Vec<_>>(),
+        "the viewer that switched back to video: {got:?}"
+    );
+    Ok(())
+}

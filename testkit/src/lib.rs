@@ -6,6 +6,7 @@
 //! - [`api`]: a typed client of the HTTP API;
 //! - [`hub`]: a WebSocket client that speaks `ClientMsg`/`ServerMsg`;
 //! - [`media`]: a WHIP publisher and a WHEP viewer on the `webrtc` crate;
+//! - [`netns`]: network namespaces on threads of the test process, linked by veth pairs;
 //! - [`redis`]: private `redis-server` processes that tests may kill and restart;
 //! - [`node`]: whole `oncolive` processes, in memory or on a Redis;
 //! - [`proxy`]: a TCP proxy that can stall, in front of a real server (a slow Redis);
@@ -15,6 +16,7 @@ pub mod api;
 pub mod app;
 pub mod hub;
 pub mod media;
+pub mod netns;
 pub mod node;
 pub mod proxy;
 pub mod raw;

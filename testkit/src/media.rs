@@ -29,6 +29,7 @@ use webrtc::ice::network_type::NetworkType;
 use webrtc::interceptor::registry::Registry;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::peer_connection::configuration::RTCConfiguration;
+use webrtc::peer_connection::offer_answer_options::RTCOfferOptions;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
@@ -414,11 +415,165 @@ impl Peer {
         Ok(response.status())
     }
 
+    /// Restarts ICE as a browser does after a network change (`restartIce()`): an offer with
+    /// new ICE credentials and candidates, whose ICE part goes to the resource in a `PATCH`
+    /// (`If-Match: *`, RFC 9725 §4.3.3); the relay's new credentials and candidates come back
+    /// in the `200` and take the place of those of the answer. The resource stays the same.
+    /// (A peer built [`ViewerBuilder::through`] a proxy would bypass it after this.)
+    pub async fn restart_ice(&self) -> Result<IceRestart> {
+        let options = RTCOfferOptions {
+            ice_restart: true,
+            ..Default::default()
+        };
+        let offer = self.pc.create_offer(Some(options)).await?;
+        let mut gathered = self.pc.gathering_complete_promise().await;
+        self.pc.set_local_description(offer).await?;
+        tokio::time::timeout(self.patience, gathered.recv())
+            .await
+            .context("ICE gathering did not finish")?;
+        let local = self
+            .pc
+            .local_description()
+            .await
+            .context("no local description")?;
+        let offered =
+            ice_fragment(&local.sdp).context("the restart offer has no ICE credentials")?;
+        let sent_at = Instant::now();
+        let response = self
+            .http
+            .patch(self.resource_url())
+            .bearer_auth(&self.token)
+            .header("content-type", "application/trickle-ice-sdpfrag")
+            .header("if-match", "*")
+            .body(offered.clone())
+            .send()
+            .await?;
+        let status = response.status();
+        let etag = response
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let answered = response.text().await?;
+        ensure!(
+            status == reqwest::StatusCode::OK,
+            "PATCH (ICE restart): {status}: {answered}"
+        );
+        let remote = self
+            .pc
+            .remote_description()
+            .await
+            .context("no remote description")?;
+        let answer = with_ice(&remote.sdp, &answered)?;
+        self.pc
+            .set_remote_description(RTCSessionDescription::answer(answer)?)
+            .await?;
+        Ok(IceRestart {
+            offered,
+            answered,
+            etag: etag.context("no ETag in the 200 of an ICE restart")?,
+            answered_in: sent_at.elapsed(),
+        })
+    }
+
     /// Closes the connection without telling the relay (a tab closed).
     pub async fn close(&self) {
         // Closing a connection the relay already closed fails harmlessly.
         let _ = self.pc.close().await;
     }
+}
+
+/// What an ICE restart ([`Peer::restart_ice`]) sent and got back.
+#[derive(Debug, Clone)]
+pub struct IceRestart {
+    /// The `PATCH` body: the peer's new credentials and candidates.
+    pub offered: String,
+    /// The `200` body: the relay's.
+    pub answered: String,
+    /// The new ICE session's entity tag, quotes included.
+    pub etag: String,
+    /// From sending the `PATCH` to its response.
+    pub answered_in: Duration,
+}
+
+/// The ICE part of a description as a trickle fragment (RFC 8840): credentials, then the first
+/// media section (the one the others are bundled on) with its candidates.
+pub fn ice_fragment(description: &str) -> Option<String> {
+    let value = |key: &str| {
+        description
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(key).map(str::to_owned))
+    };
+    let (ufrag, pwd) = (value("a=ice-ufrag:")?, value("a=ice-pwd:")?);
+    let mut out = format!("a=ice-ufrag:{ufrag}\r\na=ice-pwd:{pwd}\r\n");
+    let mut section = 0;
+    for line in description.lines().map(str::trim) {
+        if line.starts_with("m=") {
+            section += 1;
+        }
+        let wanted = line.starts_with("m=")
+            || line.starts_with("a=mid:")
+            || line.starts_with("a=candidate:")
+            || line == "a=end-of-candidates";
+        if section == 1 && wanted {
+            out.push_str(line);
+            out.push_str("\r\n");
+        }
+    }
+    Some(out)
+}
+
+/// `description` with the ICE credentials and candidates of `fragment` instead of its own, one
+/// version later: what a WHIP/WHEP client makes of the `200` of an ICE restart.
+pub fn with_ice(description: &str, fragment: &str) -> Result<String> {
+    let value = |key: &str| {
+        fragment
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(key).map(str::to_owned))
+    };
+    let ufrag = value("a=ice-ufrag:").context("no a=ice-ufrag in the fragment")?;
+    let pwd = value("a=ice-pwd:").context("no a=ice-pwd in the fragment")?;
+    let candidates: Vec<&str> = fragment
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("a=candidate:"))
+        .collect();
+    let mut out = String::new();
+    let mut section = 0;
+    let push = |out: &mut String, line: &str| {
+        out.push_str(line);
+        out.push_str("\r\n");
+    };
+    for line in description.lines().map(str::trim_end) {
+        if line.starts_with("m=") {
+            if section == 1 {
+                candidates.iter().for_each(|c| push(&mut out, c));
+                push(&mut out, "a=end-of-candidates");
+            }
+            section += 1;
+        }
+        if line.starts_with("a=candidate:") || line == "a=end-of-candidates" || line.is_empty() {
+            continue;
+        }
+        if line.starts_with("a=ice-ufrag:") {
+            push(&mut out, &format!("a=ice-ufrag:{ufrag}"));
+        } else if line.starts_with("a=ice-pwd:") {
+            push(&mut out, &format!("a=ice-pwd:{pwd}"));
+        } else if let Some(origin) = line.strip_prefix("o=") {
+            let mut fields: Vec<String> = origin.split(' ').map(str::to_owned).collect();
+            if let Some(version) = fields.get_mut(2).and_then(|v| v.parse::<u64>().ok()) {
+                fields[2] = (version + 1).to_string();
+            }
+            push(&mut out, &format!("o={}", fields.join(" ")));
+        } else {
+            push(&mut out, line);
+        }
+    }
+    if section == 1 {
+        candidates.iter().for_each(|c| push(&mut out, c));
+        push(&mut out, "a=end-of-candidates");
+    }
+    Ok(out)
 }
 
 pub struct PublisherBuilder<'a> {
@@ -819,6 +974,8 @@ pub struct LossyProxy {
     port: u16,
     target: Arc<Mutex<Option<SocketAddr>>>,
     dropped: Arc<AtomicU64>,
+    /// UDP datagrams and their payload bytes passed on to the viewer (RTP, RTCP, STUN, DTLS).
+    to_viewer: Arc<(AtomicU64, AtomicU64)>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -829,9 +986,11 @@ impl LossyProxy {
         let port = front.local_addr()?.port();
         let target = Arc::new(Mutex::new(None::<SocketAddr>));
         let dropped = Arc::new(AtomicU64::new(0));
+        let to_viewer = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
         let task = tokio::spawn({
             let target = target.clone();
             let dropped = dropped.clone();
+            let to_viewer = to_viewer.clone();
             async move {
                 let (mut a, mut b) = ([0u8; 2048], [0u8; 2048]);
                 let mut viewer = None;
@@ -856,6 +1015,8 @@ impl LossyProxy {
                                 }
                             }
                             if let Some(v) = viewer {
+                                to_viewer.0.fetch_add(1, Ordering::Relaxed);
+                                to_viewer.1.fetch_add(n as u64, Ordering::Relaxed);
                                 let _ = front.send_to(&b[..n], v).await;
                             }
                         }
@@ -867,8 +1028,18 @@ impl LossyProxy {
             port,
             target,
             dropped,
+            to_viewer,
             task,
         })
+    }
+
+    /// UDP datagrams and payload bytes (everything above UDP: RTP or RTCP with their SRTP tags,
+    /// STUN, DTLS) passed on to the viewer so far.
+    pub fn sent_to_viewer(&self) -> (u64, u64) {
+        (
+            self.to_viewer.0.load(Ordering::Relaxed),
+            self.to_viewer.1.load(Ordering::Relaxed),
+        )
     }
 
     /// RTP packets dropped so far.

@@ -60,10 +60,15 @@ pub struct TestRelay {
 }
 
 pub async fn spawn_relay(config: RelayConfig) -> Result<TestRelay> {
+    spawn_relay_at(config, [127, 0, 0, 1].into()).await
+}
+
+/// The relay's HTTP edge on `ip`, a free port (an address of a test's own namespace).
+pub async fn spawn_relay_at(config: RelayConfig, ip: std::net::IpAddr) -> Result<TestRelay> {
     init_logs();
     let auth = Arc::new(TestAuth::default());
     let relay = Relay::new(config, auth.clone())?;
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from((ip, 0))).await?;
     let base = format!("http://{}", listener.local_addr()?);
     let router = relay.router();
     // With connect info, as the server serves it: viewer budgets count client addresses.

@@ -91,6 +91,53 @@ async function exchange(pc, url, token) {
   };
 }
 
+/**
+ * The ICE part of a description as a trickle fragment (RFC 8840): credentials, then the first
+ * media section (the one the others are bundled on) with its candidates.
+ */
+export function iceFragment(sdp) {
+  const lines = sdp.split(/\r?\n/);
+  const value = (key) => (lines.find((l) => l.startsWith(key)) || '').slice(key.length);
+  let out = `a=ice-ufrag:${value('a=ice-ufrag:')}\r\na=ice-pwd:${value('a=ice-pwd:')}\r\n`;
+  let section = 0;
+  for (const line of lines) {
+    if (line.startsWith('m=')) section += 1;
+    const wanted = line.startsWith('m=') || line.startsWith('a=mid:')
+      || line.startsWith('a=candidate:') || line === 'a=end-of-candidates';
+    if (section === 1 && wanted) out += `${line}\r\n`;
+  }
+  return out;
+}
+
+/**
+ * `sdp` (the answer held) with the relay's new credentials and candidates from the `200` of an
+ * ICE restart instead of its own, one version later (RFC 9725 §4.3.3).
+ */
+export function withIce(sdp, fragment) {
+  const frag = fragment.split(/\r?\n/);
+  const value = (key) => (frag.find((l) => l.startsWith(key)) || '').slice(key.length);
+  const candidates = frag.filter((l) => l.startsWith('a=candidate:'));
+  const out = [];
+  let section = 0;
+  const addCandidates = () => out.push(...candidates, 'a=end-of-candidates');
+  for (const line of sdp.split(/\r?\n/)) {
+    if (line.startsWith('m=')) {
+      if (section === 1) addCandidates();
+      section += 1;
+    }
+    if (!line || line.startsWith('a=candidate:') || line === 'a=end-of-candidates') continue;
+    if (line.startsWith('a=ice-ufrag:')) out.push(`a=ice-ufrag:${value('a=ice-ufrag:')}`);
+    else if (line.startsWith('a=ice-pwd:')) out.push(`a=ice-pwd:${value('a=ice-pwd:')}`);
+    else if (line.startsWith('o=')) {
+      const f = line.split(' ');
+      if (/^\d+$/.test(f[2] || '')) f[2] = String(BigInt(f[2]) + 1n);
+      out.push(f.join(' '));
+    } else out.push(line);
+  }
+  if (section === 1) addCandidates();
+  return `${out.join('\r\n')}\r\n`;
+}
+
 function release(resource, token) {
   if (!resource) return;
   // keepalive lets the DELETE leave even while the page unloads
@@ -119,7 +166,10 @@ export class Viewer {
     this.lastFrames = -1;
     this.stuckSince = 0;
     this.generation = 0;
+    this.restarting = false;
     this.onUnload = () => this.teardown();
+    // A phone that changed networks (Wi-Fi ↔ mobile): restart ICE on the same WHEP resource.
+    this.onNetworkChange = () => this.restartIce();
     video.addEventListener('playing', () => this.sawFrames());
     video.addEventListener('resize', () => { if (video.videoWidth > 0) this.sawFrames(); });
   }
@@ -134,12 +184,16 @@ export class Viewer {
     if (!this.stopped) return;
     this.stopped = false;
     window.addEventListener('pagehide', this.onUnload);
+    window.addEventListener('online', this.onNetworkChange);
+    if (navigator.connection) navigator.connection.addEventListener('change', this.onNetworkChange);
     this.connect();
   }
 
   stop() {
     this.stopped = true;
     window.removeEventListener('pagehide', this.onUnload);
+    window.removeEventListener('online', this.onNetworkChange);
+    if (navigator.connection) navigator.connection.removeEventListener('change', this.onNetworkChange);
     clearTimeout(this.timer);
     this.teardown();
     this.setState('idle');
@@ -205,6 +259,7 @@ export class Viewer {
     };
     pc.onconnectionstatechange = () => {
       if (gen !== this.generation) return;
+      if (pc.connectionState === 'disconnected') this.restartIce();
       if (pc.connectionState === 'failed' || pc.connectionState === 'closed') this.retryLater('stalled');
     };
     let result;
@@ -225,6 +280,42 @@ export class Viewer {
     this.lastFrames = -1;
     this.stuckSince = Date.now();
     this.watchdog = setInterval(() => this.watch(), 2000);
+  }
+
+  /**
+   * ICE restart (RFC 9725 §4.3.3): new credentials in a `PATCH` with `If-Match: *`, the relay's
+   * new ones from its `200`. Same resource, same tracks; the relay asks the expert's camera for a
+   * keyframe once the new path is up. If the relay refuses, a fresh WHEP session is made.
+   */
+  async restartIce() {
+    const pc = this.pc;
+    const resource = this.resource;
+    if (this.stopped || this.restarting || !pc || !resource || pc.signalingState !== 'stable') return;
+    if (pc.connectionState === 'closed' || pc.connectionState === 'new') return;
+    this.restarting = true;
+    const gen = this.generation;
+    try {
+      await pc.setLocalDescription(await pc.createOffer({ iceRestart: true }));
+      await waitForIce(pc);
+      const res = await fetch(resource, {
+        method: 'PATCH',
+        headers: {
+          'Content-Type': 'application/trickle-ice-sdpfrag',
+          'If-Match': '*',
+          Authorization: `Bearer ${this.token}`,
+        },
+        body: iceFragment(pc.localDescription.sdp),
+        cache: 'no-store',
+      });
+      if (res.status !== 200) throw new VideoError(res.status, res.statusText);
+      const fragment = await res.text();
+      if (gen !== this.generation || pc !== this.pc) return;
+      await pc.setRemoteDescription({ type: 'answer', sdp: withIce(pc.remoteDescription.sdp, fragment) });
+    } catch {
+      if (gen === this.generation && !this.stopped) this.retryLater('stalled');
+    } finally {
+      this.restarting = false;
+    }
   }
 
   play() {
