@@ -24,6 +24,7 @@ pub mod protocol;
 pub mod rotate;
 pub mod routes;
 pub mod server;
+pub mod similar;
 pub mod snapshot;
 pub mod sockets;
 pub mod text;
