@@ -24,9 +24,9 @@ use serde::{Deserialize, Serialize};
 /// labelled corpus (`server/tests/data/similar_pairs.tsv`); see docs/privacy-similar.md.
 pub const DEFAULT_THRESHOLD: f32 = 0.7;
 
-/// The features of one text: sorted, deduplicated hashes of character bigrams for CJK runs and
-/// of lower-cased words (with light normalisation: full-width → ASCII, punctuation dropped, a
-/// few English stop words dropped) for Latin runs.
+/// The features of one text: sorted, deduplicated hashes of the characters and character
+/// bigrams of its CJK runs and of the lower-cased words of its Latin runs, after the light
+/// normalisation described at the top of this module.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Shingles(Vec<u32>);
 
@@ -92,12 +92,7 @@ impl Shingles {
     /// words; containment alone rates a two-word text a perfect match for every question that
     /// uses those words. The corpus test compares the three.
     pub fn similarity(&self, other: &Shingles) -> f32 {
-        let shared = shared(&self.0, &other.0);
-        if shared == 0 {
-            return 0.0;
-        }
-        let (a, b, s) = (self.0.len() as f32, other.0.len() as f32, shared as f32);
-        (s / (a + b - s) + s / a.min(b)) / 2.0
+        score(shared(&self.0, &other.0), self.0.len(), other.0.len())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -132,17 +127,20 @@ pub fn most_similar<'a>(
 ///
 /// Why it is exact: containment is at most 1, so a candidate whose score (the mean) is ≥ t has
 /// a Jaccard similarity ≥ 2t − 1, and shares at least k = ⌈(2t − 1)·n⌉ of the probe's n
-/// features; it therefore holds at least one of any n − k + 1 of them. The query takes the
-/// probe's n − k + 1 features with the shortest posting lists, collects the questions listed
-/// there, and scores each one fully, like [`most_similar`]. Below t = 0.5 that bound says
-/// nothing and the query reads every list the probe touches; it stays exact. The corpus test
-/// checks that both agree.
+/// features; it therefore holds at least one of any n − k + 1 of them. The query counts, per
+/// question, how many of the probe's n − k + 1 shortest posting lists hold it; a question seen
+/// c times shares at most c + k − 1 features, and is scored fully (like [`most_similar`]) only
+/// when that many could reach t. Below t = 0.5 the bound says nothing and the query reads every
+/// list the probe touches; it stays exact. The corpus test checks that both agree.
 #[derive(Debug, Clone, Default)]
 pub struct SimilarIndex {
-    /// Feature hash → the questions holding it (unordered; removal swaps).
-    postings: HashMap<u32, Vec<u64>>,
-    /// Question id → its features, to score candidates and to find its postings on removal.
-    questions: HashMap<u64, Shingles>,
+    /// Feature hash → the slots of the questions holding it (unordered; removal swaps).
+    postings: HashMap<u32, Vec<u32>>,
+    /// Slot → question id and features. Slots are dense so that a query counts in a `Vec`.
+    slots: Vec<Option<(u64, Shingles)>>,
+    /// Slots emptied by removals, reused first.
+    free: Vec<u32>,
+    by_id: HashMap<u64, u32>,
 }
 
 impl SimilarIndex {
@@ -153,36 +151,49 @@ impl SimilarIndex {
     /// Adds a question, or replaces its features when the id is already there (an edit).
     pub fn insert(&mut self, id: u64, shingles: Shingles) {
         self.remove(id);
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.slots.push(None);
+                // More than 4 billion open questions cannot fit in memory anyway.
+                u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
+            }
+        };
         for &feature in &shingles.0 {
-            self.postings.entry(feature).or_default().push(id);
+            self.postings.entry(feature).or_default().push(slot);
         }
-        self.questions.insert(id, shingles);
+        self.slots[slot as usize] = Some((id, shingles));
+        self.by_id.insert(id, slot);
     }
 
     /// Takes a question out (answered, rejected, merged); false when it was not there.
     pub fn remove(&mut self, id: u64) -> bool {
-        let Some(shingles) = self.questions.remove(&id) else {
+        let Some(slot) = self.by_id.remove(&id) else {
+            return false;
+        };
+        let Some((_, shingles)) = self.slots[slot as usize].take() else {
             return false;
         };
         for feature in &shingles.0 {
-            if let Some(ids) = self.postings.get_mut(feature) {
-                if let Some(at) = ids.iter().position(|&other| other == id) {
-                    ids.swap_remove(at);
+            if let Some(list) = self.postings.get_mut(feature) {
+                if let Some(at) = list.iter().position(|&other| other == slot) {
+                    list.swap_remove(at);
                 }
-                if ids.is_empty() {
+                if list.is_empty() {
                     self.postings.remove(feature);
                 }
             }
         }
+        self.free.push(slot);
         true
     }
 
     pub fn len(&self) -> usize {
-        self.questions.len()
+        self.by_id.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.questions.is_empty()
+        self.by_id.is_empty()
     }
 
     /// The same answer as [`most_similar`] over every indexed question.
@@ -191,26 +202,53 @@ impl SimilarIndex {
             return Vec::new();
         }
         let n = probe.0.len();
-        // Rounded down a little: a float error may only widen the search, never narrow it.
         let jaccard_floor = 2.0 * threshold.clamp(0.0, 1.0) - 1.0;
-        let must_share = (jaccard_floor * n as f32 - 1e-3).ceil().max(1.0) as usize;
-        let mut lists: Vec<&[u64]> = probe
+        // Rounded down a little: a float error may only widen the search, never narrow it.
+        let must_share = ((jaccard_floor * n as f32 - 1e-3).ceil().max(1.0) as usize).min(n);
+        let mut lists: Vec<&[u32]> = probe
             .0
             .iter()
             .map(|f| self.postings.get(f).map_or(&[][..], Vec::as_slice))
             .collect();
-        lists.sort_unstable_by_key(|ids| ids.len());
-        let mut seen: Vec<u64> = lists[..n - must_share.min(n) + 1]
-            .iter()
-            .flat_map(|ids| ids.iter().copied())
-            .collect();
-        seen.sort_unstable();
-        seen.dedup();
-        let candidates = seen
-            .into_iter()
-            .filter_map(|id| self.questions.get(&id).map(|s| (id, s)));
-        most_similar(probe, candidates, limit, threshold)
+        lists.sort_unstable_by_key(|list| list.len());
+        let read = n - must_share + 1;
+        let unread = n - read;
+        let mut seen = vec![0u32; self.slots.len()];
+        let mut touched = Vec::new();
+        for &slot in lists[..read].iter().flat_map(|list| list.iter()) {
+            let count = &mut seen[slot as usize];
+            if *count == 0 {
+                touched.push(slot);
+            }
+            *count = count.saturating_add(1);
+        }
+        let mut found = Vec::new();
+        for slot in touched {
+            let Some((id, candidate)) = &self.slots[slot as usize] else {
+                continue;
+            };
+            let d = candidate.0.len();
+            let at_most = (seen[slot as usize] as usize + unread).min(d).min(n);
+            if score(at_most, n, d) < threshold {
+                continue;
+            }
+            let score = probe.similarity(candidate);
+            if score > 0.0 && score >= threshold {
+                found.push(Similar { id: *id, score });
+            }
+        }
+        best_first(found, limit)
     }
+}
+
+/// [`Shingles::similarity`] from the counts: increasing in `shared`, so an upper bound on the
+/// shared features gives an upper bound on the score.
+fn score(shared: usize, a: usize, b: usize) -> f32 {
+    if shared == 0 {
+        return 0.0;
+    }
+    let (a, b, s) = (a as f32, b as f32, shared as f32);
+    (s / (a + b - s) + s / a.min(b)) / 2.0
 }
 
 fn best_first(mut found: Vec<Similar>, limit: usize) -> Vec<Similar> {
@@ -700,6 +738,9 @@ mod tests {
             index.remove(*id);
         }
         assert!(index.is_empty() && index.postings.is_empty(), "no posting left behind");
+        // Slots are reused.
+        index.insert(5, Shingles::of("PSA"));
+        assert_eq!(index.slots.len(), all.len());
     }
 
     #[test]
