@@ -52,13 +52,24 @@ fn questions(n: usize) -> Vec<String> {
         .map(|_| {
             let chinese = rng.below(3) < 2;
             let (pool, before, after): (&[&str], &[&str], &[&str]) = if chinese {
-                (&zh, &["", "", "医生您好，", "请问", "老师你好，我想问一下", "我爸爸"], &[
-                    "", "", "谢谢", "？", "，很担心", "，急",
-                ])
+                (
+                    &zh,
+                    &[
+                        "",
+                        "",
+                        "医生您好，",
+                        "请问",
+                        "老师你好，我想问一下",
+                        "我爸爸",
+                    ],
+                    &["", "", "谢谢", "？", "，很担心", "，急"],
+                )
             } else {
-                (&en, &["", "", "Doctor, ", "Hi, ", "Quick question: "], &[
-                    "", "", " Thanks!", " I am worried.",
-                ])
+                (
+                    &en,
+                    &["", "", "Doctor, ", "Hi, ", "Quick question: "],
+                    &["", "", " Thanks!", " I am worried."],
+                )
             };
             let first: Vec<char> = rng.pick(pool).chars().collect();
             let mut body: String = if rng.below(2) == 0 {
@@ -81,8 +92,12 @@ fn questions(n: usize) -> Vec<String> {
 }
 
 fn bench(c: &mut Criterion) {
-    c.bench_function("shingles_of/zh", |b| b.iter(|| Shingles::of(black_box(PROBE_ZH))));
-    c.bench_function("shingles_of/en", |b| b.iter(|| Shingles::of(black_box(PROBE_EN))));
+    c.bench_function("shingles_of/zh", |b| {
+        b.iter(|| Shingles::of(black_box(PROBE_ZH)))
+    });
+    c.bench_function("shingles_of/en", |b| {
+        b.iter(|| Shingles::of(black_box(PROBE_EN)))
+    });
 
     let open: Vec<(u64, Shingles)> = questions(QUESTIONS)
         .iter()
@@ -95,8 +110,17 @@ fn bench(c: &mut Criterion) {
     }
     for (name, probe) in [("zh", PROBE_ZH), ("en", PROBE_EN)] {
         let probe = Shingles::of(probe);
-        let brute = most_similar(&probe, open.iter().map(|(id, s)| (*id, s)), 3, DEFAULT_THRESHOLD);
-        assert_eq!(index.query(&probe, 3, DEFAULT_THRESHOLD), brute, "both ways agree");
+        let brute = most_similar(
+            &probe,
+            open.iter().map(|(id, s)| (*id, s)),
+            3,
+            DEFAULT_THRESHOLD,
+        );
+        assert_eq!(
+            index.query(&probe, 3, DEFAULT_THRESHOLD),
+            brute,
+            "both ways agree"
+        );
         c.bench_function(&format!("most_similar_20k/{name}"), |b| {
             b.iter(|| {
                 most_similar(

@@ -55,7 +55,10 @@ impl Shingles {
         let mut buf = [0u8; 4];
         for run in &runs {
             if run.len() == 1 || recipe.unigrams {
-                features.extend(run.iter().map(|c| fnv1a(FNV_OFFSET, c.encode_utf8(&mut buf).as_bytes())));
+                features.extend(
+                    run.iter()
+                        .map(|c| fnv1a(FNV_OFFSET, c.encode_utf8(&mut buf).as_bytes())),
+                );
             }
             for pair in run.windows(2) {
                 let first = fnv1a(FNV_OFFSET, pair[0].encode_utf8(&mut buf).as_bytes());
@@ -467,7 +470,10 @@ fn push_word(word: &mut String, recipe: Recipe, features: &mut Vec<u32>) {
 /// A plural "s" dropped, so that "nodules" meets "nodule"; not from "ss", "us", "is" endings
 /// (less, virus, metastasis) nor from short words.
 fn singular(word: &str) -> &str {
-    let keep = word.len() <= 3 || [b"ss", b"us", b"is"].iter().any(|e| word.as_bytes().ends_with(*e));
+    let keep = word.len() <= 3
+        || [b"ss", b"us", b"is"]
+            .iter()
+            .any(|e| word.as_bytes().ends_with(*e));
     match word.strip_suffix('s') {
         Some(stem) if !keep => stem,
         _ => word,
@@ -555,7 +561,10 @@ mod tests {
             pairs.iter().filter(|p| !p.dup).count(),
         );
         let zh = pairs.iter().filter(|p| p.chinese()).count();
-        assert!(pairs.len() >= 220 && dups >= 80 && diffs >= 80, "{dups} dup, {diffs} diff");
+        assert!(
+            pairs.len() >= 220 && dups >= 80 && diffs >= 80,
+            "{dups} dup, {diffs} diff"
+        );
         println!(
             "corpus: {} pairs ({dups} dup, {diffs} diff; {zh} Chinese, {} English)",
             pairs.len(),
@@ -573,16 +582,27 @@ mod tests {
         };
         type Score = fn(&Shingles, &Shingles) -> f32;
         let variants: [(&str, Recipe, Score); 5] = [
-            ("as used (mean of jaccard and containment)", RECIPE, |a, b| a.similarity(b)),
+            (
+                "as used (mean of jaccard and containment)",
+                RECIPE,
+                |a, b| a.similarity(b),
+            ),
             ("jaccard", RECIPE, |a, b| a.jaccard(b)),
             ("containment", RECIPE, |a, b| a.containment(b)),
             ("jaccard, no CJK unigrams", bigrams, |a, b| a.jaccard(b)),
-            ("jaccard, no normalisation nor unigrams", plain, |a, b| a.jaccard(b)),
+            ("jaccard, no normalisation nor unigrams", plain, |a, b| {
+                a.jaccard(b)
+            }),
         ];
         for (name, recipe, score) in variants {
             let scored: Vec<(&Pair, f32)> = pairs
                 .iter()
-                .map(|p| (p, score(&Shingles::with(p.a, recipe), &Shingles::with(p.b, recipe))))
+                .map(|p| {
+                    (
+                        p,
+                        score(&Shingles::with(p.a, recipe), &Shingles::with(p.b, recipe)),
+                    )
+                })
                 .collect();
             let line: Vec<String> = (8..=18)
                 .map(|t| {
@@ -615,8 +635,14 @@ mod tests {
             }
         }
         let all = count(scored.iter().copied(), DEFAULT_THRESHOLD);
-        let zh = count(scored.iter().copied().filter(|(p, _)| p.chinese()), DEFAULT_THRESHOLD);
-        let en = count(scored.iter().copied().filter(|(p, _)| !p.chinese()), DEFAULT_THRESHOLD);
+        let zh = count(
+            scored.iter().copied().filter(|(p, _)| p.chinese()),
+            DEFAULT_THRESHOLD,
+        );
+        let en = count(
+            scored.iter().copied().filter(|(p, _)| !p.chinese()),
+            DEFAULT_THRESHOLD,
+        );
         for (name, c) in [("all", &all), ("Chinese", &zh), ("English", &en)] {
             println!(
                 "at {DEFAULT_THRESHOLD}: {name:8} precision {:.3} recall {:.3} (tp {} fp {} fn {} tn {})",
@@ -727,17 +753,28 @@ mod tests {
             let mut nonempty = 0;
             for probe in texts.iter().map(|t| Shingles::of(t)) {
                 for threshold in [0.0, 0.5, 0.6, DEFAULT_THRESHOLD, 0.8, 1.0] {
-                    let brute = most_similar(&probe, kept.iter().map(|(id, s)| (*id, s)), 5, threshold);
+                    let brute =
+                        most_similar(&probe, kept.iter().map(|(id, s)| (*id, s)), 5, threshold);
                     nonempty += usize::from(!brute.is_empty());
-                    assert_eq!(index.query(&probe, 5, threshold), brute, "round {round}, at {threshold}");
+                    assert_eq!(
+                        index.query(&probe, 5, threshold),
+                        brute,
+                        "round {round}, at {threshold}"
+                    );
                 }
             }
-            assert!(nonempty > texts.len(), "the comparison found something to compare");
+            assert!(
+                nonempty > texts.len(),
+                "the comparison found something to compare"
+            );
         }
         for (id, _) in &all {
             index.remove(*id);
         }
-        assert!(index.is_empty() && index.postings.is_empty(), "no posting left behind");
+        assert!(
+            index.is_empty() && index.postings.is_empty(),
+            "no posting left behind"
+        );
         // Slots are reused.
         index.insert(5, Shingles::of("PSA"));
         assert_eq!(index.slots.len(), all.len());
@@ -751,7 +788,10 @@ mod tests {
         assert_eq!(Shingles::of("？！ ...").jaccard(&s), 0.0);
         assert!(Shingles::of("，。！").is_empty());
         assert!(!Shingles::of("CT").is_empty());
-        assert_eq!(Shingles::of("肺结节").jaccard(&Shingles::of("mammogram")), 0.0);
+        assert_eq!(
+            Shingles::of("肺结节").jaccard(&Shingles::of("mammogram")),
+            0.0
+        );
     }
 
     #[test]
@@ -759,8 +799,15 @@ mod tests {
         // FNV-1a of "ct", and of 结, 节 and the bigram 结节 (its UTF-8 bytes in a row), computed
         // apart: a change of hash or a seed fails here rather than silently between two nodes.
         assert_eq!(Shingles::of("CT").0, vec![0x4b29_7fd2]);
-        assert_eq!(Shingles::of("结节").0, vec![0x5288_f37f, 0x7182_8a40, 0xf418_c4fc]);
-        assert_eq!(fnv1a(FNV_OFFSET, b"a"), 0xe40c_292c, "the published FNV-1a test vector");
+        assert_eq!(
+            Shingles::of("结节").0,
+            vec![0x5288_f37f, 0x7182_8a40, 0xf418_c4fc]
+        );
+        assert_eq!(
+            fnv1a(FNV_OFFSET, b"a"),
+            0xe40c_292c,
+            "the published FNV-1a test vector"
+        );
     }
 
     #[test]
@@ -768,7 +815,10 @@ mod tests {
         let same = |a: &str, b: &str| assert_eq!(Shingles::of(a), Shingles::of(b), "{a} | {b}");
         same("ＣＴ　８ｍｍ", "ct 8mm");
         same("8毫米", "8 mm");
-        same("医生您好，请问化疗期间能不能吃海鲜？谢谢", "化疗期间能吃海鲜");
+        same(
+            "医生您好，请问化疗期间能不能吃海鲜？谢谢",
+            "化疗期间能吃海鲜",
+        );
         same("Is the nodule dangerous?", "nodules dangerous");
         same("chemo", "Chemotherapy");
         same("1.5cm", "1.5 cm");
@@ -790,8 +840,16 @@ mod tests {
         assert_eq!(top.iter().map(|s| s.id).collect::<Vec<_>>(), vec![2, 9]);
         assert_eq!(top[0].score, 1.0);
         let all = most_similar(&probe, candidates, 10, 0.0);
-        assert_eq!(all.iter().map(|s| s.id).collect::<Vec<_>>(), vec![2, 9, 4], "7 shares nothing");
-        assert!(all[2].score < DEFAULT_THRESHOLD, "the near-miss scores {}", all[2].score);
+        assert_eq!(
+            all.iter().map(|s| s.id).collect::<Vec<_>>(),
+            vec![2, 9, 4],
+            "7 shares nothing"
+        );
+        assert!(
+            all[2].score < DEFAULT_THRESHOLD,
+            "the near-miss scores {}",
+            all[2].score
+        );
         let strict = most_similar(&probe, candidates, 10, DEFAULT_THRESHOLD);
         assert_eq!(strict.len(), 2);
         assert!(most_similar(&probe, candidates, 0, 0.0).is_empty());
@@ -800,7 +858,10 @@ mod tests {
 
     #[test]
     fn similar_is_sent_as_id_and_score() {
-        let s = Similar { id: 12, score: 0.75 };
+        let s = Similar {
+            id: 12,
+            score: 0.75,
+        };
         let json = serde_json::to_string(&s).expect("serialises");
         assert_eq!(json, r#"{"id":12,"score":0.75}"#);
         assert_eq!(serde_json::from_str::<Similar>(&json).expect("parses"), s);
