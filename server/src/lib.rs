@@ -23,6 +23,7 @@ pub mod model;
 pub mod protocol;
 pub mod rotate;
 pub mod routes;
+pub mod screen;
 pub mod server;
 pub mod snapshot;
 pub mod sockets;
