@@ -92,6 +92,7 @@ const WECHAT_CUES: &[&str] = &[
     "wx",
     "wechat",
     "weixin",
+    "v",
 ];
 
 const QQ_CUES: &[&str] = &["qq", "qq号", "扣扣", "企鹅号"];
@@ -305,7 +306,7 @@ impl Detector {
             for j in (i + 1..=group.len()).rev() {
                 let run = &group[i..j];
                 let digits: String = run.iter().flat_map(|c| t[c.start..c.end].iter()).collect();
-                if digits.len() > 22 || run[..run.len() - 1].iter().any(|c| c.has_x) {
+                if digits.len() > 22 || !typed_as_one_number(t, run) {
                     continue;
                 }
                 let mut start = run[0].start;
@@ -445,10 +446,17 @@ impl Detector {
         }
         for hit in hits {
             if matches!(hit.cue, Cue::Wechat | Cue::Qq) {
-                let ascii_cue = t[hit.start].is_ascii();
-                if let Some((start, end)) = contact_id(t, hit.end, hit.cue, !ascii_cue) {
-                    out.push(contact(start, end));
+                // "微信号 zhangsan": the cue itself announces the id.
+                let announces = t[hit.end - 1] == '号';
+                let Some((start, end)) = contact_id(t, hit.end, hit.cue, announces) else {
+                    continue;
+                };
+                // A lone "V" is WeChat only when it announces an id: "我V:dr_li_88".
+                let lone_v = hit.end - hit.start == 1;
+                if lone_v && !skip_fillers(t, hit.end).1 {
+                    continue;
                 }
+                out.push(contact(start, end));
             }
         }
     }
@@ -526,9 +534,9 @@ fn contact(start: usize, end: usize) -> Candidate {
 }
 
 /// The id after a contact cue ending at `from`, past fillers such as "：", "号", "是", "id".
-/// A WeChat id of letters only ("zhangsan") is taken after a Chinese cue or an explicit
-/// "：/是/is", not after "wechat" in running English ("my wechat is slow" has no id;
-/// "my wechat really works" would otherwise).
+/// A WeChat id of letters only ("zhangsan") is taken after an explicit
+/// "：/是/号" or inside a request to add ("加我微信 zhangsan"), not after a bare cue in running
+/// text: "微信 version 8.0 看不了" and "my wechat really works" hold no id.
 fn contact_id(t: &[char], from: usize, app: Cue, letters_ok: bool) -> Option<(usize, usize)> {
     let (start, explicit) = skip_fillers(t, from);
     let first = *t.get(start)?;
@@ -766,6 +774,27 @@ fn chunks(t: &[char]) -> Vec<Chunk> {
         }
     }
     out
+}
+
+/// Whether a run of chunks reads as one number typed in parts ("138 1234 5678", "+86 138...",
+/// "6222 0261 4610 0330 765") rather than a list of small numbers ("11 12 13 14 15"): no part
+/// shorter than 3 digits, except a leading country code, unless every part is one digit
+/// (spelled out to get past a filter: "1 3 8 1 2 3 4 5 6 7 8").
+fn typed_as_one_number(t: &[char], run: &[Chunk]) -> bool {
+    if run.len() == 1 {
+        return true;
+    }
+    let len = |c: &Chunk| c.end - c.start;
+    if run.iter().all(|c| len(c) == 1) {
+        return true;
+    }
+    let first: String = t[run[0].start..run[0].end].iter().collect();
+    let rest = if first == "86" || first == "0086" {
+        &run[1..]
+    } else {
+        run
+    };
+    rest.iter().all(|c| len(c) >= 3)
 }
 
 /// Whether two chunks are parts of one typed number: one to three of ` `, `-`, `(`, `)`.

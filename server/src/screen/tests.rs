@@ -150,6 +150,9 @@ fn contacts_span_the_id_or_the_solicitation() {
     // Letters only after an English cue need an explicit separator.
     assert_eq!(kinds(&s, "my wechat really works"), vec![]);
     assert_eq!(kinds(&s, "wechat: zhangsan"), vec![Contact]);
+    // A lone V needs a separator that announces the id.
+    assert_eq!(spans(&s, "我V:dr_li_88"), one(Contact, "dr_li_88"));
+    assert_eq!(kinds(&s, "stage v abc123"), vec![]);
 }
 
 #[test]
@@ -490,5 +493,73 @@ fn names(set: &HashSet<FindingKind>) -> String {
         "none".to_owned()
     } else {
         names.join(",")
+    }
+}
+
+/// Codes, lists and app names next to cue words: found by probing, kept so they stay clean.
+#[test]
+fn tricky_non_details_are_not_flagged() {
+    let s = Screen::default();
+    for t in [
+        "rs1234567 SNP",
+        "NM_000546.6 突变",
+        "时间 13:45:00",
+        "2023-2024 年",
+        "PMID: 12345678",
+        "DOI 10.1056/NEJMoa2034577",
+        "身份证 已带",
+        "电话 打了 3 次",
+        "QQ 空间 12 条",
+        "V 期",
+        "Stage IV, PS 1",
+        "医生@张主任 你好",
+        "@all 大家好",
+        "1,234,567 元",
+        "手机 1 部",
+        "tel 12",
+        "卡号 1234",
+        "ID 12345678",
+        "wechat pay 100 元",
+        "微信 100 元红包",
+        "英文名 Vivian",
+        "微信 version 8.0 看不了",
+        "微信里 someone 说",
+        "微信公众号 OncoLive",
+        "电话 2024 年 3 月",
+        "用 iPhone 13 Pro 看",
+        "Python 3.11",
+        "2000-01-01 出生",
+        "1949年10月1日",
+        "13:00-14:00 直播",
+        "门诊时间 8:00-12:00",
+        "CEA 5.0-10.0",
+        "肿瘤 3*4*5 cm",
+        "11 12 13 14 15 16 17 18 19 20 21",
+        "血压 120 80 心率 90",
+        "第 18 天",
+        "kg 60 65 70 68",
+        "微信读书 app",
+        "QQ浏览器",
+        "扣扣子",
+        "vx 版本",
+        "Wechat Moments",
+        "5201314",
+        "参考值 0-5",
+        "HER2 (3+)",
+        "(2019) 12 号文件",
+        "010 号房间",
+        "病理号 见报告",
+        "住院号码还没给我",
+        "MRN unknown",
+        "patient id card",
+        "加一下 维生素",
+        "微 创手术",
+        "+微创",
+        "+ v",
+        "我的id是 123",
+        "ID: ab12",
+        "qq 0123456",
+    ] {
+        assert_eq!(spans(&s, t), vec![], "{t}");
     }
 }
