@@ -844,7 +844,7 @@ fn luhn(b: &[u8]) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 fn number(b: &[u8]) -> Option<u32> {

@@ -563,3 +563,29 @@ fn tricky_non_details_are_not_flagged() {
         assert_eq!(spans(&s, t), vec![], "{t}");
     }
 }
+
+/// A measurement, not a check: `cargo test --release -p oncolive-server --lib
+/// screen::tests::speed -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement; run with --release"]
+fn speed() {
+    let s = Screen::default();
+    let cases = corpus();
+    let long: String = cases.iter().map(|c| c.text).collect::<Vec<_>>().join("。");
+    let long: String = long.chars().take(1000).collect();
+    let rounds = 200;
+    let started = std::time::Instant::now();
+    let mut n = 0;
+    for _ in 0..rounds {
+        for case in &cases {
+            n += s.findings(case.text, &[]).len();
+        }
+    }
+    let per_line = started.elapsed() / (rounds * cases.len() as u32);
+    let started = std::time::Instant::now();
+    for _ in 0..rounds {
+        n += s.findings(&long, &[]).len();
+    }
+    let per_long = started.elapsed() / rounds;
+    println!("{per_line:?} per corpus line, {per_long:?} per 1000-character text ({n} findings)");
+}
