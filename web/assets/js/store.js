@@ -16,6 +16,24 @@ export function queueOrder(a, b) {
 export const oldestFirst = (a, b) => (Date.parse(a.asked_at) || 0) - (Date.parse(b.asked_at) || 0) || a.id - b.id;
 export const newestFirst = (a, b) => -oldestFirst(a, b);
 
+/** What only staff and the author get (docs/protocol.md); a public copy leaves them out. */
+const PRIVATE_FIELDS = ['original', 'findings', 'triage', 'reason_code', 'author_id'];
+
+/**
+ * The author's copy of their own question once it is public arrives as the public copy: keep
+ * what the author was told before (their original text, the triage reply) rather than lose it.
+ */
+function keepPrivate(q, held) {
+  let out = q;
+  for (const key of PRIVATE_FIELDS) {
+    if (!(key in q) && key in held) {
+      if (out === q) out = { ...q };
+      out[key] = held[key];
+    }
+  }
+  return out;
+}
+
 export class SessionStore {
   constructor() {
     this.session = null;
@@ -44,7 +62,7 @@ export class SessionStore {
     switch (msg.type) {
       case 'snapshot':
         this.session = msg.session;
-        this.you = msg.you;
+        this.you = this.keepConsent(msg.you);
         this.viewers = msg.viewers ?? this.viewers;
         this.video = msg.video ?? this.video;
         this.questions = new Map();
@@ -88,10 +106,47 @@ export class SessionStore {
     }
   }
 
+  /**
+   * A snapshot taken before our `consent` was stored may still say "not consented"; the time
+   * from the ack wins for the same patient. (If the server really has none, the next `ask`
+   * answers `consent_required` and `forgetConsent` asks again.)
+   */
+  keepConsent(you) {
+    const had = this.you && this.you.consented_at;
+    if (!you || !had || you.consented_at || you.id !== this.you.id) return you;
+    return { ...you, consented_at: had };
+  }
+
+  /** When this patient agreed to the privacy notice, or null. */
+  get consentedAt() {
+    return (this.you && this.you.consented_at) || null;
+  }
+
+  /** A patient must agree to the privacy notice before the first question (staff never). */
+  needsConsent() {
+    return !!this.you && (this.you.role === undefined || this.you.role === 'patient') && !this.consentedAt;
+  }
+
+  /** The `consent` ack's time, or null when the server said `consent_required` after all. */
+  setConsent(at) {
+    if (!this.you) return;
+    this.you = { ...this.you, consented_at: at || null };
+    this.changed('you');
+  }
+
+  /** This patient was muted (an `ask` answered `muted`) or unmuted. */
+  setMuted(muted) {
+    if (!this.you || !!this.you.muted === muted) return;
+    this.you = { ...this.you, muted };
+    this.changed('you');
+  }
+
   putQuestion(q, seq) {
     const heldSeq = this.questionSeq.get(q.id);
     if (heldSeq !== undefined && seq !== undefined && seq < heldSeq) return;
     if (this.you && q.author_id === this.you.id) this.mineIds.add(q.id);
+    const held = this.questions.get(q.id);
+    if (held && this.mineIds.has(q.id)) q = keepPrivate(q, held);
     this.questions.set(q.id, q);
     if (seq !== undefined) this.questionSeq.set(q.id, seq);
   }
