@@ -25,7 +25,7 @@ const REASON_CODES = ['personal_details', 'off_topic', 'duplicate', 'abuse', 'ad
 const DYNAMIC = {
   'status.': ['pending', 'approved', 'answering', 'answered', 'rejected', 'merged'],
   'state.': ['scheduled', 'live', 'ended'],
-  'conn.': ['connecting', 'online', 'reconnecting', 'offline', 'closed', 'expired', 'gone'],
+  'conn.': ['connecting', 'online', 'reconnecting', 'offline', 'closed', 'expired', 'gone', 'revoked', 'unauthorized'],
   'pub.': ['idle', 'connecting', 'live', 'reconnecting', 'error'],
   'empty.mod.': ['pending', 'approved', 'rejected', 'done'],
   'err.': ['offline', 'not_connected', 'invalid', 'session_ended', 'rate_limited', 'conflict', 'forbidden', 'unavailable', 'not_found', 'timeout', 'disconnected', 'muted', 'consent_required'],

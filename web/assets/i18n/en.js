@@ -17,6 +17,7 @@ export default {
   'conn.closed': 'Disconnected',
   'conn.expired': 'Link expired',
   'conn.gone': 'Not found',
+  'conn.revoked': 'Link replaced',
   'conn.unauthorized': 'Not allowed',
   'banner.offline': 'You are offline. We will reconnect when the network is back.',
   'banner.reconnecting': 'Connection lost. Reconnecting…',

@@ -17,6 +17,7 @@ export default {
   'conn.closed': '已断开',
   'conn.expired': '链接已过期',
   'conn.gone': '未找到',
+  'conn.revoked': '链接已更换',
   'conn.unauthorized': '无权限',
   'banner.offline': '您已离线。网络恢复后会自动重新连接。',
   'banner.reconnecting': '连接中断，正在重新连接…',
