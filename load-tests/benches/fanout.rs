@@ -46,6 +46,7 @@ async fn setup(n: usize) -> anyhow::Result<Setup> {
         .ok(Command::Approve {
             question,
             text: None,
+            original: false,
         })
         .await?;
     drop(patient);

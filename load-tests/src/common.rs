@@ -128,6 +128,7 @@ pub async fn new_session(api: &ApiClient, title: &str) -> anyhow::Result<Created
         expert_name: "Dr. Load".into(),
         scheduled_start: time::OffsetDateTime::now_utc(),
         moderation: Moderation::Pre,
+        expert_profile: None,
     })
     .await
 }
@@ -198,6 +199,7 @@ pub async fn approve_latencies(
         let approve = Command::Approve {
             question: q,
             text: None,
+            original: false,
         };
         moderator
             .send(&ClientMsg::command(req.clone(), approve))

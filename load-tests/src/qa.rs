@@ -1255,7 +1255,8 @@ async fn moderator(
                 req.to_string(),
                 Command::Reject {
                     question: question.id,
-                    reason: "Off topic (load test)".into(),
+                    reason: Some("Off topic (load test)".into()),
+                    code: None,
                 },
             )
         } else {
@@ -1265,6 +1266,7 @@ async fn moderator(
                 Command::Approve {
                     question: question.id,
                     text: Some(format!("{} a{}", question.text, now_ns())),
+                    original: false,
                 },
             )
         };

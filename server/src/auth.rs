@@ -58,6 +58,7 @@ impl Claims {
             role: self.role,
             name: self.name.clone(),
             links_version: self.links_version,
+            consented_at: None,
         }
     }
 

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -12,6 +13,8 @@ use oncolive_signaling::{TurnAuth, TurnSecret};
 use crate::config::{self, BrokerConfig, Config, IceServer, Limits, RelayConfig};
 use crate::files;
 use crate::model::Role;
+
+pub use crate::cli_privacy::PrivacyArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -60,6 +63,8 @@ impl Common {
 pub struct ServeArgs {
     #[command(flatten)]
     pub common: Common,
+    #[command(flatten)]
+    pub privacy: PrivacyArgs,
     /// Address to listen on.
     #[arg(long, env = "ONCOLIVE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -72,9 +77,6 @@ pub struct ServeArgs {
     /// Prefix of every Redis key.
     #[arg(long, env = "ONCOLIVE_REDIS_PREFIX", default_value = "oncolive")]
     pub redis_prefix: String,
-    /// Hours an ended session is kept (in memory or in Redis) before it is forgotten.
-    #[arg(long, env = "ONCOLIVE_RETENTION_HOURS", default_value_t = Config::default().retention.as_secs() / 3600)]
-    pub retention_hours: u64,
     /// Milliseconds a Redis command may take before the request fails as `unavailable`.
     #[arg(long, env = "ONCOLIVE_REDIS_TIMEOUT_MS", default_value_t = 2000)]
     pub redis_timeout_ms: u64,
@@ -267,7 +269,10 @@ impl ServeArgs {
                 },
             },
             history: self.history,
-            retention: Duration::from_secs(self.retention_hours.saturating_mul(3600)),
+            retention: self.privacy.retention(),
+            retention_check: Config::default().retention_check,
+            screen: Arc::new(self.privacy.screen()?),
+            site: self.privacy.site(),
             limits: Limits {
                 asks_per_minute: self.asks_per_minute,
                 joins_per_second: self.joins_per_second,

@@ -3,11 +3,14 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use oncolive_signaling::{IceServer, RelayConfig};
 
-use crate::domain::QuestionCaps;
+use crate::domain::{QuestionCaps, Rules};
+use crate::screen::Screen;
+use crate::site::Site;
 
 /// Everything [`crate::start`] needs besides a listener and a shutdown signal.
 #[derive(Clone)]
@@ -21,8 +24,15 @@ pub struct Config {
     pub broker: BrokerConfig,
     /// Events kept per session for clients that resume.
     pub history: usize,
-    /// How long an ended session is kept before it is forgotten, by either broker.
+    /// How long after a session ends its private data is kept (see docs/privacy.md): pending
+    /// and rejected questions, originals, consents, authors. Public questions and answers stay.
     pub retention: Duration,
+    /// How often the server looks for sessions past their retention.
+    pub retention_check: Duration,
+    /// The detector of personal details and blocked words.
+    pub screen: Arc<Screen>,
+    /// What the pages show of this deployment (`GET /api/site`).
+    pub site: Site,
     pub limits: Limits,
     /// Time between the server's pings; a socket silent for 2.4 times this is closed (4009).
     pub ping_interval: Duration,
@@ -158,7 +168,10 @@ impl Default for Config {
             secret: None,
             broker: BrokerConfig::Memory,
             history: 10_000,
-            retention: Duration::from_secs(168 * 3600),
+            retention: Duration::from_secs(30 * 24 * 3600),
+            retention_check: Duration::from_secs(600),
+            screen: Arc::default(),
+            site: Site::default(),
             limits: Limits::default(),
             ping_interval: Duration::from_secs(25),
             relay: RelayConfig::default(),
@@ -169,6 +182,14 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The rules every session of this deployment follows, whichever broker stores it.
+    pub fn rules(&self) -> Rules {
+        Rules {
+            caps: self.limits.question_caps(),
+            screen: self.screen.clone(),
+        }
+    }
+
     /// In memory, with a fixed secret (so no data directory is written) and the per-socket and
     /// per-address rates raised, since tests drive many messages through one socket. Tests that
     /// check a limit set it back.
@@ -240,6 +261,8 @@ impl fmt::Debug for Config {
             .field("broker", &self.broker)
             .field("history", &self.history)
             .field("retention", &self.retention)
+            .field("retention_check", &self.retention_check)
+            .field("site", &self.site)
             .field("limits", &self.limits)
             .field("ping_interval", &self.ping_interval)
             .field("relay", &self.relay)

@@ -5,14 +5,18 @@
 //! whatever stores the state.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::model::{
-    MAX_ANSWER_CHARS, MAX_QUESTION_CHARS, MAX_REASON_CHARS, Moderation, Question, QuestionId,
-    QuestionStatus, Role, Session, SessionState, UserId, checked_multiline, checked_text,
+    ExpertProfile, MAX_ANSWER_CHARS, MAX_BLOCKED_WORD_CHARS, MAX_BLOCKED_WORDS, MAX_QUESTION_CHARS,
+    MAX_REASON_CHARS, MAX_SIMILAR, Moderation, Question, QuestionId, QuestionStatus, ReasonCode,
+    Role, Session, SessionState, Triage, UserId, checked_multiline, checked_text,
 };
+use crate::screen::{self, Screen};
+use crate::similar::{self, Shingles};
 
 /// Who is acting, from a verified token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +27,9 @@ pub struct Actor {
     /// The [`Session::links_version`] an expert's or moderator's token was issued for; such an
     /// actor is refused once the host has replaced the links. Ignored for other roles.
     pub links_version: u32,
+    /// When a patient agreed to the privacy notice in this session (stores keep it apart; the
+    /// socket reads it once). Patients ask only after that.
+    pub consented_at: Option<OffsetDateTime>,
 }
 
 /// A change someone asks for. Its serde form is the socket's request body (see
@@ -42,10 +49,18 @@ pub enum Command {
     Approve {
         question: QuestionId,
         text: Option<String>,
+        /// Publish the author's original text, personal details and all: an explicit choice,
+        /// logged.
+        #[serde(default)]
+        original: bool,
     },
     Reject {
         question: QuestionId,
-        reason: String,
+        /// Free text, shown as written. At least one of `reason` and `code`.
+        #[serde(default)]
+        reason: Option<String>,
+        #[serde(default)]
+        code: Option<ReasonCode>,
     },
     Edit {
         question: QuestionId,
@@ -69,6 +84,20 @@ pub enum Command {
     SetState {
         state: SessionState,
     },
+    /// Tags a question for a safe reply to its author; `None` clears the tag.
+    Triage {
+        question: QuestionId,
+        tag: Option<Triage>,
+    },
+    /// Refuses (or allows again) a patient's questions; muting rejects their pending ones.
+    Mute {
+        author: UserId,
+        muted: bool,
+    },
+    /// Replaces the session's own blocked words.
+    SetBlockedWords {
+        words: Vec<String>,
+    },
     /// Over HTTP only (`PATCH /api/sessions/{id}`); the socket does not take it.
     #[serde(skip_deserializing)]
     UpdateSession {
@@ -78,6 +107,10 @@ pub enum Command {
     /// Over HTTP only (`POST /api/sessions/{id}/links/rotate`).
     #[serde(skip_deserializing)]
     RotateStaffLinks,
+    /// The retention: removes what is private of an ended session (see docs/privacy.md). Given
+    /// by the server itself, never by a client.
+    #[serde(skip_deserializing)]
+    Scrub,
 }
 
 /// What a host may change of a session before it ends. Absent fields stay as they are.
@@ -96,6 +129,9 @@ pub struct SessionChanges {
     /// Only while the session is still scheduled: patients must know the rules before they ask.
     #[serde(default)]
     pub moderation: Option<Moderation>,
+    /// `Some(None)` is not expressible on the wire; a profile replaces the previous one.
+    #[serde(default)]
+    pub expert_profile: Option<ExpertProfile>,
 }
 
 impl Command {
@@ -114,13 +150,18 @@ impl Command {
         use Command::*;
         match self {
             Ask { .. } | Vote { .. } | Unvote { .. } => role == Role::Patient,
-            Approve { .. } | Reject { .. } | Edit { .. } | Merge { .. } | Pin { .. } => {
-                matches!(role, Role::Moderator | Role::Admin)
-            }
+            Approve { .. }
+            | Reject { .. }
+            | Edit { .. }
+            | Merge { .. }
+            | Pin { .. }
+            | Mute { .. }
+            | SetBlockedWords { .. } => matches!(role, Role::Moderator | Role::Admin),
             Answering { .. } | Answered { .. } | SetState { .. } => {
                 matches!(role, Role::Expert | Role::Admin)
             }
-            UpdateSession { .. } | RotateStaffLinks => role == Role::Admin,
+            Triage { .. } => role.is_staff(),
+            UpdateSession { .. } | RotateStaffLinks | Scrub => role == Role::Admin,
         }
     }
 
@@ -137,9 +178,16 @@ impl Command {
             | Edit { question, .. }
             | Pin { question, .. }
             | Answering { question }
-            | Answered { question, .. } => vec![*question],
+            | Answered { question, .. }
+            | Triage { question, .. } => vec![*question],
             Merge { question, into } => vec![*question, *into],
-            Ask { .. } | SetState { .. } | UpdateSession { .. } | RotateStaffLinks => Vec::new(),
+            Ask { .. }
+            | SetState { .. }
+            | UpdateSession { .. }
+            | RotateStaffLinks
+            | Mute { .. }
+            | SetBlockedWords { .. }
+            | Scrub => Vec::new(),
         }
     }
 
@@ -165,6 +213,10 @@ pub enum Refusal {
     /// The actor's link was replaced by the host (see [`Command::RotateStaffLinks`]).
     #[error("this link was replaced by the host; ask the host for the new link")]
     Revoked,
+    #[error("a moderator has muted you in this session; you cannot ask more questions")]
+    Muted,
+    #[error("please read the privacy notice and agree to it before asking")]
+    ConsentRequired,
 }
 
 /// Who may receive an event.
@@ -176,6 +228,15 @@ pub enum Audience {
     Staff {
         author: Option<UserId>,
     },
+    /// Everyone but those of `Staff { author }`: the public view of something staff and the
+    /// author see more of.
+    Others {
+        author: Option<UserId>,
+    },
+    /// Just the author of a question (unless they are staff, who get the staff view).
+    Author {
+        id: UserId,
+    },
 }
 
 impl Audience {
@@ -183,6 +244,8 @@ impl Audience {
         match self {
             Audience::Public => true,
             Audience::Staff { author } => role.is_staff() || *author == Some(id),
+            Audience::Others { author } => !(role.is_staff() || *author == Some(id)),
+            Audience::Author { id: author } => !role.is_staff() && *author == id,
         }
     }
 }
@@ -290,9 +353,34 @@ struct QuestionRecord {
     /// Whether the question has ever been public: decides who hears of a later rejection.
     was_public: bool,
     voters: HashSet<UserId>,
+    /// The features the duplicate finder compares, computed when first needed: a store that
+    /// reads 20,000 questions does not pay for them unless a question is asked.
+    shingles: OnceLock<Shingles>,
 }
 
 impl QuestionRecord {
+    fn new(question: Question, was_public: bool, voters: HashSet<UserId>) -> QuestionRecord {
+        QuestionRecord {
+            question,
+            was_public,
+            voters,
+            shingles: OnceLock::new(),
+        }
+    }
+
+    fn shingles(&self) -> &Shingles {
+        self.shingles
+            .get_or_init(|| Shingles::of(&self.question.text))
+    }
+
+    /// Open for a duplicate: still waiting or in the public queue.
+    fn is_open(&self) -> bool {
+        matches!(
+            self.question.status,
+            QuestionStatus::Pending | QuestionStatus::Approved | QuestionStatus::Answering
+        )
+    }
+
     fn is_public(&self) -> bool {
         self.question.status.is_public(self.was_public)
     }
@@ -318,11 +406,7 @@ impl QuestionRecord {
             voters,
         } = parts;
         question.votes = votes;
-        QuestionRecord {
-            question,
-            was_public,
-            voters,
-        }
+        QuestionRecord::new(question, was_public, voters)
     }
 }
 
@@ -346,6 +430,14 @@ impl Default for QuestionCaps {
     }
 }
 
+/// What every store sets from its configuration: the same rules whatever stores a session.
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    pub caps: QuestionCaps,
+    /// The deployment's detector of personal details and blocked words.
+    pub screen: Arc<Screen>,
+}
+
 /// All state of one session.
 #[derive(Debug, Clone)]
 pub struct SessionData {
@@ -354,8 +446,8 @@ pub struct SessionData {
     questions: BTreeMap<QuestionId, QuestionRecord>,
     /// Questions whose vote count changed since the last `votes` event.
     dirty_votes: BTreeSet<QuestionId>,
-    /// Not stored: every store sets the caps of its configuration ([`SessionData::with_caps`]).
-    caps: QuestionCaps,
+    /// Not stored: every store sets the rules of its configuration ([`SessionData::with_rules`]).
+    rules: Rules,
 }
 
 impl SessionData {
@@ -365,13 +457,19 @@ impl SessionData {
             next_question: 1,
             questions: BTreeMap::new(),
             dirty_votes: BTreeSet::new(),
-            caps: QuestionCaps::default(),
+            rules: Rules::default(),
         }
     }
 
-    /// The same state under other caps (the default is [`QuestionCaps::default`]).
-    pub fn with_caps(self, caps: QuestionCaps) -> Self {
-        SessionData { caps, ..self }
+    /// The same state under other rules (the default: [`Rules::default`]).
+    pub fn with_rules(self, rules: Rules) -> Self {
+        SessionData { rules, ..self }
+    }
+
+    /// The same state under other caps.
+    pub fn with_caps(mut self, caps: QuestionCaps) -> Self {
+        self.rules.caps = caps;
+        self
     }
 
     /// Rebuilds a session's state from what a store kept: the session, the id the next question
@@ -389,7 +487,7 @@ impl SessionData {
                 .map(|parts| (parts.stored.question.id, QuestionRecord::from_parts(parts)))
                 .collect(),
             dirty_votes: BTreeSet::new(),
-            caps: QuestionCaps::default(),
+            rules: Rules::default(),
         }
     }
 
@@ -469,6 +567,9 @@ impl SessionData {
         if command == Command::RotateStaffLinks {
             return Ok(self.rotate_staff_links());
         }
+        if command == Command::Scrub {
+            return self.scrub(now);
+        }
         if self.session.state == SessionState::Ended {
             return Err(Refusal::SessionEnded);
         }
@@ -476,16 +577,28 @@ impl SessionData {
             Command::Ask { text } => self.ask(actor, &text, now),
             Command::Vote { question } => self.vote(actor, question, true),
             Command::Unvote { question } => self.vote(actor, question, false),
-            Command::Approve { question, text } => self.approve(question, text),
-            Command::Reject { question, reason } => self.reject(question, &reason),
+            Command::Approve {
+                question,
+                text,
+                original,
+            } => self.approve(actor, question, text, original),
+            Command::Reject {
+                question,
+                reason,
+                code,
+            } => self.reject(question, reason.as_deref(), code),
             Command::Edit { question, text } => self.edit(question, &text),
             Command::Merge { question, into } => self.merge(question, into),
             Command::Pin { question, pinned } => self.pin(question, pinned),
-            Command::Answering { question } => self.answering(question),
+            Command::Answering { question } => self.answering(question, now),
             Command::Answered { question, answer } => self.answered(question, answer, now),
             Command::SetState { state } => self.set_state(state, now),
+            Command::Triage { question, tag } => self.triage(question, tag),
+            Command::Mute { author, muted } => Ok(self.mute(author, muted)),
+            Command::SetBlockedWords { words } => self.set_blocked_words(words),
             Command::UpdateSession { changes } => self.update_session(changes),
             Command::RotateStaffLinks => Ok(self.rotate_staff_links()),
+            Command::Scrub => self.scrub(now),
         }
     }
 
@@ -511,16 +624,8 @@ impl SessionData {
         let mut questions: Vec<Question> = self
             .questions
             .values()
-            .filter_map(|r| {
-                let q = &r.question;
-                if role.is_staff() || q.author_id == Some(viewer) {
-                    Some(q.clone())
-                } else if r.is_public() {
-                    Some(q.public_view())
-                } else {
-                    None
-                }
-            })
+            .filter(|r| role.is_staff() || r.question.author_id == Some(viewer) || r.is_public())
+            .map(|r| r.question.view_for(role, viewer))
             .collect();
         questions.sort_by(crate::model::queue_order);
         let votes = self
@@ -543,16 +648,39 @@ impl SessionData {
     fn ask(&mut self, actor: &Actor, text: &str, now: OffsetDateTime) -> Result<Applied, Refusal> {
         let text =
             checked_multiline("text", text, 1, MAX_QUESTION_CHARS).map_err(Refusal::Invalid)?;
+        if self.session.muted.contains(&actor.id) {
+            return Err(Refusal::Muted);
+        }
+        if actor.consented_at.is_none() {
+            return Err(Refusal::ConsentRequired);
+        }
         self.check_room()?;
+        let findings = self
+            .rules
+            .screen
+            .findings(&text, &self.session.blocked_words);
+        let public = screen::redact(&text, &findings);
+        let shingles = Shingles::of(&public);
+        let similar = similar::most_similar(
+            &shingles,
+            self.questions
+                .values()
+                .filter(|r| r.is_open())
+                .map(|r| (r.question.id, r.shingles())),
+            MAX_SIMILAR,
+            similar::DEFAULT_THRESHOLD,
+        );
         let id = self.next_question;
         self.next_question += 1;
+        // Anything the screen found waits for a moderator, whatever the session's mode.
         let status = match self.session.moderation {
-            Moderation::Pre => QuestionStatus::Pending,
-            Moderation::Post => QuestionStatus::Approved,
+            Moderation::Post if findings.is_empty() => QuestionStatus::Approved,
+            Moderation::Pre | Moderation::Post => QuestionStatus::Pending,
         };
+        let original = (public != text).then_some(text);
         let question = Question {
             id,
-            text,
+            text: public,
             status,
             votes: 0,
             pinned: false,
@@ -564,15 +692,19 @@ impl SessionData {
             reason: None,
             merged_into: None,
             author_id: Some(actor.id),
+            reason_code: None,
+            original,
+            findings,
+            original_shown: false,
+            similar,
+            triage: None,
+            answering_at: None,
         };
-        self.questions.insert(
-            id,
-            QuestionRecord {
-                question,
-                was_public: false,
-                voters: HashSet::new(),
-            },
-        );
+        let record = QuestionRecord {
+            shingles: OnceLock::from(shingles),
+            ..QuestionRecord::new(question, false, HashSet::new())
+        };
+        self.questions.insert(id, record);
         Ok(self.changed(id, Reply::Question))
     }
 
@@ -583,7 +715,7 @@ impl SessionData {
         let QuestionCaps {
             max_questions,
             max_pending,
-        } = self.caps;
+        } = self.rules.caps;
         let asked = self.next_question.saturating_sub(1);
         if asked >= max_questions as u64 {
             return Err(Refusal::Conflict(format!(
@@ -637,31 +769,73 @@ impl SessionData {
         })
     }
 
-    fn approve(&mut self, id: QuestionId, text: Option<String>) -> Result<Applied, Refusal> {
+    fn approve(
+        &mut self,
+        actor: &Actor,
+        id: QuestionId,
+        text: Option<String>,
+        original: bool,
+    ) -> Result<Applied, Refusal> {
+        if original && text.is_some() {
+            return Err(Refusal::Invalid(
+                "give either a new text or original: true, not both".into(),
+            ));
+        }
         let text = text
             .map(|t| checked_multiline("text", &t, 1, MAX_QUESTION_CHARS).map_err(Refusal::Invalid))
             .transpose()?;
+        let screened = text.map(|t| self.screened(&t));
         let q = &mut self.record(id)?.question;
         if q.status != QuestionStatus::Pending {
             return Err(conflict(q, "approve"));
         }
-        if let Some(text) = text {
-            q.edited |= text != q.text;
-            q.text = text;
+        if original {
+            if let Some(original) = q.original.take() {
+                tracing::info!(
+                    question = id,
+                    moderator = %actor.id,
+                    findings = q.findings.len(),
+                    "a moderator published a question's original text"
+                );
+                q.edited |= q.text != original && q.findings.is_empty();
+                q.text = original;
+                q.original_shown = true;
+            }
+        } else if let Some(text) = screened {
+            set_text(q, text);
         }
         q.status = QuestionStatus::Approved;
         Ok(self.changed(id, Reply::Question))
     }
 
-    fn reject(&mut self, id: QuestionId, reason: &str) -> Result<Applied, Refusal> {
-        let reason =
-            checked_text("reason", reason, 1, MAX_REASON_CHARS).map_err(Refusal::Invalid)?;
+    /// A moderator's text with the personal details it holds hidden: an edit is public text too.
+    fn screened(&self, text: &str) -> String {
+        let findings = self.rules.screen.findings(text, &[]);
+        screen::redact(text, &findings)
+    }
+
+    fn reject(
+        &mut self,
+        id: QuestionId,
+        reason: Option<&str>,
+        code: Option<ReasonCode>,
+    ) -> Result<Applied, Refusal> {
+        let reason = reason
+            .map(|r| checked_text("reason", r, 0, MAX_REASON_CHARS).map_err(Refusal::Invalid))
+            .transpose()?
+            .filter(|r| !r.is_empty());
+        if reason.is_none() && code.is_none() {
+            return Err(Refusal::Invalid(
+                "give a reason: a code, a text, or both".into(),
+            ));
+        }
         let q = &mut self.record(id)?.question;
         if !matches!(q.status, QuestionStatus::Pending | QuestionStatus::Approved) {
             return Err(conflict(q, "reject"));
         }
         q.status = QuestionStatus::Rejected;
-        q.reason = Some(reason);
+        q.reason = reason;
+        q.reason_code = code;
         q.pinned = false;
         Ok(self.changed(id, Reply::Question))
     }
@@ -669,12 +843,14 @@ impl SessionData {
     fn edit(&mut self, id: QuestionId, text: &str) -> Result<Applied, Refusal> {
         let text =
             checked_multiline("text", text, 1, MAX_QUESTION_CHARS).map_err(Refusal::Invalid)?;
+        let text = self.screened(&text);
         let q = &mut self.record(id)?.question;
         if !matches!(q.status, QuestionStatus::Pending | QuestionStatus::Approved) {
             return Err(conflict(q, "edit"));
         }
-        q.edited |= text != q.text;
-        q.text = text;
+        set_text(q, text);
+        let record = self.record(id)?;
+        record.shingles = OnceLock::new();
         Ok(self.changed(id, Reply::Question))
     }
 
@@ -717,7 +893,7 @@ impl SessionData {
         Ok(self.changed(id, Reply::Question))
     }
 
-    fn answering(&mut self, id: QuestionId) -> Result<Applied, Refusal> {
+    fn answering(&mut self, id: QuestionId, now: OffsetDateTime) -> Result<Applied, Refusal> {
         let q = &self.record(id)?.question;
         if q.status != QuestionStatus::Approved {
             return Err(conflict(q, "start answering"));
@@ -737,7 +913,9 @@ impl SessionData {
             events.extend(applied.events);
             touched.extend(applied.touched);
         }
-        self.record(id)?.question.status = QuestionStatus::Answering;
+        let q = &mut self.record(id)?.question;
+        q.status = QuestionStatus::Answering;
+        q.answering_at = Some(now);
         let mut applied = self.changed(id, Reply::Question);
         events.append(&mut applied.events);
         applied.events = events;
@@ -767,6 +945,98 @@ impl SessionData {
         q.answered_at = Some(now);
         q.pinned = false;
         Ok(self.changed(id, Reply::Question))
+    }
+
+    fn triage(&mut self, id: QuestionId, tag: Option<Triage>) -> Result<Applied, Refusal> {
+        let q = &mut self.record(id)?.question;
+        if matches!(q.status, QuestionStatus::Rejected | QuestionStatus::Merged) {
+            return Err(conflict(q, "triage"));
+        }
+        q.triage = tag;
+        Ok(self.changed(id, Reply::Question))
+    }
+
+    fn mute(&mut self, author: UserId, muted: bool) -> Applied {
+        let changed = if muted {
+            self.session.muted.insert(author)
+        } else {
+            self.session.muted.remove(&author)
+        };
+        let mut applied = self.session_changed();
+        if !changed || !muted {
+            return applied;
+        }
+        // Their waiting questions leave the queue: a moderator muting a flood should not then
+        // have to reject it one by one.
+        let pending: Vec<QuestionId> = self
+            .questions
+            .values()
+            .filter(|r| {
+                r.question.author_id == Some(author) && r.question.status == QuestionStatus::Pending
+            })
+            .map(|r| r.question.id)
+            .collect();
+        for id in pending {
+            if let Some(record) = self.questions.get_mut(&id) {
+                record.question.status = QuestionStatus::Rejected;
+                record.question.reason_code = Some(ReasonCode::Muted);
+                record.question.pinned = false;
+            }
+            let changed = self.changed(id, Reply::Question);
+            applied.events.extend(changed.events);
+            applied.touched.extend(changed.touched);
+        }
+        applied
+    }
+
+    fn set_blocked_words(&mut self, words: Vec<String>) -> Result<Applied, Refusal> {
+        if words.len() > MAX_BLOCKED_WORDS {
+            return Err(Refusal::Invalid(format!(
+                "at most {MAX_BLOCKED_WORDS} blocked words per session"
+            )));
+        }
+        let mut checked: Vec<String> = Vec::with_capacity(words.len());
+        for word in words {
+            let word = checked_text("words", &word, 1, MAX_BLOCKED_WORD_CHARS)
+                .map_err(Refusal::Invalid)?;
+            if !checked.contains(&word) {
+                checked.push(word);
+            }
+        }
+        self.session.blocked_words = checked;
+        Ok(self.session_changed())
+    }
+
+    /// Keeps an ended session's public questions and answers, as the hospital's content, and
+    /// removes the rest: questions never made public, what the screen found, the authors.
+    fn scrub(&mut self, now: OffsetDateTime) -> Result<Applied, Refusal> {
+        if self.session.state != SessionState::Ended {
+            return Err(Refusal::Conflict(
+                "only an ended session's private data is removed".into(),
+            ));
+        }
+        let mut touched = Touched::session();
+        self.questions.retain(|id, record| {
+            touched.questions.insert(*id);
+            record.is_public()
+        });
+        for record in self.questions.values_mut() {
+            let q = &mut record.question;
+            q.author_id = None;
+            q.author = None;
+            q.original = None;
+            q.findings.clear();
+            q.original_shown = false;
+            q.similar.clear();
+            q.triage = None;
+            q.reason = None;
+            q.reason_code = None;
+        }
+        self.session.muted.clear();
+        self.session.scrubbed_at = Some(now);
+        let mut applied = self.session_changed();
+        applied.touched = touched;
+        Ok(applied)
     }
 
     fn set_state(&mut self, state: SessionState, now: OffsetDateTime) -> Result<Applied, Refusal> {
@@ -805,19 +1075,34 @@ impl SessionData {
             .map(|v| checked_multiline("topic", &v, 0, MAX_TOPIC_CHARS).map_err(Refusal::Invalid))
             .transpose()?;
         let expert_name = text("expert_name", changes.expert_name, 1, MAX_EXPERT_CHARS)?;
+        let profile = changes
+            .expert_profile
+            .map(ExpertProfile::validate)
+            .transpose()
+            .map_err(Refusal::Invalid)?;
         let s = &mut self.session;
         s.title = title.unwrap_or(std::mem::take(&mut s.title));
         s.topic = topic.unwrap_or(std::mem::take(&mut s.topic));
         s.expert_name = expert_name.unwrap_or(std::mem::take(&mut s.expert_name));
         s.scheduled_start = changes.scheduled_start.unwrap_or(s.scheduled_start);
         s.moderation = changes.moderation.unwrap_or(s.moderation);
+        if let Some(profile) = profile {
+            s.expert_profile = Some(profile);
+        }
         Ok(self.session_changed())
     }
 
-    /// The event that tells everyone about the session's current state.
+    /// The events that tell everyone about the session's current state: staff see their lists
+    /// (muted patients, blocked words), others the public view (see [`Event::encode`]).
+    ///
+    /// [`Event::encode`]: crate::protocol::Event::encode
     fn session_changed(&self) -> Applied {
+        let session = EventBody::Session(self.session.clone());
         Applied {
-            events: vec![(Audience::Public, EventBody::Session(self.session.clone()))],
+            events: vec![
+                (Audience::Others { author: None }, session.clone()),
+                (Audience::Staff { author: None }, session),
+            ],
             reply: Reply::Session(self.session.clone()),
             touched: Touched::session(),
         }
@@ -832,26 +1117,40 @@ impl SessionData {
         let public = record.is_public();
         record.was_public |= public;
         let q = record.question.clone();
-        let staff = Audience::Staff {
-            author: q.author_id,
-        };
-        let events = if public {
-            vec![(Audience::Public, EventBody::Question(q.clone()))]
+        let author = q.author_id;
+        // Each reader gets one event: the public view, the author's or the staff's (see
+        // `Event::encode`, which makes each view).
+        let mut events = if public {
+            vec![(Audience::Others { author }, EventBody::Question(q.clone()))]
         } else if was_public {
             // Public until now: everyone drops it; staff and the author learn why.
-            vec![
-                (Audience::Public, EventBody::QuestionRemoved(id)),
-                (staff, EventBody::Question(q.clone())),
-            ]
+            vec![(Audience::Others { author }, EventBody::QuestionRemoved(id))]
         } else {
-            vec![(staff, EventBody::Question(q.clone()))]
+            Vec::new()
         };
+        events.push((
+            Audience::Staff { author: None },
+            EventBody::Question(q.clone()),
+        ));
+        if let Some(id) = author {
+            events.push((Audience::Author { id }, EventBody::Question(q.clone())));
+        }
         Applied {
             events,
             reply: reply(q),
             touched: Touched::question(id),
         }
     }
+}
+
+/// Sets a question's public text to a moderator's (already screened) one, keeping the author's
+/// own text as `original` for staff and the author.
+fn set_text(q: &mut Question, text: String) {
+    let original = q.original.take().unwrap_or_else(|| q.text.clone());
+    q.edited |= text != q.text;
+    q.text = text;
+    q.original_shown = false;
+    q.original = (q.text != original).then_some(original);
 }
 
 fn conflict(q: &Question, action: &str) -> Refusal {
@@ -876,6 +1175,7 @@ mod tests {
             expert_name: "e".into(),
             scheduled_start: now,
             moderation,
+            expert_profile: None,
         };
         SessionData::new(new.into_session(Uuid::now_v7(), now))
     }
@@ -886,6 +1186,7 @@ mod tests {
             role,
             name: None,
             links_version: 0,
+            consented_at: Some(OffsetDateTime::now_utc()),
         }
     }
 
@@ -955,7 +1256,8 @@ mod tests {
         let c = ask(&mut d, &p2, "c");
         let reject = Command::Reject {
             question: c,
-            reason: "r".into(),
+            reason: Some("r".into()),
+            code: None,
         };
         d.apply(&m, reject, now).unwrap();
         d.take_vote_counts();
@@ -1084,17 +1386,23 @@ mod tests {
                 &actor(Role::Moderator),
                 Command::Reject {
                     question: id,
-                    reason: "phone number".into(),
+                    reason: Some("phone number".into()),
+                    code: None,
                 },
                 now,
             )
             .unwrap();
-        assert_eq!(applied.events.len(), 2);
+        // Everyone else drops it; staff and the author each get their view of why.
+        assert_eq!(applied.events.len(), 3);
         assert_eq!(
             applied.events[0],
-            (Audience::Public, EventBody::QuestionRemoved(id))
+            (
+                Audience::Others { author: Some(p.id) },
+                EventBody::QuestionRemoved(id)
+            )
         );
-        assert!(matches!(applied.events[1].0, Audience::Staff { author: Some(a) } if a == p.id));
+        assert_eq!(applied.events[1].0, Audience::Staff { author: None });
+        assert_eq!(applied.events[2].0, Audience::Author { id: p.id });
     }
 
     #[test]
@@ -1108,6 +1416,7 @@ mod tests {
             Command::Approve {
                 question: id,
                 text: None,
+                original: false,
             },
             now,
         );
@@ -1154,6 +1463,7 @@ mod tests {
             Command::Approve {
                 question: a,
                 text: None,
+                original: false,
             },
             now,
         )
@@ -1163,7 +1473,8 @@ mod tests {
             &m,
             Command::Reject {
                 question: 3,
-                reason: "r".into(),
+                reason: Some("r".into()),
+                code: None,
             },
             now,
         )
@@ -1205,7 +1516,8 @@ mod tests {
         let rejected = ask(&mut d, &author, "rejected");
         let reject = Command::Reject {
             question: rejected,
-            reason: "r".into(),
+            reason: Some("r".into()),
+            code: None,
         };
         d.apply(&actor(Role::Moderator), reject, now).unwrap();
         for id in [pending, rejected] {
@@ -1228,6 +1540,7 @@ mod tests {
         let approve = Command::Approve {
             question: answered,
             text: None,
+            original: false,
         };
         d.apply(&m, approve, now).unwrap();
         let done = Command::Answered {
@@ -1255,6 +1568,7 @@ mod tests {
                 Command::Approve {
                     question: id,
                     text: Some(bidi.into()),
+                    original: false,
                 },
             ),
             (
@@ -1268,7 +1582,8 @@ mod tests {
                 &m,
                 Command::Reject {
                     question: id,
-                    reason: "two\nlines".into(),
+                    reason: Some("two\nlines".into()),
+                    code: None,
                 },
             ),
             (
@@ -1331,11 +1646,15 @@ mod tests {
         assert!(applied.touched.session, "the new version is stored");
         assert!(matches!(
             applied.events[..],
-            [(Audience::Public, EventBody::Session(ref s))] if s.links_version == 1
+            [
+                (Audience::Others { author: None }, EventBody::Session(ref public)),
+                (Audience::Staff { author: None }, EventBody::Session(ref staff)),
+            ] if public.links_version == 1 && staff.links_version == 1
         ));
         let approve = Command::Approve {
             question: id,
             text: None,
+            original: false,
         };
         assert_eq!(
             d.apply(&m, approve.clone(), now).unwrap_err(),

@@ -34,6 +34,12 @@ pub enum ApiError {
     Conflict(String),
     #[error("the session has ended")]
     Gone,
+    /// A patient who has not agreed to the privacy notice asked (403).
+    #[error("{0}")]
+    ConsentRequired(String),
+    /// A muted patient asked (403).
+    #[error("{0}")]
+    Muted(String),
     #[error("{message}")]
     RateLimited {
         message: String,
@@ -69,6 +75,8 @@ impl ApiError {
             ApiError::NotFound(_) => ErrorCode::NotFound,
             ApiError::Conflict(_) => ErrorCode::Conflict,
             ApiError::Gone => ErrorCode::SessionEnded,
+            ApiError::ConsentRequired(_) => ErrorCode::ConsentRequired,
+            ApiError::Muted(_) => ErrorCode::Muted,
             ApiError::RateLimited { .. } => ErrorCode::RateLimited,
             ApiError::Unavailable(_) => ErrorCode::Unavailable,
             ApiError::Internal(_) => ErrorCode::Internal,
@@ -104,7 +112,9 @@ impl ErrorCode {
             ErrorCode::BadRequest | ErrorCode::Invalid => StatusCode::BAD_REQUEST,
             ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
-            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden | ErrorCode::ConsentRequired | ErrorCode::Muted => {
+                StatusCode::FORBIDDEN
+            }
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::Conflict => StatusCode::CONFLICT,
             ErrorCode::SessionEnded => StatusCode::GONE,
@@ -178,6 +188,8 @@ impl From<Refusal> for ApiError {
             Refusal::Conflict(m) => ApiError::Conflict(m),
             Refusal::Invalid(m) => ApiError::Invalid(m),
             not_found @ Refusal::NotFound(_) => ApiError::NotFound(not_found.to_string()),
+            muted @ Refusal::Muted => ApiError::Muted(muted.to_string()),
+            consent @ Refusal::ConsentRequired => ApiError::ConsentRequired(consent.to_string()),
         }
     }
 }

@@ -141,6 +141,7 @@ async fn create_demo(app: &AppState) -> anyhow::Result<Created> {
         expert_name: "Dr. Demo".into(),
         scheduled_start: OffsetDateTime::now_utc(),
         moderation: Moderation::Pre,
+        expert_profile: None,
     };
     api::create_session(app, new)
         .await

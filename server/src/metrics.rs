@@ -14,6 +14,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::broker::Broker;
 use crate::model::{Role, SessionState};
+use crate::screen::FindingKind;
 
 const CONNECTIONS: &str = "oncolive_ws_connections";
 const SESSIONS: &str = "oncolive_sessions";
@@ -24,6 +25,20 @@ const RATE_LIMITED_TOTAL: &str = "oncolive_rate_limited_total";
 const QUESTIONS_TOTAL: &str = "oncolive_questions_total";
 const URL_TOKENS_TOTAL: &str = "oncolive_ws_url_tokens_total";
 const HTTP_CLOSED_TOTAL: &str = "oncolive_http_connections_closed_total";
+const SCRUBBED_TOTAL: &str = "oncolive_sessions_scrubbed_total";
+const CONSENTS_TOTAL: &str = "oncolive_consents_total";
+const FINDINGS_TOTAL: &str = "oncolive_screen_findings_total";
+/// The `kind` labels of [`FINDINGS_TOTAL`].
+const FINDING_KINDS: [FindingKind; 8] = [
+    FindingKind::Phone,
+    FindingKind::Landline,
+    FindingKind::IdNumber,
+    FindingKind::Email,
+    FindingKind::BankCard,
+    FindingKind::Contact,
+    FindingKind::RecordNumber,
+    FindingKind::BlockedWord,
+];
 /// The `reason` labels of [`HTTP_CLOSED_TOTAL`].
 const HTTP_CLOSE_REASONS: [&str; 3] = ["per_address", "slow_headers", "idle"];
 
@@ -101,6 +116,24 @@ fn describe() {
         counter!(HTTP_CLOSED_TOTAL, "reason" => reason).increment(0);
     }
     counter!(URL_TOKENS_TOTAL).increment(0);
+    describe_counter!(
+        SCRUBBED_TOTAL,
+        "Ended sessions whose private data the retention removed on this node."
+    );
+    describe_counter!(
+        CONSENTS_TOTAL,
+        "Patients' agreements to the privacy notice recorded on this node."
+    );
+    describe_counter!(
+        FINDINGS_TOTAL,
+        "Personal details and blocked words found in questions asked on this node, by kind."
+    );
+    for c in [scrubbed(), consents()] {
+        c.increment(0);
+    }
+    for kind in FINDING_KINDS {
+        findings(kind).increment(0);
+    }
     for state in SESSION_STATES {
         gauge!(SESSIONS, "state" => state_name(state)).increment(0.0);
     }
@@ -160,6 +193,18 @@ pub fn messages_out() -> &'static Counter {
 
 pub fn slow_disconnects() -> Counter {
     counter!(SLOW_DISCONNECTS_TOTAL)
+}
+
+pub fn scrubbed() -> Counter {
+    counter!(SCRUBBED_TOTAL)
+}
+
+pub fn consents() -> Counter {
+    counter!(CONSENTS_TOTAL)
+}
+
+pub fn findings(kind: FindingKind) -> Counter {
+    counter!(FINDINGS_TOTAL, "kind" => kind.name())
 }
 
 pub fn rate_limited() -> Counter {

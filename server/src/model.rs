@@ -4,6 +4,10 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use std::collections::BTreeSet;
+
+use crate::screen::Finding;
+use crate::similar::Similar;
 use crate::text::{self, Lines};
 
 pub type SessionId = Uuid;
@@ -19,6 +23,14 @@ pub const MAX_NAME_CHARS: usize = 40;
 pub const MAX_TITLE_CHARS: usize = 200;
 pub const MAX_TOPIC_CHARS: usize = 1000;
 pub const MAX_EXPERT_CHARS: usize = 100;
+/// Each text field of an [`ExpertProfile`] but the licence.
+pub const MAX_PROFILE_CHARS: usize = 100;
+pub const MAX_LICENCE_CHARS: usize = 40;
+/// A session's own blocked words: how many, and how long each.
+pub const MAX_BLOCKED_WORDS: usize = 100;
+pub const MAX_BLOCKED_WORD_CHARS: usize = 40;
+/// How many similar open questions a new question names.
+pub const MAX_SIMILAR: usize = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -91,6 +103,99 @@ pub struct Session {
     /// Absent in sessions stored before links could be replaced, which are version 0.
     #[serde(default)]
     pub links_version: u32,
+    /// Who answers, as the host verified them. Readers other than the host get the licence
+    /// number masked ([`Session::public_view`]).
+    #[serde(default)]
+    pub expert_profile: Option<ExpertProfile>,
+    /// The session's own additions to the deployment's blocked words. Staff only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blocked_words: Vec<String>,
+    /// Patients whose questions are refused. Staff only.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub muted: BTreeSet<UserId>,
+    /// When the retention removed what was private (see docs/privacy.md).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub scrubbed_at: Option<OffsetDateTime>,
+}
+
+impl Session {
+    /// What anyone may see: the licence number masked, no staff lists.
+    pub fn public_view(&self) -> Session {
+        Session {
+            expert_profile: self.expert_profile.as_ref().map(ExpertProfile::masked),
+            blocked_words: Vec::new(),
+            muted: BTreeSet::new(),
+            ..self.clone()
+        }
+    }
+
+    /// What staff see: everything but the licence number in full, which only the host's own
+    /// HTTP replies carry.
+    pub fn staff_view(&self) -> Session {
+        Session {
+            expert_profile: self.expert_profile.as_ref().map(ExpertProfile::masked),
+            ..self.clone()
+        }
+    }
+
+    /// The view for `role`: hosts (admins) get everything.
+    pub fn view_for(&self, role: Role) -> Session {
+        match role {
+            Role::Admin => self.clone(),
+            Role::Expert | Role::Moderator => self.staff_view(),
+            Role::Patient => self.public_view(),
+        }
+    }
+}
+
+/// The expert of a session as the host recorded them. The 2025 rules for medical popular
+/// science ask that the expert's credentials be verified and shown; the licence number is kept
+/// for the host's records and never shown in full.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpertProfile {
+    pub name: String,
+    #[serde(default)]
+    pub title: String,
+    #[serde(default)]
+    pub hospital: String,
+    #[serde(default)]
+    pub department: String,
+    #[serde(default)]
+    pub licence: String,
+    /// The host checked the credentials; pages show a badge only then.
+    #[serde(default)]
+    pub verified: bool,
+}
+
+impl ExpertProfile {
+    pub fn validate(self) -> Result<Self, String> {
+        let field = |name, value: &str, min| checked_text(name, value, min, MAX_PROFILE_CHARS);
+        let licence = checked_text("expert_profile.licence", &self.licence, 0, MAX_LICENCE_CHARS)?;
+        Ok(ExpertProfile {
+            name: field("expert_profile.name", &self.name, 1)?,
+            title: field("expert_profile.title", &self.title, 0)?,
+            hospital: field("expert_profile.hospital", &self.hospital, 0)?,
+            department: field("expert_profile.department", &self.department, 0)?,
+            licence,
+            verified: self.verified,
+        })
+    }
+
+    /// All but the last four characters of the licence replaced by `*`.
+    pub fn masked(&self) -> ExpertProfile {
+        let chars: Vec<char> = self.licence.chars().collect();
+        let keep = chars.len().saturating_sub(4);
+        let licence = chars
+            .iter()
+            .enumerate()
+            .map(|(i, c)| if i < keep || chars.len() <= 4 { '*' } else { *c })
+            .collect();
+        ExpertProfile {
+            licence,
+            ..self.clone()
+        }
+    }
 }
 
 /// What a host sends to create a session.
@@ -105,6 +210,8 @@ pub struct NewSession {
     pub scheduled_start: OffsetDateTime,
     #[serde(default)]
     pub moderation: Moderation,
+    #[serde(default)]
+    pub expert_profile: Option<ExpertProfile>,
 }
 
 impl NewSession {
@@ -113,6 +220,7 @@ impl NewSession {
         self.title = checked_text("title", &self.title, 1, MAX_TITLE_CHARS)?;
         self.topic = checked_multiline("topic", &self.topic, 0, MAX_TOPIC_CHARS)?;
         self.expert_name = checked_text("expert_name", &self.expert_name, 1, MAX_EXPERT_CHARS)?;
+        self.expert_profile = self.expert_profile.map(ExpertProfile::validate).transpose()?;
         Ok(self)
     }
 
@@ -129,6 +237,10 @@ impl NewSession {
             started_at: None,
             ended_at: None,
             links_version: 0,
+            expert_profile: self.expert_profile,
+            blocked_words: Vec::new(),
+            muted: BTreeSet::new(),
+            scrubbed_at: None,
         }
     }
 }
@@ -202,17 +314,123 @@ pub struct Question {
     /// Omitted from public messages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub author_id: Option<UserId>,
+    /// A preset rejection reason, shown in each reader's language; `reason` is free text kept
+    /// as written. Staff and the author only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason_code: Option<ReasonCode>,
+    /// The author's text as typed, when `text` differs from it (personal details hidden, or a
+    /// moderator's edit). Staff and the author only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<String>,
+    /// What the screen found in `original` (or in `text` when there is no original). Staff and
+    /// the author only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<Finding>,
+    /// A moderator published the original text on purpose. Staff only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub original_shown: bool,
+    /// The most similar open questions when this one was asked. Staff only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub similar: Vec<Similar>,
+    /// Staff and the author only: the author then sees a safe reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub triage: Option<Triage>,
+    /// When the expert last marked it answering: where a replay's chapter starts.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub answering_at: Option<OffsetDateTime>,
 }
 
 impl Question {
-    /// The view anyone may see: no author id, no rejection reason.
+    /// The view anyone may see: no author id, no rejection reason, nothing the screen found.
     pub fn public_view(&self) -> Question {
         Question {
             author_id: None,
             reason: None,
+            reason_code: None,
+            original: None,
+            findings: Vec::new(),
+            original_shown: false,
+            similar: Vec::new(),
+            triage: None,
             ..self.clone()
         }
     }
+
+    /// What the author sees of their own question: no other patients' questions
+    /// (`similar`), nothing a moderator decided about the text.
+    pub fn author_view(&self) -> Question {
+        Question {
+            similar: Vec::new(),
+            original_shown: false,
+            ..self.clone()
+        }
+    }
+
+    /// The view for a reader: staff see everything, the author their own view, the rest the
+    /// public one.
+    pub fn view_for(&self, role: Role, reader: UserId) -> Question {
+        if role.is_staff() {
+            self.clone()
+        } else if self.author_id == Some(reader) {
+            self.author_view()
+        } else {
+            self.public_view()
+        }
+    }
+}
+
+#[cfg(test)]
+impl Question {
+    /// A question as a test needs it: anonymous, asked at the epoch, nothing decided yet.
+    pub(crate) fn sample(id: QuestionId, text: &str, status: QuestionStatus) -> Question {
+        Question {
+            id,
+            text: text.into(),
+            status,
+            votes: 0,
+            pinned: false,
+            edited: false,
+            author: None,
+            asked_at: OffsetDateTime::UNIX_EPOCH,
+            answer: None,
+            answered_at: None,
+            reason: None,
+            merged_into: None,
+            author_id: None,
+            reason_code: None,
+            original: None,
+            findings: Vec::new(),
+            original_shown: false,
+            similar: Vec::new(),
+            triage: None,
+            answering_at: None,
+        }
+    }
+}
+
+/// Preset reasons for a rejection: codes, so that every reader sees them in their language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReasonCode {
+    PersonalDetails,
+    OffTopic,
+    Duplicate,
+    Abuse,
+    Advertising,
+    MedicalAdvice,
+    /// Set by the server when a moderator mutes the author.
+    Muted,
+    Other,
+}
+
+/// A moderator's or the expert's call that a question needs more than a broadcast can give.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Triage {
+    /// See a doctor or book an outpatient visit.
+    Clinic,
+    /// Call 120 now.
+    Urgent,
 }
 
 /// Queue order: pinned first, then more votes, then older first.

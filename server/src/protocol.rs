@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{Audience, Command, EventBody};
 use crate::model::{Question, QuestionId, Role, Session, UserId};
+use crate::screen::Finding;
 
 /// Largest frame read at all; bigger frames close the socket with 1009.
 pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
@@ -30,6 +31,12 @@ pub enum Request {
     Command(Command),
     /// `{"type":"ping"}`: answered by `pong`, changes nothing.
     Ping,
+    /// `{"type":"consent"}`: a patient agrees to the privacy notice; answered by an `ack` with
+    /// `consented_at`.
+    Consent,
+    /// `{"type":"screen","text":"…"}`: what the screen finds in a text not yet sent; answered
+    /// by `screened`, changes nothing.
+    Screen { text: String },
 }
 
 impl ClientMsg {
@@ -58,15 +65,34 @@ impl<'de> Deserialize<'de> for ClientMsg {
             Some(Value::String(s)) => Some(s),
             Some(_) => return Err(D::Error::custom("req must be a string")),
         };
-        let request = if fields.get("type").and_then(Value::as_str) == Some("ping") {
-            if let Some(field) = fields.keys().find(|k| *k != "type") {
-                return Err(D::Error::custom(format!(
-                    "unknown field `{field}`: ping has none"
-                )));
+        let kind = fields.get("type").and_then(Value::as_str).unwrap_or_default();
+        let request = match kind {
+            "ping" | "consent" => {
+                if let Some(field) = fields.keys().find(|k| *k != "type") {
+                    return Err(D::Error::custom(format!(
+                        "unknown field `{field}`: {kind} has none"
+                    )));
+                }
+                if kind == "ping" {
+                    Request::Ping
+                } else {
+                    Request::Consent
+                }
             }
-            Request::Ping
-        } else {
-            Request::Command(Command::deserialize(Value::Object(fields)).map_err(D::Error::custom)?)
+            "screen" => {
+                if let Some(field) = fields.keys().find(|k| *k != "type" && *k != "text") {
+                    return Err(D::Error::custom(format!(
+                        "unknown field `{field}`: screen has only text"
+                    )));
+                }
+                match fields.remove("text") {
+                    Some(Value::String(text)) => Request::Screen { text },
+                    _ => return Err(D::Error::custom("screen needs a text (a string)")),
+                }
+            }
+            _ => Request::Command(
+                Command::deserialize(Value::Object(fields)).map_err(D::Error::custom)?,
+            ),
         };
         Ok(ClientMsg { req, request })
     }
@@ -78,6 +104,13 @@ impl Serialize for ClientMsg {
         use serde_json::Value;
         let mut fields = match &self.request {
             Request::Ping => serde_json::Map::from_iter([("type".to_owned(), "ping".into())]),
+            Request::Consent => {
+                serde_json::Map::from_iter([("type".to_owned(), "consent".into())])
+            }
+            Request::Screen { text } => serde_json::Map::from_iter([
+                ("type".to_owned(), "screen".into()),
+                ("text".to_owned(), text.clone().into()),
+            ]),
             Request::Command(command) => match serde_json::to_value(command) {
                 Ok(Value::Object(fields)) => fields,
                 Ok(_) => return Err(S::Error::custom("a command is an object")),
@@ -103,6 +136,12 @@ pub struct You {
     pub id: UserId,
     pub role: Role,
     pub name: Option<String>,
+    /// When this patient agreed to the privacy notice; they ask only after that.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub consented_at: Option<time::OffsetDateTime>,
+    /// A moderator muted this patient: their questions are refused.
+    #[serde(default)]
+    pub muted: bool,
 }
 
 /// Whether the relay is receiving the expert's camera.
@@ -136,6 +175,12 @@ pub enum ServerMsg {
     Ack(Ack),
     Error(ErrorMsg),
     Pong { req: Option<String> },
+    /// The answer to `screen`: what the text holds, and how it would be shown. Nothing stored.
+    Screened {
+        req: Option<String>,
+        findings: Vec<Finding>,
+        redacted: String,
+    },
 }
 
 /// Everything one client may see of a session, at `seq`: the first message of a connection
@@ -188,6 +233,13 @@ pub struct Ack {
     pub voted: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<Session>,
+    /// The answer to `consent`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub consented_at: Option<time::OffsetDateTime>,
 }
 
 /// A request was refused (or, for `unavailable`, not acknowledged).
@@ -224,12 +276,22 @@ pub struct Event {
 
 impl Event {
     pub fn encode(seq: u64, audience: Audience, body: EventBody) -> Event {
+        // The one place where an event's audience decides what of it is shown.
         let msg = match body {
-            EventBody::Session(session) => ServerMsg::Session { seq, session },
+            EventBody::Session(session) => ServerMsg::Session {
+                seq,
+                session: match audience {
+                    Audience::Staff { .. } => session.staff_view(),
+                    Audience::Public | Audience::Others { .. } | Audience::Author { .. } => {
+                        session.public_view()
+                    }
+                },
+            },
             EventBody::Question(question) => ServerMsg::Question {
                 seq,
                 question: match audience {
-                    Audience::Public => question.public_view(),
+                    Audience::Public | Audience::Others { .. } => question.public_view(),
+                    Audience::Author { .. } => question.author_view(),
                     Audience::Staff { .. } => question,
                 },
             },
@@ -271,6 +333,10 @@ pub enum ErrorCode {
     Conflict,
     SessionEnded,
     RateLimited,
+    /// An `ask` before `consent`.
+    ConsentRequired,
+    /// An `ask` from a patient a moderator muted.
+    Muted,
     Unavailable,
     Internal,
 }
@@ -328,7 +394,8 @@ mod tests {
                 "r4",
                 Command::Approve {
                     question: 7,
-                    text: Some("x".into())
+                    text: Some("x".into()),
+                    original: false,
                 }
             )
         );

@@ -110,6 +110,7 @@ pub async fn start(
     // The session gauges hold storage's counts from the first scrape on, even before any.
     metrics::count_sessions(&*app.broker).await;
     spawn_housekeeping(app.clone());
+    spawn_retention(app.clone());
     let router = routes::router(app.clone());
     let limits = app.config.limits.clone();
     let task =
@@ -125,8 +126,7 @@ pub async fn start(
 async fn connect_broker(config: &Config) -> anyhow::Result<Arc<dyn Broker>> {
     Ok(match &config.broker {
         BrokerConfig::Memory => Arc::new(
-            MemoryBroker::new(config.history, config.retention)
-                .with_caps(config.limits.question_caps()),
+            MemoryBroker::new(config.history).with_rules(config.rules()),
         ),
         BrokerConfig::Redis {
             url,
@@ -137,15 +137,58 @@ async fn connect_broker(config: &Config) -> anyhow::Result<Arc<dyn Broker>> {
                 url: url.clone(),
                 prefix: prefix.clone(),
                 history: config.history,
-                retention: config.retention,
                 command_timeout: *command_timeout,
-                question_caps: config.limits.question_caps(),
+                rules: config.rules(),
                 ..RedisConfig::default()
             })
             .await
             .context("cannot set up the Redis broker")?,
         ),
     })
+}
+
+/// Every `retention_check`, removes the private data of sessions that ended longer than the
+/// retention ago. Every node runs it; a session scrubbed by another node is skipped (its
+/// `scrubbed_at` is set), and a race between two nodes is settled by the store's
+/// compare-and-set: the second scrub finds nothing left to remove.
+fn spawn_retention(app: AppState) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(app.config.retention_check);
+        loop {
+            tokio::select! {
+                _ = app.cancel.cancelled() => break,
+                _ = tick.tick() => scrub_due(&app).await,
+            }
+        }
+    });
+}
+
+async fn scrub_due(app: &AppState) {
+    let sessions = match app.broker.sessions().await {
+        Ok(sessions) => sessions,
+        Err(e) => {
+            tracing::warn!(error = %e, "retention: cannot list sessions; trying again later");
+            return;
+        }
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let retention = app.config.retention;
+    for session in sessions {
+        let due = session.scrubbed_at.is_none()
+            && session
+                .ended_at
+                .is_some_and(|ended| now - ended >= retention);
+        if !due {
+            continue;
+        }
+        match app.broker.scrub(session.id).await {
+            Ok(()) => {
+                tracing::info!(session = %session.id, "retention: private data removed");
+                metrics::scrubbed().increment(1);
+            }
+            Err(e) => tracing::warn!(session = %session.id, error = %e, "retention: scrub failed"),
+        }
+    }
 }
 
 fn nonzero(n: u32) -> NonZeroU32 {

@@ -97,20 +97,11 @@ mod tests {
     use uuid::Uuid;
 
     fn question(id: QuestionId) -> Question {
+        let text = format!("question number {id}, about screening intervals");
         Question {
-            id,
-            text: format!("question number {id}, about screening intervals"),
-            status: QuestionStatus::Approved,
             votes: id % 7,
-            pinned: false,
-            edited: false,
             author: Some("Ana".into()),
-            asked_at: OffsetDateTime::UNIX_EPOCH,
-            answer: None,
-            answered_at: None,
-            reason: None,
-            merged_into: None,
-            author_id: None,
+            ..Question::sample(id, &text, QuestionStatus::Approved)
         }
     }
 
@@ -122,6 +113,7 @@ mod tests {
             expert_name: "e".into(),
             scheduled_start: now,
             moderation: Moderation::Post,
+            expert_profile: None,
         }
         .into_session(Uuid::nil(), now);
         Snapshot {
@@ -131,6 +123,8 @@ mod tests {
                 id: Uuid::nil(),
                 role: Role::Moderator,
                 name: None,
+                consented_at: None,
+                muted: false,
             },
             questions: (1..=questions).map(question).collect(),
             my_votes: (1..=votes).collect(),

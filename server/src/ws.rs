@@ -24,7 +24,7 @@ use crate::domain::{Actor, Command, Reply};
 use crate::error::ApiError;
 use crate::hub::{Frame, Membership};
 use crate::metrics as m;
-use crate::model::SessionId;
+use crate::model::{MAX_QUESTION_CHARS, Role, SessionId, checked_multiline};
 use crate::protocol::{
     Ack, BEARER_PROTOCOL_PREFIX, ClientMsg, CloseCode, MAX_FRAME_BYTES, MAX_MESSAGE_BYTES,
     MAX_REQ_CHARS, ReqOnly, Request, SUBPROTOCOL, ServerMsg, Snapshot, You, encode,
@@ -204,6 +204,14 @@ impl Connection {
 
     async fn run(mut self, socket: WebSocket, since: Option<u64>) {
         let (mut sink, mut stream) = socket.split();
+        if self.actor.role == Role::Patient {
+            // Read once: a consent given on this socket is kept on it as well as stored. A
+            // failed read leaves the patient to consent again, which stores nothing new.
+            match self.app.broker.consent(self.session, self.actor.id).await {
+                Ok(at) => self.actor.consented_at = at,
+                Err(e) => tracing::warn!(error = %e, "cannot read the patient's consent"),
+            }
+        }
         let stop = match self.app.hub.join(self.session).await {
             Ok(mut member) => match self.greet(&mut sink, &member, since).await {
                 Ok(()) => self.serve(&mut sink, &mut stream, &mut member).await,
@@ -292,13 +300,16 @@ impl Connection {
             return Err(CloseCode::Revoked);
         }
         self.sent = view.seq;
+        let muted = view.session.muted.contains(&self.actor.id);
         let snapshot = Snapshot {
             seq: view.seq,
-            session: view.session,
+            session: view.session.view_for(self.actor.role),
             you: You {
                 id: self.actor.id,
                 role: self.actor.role,
                 name: self.actor.name.clone(),
+                consented_at: self.actor.consented_at,
+                muted,
             },
             questions: view.questions,
             my_votes: view.my_votes,
@@ -494,6 +505,8 @@ impl Connection {
         let req = req.map(|r| r.chars().take(MAX_REQ_CHARS).collect::<String>());
         let reply = match request {
             Request::Ping => ServerMsg::Pong { req },
+            Request::Consent => self.consent(req).await,
+            Request::Screen { text } => self.screen(req, &text),
             Request::Command(command) => self.execute(req, command).await,
         };
         self.reply(sink, &reply).await?;
@@ -506,6 +519,56 @@ impl Connection {
             return Err(CloseCode::Revoked);
         }
         Ok(())
+    }
+
+    async fn consent(&mut self, req: Option<String>) -> ServerMsg {
+        if self.actor.role != Role::Patient {
+            return ApiError::Forbidden("only patients agree to the privacy notice".into())
+                .into_server_msg(req);
+        }
+        let now = time::OffsetDateTime::now_utc();
+        match self
+            .app
+            .broker
+            .record_consent(self.session, self.actor.id, now)
+            .await
+        {
+            Ok(at) => {
+                if self.actor.consented_at.is_none() {
+                    m::consents().increment(1);
+                }
+                self.actor.consented_at = Some(at);
+                ServerMsg::Ack(Ack {
+                    req,
+                    seq: self.sent,
+                    question: None,
+                    voted: None,
+                    session: None,
+                    consented_at: Some(at),
+                })
+            }
+            Err(e) => ApiError::from(e).into_server_msg(req),
+        }
+    }
+
+    /// What the screen finds in a text the client has not sent yet. Patients learn of the
+    /// personal details only: telling them which words are blocked would teach a spammer
+    /// how to get round the list.
+    fn screen(&self, req: Option<String>, text: &str) -> ServerMsg {
+        let text = match checked_multiline("text", text, 0, MAX_QUESTION_CHARS) {
+            Ok(text) => text,
+            Err(e) => return ApiError::Invalid(e).into_server_msg(req),
+        };
+        let mut findings = self.app.config.screen.findings(&text, &[]);
+        if !self.actor.role.is_staff() {
+            findings.retain(|f| f.kind.is_personal());
+        }
+        let redacted = crate::screen::redact(&text, &findings);
+        ServerMsg::Screened {
+            req,
+            findings,
+            redacted,
+        }
     }
 
     async fn execute(&mut self, req: Option<String>, command: Command) -> ServerMsg {
@@ -533,14 +596,19 @@ impl Connection {
                         if moves_status {
                             m::questions(q.status.name()).increment(1);
                         }
-                        (Some(q), None, None)
+                        if is_ask {
+                            for f in &q.findings {
+                                m::findings(f.kind).increment(1);
+                            }
+                        }
+                        (Some(q.view_for(self.actor.role, self.actor.id)), None, None)
                     }
                     Reply::Voted(v) => (None, Some(v), None),
                     Reply::Session(s) => {
                         if s.state == crate::model::SessionState::Ended {
                             self.app.session_ended(s.id).await;
                         }
-                        (None, None, Some(s))
+                        (None, None, Some(s.view_for(self.actor.role)))
                     }
                 };
                 ServerMsg::Ack(Ack {
@@ -549,6 +617,7 @@ impl Connection {
                     question,
                     voted,
                     session,
+                    consented_at: None,
                 })
             }
             Err(e) => ApiError::from(e).into_server_msg(req),

@@ -181,6 +181,7 @@ async fn a_session_holds_at_most_its_questions(store: Store) -> anyhow::Result<(
         .ok(Command::Approve {
             question: first.id,
             text: None,
+            original: false,
         })
         .await?;
     // A refused ask took no id.
@@ -190,6 +191,7 @@ async fn a_session_holds_at_most_its_questions(store: Store) -> anyhow::Result<(
         .ok(Command::Approve {
             question: 2,
             text: None,
+            original: false,
         })
         .await?;
     let full = p

@@ -109,6 +109,7 @@ async fn use_the_demo_server(
         expert_name: "Dr. Liu".into(),
         scheduled_start: datetime!(2026-12-02 09:00 UTC),
         moderation: Moderation::default(),
+        expert_profile: None,
     })
     .await
     .context("the CLI's admin token is accepted")?;

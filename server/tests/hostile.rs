@@ -148,10 +148,12 @@ fn socket_corpus(pending: &[QuestionId]) -> Vec<SocketCase> {
             Command::Approve {
                 question: q,
                 text: None,
+                original: false,
             },
             Command::Reject {
                 question: q,
-                reason: "spam".into(),
+                reason: Some("spam".into()),
+                code: None,
             },
             Command::Edit {
                 question: q,
@@ -197,13 +199,15 @@ fn socket_corpus(pending: &[QuestionId]) -> Vec<SocketCase> {
                 Command::Approve {
                     question: i,
                     text: None,
+                    original: false,
                 },
             ),
             (
                 Who::Expert,
                 Command::Reject {
                     question: i,
-                    reason: "r".into(),
+                    reason: Some("r".into()),
+                    code: None,
                 },
             ),
         ] {
@@ -240,6 +244,7 @@ fn socket_corpus(pending: &[QuestionId]) -> Vec<SocketCase> {
                 Command::Approve {
                     question: q,
                     text: None,
+                    original: false,
                 },
             ),
             (
@@ -554,6 +559,7 @@ async fn a_hostile_audience_does_not_break_the_session() -> anyhow::Result<()> {
             let approve = Command::Approve {
                 question: q.id,
                 text: None,
+                original: false,
             };
             let q = moderator.ok_question(approve).await?;
             assert_eq!(q.status, QuestionStatus::Approved);

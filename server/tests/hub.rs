@@ -81,13 +81,15 @@ async fn a_question_goes_from_patient_to_moderator_to_everyone_to_the_expert() -
         .ok_question(Command::Approve {
             question: first,
             text: Some("Should I get a colonoscopy at 45?".into()),
+            original: false,
         })
         .await?;
     assert!(approved.edited);
     let rejected = moderator
         .ok_question(Command::Reject {
             question: second,
-            reason: "Advertising".into(),
+            reason: Some("Advertising".into()),
+            code: None,
         })
         .await?;
     assert_eq!(rejected.reason.as_deref(), Some("Advertising"));
@@ -184,7 +186,8 @@ async fn post_moderated_questions_are_public_at_once_and_removal_reaches_everyon
     moderator
         .ok(Command::Reject {
             question: id,
-            reason: "Duplicate".into(),
+            reason: Some("Duplicate".into()),
+            code: None,
         })
         .await?;
     let removed = b.recv_removed().await?;
@@ -267,6 +270,7 @@ async fn every_role_does_only_its_own_work() -> anyhow::Result<()> {
             Command::Approve {
                 question: id,
                 text: None,
+                original: false,
             },
         ),
         (
@@ -281,7 +285,8 @@ async fn every_role_does_only_its_own_work() -> anyhow::Result<()> {
             "e",
             Command::Reject {
                 question: id,
-                reason: "x".into(),
+                reason: Some("x".into()),
+                code: None,
             },
         ),
         ("e", Command::Vote { question: id }),
@@ -335,6 +340,7 @@ async fn every_role_does_only_its_own_work() -> anyhow::Result<()> {
         expert_name: "y".into(),
         scheduled_start: datetime!(2026-12-01 00:00 UTC),
         moderation: Moderation::default(),
+        expert_profile: None,
     };
     for token in [&s.expert, &s.moderator, &patient] {
         let res = app.post("/api/sessions", Some(token), &new).await?;
@@ -514,6 +520,7 @@ async fn a_client_that_reconnects_mid_burst_gets_each_missed_event_once_in_order
                     .ok(Command::Approve {
                         question: id,
                         text: None,
+                        original: false,
                     })
                     .await?;
             }

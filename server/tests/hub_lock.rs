@@ -26,6 +26,7 @@ async fn session(broker: &RedisBroker) -> SessionId {
         expert_name: "Dr. Chen".into(),
         scheduled_start: now,
         moderation: Moderation::Pre,
+        expert_profile: None,
     }
     .into_session(Uuid::now_v7(), now);
     let id = session.id;

@@ -31,6 +31,7 @@ fn patient() -> Actor {
         role: Role::Patient,
         name: Some("Ana".into()),
         links_version: 0,
+        consented_at: Some(time::OffsetDateTime::now_utc()),
     }
 }
 
@@ -40,6 +41,7 @@ fn moderator() -> Actor {
         role: Role::Moderator,
         name: None,
         links_version: 0,
+        consented_at: Some(time::OffsetDateTime::now_utc()),
     }
 }
 
@@ -82,6 +84,7 @@ async fn approve_all(app: &TestApp, session: SessionId, ids: &[QuestionId]) -> a
             Command::Approve {
                 question,
                 text: None,
+                original: false,
             },
         )
     });
@@ -248,6 +251,7 @@ async fn events_during_a_large_snapshot_follow_it_and_none_is_lost() -> anyhow::
                     Command::Approve {
                         question,
                         text: None,
+                        original: false,
                     },
                 )
             });

@@ -46,6 +46,7 @@ fn actor(role: Role) -> Actor {
         role,
         name: Some(format!("{role:?}")),
         links_version: 0,
+        consented_at: Some(time::OffsetDateTime::now_utc()),
     }
 }
 
@@ -57,6 +58,7 @@ async fn live_session(broker: &RedisBroker, moderation: Moderation) -> SessionId
         expert_name: "Dr. Li".into(),
         scheduled_start: now,
         moderation,
+        expert_profile: None,
     }
     .into_session(Uuid::now_v7(), now);
     let id = session.id;
@@ -154,6 +156,7 @@ async fn a_question_is_approved_once_when_two_moderators_race() {
         let approve = Command::Approve {
             question: q,
             text: None,
+            original: false,
         };
         let (m1, m2) = (actor(Role::Moderator), actor(Role::Moderator));
         let (ra, rb) = tokio::join!(a.apply(id, &m1, approve.clone()), b.apply(id, &m2, approve),);
@@ -409,22 +412,25 @@ async fn viewers_add_up_over_nodes_and_a_silent_node_stops_counting() {
 }
 
 #[tokio::test]
-async fn ended_sessions_expire_after_the_retention() {
+async fn the_retention_keeps_public_answers_and_delete_leaves_no_key() {
     let redis = RedisServer::start();
     let prefix = unique_prefix();
-    let short = RedisConfig {
-        retention: Duration::from_secs(1),
-        ..config(&redis, &prefix)
-    };
-    let broker = broker(short).await;
+    let broker = broker(config(&redis, &prefix)).await;
     let id = live_session(&broker, Moderation::Post).await;
     let p = actor(Role::Patient);
-    let q = ask(&broker, id, &p, "How long is chemotherapy?").await;
     broker
-        .apply(id, &p, Command::Vote { question: q })
+        .record_consent(id, p.id, time::OffsetDateTime::now_utc())
+        .await
+        .expect("consent");
+    let public = ask(&broker, id, &p, "How long is chemotherapy?").await;
+    // Held for review: it holds a phone number.
+    let held = ask(&broker, id, &p, "call me on 13812345678").await;
+    broker
+        .apply(id, &p, Command::Vote { question: public })
         .await
         .expect("vote");
     let kept = live_session(&broker, Moderation::Post).await;
+    assert!(broker.scrub(id).await.is_err(), "a live session is not scrubbed");
     broker
         .apply(
             id,
@@ -435,12 +441,35 @@ async fn ended_sessions_expire_after_the_retention() {
         )
         .await
         .expect("end");
-    let refused = broker.apply(id, &p, Command::Unvote { question: q }).await;
+    broker.scrub(id).await.expect("scrub");
+    let view = broker
+        .view(id, Role::Admin, Uuid::now_v7())
+        .await
+        .expect("view");
+    let ids: Vec<_> = view.questions.iter().map(|q| q.id).collect();
+    assert_eq!(ids, vec![public], "{held} should be gone");
+    assert_eq!(view.questions[0].author_id, None);
+    assert_eq!(view.questions[0].author, None);
+    assert_eq!(view.questions[0].votes, 1, "the count stays");
+    assert!(view.session.scrubbed_at.is_some());
+    assert_eq!(broker.consent(id, p.id).await.expect("read"), None);
     assert!(matches!(
-        refused,
-        Err(BrokerError::Refused(Refusal::SessionEnded))
+        broker.replay(id, 1).await.expect("replay"),
+        Replay::TooOld
     ));
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let client = redis::Client::open(redis.url.as_str()).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("conn");
+    let voters: bool = redis::cmd("EXISTS")
+        .arg(format!("{prefix}:{{{id}}}:voters:{held}"))
+        .query_async(&mut conn)
+        .await
+        .expect("exists");
+    assert!(!voters);
+
+    broker.delete_session(id).await.expect("delete");
     assert!(broker.session(id).await.expect("read").is_none());
     let listed: Vec<_> = broker
         .sessions()
@@ -450,17 +479,12 @@ async fn ended_sessions_expire_after_the_retention() {
         .map(|s| s.id)
         .collect();
     assert_eq!(listed, vec![kept]);
-    let client = redis::Client::open(redis.url.as_str()).expect("client");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("conn");
     let left: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{prefix}:{{{id}}}:*"))
         .query_async(&mut conn)
         .await
         .expect("keys");
-    assert!(left.is_empty(), "keys left after the retention: {left:?}");
+    assert!(left.is_empty(), "keys left after delete: {left:?}");
 }
 
 #[tokio::test]
@@ -604,6 +628,7 @@ async fn commands_batched_on_one_node_are_each_applied_once_and_acked_with_their
             Command::Approve {
                 question: q,
                 text: None,
+                original: false,
             },
         )
     });
@@ -696,6 +721,7 @@ async fn a_command_on_a_big_session_reads_only_what_changed() {
             Command::Approve {
                 question: q,
                 text: None,
+                original: false,
             },
         )
         .await
@@ -732,6 +758,7 @@ async fn a_node_s_cached_session_sees_what_other_nodes_changed() {
     let approve = |question| Command::Approve {
         question,
         text: None,
+        original: false,
     };
     // Both nodes now hold the session in their cache.
     a.apply(id, &m_a, approve(ids[0]))

@@ -88,6 +88,7 @@ async fn a_patient_on_one_node_sees_what_a_moderator_on_another_approved_in_one_
         m.ok(Command::Approve {
             question: q,
             text: None,
+            original: false,
         })
         .await?;
     }

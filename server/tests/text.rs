@@ -81,6 +81,7 @@ async fn socket_texts_refuse_invisible_characters_and_hidden_questions_are_not_f
         .ok(Command::Approve {
             question: q.id,
             text: None,
+            original: false,
         })
         .await?;
     other.ok(Command::Vote { question: q.id }).await?;

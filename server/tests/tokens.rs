@@ -167,6 +167,7 @@ async fn replacing_the_links_refuses_the_old_staff_tokens_at_once_and_closes_the
         .ok(Command::Approve {
             question: pending.id,
             text: None,
+            original: false,
         })
         .await?;
     let res = app
@@ -195,6 +196,7 @@ async fn a_command_in_flight_from_a_replaced_link_is_refused_and_closes_the_sock
         .submit(Command::Approve {
             question: q.id,
             text: None,
+            original: false,
         })
         .await;
     let mut refusal = None;

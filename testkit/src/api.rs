@@ -53,6 +53,7 @@ impl ApiClient {
     pub async fn create_session(&self, moderation: Moderation) -> anyhow::Result<TestSession> {
         let created = self
             .create(&NewSession {
+                expert_profile: None,
                 title: "Screening for colorectal cancer".into(),
                 topic: "FIT tests and colonoscopy".into(),
                 expert_name: "Dr. Chen".into(),

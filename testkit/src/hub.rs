@@ -9,8 +9,8 @@ use futures_util::{SinkExt, StreamExt};
 use oncolive_server::domain::Command;
 use oncolive_server::model::{Question, QuestionId, Session};
 use oncolive_server::protocol::{
-    Ack, BEARER_PROTOCOL_PREFIX, ClientMsg, ErrorMsg, Request, SUBPROTOCOL, ServerMsg, Snapshot,
-    VoteCount,
+    Ack, BEARER_PROTOCOL_PREFIX, ClientMsg, ErrorCode, ErrorMsg, Request, SUBPROTOCOL, ServerMsg,
+    Snapshot, VoteCount,
 };
 
 use crate::api::WsTarget;
@@ -389,9 +389,53 @@ impl HubClient {
             .ok_or_else(|| anyhow!("the ack of {sent} has no question"))
     }
 
-    /// Asks `text`, which must be acknowledged; returns the question as stored.
+    /// Asks `text`, which must be acknowledged; returns the question as the author sees it.
+    /// A patient who has not agreed to the privacy notice yet agrees first, as the pages do.
     pub async fn ask(&mut self, text: impl Into<String>) -> anyhow::Result<Question> {
-        self.ok_question(Command::Ask { text: text.into() }).await
+        let ask = Command::Ask { text: text.into() };
+        match self.request(ask.clone()).await? {
+            Err(e) if e.code == ErrorCode::ConsentRequired => {
+                self.consent().await?;
+                self.ok_question(ask).await
+            }
+            Err(e) => bail!("{ask:?} was refused: {e:?}"),
+            Ok(ack) => ack
+                .question
+                .ok_or_else(|| anyhow!("the ack of {ask:?} has no question")),
+        }
+    }
+
+    /// Agrees to the privacy notice; returns the time the server recorded.
+    pub async fn consent(&mut self) -> anyhow::Result<time::OffsetDateTime> {
+        let req = self.fresh_req();
+        self.send(&ClientMsg {
+            req: Some(req.clone()),
+            request: Request::Consent,
+        })
+        .await?;
+        let ack = self
+            .reply_to(&req)
+            .await?
+            .map_err(|e| anyhow!("consent was refused: {e:?}"))?;
+        ack.consented_at
+            .ok_or_else(|| anyhow!("the ack of consent has no consented_at"))
+    }
+
+    /// What the server's screen finds in `text`: the `screened` reply (or the refusal).
+    pub async fn screen(&mut self, text: &str) -> anyhow::Result<Result<ServerMsg, ErrorMsg>> {
+        let req = self.fresh_req();
+        self.send(&ClientMsg {
+            req: Some(req.clone()),
+            request: Request::Screen { text: text.into() },
+        })
+        .await?;
+        let mine = |r: &Option<String>| r.as_deref() == Some(req.as_str());
+        self.recv_until(|m| match m {
+            ServerMsg::Screened { req: r, .. } if mine(r) => Some(Ok(m.clone())),
+            ServerMsg::Error(err) if mine(&err.req) => Some(Err(err.clone())),
+            _ => None,
+        })
+        .await
     }
 
     /// Sends a command that must be refused, and returns the refusal.

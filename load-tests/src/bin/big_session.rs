@@ -74,6 +74,7 @@ async fn live_session(node: &Node) -> anyhow::Result<Setup> {
             expert_name: "Dr. Bench".into(),
             scheduled_start: time::OffsetDateTime::now_utc(),
             moderation: Moderation::Pre,
+            expert_profile: None,
         })
         .await?;
     let session = created.session.id;
@@ -135,6 +136,7 @@ async fn approve_all(
                 m.ok(Command::Approve {
                     question,
                     text: None,
+                    original: false,
                 })
                 .await?;
             }

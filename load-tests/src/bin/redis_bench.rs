@@ -85,6 +85,7 @@ async fn session(node: &Node, moderation: Moderation) -> anyhow::Result<Setup> {
             expert_name: "Dr. Bench".into(),
             scheduled_start: time::OffsetDateTime::now_utc(),
             moderation,
+            expert_profile: None,
         })
         .await?;
     let session = created.session.id;

@@ -9,8 +9,8 @@ use time::OffsetDateTime;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use super::{Ack, Broker, BrokerError, Replay, SessionView, lock};
-use crate::domain::{Actor, Command, QuestionCaps, SessionData};
+use super::{Ack, Broker, BrokerError, Replay, SessionView, lock, system_actor};
+use crate::domain::{Actor, Command, Rules, SessionData};
 use crate::model::{Role, Session, SessionId, UserId};
 use crate::protocol::Event;
 
@@ -20,14 +20,11 @@ const PRESENCE_TTL: Duration = Duration::from_secs(10);
 const LIVE_CAPACITY: usize = 4096;
 
 pub struct MemoryBroker {
-    /// The map lock is held just long enough to clone an `Arc`, add a session, or drop the
-    /// ended ones past their retention.
+    /// The map lock is held just long enough to clone an `Arc`, add or remove a session.
     sessions: RwLock<HashMap<SessionId, Arc<MemSession>>>,
     history: usize,
-    /// How long an ended session is kept (as in Redis), so a long-running node does not grow.
-    retention: Duration,
     presence: Mutex<HashMap<(SessionId, Uuid), (u64, Instant)>>,
-    caps: QuestionCaps,
+    rules: Rules,
 }
 
 struct MemSession {
@@ -41,6 +38,8 @@ struct MemState {
     data: SessionData,
     head: u64,
     log: VecDeque<Arc<Event>>,
+    /// When each patient agreed to the privacy notice.
+    consents: HashMap<UserId, OffsetDateTime>,
 }
 
 impl MemState {
@@ -63,38 +62,19 @@ impl MemState {
 }
 
 impl MemoryBroker {
-    /// `history`: how many events per session are kept for clients resuming; `retention`: how
-    /// long an ended session stays readable.
-    pub fn new(history: usize, retention: Duration) -> Self {
+    /// `history`: how many events per session are kept for clients resuming.
+    pub fn new(history: usize) -> Self {
         MemoryBroker {
             sessions: RwLock::default(),
             history: history.max(1),
-            retention,
             presence: Mutex::default(),
-            caps: QuestionCaps::default(),
+            rules: Rules::default(),
         }
     }
 
-    /// The same broker with other question caps for its sessions.
-    pub fn with_caps(self, caps: QuestionCaps) -> Self {
-        MemoryBroker { caps, ..self }
-    }
-
-    /// Forgets sessions that ended longer ago than the retention.
-    fn expire(&self) {
-        let now = OffsetDateTime::now_utc();
-        let expired = |s: &MemSession| {
-            lock(&s.state)
-                .data
-                .session
-                .ended_at
-                .is_some_and(|ended| now - ended >= self.retention)
-        };
-        let any = read(&self.sessions).values().any(|s| expired(s));
-        if any {
-            let mut sessions = self.sessions.write().unwrap_or_else(|p| p.into_inner());
-            sessions.retain(|_, s| !expired(s));
-        }
+    /// The same broker with other rules (caps, screen) for its sessions.
+    pub fn with_rules(self, rules: Rules) -> Self {
+        MemoryBroker { rules, ..self }
     }
 
     fn get(&self, id: SessionId) -> Result<Arc<MemSession>, BrokerError> {
@@ -112,13 +92,13 @@ fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 #[async_trait]
 impl Broker for MemoryBroker {
     async fn create_session(&self, session: Session) -> Result<(), BrokerError> {
-        self.expire();
         let (live, _) = broadcast::channel(LIVE_CAPACITY);
         let entry = Arc::new(MemSession {
             state: Mutex::new(MemState {
-                data: SessionData::new(session.clone()).with_caps(self.caps),
+                data: SessionData::new(session.clone()).with_rules(self.rules.clone()),
                 head: 0,
                 log: VecDeque::new(),
+                consents: HashMap::new(),
             }),
             live,
         });
@@ -139,7 +119,6 @@ impl Broker for MemoryBroker {
     }
 
     async fn sessions(&self) -> Result<Vec<Session>, BrokerError> {
-        self.expire();
         let all: Vec<_> = read(&self.sessions).values().cloned().collect();
         Ok(all
             .iter()
@@ -240,6 +219,46 @@ impl Broker for MemoryBroker {
             .sum())
     }
 
+    async fn record_consent(
+        &self,
+        id: SessionId,
+        user: UserId,
+        at: OffsetDateTime,
+    ) -> Result<OffsetDateTime, BrokerError> {
+        let session = self.get(id)?;
+        let mut state = lock(&session.state);
+        Ok(*state.consents.entry(user).or_insert(at))
+    }
+
+    async fn consent(
+        &self,
+        id: SessionId,
+        user: UserId,
+    ) -> Result<Option<OffsetDateTime>, BrokerError> {
+        let session = self.get(id)?;
+        let state = lock(&session.state);
+        Ok(state.consents.get(&user).copied())
+    }
+
+    async fn scrub(&self, id: SessionId) -> Result<(), BrokerError> {
+        let session = self.get(id)?;
+        let mut state = lock(&session.state);
+        state
+            .data
+            .apply(&system_actor(), Command::Scrub, OffsetDateTime::now_utc())?;
+        state.consents = HashMap::new();
+        // Nothing is broadcast: the log of staff events is what goes; resuming clients get a
+        // snapshot of what is left.
+        state.log = VecDeque::new();
+        state.head += 1;
+        Ok(())
+    }
+
+    async fn delete_session(&self, id: SessionId) -> Result<(), BrokerError> {
+        let mut sessions = self.sessions.write().unwrap_or_else(|p| p.into_inner());
+        sessions.remove(&id).map(|_| ()).ok_or(BrokerError::NoSession)
+    }
+
     async fn ping(&self) -> Result<(), BrokerError> {
         Ok(())
     }
@@ -248,42 +267,65 @@ impl Broker for MemoryBroker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Actor;
     use crate::model::{Moderation, NewSession, SessionState};
 
+    fn actor(role: Role) -> Actor {
+        Actor {
+            id: Uuid::now_v7(),
+            role,
+            name: None,
+            links_version: 0,
+            consented_at: Some(OffsetDateTime::now_utc()),
+        }
+    }
+
     #[tokio::test]
-    async fn ended_sessions_are_forgotten_after_the_retention() {
-        let broker = MemoryBroker::new(10, Duration::ZERO);
+    async fn the_retention_keeps_public_answers_and_forgets_the_rest() {
+        let broker = MemoryBroker::new(10);
         let now = OffsetDateTime::now_utc();
-        let new = |title: &str| NewSession {
-            title: title.into(),
+        let session = NewSession {
+            title: "t".into(),
             topic: String::new(),
             expert_name: "e".into(),
             scheduled_start: now,
             moderation: Moderation::Pre,
+            expert_profile: None,
+        }
+        .into_session(Uuid::now_v7(), now);
+        let id = session.id;
+        broker.create_session(session).await.unwrap();
+        let (patient, moderator, admin) = (
+            actor(Role::Patient),
+            actor(Role::Moderator),
+            actor(Role::Admin),
+        );
+        broker
+            .record_consent(id, patient.id, now)
+            .await
+            .unwrap();
+        let ask = |text: &str| Command::Ask { text: text.into() };
+        broker.apply(id, &patient, ask("public")).await.unwrap();
+        broker.apply(id, &patient, ask("13812345678 hidden")).await.unwrap();
+        let approve = Command::Approve {
+            question: 1,
+            text: None,
+            original: false,
         };
-        let ended = new("ended").into_session(Uuid::now_v7(), now);
-        let kept = new("kept").into_session(Uuid::now_v7(), now);
-        broker.create_session(ended.clone()).await.unwrap();
-        broker.create_session(kept.clone()).await.unwrap();
-        let admin = Actor {
-            id: Uuid::now_v7(),
-            role: Role::Admin,
-            name: None,
-            links_version: 0,
-        };
+        broker.apply(id, &moderator, approve).await.unwrap();
+        assert!(broker.scrub(id).await.is_err(), "only ended sessions");
         let end = Command::SetState {
             state: SessionState::Ended,
         };
-        broker.apply(ended.id, &admin, end).await.unwrap();
-        let left: Vec<_> = broker
-            .sessions()
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|s| s.id)
-            .collect();
-        assert_eq!(left, vec![kept.id]);
-        assert!(broker.session(ended.id).await.unwrap().is_none());
+        broker.apply(id, &admin, end).await.unwrap();
+        broker.scrub(id).await.unwrap();
+        let view = broker.view(id, Role::Admin, admin.id).await.unwrap();
+        assert_eq!(view.questions.len(), 1);
+        assert_eq!(view.questions[0].text, "public");
+        assert_eq!(view.questions[0].author_id, None);
+        assert!(view.session.scrubbed_at.is_some());
+        assert_eq!(broker.consent(id, patient.id).await.unwrap(), None);
+        assert!(matches!(broker.replay(id, 1).await.unwrap(), Replay::TooOld));
+        broker.delete_session(id).await.unwrap();
+        assert!(broker.session(id).await.unwrap().is_none());
     }
 }

@@ -10,6 +10,7 @@ pub use memory::MemoryBroker;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
+use time::OffsetDateTime;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
@@ -39,6 +40,17 @@ pub enum Replay {
     Events { events: Vec<Arc<Event>>, head: u64 },
     /// The history no longer reaches back that far (or `since` is ahead of the head).
     TooOld,
+}
+
+/// Who gives the commands the server gives itself (the retention).
+pub fn system_actor() -> Actor {
+    Actor {
+        id: Uuid::nil(),
+        role: Role::Admin,
+        name: None,
+        links_version: 0,
+        consented_at: None,
+    }
 }
 
 /// The error underneath a broker failure, kept for whoever looks deeper (`source()`) whatever the
@@ -114,6 +126,30 @@ pub trait Broker: Send + Sync + 'static {
         node: Uuid,
         count: u64,
     ) -> Result<u64, BrokerError>;
+
+    /// Records that `user` agreed to the privacy notice of session `id`. Only the first time
+    /// is kept, and returned.
+    async fn record_consent(
+        &self,
+        id: SessionId,
+        user: UserId,
+        at: OffsetDateTime,
+    ) -> Result<OffsetDateTime, BrokerError>;
+
+    /// When `user` agreed to the privacy notice of session `id`, if they did.
+    async fn consent(
+        &self,
+        id: SessionId,
+        user: UserId,
+    ) -> Result<Option<OffsetDateTime>, BrokerError>;
+
+    /// The retention of an ended session: applies [`Command::Scrub`], then forgets the consents
+    /// and the event log (whose staff events hold what the scrub removed). Clients resuming
+    /// afterwards get a snapshot.
+    async fn scrub(&self, id: SessionId) -> Result<(), BrokerError>;
+
+    /// Removes a session and everything of it.
+    async fn delete_session(&self, id: SessionId) -> Result<(), BrokerError>;
 
     /// Whether storage answers (for `/readyz`).
     async fn ping(&self) -> Result<(), BrokerError>;

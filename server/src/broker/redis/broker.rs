@@ -5,12 +5,14 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use redis::streams::StreamRangeReply;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use super::codec::{self, decode_event};
 use super::{RedisBroker, corrupt};
-use crate::broker::{Ack, Broker, BrokerError, Replay, SessionView};
+use crate::broker::{Ack, Broker, BrokerError, Replay, SessionView, system_actor};
 use crate::domain::{Actor, Command};
 use crate::model::{Role, Session, SessionId, UserId};
 use crate::protocol::Event;
@@ -204,6 +206,129 @@ impl Broker for RedisBroker {
         count: u64,
     ) -> Result<u64, BrokerError> {
         self.store.report_viewers(id, node, count).await
+    }
+
+    async fn record_consent(
+        &self,
+        id: SessionId,
+        user: UserId,
+        at: OffsetDateTime,
+    ) -> Result<OffsetDateTime, BrokerError> {
+        let store = &self.store;
+        let at = at.format(&Rfc3339).map_err(BrokerError::internal)?;
+        // The first time stays: HSETNX, then read whichever time is stored.
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("EXISTS")
+            .arg(store.keys.meta(id))
+            .cmd("HSETNX")
+            .arg(store.keys.consents(id))
+            .arg(user.to_string())
+            .arg(&at)
+            .ignore()
+            .cmd("HGET")
+            .arg(store.keys.consents(id))
+            .arg(user.to_string());
+        let (exists, stored): (bool, Option<String>) = store
+            .conn
+            .call(pipe.query_async(&mut store.conn.handle()))
+            .await?;
+        if !exists {
+            // Nothing to consent to: undo what was just written for a session that is gone.
+            let _ = store
+                .conn
+                .call::<i64>(
+                    redis::cmd("DEL")
+                        .arg(store.keys.consents(id))
+                        .query_async(&mut store.conn.handle()),
+                )
+                .await;
+            return Err(BrokerError::NoSession);
+        }
+        let stored = stored.ok_or_else(|| BrokerError::internal("a consent just stored is gone"))?;
+        OffsetDateTime::parse(&stored, &Rfc3339).map_err(corrupt)
+    }
+
+    async fn consent(
+        &self,
+        id: SessionId,
+        user: UserId,
+    ) -> Result<Option<OffsetDateTime>, BrokerError> {
+        let store = &self.store;
+        let hget = redis::cmd("HGET")
+            .arg(store.keys.consents(id))
+            .arg(user.to_string())
+            .to_owned();
+        let hget = &hget;
+        let stored: Option<String> = store
+            .conn
+            .read(|mut conn| async move { hget.query_async(&mut conn).await })
+            .await?;
+        stored
+            .map(|s| OffsetDateTime::parse(&s, &Rfc3339).map_err(corrupt))
+            .transpose()
+    }
+
+    async fn scrub(&self, id: SessionId) -> Result<(), BrokerError> {
+        self.committer
+            .submit(id, &system_actor(), Command::Scrub)
+            .await?;
+        let store = &self.store;
+        // The staff events of the log hold what the scrub removed; resuming clients then get a
+        // snapshot (the head is past an empty stream).
+        let _: i64 = store
+            .conn
+            .call(
+                redis::cmd("DEL")
+                    .arg(store.keys.consents(id))
+                    .arg(store.keys.events(id))
+                    .query_async(&mut store.conn.handle()),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_session(&self, id: SessionId) -> Result<(), BrokerError> {
+        let store = &self.store;
+        let hkeys = redis::cmd("HKEYS").arg(store.keys.qstate(id)).to_owned();
+        let hkeys = &hkeys;
+        let questions: Vec<u64> = store
+            .conn
+            .read(|mut conn| async move { hkeys.query_async(&mut conn).await })
+            .await?;
+        let keys = &store.keys;
+        let mut del = redis::cmd("DEL");
+        del.arg(keys.meta(id))
+            .arg(keys.session(id))
+            .arg(keys.questions(id))
+            .arg(keys.qstate(id))
+            .arg(keys.changed(id))
+            .arg(keys.dirty(id))
+            .arg(keys.events(id))
+            .arg(keys.viewers(id))
+            .arg(keys.consents(id));
+        for q in questions {
+            del.arg(keys.voters(id, q));
+        }
+        // `meta` goes first in the same command: a commit racing this finds no session.
+        let deleted: i64 = store
+            .conn
+            .call(del.query_async(&mut store.conn.handle()))
+            .await?;
+        let _: i64 = store
+            .conn
+            .call(
+                redis::cmd("SREM")
+                    .arg(keys.sessions())
+                    .arg(id.to_string())
+                    .query_async(&mut store.conn.handle()),
+            )
+            .await?;
+        self.committer.forget(id);
+        if deleted == 0 {
+            return Err(BrokerError::NoSession);
+        }
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), BrokerError> {

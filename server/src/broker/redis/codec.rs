@@ -181,7 +181,8 @@ pub struct Change {
     pub session: Option<String>,
     pub state: &'static str,
     pub next_question: u64,
-    /// The records the commands touched: (id, record as stored, qstate code).
+    /// The records the commands touched: (id, record as stored, qstate code); a record the
+    /// commands removed (the retention) is `("", "")`.
     pub records: Vec<(QuestionId, String, &'static str)>,
     /// (question, the vote count its events carry), checked against the voters at commit.
     pub counts: Vec<(QuestionId, u64)>,
@@ -201,10 +202,10 @@ impl Change {
     ) -> Result<Change, BrokerError> {
         let mut records = Vec::with_capacity(touched.questions.len());
         for &id in &touched.questions {
-            let stored = data.stored_question(id).ok_or_else(|| {
-                BrokerError::internal(format!("question {id} was touched but does not exist"))
-            })?;
-            records.push((id, record_json(&stored)?, qstate(&stored)));
+            match data.stored_question(id) {
+                Some(stored) => records.push((id, record_json(&stored)?, qstate(&stored))),
+                None => records.push((id, String::new(), "")),
+            }
         }
         let mut counts = Vec::new();
         let mut templates = Vec::with_capacity(events.len());
@@ -271,24 +272,9 @@ mod tests {
     use super::*;
     use crate::model::{Question, QuestionStatus};
     use crate::protocol::{ServerMsg, VoteCount};
-    use time::OffsetDateTime;
 
     fn question(status: QuestionStatus) -> Question {
-        Question {
-            id: 4,
-            text: "q".into(),
-            status,
-            votes: 0,
-            pinned: false,
-            edited: false,
-            author: None,
-            asked_at: OffsetDateTime::UNIX_EPOCH,
-            answer: None,
-            answered_at: None,
-            reason: None,
-            merged_into: None,
-            author_id: None,
-        }
+        Question::sample(4, "q", status)
     }
 
     #[test]

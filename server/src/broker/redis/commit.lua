@@ -2,9 +2,9 @@
 -- appends the command's events to the log.
 -- KEYS: meta, session, questions, qstate, dirty, events, viewers, changed.
 -- ARGV: 1 version read, 2 voters key prefix, 3 history, 4 session JSON ('' when unchanged),
---       5 state, 6 next_question, 7 retention seconds,
+--       5 state, 6 next_question,
 --       then M, and M x (merged question, question merged into), in order,
---       then R, and R x (id, record JSON, qstate code),
+--       then R, and R x (id, record JSON, qstate code; both '' for a removed question),
 --       then C, and C x (id, votes the events carry),
 --       then E, and E x (audience JSON, frame before the seq, frame after the seq).
 -- Returns {1, head} when stored, {0, 0} when the version moved (read again), {-1, 0} when the
@@ -18,9 +18,9 @@ if version ~= ARGV[1] then
   return {0, 0}
 end
 local vp = ARGV[2]
-local i = 9
+local i = 8
 -- The voters move here, not from what was read: a vote cast since then moves too.
-for _ = 1, tonumber(ARGV[8]) do
+for _ = 1, tonumber(ARGV[7]) do
   redis.call('SUNIONSTORE', vp .. ARGV[i + 1], vp .. ARGV[i + 1], vp .. ARGV[i])
   redis.call('DEL', vp .. ARGV[i])
   i = i + 2
@@ -29,8 +29,15 @@ local records = tonumber(ARGV[i])
 local written = tonumber(version) + 1
 i = i + 1
 for _ = 1, records do
-  redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
-  redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 2])
+  if ARGV[i + 1] == '' then
+    redis.call('HDEL', KEYS[3], ARGV[i])
+    redis.call('HDEL', KEYS[4], ARGV[i])
+    redis.call('SREM', KEYS[5], ARGV[i])
+    redis.call('DEL', vp .. ARGV[i])
+  else
+    redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
+    redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 2])
+  end
   -- So that other nodes' cached copies read this record again, and only this one.
   redis.call('ZADD', KEYS[8], written, ARGV[i])
   i = i + 3
@@ -61,13 +68,4 @@ for _ = 1, events do
   i = i + 3
 end
 redis.call('HSET', meta, 'seq', seq)
-if ARGV[5] == 'ended' and ARGV[4] ~= '' then
-  local ttl = tonumber(ARGV[7])
-  for k = 1, #KEYS do
-    redis.call('EXPIRE', KEYS[k], ttl)
-  end
-  for _, q in ipairs(redis.call('HKEYS', KEYS[4])) do
-    redis.call('EXPIRE', vp .. q, ttl)
-  end
-end
 return {1, seq}

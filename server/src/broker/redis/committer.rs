@@ -73,6 +73,11 @@ impl Committer {
     }
 
     /// Queues a command and waits until it is stored (or refused).
+    /// Drops the cached copy of a session (deleted).
+    pub fn forget(&self, id: SessionId) {
+        lock(&self.cache).remove(&id);
+    }
+
     pub async fn submit(
         self: &Arc<Self>,
         id: SessionId,
@@ -165,7 +170,7 @@ impl Committer {
         let mut held = lock(&self.cache).remove(&id);
         for attempt in 0..MAX_ATTEMPTS {
             let (version, data) = self.read(id, held.take(), &named, &voters_of).await?;
-            let mut data = data.with_caps(self.store.config.question_caps);
+            let mut data = data.with_rules(self.store.config.rules.clone());
             let now = OffsetDateTime::now_utc();
             let mut events = Vec::new();
             let mut touched = Touched::default();

@@ -41,6 +41,10 @@ const EVENTS: &str = "events";
 /// their expiry are dropped by the next report; the key itself expires when no node reports.
 const VIEWERS: &str = "viewers";
 
+/// `PREFIX:{ID}:consents`: hash, patient id → when they agreed to the privacy notice (RFC 3339).
+/// Deleted by the retention.
+const CONSENTS: &str = "consents";
+
 /// The key names under one prefix.
 #[derive(Debug, Clone)]
 pub struct Keys {
@@ -102,6 +106,10 @@ impl Keys {
     pub fn viewers(&self, id: SessionId) -> String {
         self.of(id, VIEWERS)
     }
+
+    pub fn consents(&self, id: SessionId) -> String {
+        self.of(id, CONSENTS)
+    }
 }
 
 #[cfg(test)]
@@ -123,6 +131,7 @@ mod tests {
             keys.dirty(id),
             keys.events(id),
             keys.viewers(id),
+            keys.consents(id),
         ] {
             assert!(key.starts_with("oncolive:{"), "{key}");
             assert!(key.contains(&tag), "{key}");

@@ -51,16 +51,14 @@ pub struct RedisConfig {
     pub prefix: String,
     /// Events kept per session for clients that resume (approximately: `MAXLEN ~`).
     pub history: usize,
-    /// How long an ended session is kept.
-    pub retention: Duration,
     /// The longest a request waits for Redis before failing as unavailable.
     pub command_timeout: Duration,
     /// A node that has not reported its viewers for this long is no longer counted.
     pub presence_ttl: Duration,
     /// How long the reader waits on its streams per round.
     pub block: Duration,
-    /// How many questions a session may hold.
-    pub question_caps: crate::domain::QuestionCaps,
+    /// The rules every session follows (caps, the screen).
+    pub rules: crate::domain::Rules,
 }
 
 impl Default for RedisConfig {
@@ -69,11 +67,10 @@ impl Default for RedisConfig {
             url: "redis://127.0.0.1:6379".into(),
             prefix: "oncolive".into(),
             history: 10_000,
-            retention: Duration::from_secs(7 * 24 * 3600),
             command_timeout: Duration::from_secs(2),
             presence_ttl: Duration::from_secs(10),
             block: Duration::from_secs(1),
-            question_caps: crate::domain::QuestionCaps::default(),
+            rules: crate::domain::Rules::default(),
         }
     }
 }

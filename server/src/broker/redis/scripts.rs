@@ -142,7 +142,6 @@ impl Store {
             .arg(change.session.as_deref().unwrap_or(""))
             .arg(change.state)
             .arg(change.next_question)
-            .arg(self.config.retention.as_secs().max(1))
             .arg(change.merges.len());
         for (question, into) in &change.merges {
             invocation.arg(question).arg(into);
