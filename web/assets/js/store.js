@@ -16,24 +16,6 @@ export function queueOrder(a, b) {
 export const oldestFirst = (a, b) => (Date.parse(a.asked_at) || 0) - (Date.parse(b.asked_at) || 0) || a.id - b.id;
 export const newestFirst = (a, b) => -oldestFirst(a, b);
 
-/** What only staff and the author get (docs/protocol.md); a public copy leaves them out. */
-const PRIVATE_FIELDS = ['original', 'findings', 'triage', 'reason_code', 'author_id'];
-
-/**
- * The author's copy of their own question once it is public arrives as the public copy: keep
- * what the author was told before (their original text, the triage reply) rather than lose it.
- */
-function keepPrivate(q, held) {
-  let out = q;
-  for (const key of PRIVATE_FIELDS) {
-    if (!(key in q) && key in held) {
-      if (out === q) out = { ...q };
-      out[key] = held[key];
-    }
-  }
-  return out;
-}
-
 export class SessionStore {
   constructor() {
     this.session = null;
@@ -145,8 +127,6 @@ export class SessionStore {
     const heldSeq = this.questionSeq.get(q.id);
     if (heldSeq !== undefined && seq !== undefined && seq < heldSeq) return;
     if (this.you && q.author_id === this.you.id) this.mineIds.add(q.id);
-    const held = this.questions.get(q.id);
-    if (held && this.mineIds.has(q.id)) q = keepPrivate(q, held);
     this.questions.set(q.id, q);
     if (seq !== undefined) this.questionSeq.set(q.id, seq);
   }
