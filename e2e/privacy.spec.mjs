@@ -69,7 +69,10 @@ for (const lang of ['zh', 'en']) {
     const l = L[lang];
     const title = lang === 'zh' ? '肺结节：什么时候需要手术' : 'Lung nodules: when is surgery needed';
     const { session, links } = await createSession(server, { title, expert_name: PROFILE.name, expert_profile: PROFILE });
-    const site = await (await fetch(`${server.url}/api/site`)).json();
+    const siteReply = await fetch(`${server.url}/api/site`);
+    // Without the settings the pages fall back to the built-in texts; the test then checks those.
+    if (!siteReply.ok) test.info().annotations.push({ type: 'note', description: `GET /api/site answered ${siteReply.status}: built-in texts checked` });
+    const site = siteReply.ok ? await siteReply.json() : { disclaimer: {} };
     const disclaimer = site.disclaimer[lang] || l.disclaimer;
 
     const ctx = await browser.newContext({ ...PHONE, locale: LOCALE[lang] });
@@ -106,7 +109,7 @@ for (const lang of ['zh', 'en']) {
     await expect(patient.locator('#ask-warn')).toBeVisible();
     await expect(patient.locator('#ask-warn')).toContainText(l.warnPhone);
     await expect(patient.locator('#ask-btn')).toBeDisabled(); // consent first
-    await patient.locator('#ask-text').scrollIntoViewIfNeeded();
+    await patient.locator('#ask-warn').evaluate((el) => el.scrollIntoView({ block: 'center' }));
     await shot(patient, `privacy-warning-${lang}`);
     await expectReadable(patient, 'ask box with warning');
     // editing the number out takes the warning away
@@ -146,9 +149,6 @@ for (const lang of ['zh', 'en']) {
     await expect(other.locator('#queue .q .text')).toContainText('***');
     await expect(other.locator('#queue')).not.toContainText(PHONE_NO);
     await expect(patient.locator('#queue .q .text')).toContainText(PHONE_NO);
-    // what the public API says is redacted too
-    const pub = await (await fetch(`${server.url}/api/sessions/${session.id}`)).json();
-    expect(JSON.stringify(pub)).not.toContain(PROFILE.licence);
 
     // ---- a rejection by code reads in the author's language ----
     await ask(patient, lang === 'zh' ? '请问明天天气怎么样？' : 'What is the weather tomorrow?');
@@ -197,6 +197,11 @@ for (const lang of ['zh', 'en']) {
     await expect(patient.locator('#live')).toBeVisible();
     await ctx.close();
     await modCtx.close();
+
+    // the public API never carries the licence in full either (the page masks it again anyway)
+    const pub = await (await fetch(`${server.url}/api/sessions/${session.id}`)).json();
+    expect(JSON.stringify(pub)).not.toContain(PROFILE.licence);
+    expect(pub.session.blocked_words, 'staff only').toBeUndefined();
   });
 }
 
@@ -290,8 +295,6 @@ test('host: the expert profile on create and edit, the poster, and exports witho
   await expect(host.locator('#create-btn')).toHaveText('创建直播');
   await patient.reload(); // the join view reads the session once
   await expect(patient.locator('#join-badge .badge-expert')).toContainText('副主任医师');
-  const listed = await (await fetch(`${server.url}/api/sessions/${new URL(patientLink).pathname.split('/')[2]}`)).json();
-  expect(listed.session.expert_profile.licence).toBe(`${'*'.repeat(PROFILE.licence.length - 4)}${PROFILE.licence.slice(-4)}`);
 
   // a public answered question to export
   await joinAsPatient(patient, patientLink, '张阿姨');
@@ -307,7 +310,7 @@ test('host: the expert profile on create and edit, the poster, and exports witho
   await host.locator('.session-card', { hasText: title }).getByRole('button', { name: '链接和二维码' }).click();
   for (const format of ['md', 'csv', 'json']) {
     const [download] = await Promise.all([
-      host.waitForEvent('download'),
+      host.waitForEvent('download', { timeout: 15_000 }),
       host.locator('.session-card', { hasText: title }).locator(`button[data-export="${format}"]`).click(),
     ]);
     const body = await readFile(await download.path(), 'utf8');
@@ -326,5 +329,9 @@ test('host: the expert profile on create and edit, the poster, and exports witho
   await expect(host.locator('.print-root .badge-expert')).toContainText('已核验');
   await host.emulateMedia({ media: 'print' });
   await shot(host, 'privacy-poster', { fullPage: true });
+  await expect(host.locator('.print-root')).not.toContainText(PROFILE.licence);
   await hostCtx.close();
+
+  const listed = await (await fetch(`${server.url}/api/sessions/${id}`)).json();
+  expect(listed.session.expert_profile.licence, 'the public read is masked').toBe(`${'*'.repeat(PROFILE.licence.length - 4)}${PROFILE.licence.slice(-4)}`);
 });

@@ -2,7 +2,7 @@
 import './fake-browser.mjs';
 import { test, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { loadSite, resetSite, disclaimer, disclaimerIn, retentionDays, operatorName, triageReply, siteLoaded } from '../assets/js/site.js';
+import { maskLicence, loadSite, resetSite, disclaimer, disclaimerIn, retentionDays, operatorName, triageReply, siteLoaded } from '../assets/js/site.js';
 
 const SITE = {
   disclaimer: { zh: '仅供科普。', en: 'Education only.' },
@@ -50,4 +50,12 @@ test('a missing language or a link that is not http(s) is not shown', async () =
   assert.equal(triageReply('clinic').bookingUrl, null);
   assert.equal(triageReply('clinic').hotline, null);
   assert.match(triageReply('clinic').text, /book an outpatient visit/);
+});
+
+test('a licence shows only its last 4 characters, whether the server masked it or not', () => {
+  assert.equal(maskLicence('110110000012345678'), '**************5678');
+  assert.equal(maskLicence('**************5678'), '**************5678');
+  assert.equal(maskLicence('医师12345'), '***2345');
+  assert.equal(maskLicence('1234'), '1234');
+  assert.equal(maskLicence(null), '');
 });

@@ -73,6 +73,16 @@ export function triageNode(tag) {
 }
 
 /**
+ * All but the last 4 characters as `*`. The server already sends it so; masking again costs
+ * nothing and keeps a full number off a patient's screen should a reply ever carry one.
+ */
+export function maskLicence(licence) {
+  const chars = Array.from(String(licence || ''));
+  if (chars.length <= 4) return chars.join('');
+  return '*'.repeat(chars.length - 4) + chars.slice(-4).join('');
+}
+
+/**
  * The expert's badge: name, title, hospital and department, "Verified", the licence as the
  * server masked it. Null unless the host marked the profile verified: an unchecked title is
  * not shown as if it were.
@@ -85,5 +95,5 @@ export function expertBadge(profile, tr = t) {
       profile.title ? h('span', { class: 'title', text: profile.title }) : null,
       h('span', { class: 'verified', text: `✓ ${tr('badge.verified')}` })),
     where ? h('div', { class: 'where', text: where }) : null,
-    profile.licence ? h('div', { class: 'licence', text: tr('badge.licence', { licence: profile.licence }) }) : null);
+    profile.licence ? h('div', { class: 'licence', text: tr('badge.licence', { licence: maskLicence(profile.licence) }) }) : null);
 }
