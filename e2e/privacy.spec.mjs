@@ -148,7 +148,9 @@ for (const lang of ['zh', 'en']) {
     await expect(other.locator('#queue .q')).toHaveCount(1);
     await expect(other.locator('#queue .q .text')).toContainText('***');
     await expect(other.locator('#queue')).not.toContainText(PHONE_NO);
-    await expect(patient.locator('#queue .q .text')).toContainText(PHONE_NO);
+    // in the public list the author sees what everyone sees; their own words stay in "my questions"
+    await expect(patient.locator('#queue .q .text')).toContainText('***');
+    await expect(patient.locator('#mine .q .text')).toContainText(PHONE_NO);
 
     // ---- a rejection by code reads in the author's language ----
     await ask(patient, lang === 'zh' ? '请问明天天气怎么样？' : 'What is the weather tomorrow?');

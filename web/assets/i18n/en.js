@@ -362,4 +362,6 @@ export default {
   'host.export.md': 'Markdown',
   'host.export.csv': 'CSV',
   'host.export.json': 'JSON',
+  'warn.heldPost': 'A moderator checks it before it is shown.',
+  'ask.sentHeld': 'Sent. A moderator checks it before it is shown; follow it in “My questions”.',
 };

@@ -357,4 +357,6 @@ export default {
   'host.export.md': 'Markdown',
   'host.export.csv': 'CSV',
   'host.export.json': 'JSON',
+  'warn.heldPost': '审核员查看后才会显示。',
+  'ask.sentHeld': '已发送。审核员查看后才会显示，可在“我的提问”中查看进度。',
 };

@@ -300,7 +300,10 @@ const screener = new Screener({
 function renderWarning() {
   const warn = $('#ask-warn');
   // The last answer stays while the patient types on: a warning that blinks at every key is not read.
-  const text = screened ? warningText(screened.findings) : '';
+  let text = screened ? warningText(screened.findings) : '';
+  // In a session whose questions show at once, one with a finding waits for a moderator.
+  const post = store.session && store.session.moderation === 'post';
+  if (text && post && !kindsFound(screened.findings).includes('blocked_word')) text += ` ${t('warn.heldPost')}`;
   setText(warn, text);
   show(warn, !!text);
   warn.classList.toggle('personal', !!screened && kindsFound(screened.findings).some(isPersonal));
@@ -340,11 +343,13 @@ $('#ask').addEventListener('submit', async (e) => {
     return;
   }
   try {
-    await hub.request({ type: 'ask', text });
+    const ack = await hub.request({ type: 'ask', text });
     askText.value = '';
     saveDraft('');
     screener.input('');
-    toast(store.session && store.session.moderation === 'post' ? t('ask.sentPost') : t('ask.sentPre'));
+    const post = store.session && store.session.moderation === 'post';
+    const held = !!(ack && ack.question && ack.question.status === 'pending');
+    toast(!post ? t('ask.sentPre') : held ? t('ask.sentHeld') : t('ask.sentPost'));
     selectTab('mine');
   } catch (err) {
     if (err.uncertain) {
@@ -411,7 +416,8 @@ function queueItem() {
 }
 
 function updateQueueItem(node, q) {
-  updateQuestionNode(node, q, { store, mine: true, author: true });
+  // The public list shows what everyone sees (the author's own words are in "my questions").
+  updateQuestionNode(node, q, { store, mine: true });
   const button = node.refs.vote;
   const voted = store.myVotes.has(q.id);
   const ended = store.session && store.session.state === 'ended';
