@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of OncoLive on a fresh machine: installs what is missing (redis-server, coturn,
 # chromium, the npm packages), runs the web unit tests, checks formatting and lints, then runs
-# the Rust suites (the hub suite twice: in-memory and Redis) and the browser tests inside a
+# the Rust suites (the hub suite three times: in-memory, Redis and a Redis Cluster) and the browser tests inside a
 # loopback-only network namespace, so WebRTC can only ever use 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +13,8 @@ step() { printf '\n=== %s (%s)\n' "$*" "$(date +%H:%M:%S)"; }
 step "system packages"
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
+# redis-cli --cluster create puts the test clusters together.
+command -v redis-cli >/dev/null || missing+=(redis-tools)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v turnserver >/dev/null || missing+=(coturn)
 command -v unshare >/dev/null || missing+=(util-linux)
@@ -55,7 +57,10 @@ step "Rust tests (in-memory broker; Redis tests start their own redis-server)"
 run_isolated "cargo test --workspace --locked --offline"
 
 step "hub suite against Redis"
-run_isolated "ONCOLIVE_TEST_BROKER=redis cargo test -p oncolive-server --test hub --locked --offline"
+run_isolated "ONCOLIVE_TEST_BROKER=redis cargo test -p oncolive-server --test hub --test privacy --locked --offline"
+
+step "hub suite and multi-node tests against a three-master Redis Cluster"
+run_isolated "ONCOLIVE_TEST_BROKER=redis-cluster cargo test -p oncolive-server --test hub --test privacy --test redis_nodes --test redis_broker --locked --offline"
 
 step "browser tests (Debian chromium, Playwright)"
 export ONCOLIVE_BIN="$CARGO_TARGET_DIR/debug/oncolive"

@@ -25,6 +25,7 @@ pub fn fixture() -> Fixture {
         expert_name: "Dr. Fuzz".into(),
         scheduled_start: now,
         moderation: Moderation::Pre,
+        expert_profile: None,
     };
     let mut data = SessionData::new(new.into_session(Uuid::from_u128(1), now));
     let actor = |n: u128, role| Actor {
@@ -32,6 +33,7 @@ pub fn fixture() -> Fixture {
         role,
         name: Some(format!("{role:?}")),
         links_version: 0,
+        consented_at: Some(now),
     };
     let (admin, expert, moderator, patient) = (
         actor(10, Role::Admin),
@@ -50,11 +52,11 @@ pub fn fixture() -> Fixture {
         run(&patient, Command::Ask { text: format!("question {n}") });
     }
     for q in 2..=QUESTIONS {
-        run(&moderator, Command::Approve { question: q, text: None });
+        run(&moderator, Command::Approve { question: q, text: None, original: false });
     }
     run(&patient, Command::Vote { question: 2 });
     run(&expert, Command::Answering { question: 3 });
-    run(&moderator, Command::Reject { question: 4, reason: "fuzz".into() });
+    run(&moderator, Command::Reject { question: 4, reason: Some("fuzz".into()), code: None });
     run(&expert, Command::Answered { question: 5, answer: None });
     run(&moderator, Command::Merge { question: 6, into: 2 });
     Fixture {

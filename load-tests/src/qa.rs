@@ -25,7 +25,7 @@ use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use oncolive_server::domain::Command;
 use oncolive_server::model::{QuestionStatus, SessionId};
-use oncolive_server::protocol::{ClientMsg, ErrorCode, ServerMsg, Snapshot};
+use oncolive_server::protocol::{ClientMsg, ErrorCode, Request, ServerMsg, Snapshot};
 use oncolive_testkit::ApiClient;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -897,6 +897,17 @@ async fn patient(
         return r;
     }
 
+    // Agree to the privacy notice once, as the page does before the first question; the
+    // server keeps it for the patient's id, so reconnects need not repeat it.
+    let consent = ClientMsg {
+        req: Some("consent".into()),
+        request: Request::Consent,
+    };
+    if let Ok(text) = serde_json::to_string(&consent)
+        && ws.send(Message::Text(text.into())).await.is_err()
+    {
+        *r.errors.entry("consent send".into()).or_insert(0) += 1;
+    }
     let mut req = 0u64;
     let mut asked = 0u64;
     loop {

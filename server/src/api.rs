@@ -26,7 +26,14 @@ use crate::protocol::VideoState;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/sessions", routing::get(list).post(create))
-        .route("/api/sessions/{id}", routing::get(show).patch(update))
+        .route(
+            "/api/sessions/{id}",
+            routing::get(show).patch(update).delete(delete),
+        )
+        .route(
+            "/api/sessions/{id}/export",
+            routing::get(crate::export::export),
+        )
         .route("/api/sessions/{id}/links", routing::get(links))
         .route(
             "/api/sessions/{id}/links/rotate",
@@ -38,6 +45,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/sessions/{id}/ws", routing::get(crate::ws::upgrade))
         .route("/api/me", routing::get(me))
         .route("/api/limits", routing::get(crate::limits::get))
+        .route("/api/site", routing::get(crate::site::get))
         .route("/api/token/refresh", routing::post(refresh))
         .route("/healthz", routing::get(|| async { "ok" }))
         .route("/readyz", routing::get(ready))
@@ -105,6 +113,7 @@ async fn list(State(app): State<AppState>) -> Result<impl IntoResponse, ApiError
             _ => a.scheduled_start.cmp(&b.scheduled_start),
         })
     });
+    let sessions = sessions.iter().map(Session::public_view).collect();
     Ok(Json(SessionList { sessions }))
 }
 
@@ -127,10 +136,22 @@ async fn show(
         VideoState::Waiting
     };
     Ok(Json(SessionInfo {
-        session,
+        session: session.public_view(),
         viewers,
         video,
     }))
+}
+
+/// Removes a session and everything of it, public questions and answers included.
+async fn delete(
+    State(app): State<AppState>,
+    Path(id): Path<SessionId>,
+    _: Admin,
+) -> Result<impl IntoResponse, ApiError> {
+    app.broker.delete_session(id).await?;
+    app.session_ended(id).await;
+    tracing::info!(session = %id, "session deleted");
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn update(
@@ -199,6 +220,20 @@ async fn join(
         Some(n) => checked_name(&n).map_err(ApiError::Invalid)?,
         None => None,
     };
+    // A name is public with every question: it must not carry a phone number or an ID.
+    if let Some(name) = &name
+        && let Some(found) = app
+            .config
+            .screen
+            .findings(name, &[])
+            .into_iter()
+            .find(|f| f.kind.is_personal())
+    {
+        return Err(ApiError::Invalid(format!(
+            "a display name must not hold personal details (found: {}); choose another name",
+            found.kind.name().replace('_', " ")
+        )));
+    }
     let session = find(&app, id).await?;
     if session.state == SessionState::Ended {
         return Err(ApiError::Gone);
@@ -212,7 +247,7 @@ async fn join(
             token,
             patient_id: claims.sub,
             name,
-            session,
+            session: session.public_view(),
         }),
     ))
 }
@@ -229,7 +264,9 @@ async fn set_state(
     if session.state == SessionState::Ended {
         app.session_ended(id).await;
     }
-    Ok(Json(SessionReply { session }))
+    Ok(Json(SessionReply {
+        session: session.view_for(claims.role),
+    }))
 }
 
 async fn qr(

@@ -71,7 +71,8 @@ pub struct ServeArgs {
     /// The address patients use, for the links handed out (default: http://LISTEN).
     #[arg(long, env = "ONCOLIVE_PUBLIC_URL")]
     pub public_url: Option<String>,
-    /// Redis URL; without it the in-memory broker is used.
+    /// Redis URL (`redis://host:port`, or `redis+cluster://h1:p1,h2:p2` for a Redis Cluster);
+    /// without it the in-memory broker is used.
     #[arg(long, env = "ONCOLIVE_REDIS_URL")]
     pub redis: Option<String>,
     /// Prefix of every Redis key.
@@ -351,9 +352,9 @@ impl ServeArgs {
 /// `url` (`redis://[user@]host…` or `rediss://…`) with `password` in its user part,
 /// percent-encoded. A URL that already carries a password is refused: two would be ambiguous.
 fn with_password(url: &str, password: &str) -> anyhow::Result<String> {
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| anyhow::anyhow!("the Redis URL must start with redis:// or rediss://"))?;
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+        anyhow::anyhow!("the Redis URL must start with redis://, rediss:// or redis+cluster://")
+    })?;
     let authority_end = rest.find('/').unwrap_or(rest.len());
     let (user, host) = match rest[..authority_end].rsplit_once('@') {
         Some((user, _)) if user.contains(':') => {
@@ -436,6 +437,18 @@ mod tests {
         assert!(matches!(
             &config.broker,
             BrokerConfig::Redis { url, .. } if url == "rediss://app:p%40ss%2Fw%3Ard@h:1"
+        ));
+        // A cluster's nodes share the credentials.
+        let config = serve(&[
+            "--redis",
+            "redis+cluster://app@h1:7000,h2:7001",
+            "--redis-password-file",
+            &password,
+        ])?;
+        assert!(matches!(
+            &config.broker,
+            BrokerConfig::Redis { url, .. }
+                if url == "redis+cluster://app:p%40ss%2Fw%3Ard@h1:7000,h2:7001"
         ));
         // Two passwords, a missing file, a secret given twice: refused with the reason.
         let twice = serve(&[

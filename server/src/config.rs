@@ -52,7 +52,8 @@ pub enum BrokerConfig {
     Memory,
     /// In Redis (or a Redis Cluster), shared by every node that names it.
     Redis {
-        /// `redis://[user:password@]host:port[/db]`. Never logged: it may hold a password.
+        /// `redis://[user:password@]host:port[/db]`, or `redis+cluster://host:port[,host:port…]`
+        /// for a Redis Cluster. Never logged: it may hold a password.
         url: String,
         /// Prefix of every key, so several deployments (or tests) share one Redis.
         prefix: String,

@@ -5,7 +5,7 @@
 //! whatever stores the state.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -16,7 +16,7 @@ use crate::model::{
     Role, Session, SessionState, Triage, UserId, checked_multiline, checked_text,
 };
 use crate::screen::{self, Screen};
-use crate::similar::{self, Shingles};
+use crate::similar::{self, Shingles, SimilarIndex};
 
 /// Who is acting, from a verified token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -353,9 +353,6 @@ struct QuestionRecord {
     /// Whether the question has ever been public: decides who hears of a later rejection.
     was_public: bool,
     voters: HashSet<UserId>,
-    /// The features the duplicate finder compares, computed when first needed: a store that
-    /// reads 20,000 questions does not pay for them unless a question is asked.
-    shingles: OnceLock<Shingles>,
 }
 
 impl QuestionRecord {
@@ -364,13 +361,7 @@ impl QuestionRecord {
             question,
             was_public,
             voters,
-            shingles: OnceLock::new(),
         }
-    }
-
-    fn shingles(&self) -> &Shingles {
-        self.shingles
-            .get_or_init(|| Shingles::of(&self.question.text))
     }
 
     /// Open for a duplicate: still waiting or in the public queue.
@@ -448,6 +439,10 @@ pub struct SessionData {
     dirty_votes: BTreeSet<QuestionId>,
     /// Not stored: every store sets the rules of its configuration ([`SessionData::with_rules`]).
     rules: Rules,
+    /// The open questions as the duplicate finder sees them. Built on the first question asked
+    /// (a store that reads 20,000 questions for a view does not pay for it), then kept in step
+    /// with every change; not stored.
+    similar: Option<SimilarIndex>,
 }
 
 impl SessionData {
@@ -458,6 +453,7 @@ impl SessionData {
             questions: BTreeMap::new(),
             dirty_votes: BTreeSet::new(),
             rules: Rules::default(),
+            similar: None,
         }
     }
 
@@ -488,6 +484,7 @@ impl SessionData {
                 .collect(),
             dirty_votes: BTreeSet::new(),
             rules: Rules::default(),
+            similar: None,
         }
     }
 
@@ -507,6 +504,9 @@ impl SessionData {
         for (id, stored) in records {
             let Some(stored) = stored else {
                 self.questions.remove(&id);
+                if let Some(index) = &mut self.similar {
+                    index.remove(id);
+                }
                 continue;
             };
             let (votes, voters) = self
@@ -520,6 +520,7 @@ impl SessionData {
                 voters,
             };
             self.questions.insert(id, QuestionRecord::from_parts(parts));
+            self.index_question(id);
         }
         self.dirty_votes.clear();
     }
@@ -661,15 +662,9 @@ impl SessionData {
             .findings(&text, &self.session.blocked_words);
         let public = screen::redact(&text, &findings);
         let shingles = Shingles::of(&public);
-        let similar = similar::most_similar(
-            &shingles,
-            self.questions
-                .values()
-                .filter(|r| r.is_open())
-                .map(|r| (r.question.id, r.shingles())),
-            MAX_SIMILAR,
-            similar::DEFAULT_THRESHOLD,
-        );
+        let similar =
+            self.similar_index()
+                .query(&shingles, MAX_SIMILAR, similar::DEFAULT_THRESHOLD);
         let id = self.next_question;
         self.next_question += 1;
         // Anything the screen found waits for a moderator, whatever the session's mode.
@@ -700,11 +695,9 @@ impl SessionData {
             triage: None,
             answering_at: None,
         };
-        let record = QuestionRecord {
-            shingles: OnceLock::from(shingles),
-            ..QuestionRecord::new(question, false, HashSet::new())
-        };
-        self.questions.insert(id, record);
+        self.questions
+            .insert(id, QuestionRecord::new(question, false, HashSet::new()));
+        self.similar_index().insert(id, shingles);
         Ok(self.changed(id, Reply::Question))
     }
 
@@ -849,8 +842,6 @@ impl SessionData {
             return Err(conflict(q, "edit"));
         }
         set_text(q, text);
-        let record = self.record(id)?;
-        record.shingles = OnceLock::new();
         Ok(self.changed(id, Reply::Question))
     }
 
@@ -1034,6 +1025,7 @@ impl SessionData {
         }
         self.session.muted.clear();
         self.session.scrubbed_at = Some(now);
+        self.similar = None;
         let mut applied = self.session_changed();
         applied.touched = touched;
         Ok(applied)
@@ -1108,8 +1100,34 @@ impl SessionData {
         }
     }
 
+    /// The duplicate finder's index of the open questions, built when first needed.
+    fn similar_index(&mut self) -> &mut SimilarIndex {
+        let questions = &self.questions;
+        self.similar.get_or_insert_with(|| {
+            let mut index = SimilarIndex::new();
+            for r in questions.values().filter(|r| r.is_open()) {
+                index.insert(r.question.id, Shingles::of(&r.question.text));
+            }
+            index
+        })
+    }
+
+    /// Keeps the index (if built) in step with question `id`: in it while open, with its
+    /// current text; out of it otherwise.
+    fn index_question(&mut self, id: QuestionId) {
+        let (Some(index), Some(record)) = (&mut self.similar, self.questions.get(&id)) else {
+            return;
+        };
+        if record.is_open() {
+            index.insert(id, Shingles::of(&record.question.text));
+        } else {
+            index.remove(id);
+        }
+    }
+
     /// The events that tell everyone concerned about the current state of question `id`.
     fn changed(&mut self, id: QuestionId, reply: fn(Question) -> Reply) -> Applied {
+        self.index_question(id);
         let Some(record) = self.questions.get_mut(&id) else {
             unreachable!("changed() is called only for questions that exist")
         };

@@ -15,6 +15,7 @@ pub mod client;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod export;
 pub mod extract;
 pub mod files;
 pub mod hub;

@@ -171,7 +171,12 @@ pub struct ExpertProfile {
 impl ExpertProfile {
     pub fn validate(self) -> Result<Self, String> {
         let field = |name, value: &str, min| checked_text(name, value, min, MAX_PROFILE_CHARS);
-        let licence = checked_text("expert_profile.licence", &self.licence, 0, MAX_LICENCE_CHARS)?;
+        let licence = checked_text(
+            "expert_profile.licence",
+            &self.licence,
+            0,
+            MAX_LICENCE_CHARS,
+        )?;
         Ok(ExpertProfile {
             name: field("expert_profile.name", &self.name, 1)?,
             title: field("expert_profile.title", &self.title, 0)?,
@@ -189,7 +194,13 @@ impl ExpertProfile {
         let licence = chars
             .iter()
             .enumerate()
-            .map(|(i, c)| if i < keep || chars.len() <= 4 { '*' } else { *c })
+            .map(|(i, c)| {
+                if i < keep || chars.len() <= 4 {
+                    '*'
+                } else {
+                    *c
+                }
+            })
             .collect();
         ExpertProfile {
             licence,
@@ -220,7 +231,10 @@ impl NewSession {
         self.title = checked_text("title", &self.title, 1, MAX_TITLE_CHARS)?;
         self.topic = checked_multiline("topic", &self.topic, 0, MAX_TOPIC_CHARS)?;
         self.expert_name = checked_text("expert_name", &self.expert_name, 1, MAX_EXPERT_CHARS)?;
-        self.expert_profile = self.expert_profile.map(ExpertProfile::validate).transpose()?;
+        self.expert_profile = self
+            .expert_profile
+            .map(ExpertProfile::validate)
+            .transpose()?;
         Ok(self)
     }
 

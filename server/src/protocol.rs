@@ -65,7 +65,10 @@ impl<'de> Deserialize<'de> for ClientMsg {
             Some(Value::String(s)) => Some(s),
             Some(_) => return Err(D::Error::custom("req must be a string")),
         };
-        let kind = fields.get("type").and_then(Value::as_str).unwrap_or_default();
+        let kind = fields
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let request = match kind {
             "ping" | "consent" => {
                 if let Some(field) = fields.keys().find(|k| *k != "type") {
@@ -104,9 +107,7 @@ impl Serialize for ClientMsg {
         use serde_json::Value;
         let mut fields = match &self.request {
             Request::Ping => serde_json::Map::from_iter([("type".to_owned(), "ping".into())]),
-            Request::Consent => {
-                serde_json::Map::from_iter([("type".to_owned(), "consent".into())])
-            }
+            Request::Consent => serde_json::Map::from_iter([("type".to_owned(), "consent".into())]),
             Request::Screen { text } => serde_json::Map::from_iter([
                 ("type".to_owned(), "screen".into()),
                 ("text".to_owned(), text.clone().into()),
@@ -165,16 +166,39 @@ pub struct VoteCount {
 pub enum ServerMsg {
     Snapshot(Snapshot),
     SnapshotPart(SnapshotPart),
-    Resumed { since: u64, seq: u64 },
-    Session { seq: u64, session: Session },
-    Question { seq: u64, question: Question },
-    QuestionRemoved { seq: u64, id: QuestionId },
-    Votes { seq: u64, votes: Vec<VoteCount> },
-    Viewers { seq: u64, count: u64 },
-    Video { seq: u64, state: VideoState },
+    Resumed {
+        since: u64,
+        seq: u64,
+    },
+    Session {
+        seq: u64,
+        session: Session,
+    },
+    Question {
+        seq: u64,
+        question: Question,
+    },
+    QuestionRemoved {
+        seq: u64,
+        id: QuestionId,
+    },
+    Votes {
+        seq: u64,
+        votes: Vec<VoteCount>,
+    },
+    Viewers {
+        seq: u64,
+        count: u64,
+    },
+    Video {
+        seq: u64,
+        state: VideoState,
+    },
     Ack(Ack),
     Error(ErrorMsg),
-    Pong { req: Option<String> },
+    Pong {
+        req: Option<String>,
+    },
     /// The answer to `screen`: what the text holds, and how it would be shown. Nothing stored.
     Screened {
         req: Option<String>,

@@ -125,9 +125,9 @@ pub async fn start(
 
 async fn connect_broker(config: &Config) -> anyhow::Result<Arc<dyn Broker>> {
     Ok(match &config.broker {
-        BrokerConfig::Memory => Arc::new(
-            MemoryBroker::new(config.history).with_rules(config.rules()),
-        ),
+        BrokerConfig::Memory => {
+            Arc::new(MemoryBroker::new(config.history).with_rules(config.rules()))
+        }
         BrokerConfig::Redis {
             url,
             prefix,

@@ -20,9 +20,17 @@ impl Shingles {
         self.0.is_empty()
     }
     pub fn jaccard(&self, other: &Shingles) -> f32 {
-        let inter = self.0.iter().filter(|x| other.0.binary_search(x).is_ok()).count();
+        let inter = self
+            .0
+            .iter()
+            .filter(|x| other.0.binary_search(x).is_ok())
+            .count();
         let union = self.0.len() + other.0.len() - inter;
-        if union == 0 { 0.0 } else { inter as f32 / union as f32 }
+        if union == 0 {
+            0.0
+        } else {
+            inter as f32 / union as f32
+        }
     }
 }
 
@@ -42,10 +50,45 @@ pub fn most_similar<'a>(
 ) -> Vec<Similar> {
     let mut out: Vec<Similar> = candidates
         .into_iter()
-        .map(|(id, s)| Similar { id, score: probe.jaccard(s) })
+        .map(|(id, s)| Similar {
+            id,
+            score: probe.jaccard(s),
+        })
         .filter(|s| s.score >= threshold)
         .collect();
     out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
     out.truncate(limit);
     out
+}
+
+/// Placeholder: the same API as the helper's exact index, by brute force.
+#[derive(Debug, Clone, Default)]
+pub struct SimilarIndex {
+    questions: std::collections::HashMap<u64, Shingles>,
+}
+
+impl SimilarIndex {
+    pub fn new() -> SimilarIndex {
+        SimilarIndex::default()
+    }
+    pub fn insert(&mut self, id: u64, shingles: Shingles) {
+        self.questions.insert(id, shingles);
+    }
+    pub fn remove(&mut self, id: u64) -> bool {
+        self.questions.remove(&id).is_some()
+    }
+    pub fn len(&self) -> usize {
+        self.questions.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.questions.is_empty()
+    }
+    pub fn query(&self, probe: &Shingles, limit: usize, threshold: f32) -> Vec<Similar> {
+        most_similar(
+            probe,
+            self.questions.iter().map(|(id, s)| (*id, s)),
+            limit,
+            threshold,
+        )
+    }
 }

@@ -572,6 +572,14 @@ impl Connection {
     }
 
     async fn execute(&mut self, req: Option<String>, command: Command) -> ServerMsg {
+        // Before the budgets: a question refused for want of consent was not asked, and must
+        // not cost the patient one of their questions. The store checks it again.
+        if matches!(command, Command::Ask { .. })
+            && self.actor.role == Role::Patient
+            && self.actor.consented_at.is_none()
+        {
+            return ApiError::from(crate::domain::Refusal::ConsentRequired).into_server_msg(req);
+        }
         if matches!(command, Command::Ask { .. })
             && self.actor.role == crate::model::Role::Patient
             && let Err(refused) = self.ask_budget()

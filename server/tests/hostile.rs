@@ -628,10 +628,9 @@ async fn a_hostile_audience_does_not_break_the_session() -> anyhow::Result<()> {
     match resumed.recv().await? {
         ServerMsg::Resumed { since, seq } => {
             assert_eq!(since, first.seq);
-            assert_eq!(
-                seq,
-                live.last().and_then(ServerMsg::event_seq).unwrap_or(since)
-            );
+            // The head may be past the last event this patient saw: staff and authors get their
+            // own views of the same changes.
+            assert!(seq >= live.last().and_then(ServerMsg::event_seq).unwrap_or(since));
         }
         other => anyhow::bail!("expected resumed, got {other:?}"),
     }

@@ -1,6 +1,7 @@
 //! The Redis broker through its trait, with two brokers on one Redis standing for two nodes.
 //!
-//! Each test starts its own `redis-server` (or uses `REDIS_URL`; the fault tests then skip).
+//! Each test starts its own `redis-server` (or uses `REDIS_URL`; the fault tests then skip), or
+//! with `ONCOLIVE_TEST_BROKER=redis-cluster` its own three-master Redis Cluster.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -13,15 +14,15 @@ use oncolive_server::model::{
     Moderation, NewSession, QuestionStatus, Role, SessionId, SessionState,
 };
 use oncolive_server::protocol::Event;
-use oncolive_testkit::redis::{RedisServer, unique_prefix};
+use oncolive_testkit::redis::{TestRedis, unique_prefix};
 use serde_json::Value;
 use time::OffsetDateTime;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-fn config(redis: &RedisServer, prefix: &str) -> RedisConfig {
+fn config(redis: &TestRedis, prefix: &str) -> RedisConfig {
     RedisConfig {
-        url: redis.url.clone(),
+        url: redis.url().to_owned(),
         prefix: prefix.to_owned(),
         ..RedisConfig::default()
     }
@@ -32,7 +33,7 @@ async fn broker(config: RedisConfig) -> Arc<RedisBroker> {
 }
 
 /// Two brokers ("nodes") on one fresh prefix.
-async fn two_nodes(redis: &RedisServer) -> (Arc<RedisBroker>, Arc<RedisBroker>) {
+async fn two_nodes(redis: &TestRedis) -> (Arc<RedisBroker>, Arc<RedisBroker>) {
     let prefix = unique_prefix();
     (
         broker(config(redis, &prefix)).await,
@@ -113,7 +114,7 @@ fn frame(event: &Event) -> Value {
 
 #[tokio::test]
 async fn events_of_both_nodes_form_one_contiguous_order() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::start();
     let (a, b) = two_nodes(&redis).await;
     let id = live_session(&a, Moderation::Post).await;
     let mut rx_a = a.subscribe(id).await.expect("subscribe a");
@@ -148,7 +149,7 @@ async fn events_of_both_nodes_form_one_contiguous_order() {
 
 #[tokio::test]
 async fn a_question_is_approved_once_when_two_moderators_race() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::start();
     let (a, b) = two_nodes(&redis).await;
     let id = live_session(&a, Moderation::Pre).await;
     for round in 0..10 {
@@ -190,7 +191,7 @@ async fn a_question_is_approved_once_when_two_moderators_race() {
 
 #[tokio::test]
 async fn votes_count_once_and_are_flushed_once() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::start();
     let (a, b) = two_nodes(&redis).await;
     let id = live_session(&a, Moderation::Post).await;
     let q = ask(
@@ -271,7 +272,7 @@ async fn votes_count_once_and_are_flushed_once() {
 
 #[tokio::test]
 async fn merge_moves_voters_and_counts_a_double_voter_once() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::start();
     let (a, b) = two_nodes(&redis).await;
     let id = live_session(&a, Moderation::Post).await;
     let (p1, p2, p3) = (
@@ -325,7 +326,7 @@ async fn merge_moves_voters_and_counts_a_double_voter_once() {
 
 #[tokio::test]
 async fn subscribe_delivers_every_event_stored_after_it_returns() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::start();
     let (a, b) = two_nodes(&redis).await;
     let patient = actor(Role::Patient);
     for _ in 0..15 {
@@ -343,7 +344,7 @@ async fn subscribe_delivers_every_event_stored_after_it_returns() {
 
 #[tokio::test]
 async fn replay_resumes_on_another_node_and_knows_what_history_lost() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::start();
     let prefix = unique_prefix();
     let small = RedisConfig {
         history: 5,
@@ -387,7 +388,7 @@ async fn replay_resumes_on_another_node_and_knows_what_history_lost() {
 
 #[tokio::test]
 async fn viewers_add_up_over_nodes_and_a_silent_node_stops_counting() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::start();
     let prefix = unique_prefix();
     let short = RedisConfig {
         presence_ttl: Duration::from_secs(1),
@@ -413,7 +414,7 @@ async fn viewers_add_up_over_nodes_and_a_silent_node_stops_counting() {
 
 #[tokio::test]
 async fn the_retention_keeps_public_answers_and_delete_leaves_no_key() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::start();
     let prefix = unique_prefix();
     let broker = broker(config(&redis, &prefix)).await;
     let id = live_session(&broker, Moderation::Post).await;
@@ -430,7 +431,10 @@ async fn the_retention_keeps_public_answers_and_delete_leaves_no_key() {
         .await
         .expect("vote");
     let kept = live_session(&broker, Moderation::Post).await;
-    assert!(broker.scrub(id).await.is_err(), "a live session is not scrubbed");
+    assert!(
+        broker.scrub(id).await.is_err(),
+        "a live session is not scrubbed"
+    );
     broker
         .apply(
             id,
@@ -457,17 +461,13 @@ async fn the_retention_keeps_public_answers_and_delete_leaves_no_key() {
         broker.replay(id, 1).await.expect("replay"),
         Replay::TooOld
     ));
-    let client = redis::Client::open(redis.url.as_str()).expect("client");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("conn");
-    let voters: bool = redis::cmd("EXISTS")
-        .arg(format!("{prefix}:{{{id}}}:voters:{held}"))
-        .query_async(&mut conn)
-        .await
-        .expect("exists");
-    assert!(!voters);
+    let held_voters = format!("{prefix}:{{{id}}}:voters:{held}");
+    assert!(
+        !session_keys(&redis, &prefix, id)
+            .await
+            .contains(&held_voters),
+        "the removed question's voters go too"
+    );
 
     broker.delete_session(id).await.expect("delete");
     assert!(broker.session(id).await.expect("read").is_none());
@@ -479,17 +479,32 @@ async fn the_retention_keeps_public_answers_and_delete_leaves_no_key() {
         .map(|s| s.id)
         .collect();
     assert_eq!(listed, vec![kept]);
-    let left: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}:{{{id}}}:*"))
-        .query_async(&mut conn)
-        .await
-        .expect("keys");
+    let left = session_keys(&redis, &prefix, id).await;
     assert!(left.is_empty(), "keys left after delete: {left:?}");
+}
+
+/// Every key of session `id`, asking every master on a cluster (they all live on one).
+async fn session_keys(redis: &TestRedis, prefix: &str, id: SessionId) -> Vec<String> {
+    let mut keys = Vec::new();
+    for url in redis.server_urls() {
+        let client = redis::Client::open(url.as_str()).expect("client");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("conn");
+        let found: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}:{{{id}}}:*"))
+            .query_async(&mut conn)
+            .await
+            .expect("keys");
+        keys.extend(found);
+    }
+    keys
 }
 
 #[tokio::test]
 async fn redis_down_means_unavailable_and_the_reader_recovers_by_itself() {
-    let mut redis = RedisServer::start();
+    let mut redis = TestRedis::start();
     if !redis.is_private() {
         eprintln!("skipped: REDIS_URL is set, the test cannot stop that server");
         return;
@@ -551,7 +566,7 @@ async fn redis_down_means_unavailable_and_the_reader_recovers_by_itself() {
 
 #[tokio::test]
 async fn acknowledged_questions_survive_a_redis_restart_with_aof() {
-    let mut redis = RedisServer::start();
+    let mut redis = TestRedis::start();
     if !redis.is_private() {
         eprintln!("skipped: REDIS_URL is set, the test cannot restart that server");
         return;
@@ -589,7 +604,7 @@ async fn acknowledged_questions_survive_a_redis_restart_with_aof() {
 
 #[tokio::test]
 async fn long_unicode_edits_are_stored() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::start();
     let (a, _b) = two_nodes(&redis).await;
     let id = live_session(&a, Moderation::Post).await;
     let q = ask(&a, id, &actor(Role::Patient), "first").await;
@@ -615,7 +630,7 @@ async fn long_unicode_edits_are_stored() {
 
 #[tokio::test]
 async fn commands_batched_on_one_node_are_each_applied_once_and_acked_with_their_own_seq() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::start();
     let (a, _b) = two_nodes(&redis).await;
     let id = live_session(&a, Moderation::Pre).await;
     let q = ask(&a, id, &actor(Role::Patient), "pending").await;
@@ -704,7 +719,7 @@ async fn ask_many(broker: &RedisBroker, id: SessionId, n: usize) -> Vec<u64> {
 
 #[tokio::test]
 async fn a_command_on_a_big_session_reads_only_what_changed() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::start();
     if !redis.is_private() {
         return; // commandstats count every client of a shared server
     }
@@ -750,7 +765,7 @@ async fn a_command_on_a_big_session_reads_only_what_changed() {
 
 #[tokio::test]
 async fn a_node_s_cached_session_sees_what_other_nodes_changed() {
-    let redis = RedisServer::start();
+    let redis = TestRedis::start();
     let (a, b) = two_nodes(&redis).await;
     let id = live_session(&a, Moderation::Pre).await;
     let ids = ask_many(&a, id, 20).await;

@@ -1,5 +1,6 @@
 //! Several real `oncolive` processes on one Redis, with real WebSocket clients: ordering across
-//! nodes, a node killed mid-burst, and Redis going away for ten seconds.
+//! nodes, a node killed mid-burst, and Redis going away for ten seconds. With
+//! `ONCOLIVE_TEST_BROKER=redis-cluster`, on a three-master Redis Cluster instead.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -13,15 +14,15 @@ use oncolive_server::protocol::{ErrorCode, ServerMsg};
 use oncolive_testkit::api::WsTarget;
 use oncolive_testkit::hub::{HubClient, WAIT};
 use oncolive_testkit::node::Node;
-use oncolive_testkit::redis::{RedisServer, unique_prefix};
+use oncolive_testkit::redis::{TestRedis, unique_prefix};
 
-fn nodes(redis: &RedisServer, n: usize) -> Vec<Node> {
+fn nodes(redis: &TestRedis, n: usize) -> Vec<Node> {
     let prefix = unique_prefix();
     (0..n)
         .map(|_| {
             Node::start(
                 env!("CARGO_BIN_EXE_oncolive"),
-                Some((&redis.url, &prefix)),
+                Some((redis.url(), &prefix)),
                 &[],
             )
             .expect("node starts")
@@ -58,7 +59,7 @@ fn texts_seen(ws: &HubClient) -> HashSet<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_patient_on_one_node_sees_what_a_moderator_on_another_approved_in_one_order()
 -> anyhow::Result<()> {
-    let redis = RedisServer::start();
+    let redis = TestRedis::start();
     let nodes = nodes(&redis, 3);
     let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
     let s = a.live_session(Moderation::Pre).await?;
@@ -143,7 +144,7 @@ async fn burst(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_mid_burst_loses_no_acknowledged_question() -> anyhow::Result<()> {
-    let redis = RedisServer::start();
+    let redis = TestRedis::start();
     let mut nodes = nodes(&redis, 2);
     let s = nodes[0].live_session(Moderation::Post).await?;
     let (mut observer, _) = nodes[1].connect(s.id, &s.moderator).await?;
@@ -214,7 +215,7 @@ async fn a_node_killed_mid_burst_loses_no_acknowledged_question() -> anyhow::Res
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_unreachable_for_ten_seconds_then_everything_resumes() -> anyhow::Result<()> {
-    let mut redis = RedisServer::start();
+    let mut redis = TestRedis::start();
     if !redis.is_private() {
         eprintln!("skipped: REDIS_URL is set, the test cannot stop that server");
         return Ok(());

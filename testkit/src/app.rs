@@ -11,14 +11,14 @@ use oncolive_server::{Running, api, start};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::ApiClient;
-use crate::redis::{RedisServer, unique_prefix};
+use crate::redis::{TestRedis, suite_uses_cluster, unique_prefix};
 
 pub struct TestApp {
     pub api: ApiClient,
     /// `None` once [`TestApp::shutdown`] has run.
     pub running: Option<Running>,
     pub cancel: CancellationToken,
-    _redis: Option<RedisServer>,
+    _redis: Option<TestRedis>,
 }
 
 impl Deref for TestApp {
@@ -46,19 +46,22 @@ pub async fn spawn_app(config: Config) -> anyhow::Result<TestApp> {
     spawn(config, None).await
 }
 
-/// Whether the suite was asked to run on Redis (`ONCOLIVE_TEST_BROKER=redis`, or `REDIS_URL`).
+/// Whether the suite was asked to run on Redis (`ONCOLIVE_TEST_BROKER=redis`, or `REDIS_URL`),
+/// or on a Redis Cluster (`ONCOLIVE_TEST_BROKER=redis-cluster`).
 pub fn suite_uses_redis() -> bool {
     std::env::var("ONCOLIVE_TEST_BROKER").is_ok_and(|b| b == "redis")
         || std::env::var_os("REDIS_URL").is_some()
+        || suite_uses_cluster()
 }
 
 /// Starts the server with `config` on the broker the suite runs on: as given, or, when
-/// [`suite_uses_redis`], on a private `redis-server` with a fresh key prefix.
+/// [`suite_uses_redis`], on a private `redis-server` (or three-master cluster) with a fresh key
+/// prefix.
 pub async fn spawn_suite_app(mut config: Config) -> anyhow::Result<TestApp> {
-    let redis = suite_uses_redis().then(RedisServer::start);
+    let redis = suite_uses_redis().then(TestRedis::start);
     if let Some(r) = &redis {
         config.broker = BrokerConfig::Redis {
-            url: r.url.clone(),
+            url: r.url().to_owned(),
             prefix: unique_prefix(),
             command_timeout: Duration::from_secs(2),
         };
@@ -66,7 +69,7 @@ pub async fn spawn_suite_app(mut config: Config) -> anyhow::Result<TestApp> {
     spawn(config, redis).await
 }
 
-async fn spawn(config: Config, redis: Option<RedisServer>) -> anyhow::Result<TestApp> {
+async fn spawn(config: Config, redis: Option<TestRedis>) -> anyhow::Result<TestApp> {
     init_logs();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

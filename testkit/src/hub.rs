@@ -102,6 +102,9 @@ pub struct HubClient {
     pub events: Vec<ServerMsg>,
     keep_events: bool,
     next_req: u64,
+    /// Whether an `ask` refused with `consent_required` is answered by agreeing to the privacy
+    /// notice and asking again, as the pages do (default `true`; tests of consent turn it off).
+    pub auto_consent: bool,
 }
 
 /// The text frame that carries `msg`.
@@ -125,6 +128,7 @@ impl HubClient {
             events: Vec::new(),
             keep_events: false,
             next_req: 0,
+            auto_consent: true,
         }
     }
 
@@ -353,11 +357,22 @@ impl HubClient {
         format!("r{}", self.next_req)
     }
 
-    /// Sends `command` with a fresh `req` and returns its ack or its error.
+    /// Sends `command` with a fresh `req` and returns its ack or its error. An `ask` refused
+    /// for want of consent is asked again after consenting (see [`HubClient::auto_consent`]).
     pub async fn request(&mut self, command: Command) -> anyhow::Result<Result<Ack, ErrorMsg>> {
         let req = self.fresh_req();
-        self.send(&ClientMsg::command(req.clone(), command)).await?;
-        self.reply_to(&req).await
+        self.send(&ClientMsg::command(req.clone(), command.clone()))
+            .await?;
+        let reply = self.reply_to(&req).await?;
+        match reply {
+            Err(e) if e.code == ErrorCode::ConsentRequired && self.auto_consent => {
+                self.consent().await?;
+                let req = self.fresh_req();
+                self.send(&ClientMsg::command(req.clone(), command)).await?;
+                self.reply_to(&req).await
+            }
+            reply => Ok(reply),
+        }
     }
 
     /// The ack or error answering `req`, skipping events on the way.
@@ -392,33 +407,28 @@ impl HubClient {
     /// Asks `text`, which must be acknowledged; returns the question as the author sees it.
     /// A patient who has not agreed to the privacy notice yet agrees first, as the pages do.
     pub async fn ask(&mut self, text: impl Into<String>) -> anyhow::Result<Question> {
-        let ask = Command::Ask { text: text.into() };
-        match self.request(ask.clone()).await? {
-            Err(e) if e.code == ErrorCode::ConsentRequired => {
-                self.consent().await?;
-                self.ok_question(ask).await
-            }
-            Err(e) => bail!("{ask:?} was refused: {e:?}"),
-            Ok(ack) => ack
-                .question
-                .ok_or_else(|| anyhow!("the ack of {ask:?} has no question")),
-        }
+        self.ok_question(Command::Ask { text: text.into() }).await
     }
 
     /// Agrees to the privacy notice; returns the time the server recorded.
     pub async fn consent(&mut self) -> anyhow::Result<time::OffsetDateTime> {
+        let ack = self
+            .consent_reply()
+            .await?
+            .map_err(|e| anyhow!("consent was refused: {e:?}"))?;
+        ack.consented_at
+            .ok_or_else(|| anyhow!("the ack of consent has no consented_at"))
+    }
+
+    /// Sends `consent` and returns its ack or its error.
+    pub async fn consent_reply(&mut self) -> anyhow::Result<Result<Ack, ErrorMsg>> {
         let req = self.fresh_req();
         self.send(&ClientMsg {
             req: Some(req.clone()),
             request: Request::Consent,
         })
         .await?;
-        let ack = self
-            .reply_to(&req)
-            .await?
-            .map_err(|e| anyhow!("consent was refused: {e:?}"))?;
-        ack.consented_at
-            .ok_or_else(|| anyhow!("the ack of consent has no consented_at"))
+        self.reply_to(&req).await
     }
 
     /// What the server's screen finds in `text`: the `screened` reply (or the refusal).

@@ -2,6 +2,10 @@
 //! directory, so a test may kill it and start it again on the same data; and real `oncolive`
 //! processes on it, for the multi-node tests ([`crate::node`]).
 //!
+//! [`RedisCluster`] starts several such servers as the masters of a real Redis Cluster, and
+//! [`TestRedis`] is whichever of the two a suite was asked to run on
+//! (`ONCOLIVE_TEST_BROKER=redis-cluster` for the cluster).
+//!
 //! `REDIS_URL` points the tests at an existing server instead: then nothing is killed or
 //! restarted, and the fault tests skip. Tests never flush a server: each uses its own key
 //! prefix ([`unique_prefix`]).
@@ -44,6 +48,11 @@ impl RedisServer {
     /// A private server whatever `REDIS_URL` says, with extra `redis-server` arguments (later
     /// ones win, so `["--appendfsync", "everysec"]` works).
     pub fn private(extra: &[&str]) -> RedisServer {
+        RedisServer::private_on(extra, free_port)
+    }
+
+    /// A private server on a port `pick` chooses.
+    fn private_on(extra: &[&str], pick: fn() -> u16) -> RedisServer {
         let dir = tempfile::tempdir().expect("tempdir for redis");
         let mut args: Vec<String> = [
             "--bind",
@@ -76,7 +85,7 @@ impl RedisServer {
         let mut last_error = String::new();
         // A free port can be taken by someone else before redis binds it: try a few.
         for _ in 0..5 {
-            server.port = free_port();
+            server.port = pick();
             server.url = format!("redis://127.0.0.1:{}", server.port);
             match server.spawn() {
                 Ok(()) => return server,
@@ -183,6 +192,178 @@ impl Drop for RedisServer {
     }
 }
 
+/// How long a new or restarted cluster may take to report `cluster_state:ok` on every node.
+const CLUSTER_WAIT: Duration = Duration::from_secs(30);
+
+/// A Redis Cluster of private masters (no replicas), each a [`RedisServer`] with
+/// `--cluster-enabled yes` and its own directory (its `nodes.conf` survives a restart), put
+/// together by `redis-cli --cluster create` as a new user would.
+pub struct RedisCluster {
+    /// `redis+cluster://127.0.0.1:P1,127.0.0.1:P2,…`, as the server takes it.
+    pub url: String,
+    masters: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts `masters` servers (at least 3, as Redis requires), creates the cluster with the
+    /// hash slots spread over them, and waits until every node reports it up.
+    pub fn start(masters: usize) -> RedisCluster {
+        let masters: Vec<RedisServer> = (0..masters.max(3))
+            .map(|_| {
+                RedisServer::private_on(
+                    &["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"],
+                    free_cluster_port,
+                )
+            })
+            .collect();
+        let nodes: Vec<String> = masters
+            .iter()
+            .map(|m| format!("127.0.0.1:{}", m.port))
+            .collect();
+        let cli = std::env::var("REDIS_CLI").unwrap_or_else(|_| "redis-cli".into());
+        let output = Command::new(&cli)
+            .arg("--cluster")
+            .arg("create")
+            .args(&nodes)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("{cli}: {e} (install the redis-tools package)"));
+        assert!(
+            output.status.success(),
+            "redis-cli --cluster create failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let cluster = RedisCluster {
+            url: format!("redis+cluster://{}", nodes.join(",")),
+            masters,
+        };
+        cluster.wait_until_up();
+        cluster
+    }
+
+    /// How many times the masters together have run `command` (see
+    /// [`RedisServer::command_calls`]).
+    pub fn command_calls(&self, command: &str) -> Option<u64> {
+        self.masters.iter().map(|m| m.command_calls(command)).sum()
+    }
+
+    /// Every master's port.
+    pub fn ports(&self) -> Vec<u16> {
+        self.masters.iter().map(RedisServer::port).collect()
+    }
+
+    /// Kills one master with SIGKILL: its slots are unserved until [`Self::restart`].
+    pub fn kill_master(&mut self, index: usize) {
+        self.masters[index].stop();
+    }
+
+    /// Kills every master with SIGKILL.
+    pub fn stop(&mut self) {
+        for master in &mut self.masters {
+            master.stop();
+        }
+    }
+
+    /// Starts every master again on its port and directory (AOF and `nodes.conf`), and waits
+    /// until the cluster is up again.
+    pub fn restart(&mut self) {
+        self.stop();
+        for master in &mut self.masters {
+            master.restart();
+        }
+        self.wait_until_up();
+    }
+
+    fn wait_until_up(&self) {
+        let deadline = Instant::now() + CLUSTER_WAIT;
+        let up = |port| {
+            inline_command(port, "CLUSTER INFO").is_some_and(|info| {
+                info.contains("cluster_state:ok") && info.contains("cluster_slots_ok:16384")
+            })
+        };
+        while !self.masters.iter().all(|m| up(m.port)) {
+            assert!(
+                Instant::now() < deadline,
+                "the Redis Cluster did not come up"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The Redis a suite runs on: one server ([`RedisServer::start`]), or a three-master
+/// [`RedisCluster`] when `ONCOLIVE_TEST_BROKER=redis-cluster`.
+pub enum TestRedis {
+    Single(RedisServer),
+    Cluster(RedisCluster),
+}
+
+impl TestRedis {
+    pub fn start() -> TestRedis {
+        if suite_uses_cluster() {
+            TestRedis::Cluster(RedisCluster::start(3))
+        } else {
+            TestRedis::Single(RedisServer::start())
+        }
+    }
+
+    /// The URL the server takes (`redis://…` or `redis+cluster://…`).
+    pub fn url(&self) -> &str {
+        match self {
+            TestRedis::Single(server) => &server.url,
+            TestRedis::Cluster(cluster) => &cluster.url,
+        }
+    }
+
+    /// Whether this test owns the servers (and so may kill and restart them).
+    pub fn is_private(&self) -> bool {
+        match self {
+            TestRedis::Single(server) => server.is_private(),
+            TestRedis::Cluster(_) => true,
+        }
+    }
+
+    pub fn command_calls(&self, command: &str) -> Option<u64> {
+        match self {
+            TestRedis::Single(server) => server.command_calls(command),
+            TestRedis::Cluster(cluster) => cluster.command_calls(command),
+        }
+    }
+
+    /// Every server's `redis://` URL: one, or each master of the cluster.
+    pub fn server_urls(&self) -> Vec<String> {
+        match self {
+            TestRedis::Single(server) => vec![server.url.clone()],
+            TestRedis::Cluster(cluster) => cluster
+                .ports()
+                .iter()
+                .map(|port| format!("redis://127.0.0.1:{port}"))
+                .collect(),
+        }
+    }
+
+    pub fn stop(&mut self) {
+        match self {
+            TestRedis::Single(server) => server.stop(),
+            TestRedis::Cluster(cluster) => cluster.stop(),
+        }
+    }
+
+    pub fn restart(&mut self) {
+        match self {
+            TestRedis::Single(server) => server.restart(),
+            TestRedis::Cluster(cluster) => cluster.restart(),
+        }
+    }
+}
+
+/// Whether the suite was asked to run on a Redis Cluster (`ONCOLIVE_TEST_BROKER=redis-cluster`).
+pub fn suite_uses_cluster() -> bool {
+    std::env::var("ONCOLIVE_TEST_BROKER").is_ok_and(|b| b == "redis-cluster")
+}
+
 /// A fresh key prefix, so tests sharing a server never see each other's keys.
 pub fn unique_prefix() -> String {
     format!("test-{}", uuid::Uuid::now_v7().simple())
@@ -193,6 +374,19 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
+}
+
+/// A free port whose cluster bus port (the port + 10000) is free too; from below the
+/// ephemeral range, where the OS rarely hands out ports of its own.
+fn free_cluster_port() -> u16 {
+    loop {
+        // The random low bits of a v7 uuid.
+        let port = 20_000 + (uuid::Uuid::now_v7().as_u128() % 12_000) as u16;
+        let free = |port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+        if free(port) && free(port + 10_000) {
+            return port;
+        }
+    }
 }
 
 fn ping(port: u16) -> bool {

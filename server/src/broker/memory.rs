@@ -256,7 +256,10 @@ impl Broker for MemoryBroker {
 
     async fn delete_session(&self, id: SessionId) -> Result<(), BrokerError> {
         let mut sessions = self.sessions.write().unwrap_or_else(|p| p.into_inner());
-        sessions.remove(&id).map(|_| ()).ok_or(BrokerError::NoSession)
+        sessions
+            .remove(&id)
+            .map(|_| ())
+            .ok_or(BrokerError::NoSession)
     }
 
     async fn ping(&self) -> Result<(), BrokerError> {
@@ -299,13 +302,13 @@ mod tests {
             actor(Role::Moderator),
             actor(Role::Admin),
         );
-        broker
-            .record_consent(id, patient.id, now)
-            .await
-            .unwrap();
+        broker.record_consent(id, patient.id, now).await.unwrap();
         let ask = |text: &str| Command::Ask { text: text.into() };
         broker.apply(id, &patient, ask("public")).await.unwrap();
-        broker.apply(id, &patient, ask("13812345678 hidden")).await.unwrap();
+        broker
+            .apply(id, &patient, ask("13812345678 hidden"))
+            .await
+            .unwrap();
         let approve = Command::Approve {
             question: 1,
             text: None,
@@ -324,7 +327,10 @@ mod tests {
         assert_eq!(view.questions[0].author_id, None);
         assert!(view.session.scrubbed_at.is_some());
         assert_eq!(broker.consent(id, patient.id).await.unwrap(), None);
-        assert!(matches!(broker.replay(id, 1).await.unwrap(), Replay::TooOld));
+        assert!(matches!(
+            broker.replay(id, 1).await.unwrap(),
+            Replay::TooOld
+        ));
         broker.delete_session(id).await.unwrap();
         assert!(broker.session(id).await.unwrap().is_none());
     }

@@ -63,14 +63,15 @@ impl Broker for RedisBroker {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
+        // One MGET, which a cluster connection splits by hash slot (a pipeline it cannot).
+        let mut mget = redis::cmd("MGET");
         for id in &ids {
-            pipe.cmd("GET").arg(store.keys.session(*id));
+            mget.arg(store.keys.session(*id));
         }
-        let pipe = &pipe;
+        let mget = &mget;
         let found: Vec<Option<String>> = store
             .conn
-            .read(|mut conn| async move { pipe.query_async(&mut conn).await })
+            .read(|mut conn| async move { mget.query_async(&mut conn).await })
             .await?;
         let mut sessions = Vec::with_capacity(ids.len());
         let mut expired = Vec::new();
@@ -183,18 +184,8 @@ impl Broker for RedisBroker {
             .await?;
         let head = head.ok_or(BrokerError::NoSession)?;
         let (live, new) = self.feeds.subscribe(id, head);
-        if let (true, Some(reader)) = (new, self.feeds.reader_client()) {
-            // Cut the reader's current wait short so it reads this stream too. If this fails,
-            // it still does after at most one block interval.
-            let _ = store
-                .conn
-                .call::<i64>(
-                    redis::cmd("CLIENT")
-                        .arg("UNBLOCK")
-                        .arg(reader)
-                        .query_async(&mut store.conn.handle()),
-                )
-                .await;
+        if new {
+            self.follow(id).await;
         }
         Ok(live)
     }
@@ -245,7 +236,8 @@ impl Broker for RedisBroker {
                 .await;
             return Err(BrokerError::NoSession);
         }
-        let stored = stored.ok_or_else(|| BrokerError::internal("a consent just stored is gone"))?;
+        let stored =
+            stored.ok_or_else(|| BrokerError::internal("a consent just stored is gone"))?;
         OffsetDateTime::parse(&stored, &Rfc3339).map_err(corrupt)
     }
 
@@ -332,10 +324,6 @@ impl Broker for RedisBroker {
     }
 
     async fn ping(&self) -> Result<(), BrokerError> {
-        let conn = &self.store.conn;
-        let _: String = conn
-            .call(redis::cmd("PING").query_async(&mut conn.handle()))
-            .await?;
-        Ok(())
+        self.store.conn.ready().await
     }
 }

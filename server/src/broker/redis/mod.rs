@@ -9,11 +9,15 @@
 //!   again to fresh state). Only the question records the command touched are written.
 //! - Votes never touch the records: a script checks the question is open and adds the voter to
 //!   the question's set, so thousands of votes a second cost a few set operations each.
-//! - One reader task per node follows the streams of the sessions this node has clients for.
+//! - One reader task per node follows the streams of the sessions this node has clients for
+//!   (on a Redis Cluster, one per session: see [`reader`]).
+//! - On a Redis Cluster (`redis+cluster://` URLs) every script's keys share the session's hash
+//!   tag, so each script runs on the one master that serves the session; the `sessions` set is
+//!   the only key outside a session, and is only ever used on its own.
 //!
 //! One file per job:
-//! - [`connection`]: the shared connection, timeouts, the one retry reads get, Redis errors as
-//!   broker errors;
+//! - [`connection`]: the shared connection (to one Redis or a cluster), timeouts, the one retry
+//!   reads get, Redis errors as broker errors, readiness;
 //! - [`keys`]: every key name (the schema is also in docs/architecture.md, "Redis key schema");
 //! - [`scripts`]: one typed call per Lua script (`*.lua` beside this file);
 //! - [`codec`]: the stored form of sessions, questions and events, to and from the domain's types;
@@ -34,18 +38,22 @@ mod scripts;
 use std::sync::Arc;
 use std::time::Duration;
 
+use redis::ConnectionInfo;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use self::committer::Committer;
-use self::connection::Connection;
+use self::connection::{Connection, Target};
 use self::keys::Keys;
-use self::reader::{Feeds, Reader};
+use self::reader::{Feeds, Reader, StreamReader};
 use self::scripts::Scripts;
 use super::{Broker, BrokerError};
+use crate::model::SessionId;
 
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    /// `redis://[user:password@]host:port[/db]`. Never logged: it may hold a password.
+    /// `redis://[user:password@]host:port[/db]`, or for a Redis Cluster
+    /// `redis+cluster://[user:password@]host:port[,host:port…]`. Never logged: it may hold a
+    /// password.
     pub url: String,
     /// Prefix of every key, so several deployments (or tests) share one Redis.
     pub prefix: String,
@@ -87,26 +95,43 @@ pub struct RedisBroker {
     store: Arc<Store>,
     committer: Arc<Committer>,
     feeds: Arc<Feeds>,
-    /// Stops the reader task with the broker.
-    _reader: DropGuard,
+    readers: Readers,
+    /// Stops the reader tasks.
+    stop: CancellationToken,
+    /// Stops the reader tasks with the broker.
+    _stop: DropGuard,
+}
+
+/// How this node follows the sessions' logs (see [`reader`]).
+enum Readers {
+    /// One Redis: one reader for every stream, started with the broker.
+    One,
+    /// A Redis Cluster: one reader per stream, started with the session's first subscriber.
+    PerStream(Arc<[ConnectionInfo]>),
 }
 
 impl RedisBroker {
     /// Sets up the connections and starts this node's reader. Redis need not be up yet:
     /// requests fail as unavailable until it is.
     pub async fn connect(config: RedisConfig) -> Result<RedisBroker, BrokerError> {
-        let (conn, client) = Connection::open(&config.url, config.command_timeout)?;
+        let (conn, target) = Connection::open(&config.url, config.command_timeout)?;
         let keys = Keys::new(&config.prefix);
         let feeds = Arc::new(Feeds::default());
         let stop = CancellationToken::new();
-        let reader = Reader {
-            client,
-            keys: keys.clone(),
-            feeds: feeds.clone(),
-            block: config.block,
-            timeout: config.command_timeout,
+        let readers = match target {
+            Target::Single(client) => {
+                let reader = Reader {
+                    client,
+                    keys: keys.clone(),
+                    feeds: feeds.clone(),
+                    block: config.block,
+                    timeout: config.command_timeout,
+                };
+                tokio::spawn(reader.run(stop.clone()));
+                Readers::One
+            }
+            Target::Cluster(nodes) => Readers::PerStream(nodes.into()),
         };
-        tokio::spawn(reader.run(stop.clone()));
         let store = Arc::new(Store {
             conn,
             keys,
@@ -117,12 +142,48 @@ impl RedisBroker {
             committer: Arc::new(Committer::new(store.clone())),
             store,
             feeds,
-            _reader: stop.drop_guard(),
+            readers,
+            stop: stop.clone(),
+            _stop: stop.drop_guard(),
         };
         if let Err(e) = Broker::ping(&broker).await {
             tracing::warn!(error = %e, "Redis does not answer yet; requests fail until it does");
         }
         Ok(broker)
+    }
+}
+
+impl RedisBroker {
+    /// Starts reading a session's log, which this node had no subscriber for.
+    async fn follow(&self, id: SessionId) {
+        match &self.readers {
+            Readers::One => {
+                // Cut the reader's current wait short so it reads this stream too. If this
+                // fails, it still does after at most one block interval.
+                if let Some(reader) = self.feeds.reader_client() {
+                    let conn = &self.store.conn;
+                    let _ = conn
+                        .call::<i64>(
+                            redis::cmd("CLIENT")
+                                .arg("UNBLOCK")
+                                .arg(reader)
+                                .query_async(&mut conn.handle()),
+                        )
+                        .await;
+                }
+            }
+            Readers::PerStream(nodes) => {
+                let reader = StreamReader {
+                    id,
+                    nodes: nodes.clone(),
+                    keys: self.store.keys.clone(),
+                    feeds: self.feeds.clone(),
+                    block: self.store.config.block,
+                    timeout: self.store.config.command_timeout,
+                };
+                tokio::spawn(reader.run(self.stop.clone()));
+            }
+        }
     }
 }
 
