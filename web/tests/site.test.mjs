@@ -42,6 +42,7 @@ test('the operator’s texts in the reader’s language; a failed fetch is tried
   assert.equal(retentionDays(), 14);
   assert.equal(operatorName(), 'Hospital X');
   assert.deepEqual(triageReply('clinic'), { text: 'Please see a clinic.', bookingUrl: 'https://hospital.example/book', hotline: '010-1234 5678' });
+  assert.deepEqual(triageReply('urgent'), { text: 'Call 120.', bookingUrl: null, hotline: '010-1234 5678' });
 });
 
 test('a missing language or a link that is not http(s) is not shown', async () => {

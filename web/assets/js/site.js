@@ -53,12 +53,13 @@ export const operatorName = () => (loaded && typeof loaded.operator === 'string'
 
 /**
  * What the author of a triaged question reads: the canned reply for `tag` (`clinic`, `urgent`)
- * and, when the operator set them, where to book and whom to call.
+ * and, when the operator set them, where to book (clinic only) and whom to call (both).
  */
 export function triageReply(tag) {
   const triage = (loaded && loaded.triage) || {};
   const text = localized(triage[tag], `site.triage.${tag}`);
-  const bookingUrl = typeof triage.booking_url === 'string' && /^https?:\/\//i.test(triage.booking_url) ? triage.booking_url : null;
+  // Booking is for a clinic visit; an urgent case is told to call, not to book.
+  const bookingUrl = tag === 'clinic' && typeof triage.booking_url === 'string' && /^https?:\/\//i.test(triage.booking_url) ? triage.booking_url : null;
   const hotline = typeof triage.hotline === 'string' && triage.hotline.trim() ? triage.hotline.trim() : null;
   return { text, bookingUrl, hotline };
 }
