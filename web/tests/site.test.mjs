@@ -57,6 +57,6 @@ test('a licence shows only its last 4 characters, whether the server masked it o
   assert.equal(maskLicence('110110000012345678'), '**************5678');
   assert.equal(maskLicence('**************5678'), '**************5678');
   assert.equal(maskLicence('医师12345'), '***2345');
-  assert.equal(maskLicence('1234'), '1234');
+  assert.equal(maskLicence('1234'), '****');
   assert.equal(maskLicence(null), '');
 });

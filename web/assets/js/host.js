@@ -180,10 +180,11 @@ function toLocalInput(iso) {
 }
 
 async function startEditing(listed) {
-  // The list is public, so its licence numbers are masked; the admin's own read is not.
+  // The list is public, so its licence numbers are masked; the host's links reply is not
+  // (docs/protocol.md).
   let s = listed;
   try {
-    const data = await api(`/api/sessions/${encodeURIComponent(listed.id)}`, { token });
+    const data = await api(`/api/sessions/${encodeURIComponent(listed.id)}/links`, { token });
     if (data && data.session) s = data.session;
   } catch (err) {
     if (authFailed(err)) return;
@@ -353,7 +354,8 @@ function printPoster(s, patientUrl) {
     h('div', { class: 'p-title', text: s.title }),
     s.topic ? h('div', { class: 'p-sub', text: s.topic }) : null,
     h('div', { class: 'p-sub', text: `${s.expert_name} · ${formatDateTime(s.scheduled_start)}` }),
-    expertBadge(s.expert_profile, (key, vars) => `${tIn('zh', key, vars)} / ${tIn('en', key, vars)}`),
+    // A poster speaks both languages; a wall needs no licence number, masked or not.
+    expertBadge(s.expert_profile, (key, vars) => `${tIn('zh', key, vars)} / ${tIn('en', key, vars)}`, { licence: false }),
     h('img', { src: qrSrc(s.id), alt: patientUrl }),
     h('div', { class: 'p-how', lang: 'zh-CN', text: tIn('zh', 'poster.how') }),
     h('div', { class: 'p-how', lang: 'en', text: tIn('en', 'poster.how') }),

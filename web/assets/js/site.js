@@ -74,21 +74,22 @@ export function triageNode(tag) {
 }
 
 /**
- * All but the last 4 characters as `*`. The server already sends it so; masking again costs
+ * All but the last 4 characters as `*` (4 or fewer: all). The server already sends it so; masking again costs
  * nothing and keeps a full number off a patient's screen should a reply ever carry one.
  */
 export function maskLicence(licence) {
   const chars = Array.from(String(licence || ''));
-  if (chars.length <= 4) return chars.join('');
+  if (chars.length <= 4) return '*'.repeat(chars.length); // as the server does: too short to show a part
   return '*'.repeat(chars.length - 4) + chars.slice(-4).join('');
 }
 
 /**
  * The expert's badge: name, title, hospital and department, "Verified", the licence as the
- * server masked it. Null unless the host marked the profile verified: an unchecked title is
+ * server masked it (`licence: false` leaves it out, for the poster). Null unless the host
+ * marked the profile verified: an unchecked title is
  * not shown as if it were.
  */
-export function expertBadge(profile, tr = t) {
+export function expertBadge(profile, tr = t, { licence = true } = {}) {
   if (!profile || profile.verified !== true) return null;
   const where = [profile.hospital, profile.department].filter(Boolean).join(' ');
   return h('div', { class: 'badge-expert' },
@@ -96,5 +97,5 @@ export function expertBadge(profile, tr = t) {
       profile.title ? h('span', { class: 'title', text: profile.title }) : null,
       h('span', { class: 'verified', text: `✓ ${tr('badge.verified')}` })),
     where ? h('div', { class: 'where', text: where }) : null,
-    profile.licence ? h('div', { class: 'licence', text: tr('badge.licence', { licence: maskLicence(profile.licence) }) }) : null);
+    licence && profile.licence ? h('div', { class: 'licence', text: tr('badge.licence', { licence: maskLicence(profile.licence) }) }) : null);
 }
