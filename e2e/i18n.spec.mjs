@@ -16,14 +16,25 @@ const base = (key) => key.replace(/_(zero|one|two|few|many|other)$/, '');
 const keys = (cat) => new Set(Object.keys(cat).map(base));
 const placeholders = (s) => (s.match(/\{\w+\}/g) || []).sort().join(',');
 
+// The finding kinds and reason codes of the wire spec (findings.js holds them; it imports the
+// catalogues' module, so the lists are repeated here rather than imported into Node).
+const KINDS = ['phone', 'landline', 'id_number', 'email', 'bank_card', 'contact', 'record_number', 'blocked_word'];
+const REASON_CODES = ['personal_details', 'off_topic', 'duplicate', 'abuse', 'advertising', 'medical_advice', 'other'];
+
 // Keys built at run time from a prefix and a value the protocol defines.
 const DYNAMIC = {
   'status.': ['pending', 'approved', 'answering', 'answered', 'rejected', 'merged'],
   'state.': ['scheduled', 'live', 'ended'],
-  'conn.': ['connecting', 'online', 'reconnecting', 'offline', 'closed', 'expired', 'gone'],
+  'conn.': ['connecting', 'online', 'reconnecting', 'offline', 'closed', 'expired', 'gone', 'revoked', 'unauthorized'],
   'pub.': ['idle', 'connecting', 'live', 'reconnecting', 'error'],
   'empty.mod.': ['pending', 'approved', 'rejected', 'done'],
-  'err.': ['offline', 'not_connected', 'invalid', 'session_ended', 'rate_limited', 'conflict', 'forbidden', 'unavailable', 'not_found', 'timeout', 'disconnected'],
+  'err.': ['offline', 'not_connected', 'invalid', 'session_ended', 'rate_limited', 'conflict', 'forbidden', 'unavailable', 'not_found', 'timeout', 'disconnected', 'muted', 'consent_required'],
+  'find.': KINDS,
+  'kind.': KINDS,
+  'reason.': [...REASON_CODES, 'muted'],
+  'triage.': ['clinic', 'urgent'],
+  'site.triage.': ['clinic', 'urgent'],
+  'host.export.': ['md', 'csv', 'json'],
 };
 
 function usedKeys() {

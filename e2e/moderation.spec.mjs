@@ -19,6 +19,8 @@ async function patient(browser, link, locale = 'en-US') {
 
 async function ask(page, text) {
   await page.fill('#ask-text', text);
+  // the privacy notice is agreed to once, before the first question
+  if (await page.locator('#consent').isVisible()) await page.check('#consent-box');
   await page.click('#ask-btn');
   await expect(page.locator('#mine .q', { hasText: text })).toBeVisible();
 }
@@ -59,7 +61,8 @@ test('edit before approving, merge a duplicate, pin', async ({ browser, server }
   // approve B, then merge C into B with the keyboard
   await mod.locator('#list .q', { hasText: B }).getByRole('button', { name: 'Approve' }).click();
   await expect(mod.locator('#list .q.selected')).toContainText(C);
-  await mod.keyboard.press('m');
+  // Shift+M always opens the list (m alone merges into the top suggestion when there is one)
+  await mod.keyboard.press('Shift+M');
   const select = mod.locator('#list .q.selected select');
   await expect(select).toBeFocused();
   const target = await select.locator('option', { hasText: B }).getAttribute('value');
@@ -137,6 +140,8 @@ test('without GET /api/limits the patient page still works and the server has th
   // no limit known: the count alone, and the ask goes to the server, which refuses it
   await page.fill('#ask-text', 'x'.repeat(501));
   await expect(page.locator('#ask-count')).toHaveText('501');
+  // the privacy notice is agreed to once, before the first question
+  if (await page.locator('#consent').isVisible()) await page.check('#consent-box');
   await page.click('#ask-btn');
   await expect(page.locator('.toast.bad')).toContainText('That was not accepted');
   await expect(page.locator('#ask-text')).toHaveValue('x'.repeat(501));

@@ -31,7 +31,9 @@ export default defineConfig({
         '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
         '--disable-component-update', '--disable-sync', '--use-fake-device-for-media-stream',
         '--use-fake-ui-for-media-stream', '--allow-loopback-in-peer-connection',
-        '--disable-features=WebRtcHideLocalIpsWithMdns',
+        // LocalNetworkAccessChecks: pages fulfilled from the checkout (server.mjs) would otherwise count as
+        // public and be refused their socket to 127.0.0.1.
+        '--disable-features=WebRtcHideLocalIpsWithMdns,LocalNetworkAccessChecks',
       ],
     },
   },

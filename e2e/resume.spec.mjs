@@ -25,6 +25,8 @@ test('a dropped socket resumes with since and catches up; 1000 stays closed', as
   expect(sockets[0].url.searchParams.get('since')).toBeNull();
 
   await page.fill('#ask-text', 'Does radiotherapy make you radioactive?');
+  // the privacy notice is agreed to once, before the first question
+  if (await page.locator('#consent').isVisible()) await page.check('#consent-box');
   await page.click('#ask-btn');
   await expect(page.locator('#mine .q')).toContainText('Waiting for review');
 
@@ -93,6 +95,8 @@ test('a socket that went silent is replaced soon after a network change', async 
   expect(sockets[1].searchParams.get('since')).not.toBeNull();
   await expect(page.locator('#conn')).toHaveAttribute('data-state', 'online');
   await page.fill('#ask-text', 'Still here?');
+  // the privacy notice is agreed to once, before the first question
+  if (await page.locator('#consent').isVisible()) await page.check('#consent-box');
   await page.click('#ask-btn');
   await expect(page.locator('#mine .q')).toContainText('Waiting for review');
   await ctx.close();
@@ -127,6 +131,8 @@ test('an ask whose reply was lost is found after reconnecting, not sent twice', 
   await page.click('#join-btn');
   await expect(page.locator('#conn')).toHaveAttribute('data-state', 'online');
   await page.fill('#ask-text', 'Is hair loss after chemo permanent?');
+  // the privacy notice is agreed to once, before the first question
+  if (await page.locator('#consent').isVisible()) await page.check('#consent-box');
   await page.click('#ask-btn');
   await expect(page.locator('.toast', { hasText: 'We are checking whether your question arrived' })).toBeVisible();
   await expect(page.locator('.toast', { hasText: 'Your question did arrive.' })).toBeVisible({ timeout: 15_000 });

@@ -1,7 +1,7 @@
 // Start the real server binary on 127.0.0.1:0 with a fresh data directory and stop it after.
 // `ONCOLIVE_BIN` picks the binary; `TEST_LOG=1` prints its log.
 import { spawn } from 'node:child_process';
-import { access, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { access, mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -117,6 +117,7 @@ export async function createSession(server, fields = {}) {
 export function webFileFor(pathname) {
   if (pathname === '/') return 'index.html';
   if (pathname === '/host') return 'host.html';
+  if (pathname === '/privacy.html') return 'privacy.html';
   if (/^\/s\/[^/]+$/.test(pathname)) return 'patient.html';
   if (/^\/s\/[^/]+\/expert$/.test(pathname)) return 'expert.html';
   if (/^\/s\/[^/]+\/moderate$/.test(pathname)) return 'moderate.html';
@@ -138,7 +139,7 @@ const TYPES = {
   html: 'text/html; charset=utf-8', js: 'text/javascript; charset=utf-8', css: 'text/css; charset=utf-8',
   svg: 'image/svg+xml', png: 'image/png', json: 'application/json',
 };
-const URL_OF = { 'index.html': '/', 'host.html': '/host', 'patient.html': '/s/x', 'expert.html': '/s/x/expert', 'moderate.html': '/s/x/moderate' };
+const URL_OF = { 'index.html': '/', 'host.html': '/host', 'privacy.html': '/privacy.html', 'patient.html': '/s/x', 'expert.html': '/s/x/expert', 'moderate.html': '/s/x/moderate' };
 
 /** Does the server serve exactly this checkout's web/? */
 async function servesThisCheckout(url) {
@@ -199,3 +200,39 @@ export const test = base.extend({
 });
 
 export { expect };
+
+// ---- screenshots and what a 60-year-old can read ----
+
+const SHOTS = join(dirname(fileURLToPath(import.meta.url)), 'screenshots');
+
+/** A screenshot of what is on screen now (the viewport, as the phone shows it) in e2e/screenshots/. */
+export async function shot(page, name, { fullPage = false } = {}) {
+  await mkdir(SHOTS, { recursive: true });
+  await page.evaluate(() => { for (const el of document.querySelectorAll('.toast')) el.remove(); });
+  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage });
+}
+
+/**
+ * Visible text set smaller than `min` px, or pushed past the right edge of the screen: what an
+ * older patient cannot read. Returns readable descriptions ([] when all is well).
+ */
+export async function unreadable(page, min = 16) {
+  return page.evaluate((minPx) => {
+    const out = [];
+    const width = document.documentElement.clientWidth;
+    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+      const text = n.textContent.trim();
+      const el = n.parentElement;
+      if (!text || !el || el.closest('.print-root, [hidden], script, style')) continue;
+      const range = document.createRange();
+      range.selectNodeContents(n);
+      const rects = Array.from(range.getClientRects()).filter((r) => r.width > 0 && r.height > 0);
+      if (!rects.length) continue;
+      const size = parseFloat(getComputedStyle(el).fontSize);
+      if (size < minPx - 0.01) out.push(`${size}px: "${text.slice(0, 40)}" (${el.tagName.toLowerCase()}.${el.className})`);
+      if (rects.some((r) => r.right > width + 0.5)) out.push(`cut off at ${width}px: "${text.slice(0, 40)}"`);
+    }
+    return out;
+  }, min);
+}

@@ -141,11 +141,17 @@ test('a session from scheduling to answers, on every screen', async ({ browser, 
   // ---- they ask ----
   await zh.fill('#ask-text', Q1);
   await expect(zh.locator('#ask-count')).toHaveText(`${Array.from(Q1).length} / 500`);
+  // the privacy notice is agreed to once, before the first question
+  if (await zh.locator('#consent').isVisible()) await zh.check('#consent-box');
   await zh.click('#ask-btn');
   await expect(zh.locator('#mine .q', { hasText: Q1 })).toContainText('等待审核');
   await en.fill('#ask-text', Q2);
+  // the privacy notice is agreed to once, before the first question
+  if (await en.locator('#consent').isVisible()) await en.check('#consent-box');
   await en.click('#ask-btn');
   await en.fill('#ask-text', Q3);
+  // the privacy notice is agreed to once, before the first question
+  if (await en.locator('#consent').isVisible()) await en.check('#consent-box');
   await en.click('#ask-btn');
   await expect(en.locator('#mine .q', { hasText: Q2 })).toContainText('Waiting for review');
   await expect(en.locator('#mine .q', { hasText: Q3 })).toContainText('Waiting for review');

@@ -295,6 +295,20 @@ test('replies are matched to their requests by req, in any order', async () => {
   assert.equal(hub.pending.size, 0, 'answered requests are forgotten');
 });
 
+test('`screened` answers its `screen` request and is no event (since does not move)', async () => {
+  const { messages } = startHub();
+  synced(5);
+  const before = messages.length;
+  const screened = watch(hub.request({ type: 'screen', text: '我的电话13812345678' }));
+  const sent = socket(0).last('screen');
+  socket(0).receive({ type: 'screened', req: sent.req, findings: [{ kind: 'phone', start: 4, end: 15 }], redacted: '我的电话***' });
+  await flush();
+  assert.equal(screened.status, 'resolved');
+  assert.equal(screened.value.redacted, '我的电话***');
+  assert.equal(messages.length, before, 'not handed to the store');
+  assert.equal(hub.seq, 5);
+});
+
 test('an ack carrying a question is also handed to onMessage (the author\'s own copy)', () => {
   const { messages } = startHub();
   synced();

@@ -184,3 +184,58 @@ test('unsubscribing stops the notifications', () => {
   store.apply({ type: 'viewers', count: 1 });
   assert.deepEqual(seen, ['snapshot']);
 });
+
+// ---- consent, mute and the author's private copy (issue 11) ----
+
+test('a patient without consent must consent before the first question; the ack records it', () => {
+  const { store, changes } = storeWith(snapshot({ you: { id: ME, role: 'patient', consented_at: null } }));
+  assert.equal(store.needsConsent(), true);
+  assert.equal(store.consentedAt, null);
+  store.setConsent('2026-12-01T10:05:00Z');
+  assert.equal(store.needsConsent(), false);
+  assert.equal(store.consentedAt, '2026-12-01T10:05:00Z');
+  assert.deepEqual(changes, ['snapshot', 'you']);
+});
+
+test('consent given earlier comes with the snapshot; staff never consent', () => {
+  assert.equal(storeWith(snapshot({ you: { id: ME, role: 'patient', consented_at: '2026-11-30T09:00:00Z' } })).store.needsConsent(), false);
+  assert.equal(storeWith(snapshot({ you: { id: 'mod', role: 'moderator' } })).store.needsConsent(), false);
+  assert.equal(new SessionStore().needsConsent(), false, 'nothing known yet: nothing to ask');
+});
+
+test('a snapshot older than the consent ack does not take the consent back', () => {
+  const { store } = storeWith(snapshot({ you: { id: ME, role: 'patient', consented_at: null } }));
+  store.setConsent('2026-12-01T10:05:00Z');
+  store.apply(snapshot({ seq: 11, you: { id: ME, role: 'patient', consented_at: null } }));
+  assert.equal(store.consentedAt, '2026-12-01T10:05:00Z');
+  // a new identity (renewed after expiry) starts over
+  store.apply(snapshot({ seq: 12, you: { id: 'someone-new', role: 'patient', consented_at: null } }));
+  assert.equal(store.needsConsent(), true);
+});
+
+test('consent_required after all: the notice comes back', () => {
+  const { store } = storeWith(snapshot({ you: { id: ME, role: 'patient', consented_at: '2026-11-30T09:00:00Z' } }));
+  store.setConsent(null);
+  assert.equal(store.needsConsent(), true);
+});
+
+test('muted: from the snapshot, or learnt from an ask refused with `muted`', () => {
+  const { store, changes } = storeWith(snapshot({ you: { id: ME, role: 'patient', muted: false } }));
+  store.setMuted(true);
+  assert.equal(store.you.muted, true);
+  store.setMuted(true);
+  assert.deepEqual(changes, ['snapshot', 'you'], 'no change, no event');
+});
+
+test('the author’s copy is taken as sent: a triage cleared (left out) is gone', () => {
+  // The server sends the author their own view of every change (docs/protocol.md), with the
+  // private fields left out when empty, so the newest copy is the whole truth.
+  const mine = q(4, { author_id: ME, status: 'approved', text: '电话***', original: '电话13812345678', findings: [{ kind: 'phone', start: 2, end: 13 }], triage: 'urgent' });
+  const { store } = storeWith(snapshot({ questions: [mine] }));
+  assert.equal(store.questions.get(4).triage, 'urgent');
+  const { triage, ...cleared } = mine;
+  store.apply({ type: 'question', seq: 11, question: cleared });
+  assert.equal(store.questions.get(4).triage, undefined);
+  assert.equal(store.questions.get(4).original, '电话13812345678');
+  assert.deepEqual(store.mine().map((x) => x.id), [4]);
+});

@@ -3,7 +3,7 @@ import { t } from './i18n.js';
 
 /** The error codes with their own message (`err.<code>`): the server's and the hub's own. */
 const KNOWN = new Set(['offline', 'not_connected', 'invalid', 'session_ended', 'rate_limited', 'conflict',
-  'forbidden', 'unavailable', 'not_found', 'timeout', 'disconnected']);
+  'forbidden', 'unavailable', 'not_found', 'timeout', 'disconnected', 'muted', 'consent_required']);
 
 /**
  * A readable message for a HubError. With `detail` (staff consoles), `invalid` and `conflict`

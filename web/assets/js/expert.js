@@ -1,6 +1,6 @@
 // Expert console: camera and microphone to WHIP, session state, the approved queue,
 // "answering" and "answered" in one tap each.
-import { $, h, setText, show, renderer, toast, charCount, showCount } from './dom.js';
+import { $, h, setText, show, setChildren, renderer, toast, charCount, showCount } from './dom.js';
 import { t } from './i18n.js';
 import { newestFirst } from './store.js';
 import { viewersLabel, confirmAction } from './ui.js';
@@ -8,6 +8,7 @@ import { Publisher } from './video.js';
 import { startStaff, staffSubline } from './staff.js';
 import { createQuestionNode, updateQuestionNode, renderQuestions, renderAnswering } from './questions.js';
 import { limit } from './limits.js';
+import { expertBadge } from './site.js';
 
 const render = renderer(renderAll);
 const staff = startStaff({ role: 'expert', render });
@@ -187,15 +188,23 @@ function queueItem() {
   const node = createQuestionNode({ votes: true, actions: true });
   const answering = h('button', { class: 'btn primary small', type: 'button', dataset: { act: 'answering' } });
   const answered = h('button', { class: 'btn small', type: 'button', dataset: { act: 'answered' } });
-  node.refs.actions.append(answering, answered);
-  node.refs.answering = answering;
-  node.refs.answered = answered;
+  // The expert may see at a glance that a question needs a visit, not a broadcast answer.
+  const clinic = h('button', { class: 'btn small triage-btn clinic', type: 'button', dataset: { act: 'triage', tag: 'clinic' } });
+  const urgent = h('button', { class: 'btn small triage-btn urgent', type: 'button', dataset: { act: 'triage', tag: 'urgent' } });
+  node.refs.actions.append(answering, answered, clinic, urgent);
+  Object.assign(node.refs, { answering, answered, clinic, urgent });
   node.refs.actions.addEventListener('click', async (e) => {
     const button = e.target.closest('button');
     if (!button) return;
     const id = Number(node.dataset.id);
+    const q = staff.store.questions.get(id);
     button.disabled = true;
-    await staff.send({ type: button.dataset.act, question: id });
+    if (button.dataset.act === 'triage') {
+      const tag = button.dataset.tag;
+      await staff.send({ type: 'triage', question: id, tag: q && q.triage === tag ? null : tag });
+    } else {
+      await staff.send({ type: button.dataset.act, question: id });
+    }
     button.disabled = false;
   });
   return node;
@@ -205,6 +214,10 @@ function updateQueueItem(node, q) {
   updateQuestionNode(node, q, { store: staff.store });
   setText(node.refs.answering, t('expert.answerNow'));
   setText(node.refs.answered, t('expert.markAnsweredShort'));
+  for (const tag of ['clinic', 'urgent']) {
+    setText(node.refs[tag], t(`triage.${tag}`));
+    node.refs[tag].setAttribute('aria-pressed', String(q.triage === tag));
+  }
   show(node.refs.answering, q.status === 'approved');
   const ended = staff.store.session && staff.store.session.state === 'ended';
   node.refs.answering.disabled = ended;
@@ -212,6 +225,15 @@ function updateQueueItem(node, q) {
 }
 
 // ---- render ----
+
+/** What patients see of the expert: the badge once the host verified the profile. */
+function renderBadgePreview(profile) {
+  const el = $('#badge');
+  const sig = `${JSON.stringify(profile || null)}|${t('badge.verified')}`;
+  if (el.dataset.sig === sig) return;
+  el.dataset.sig = sig;
+  setChildren(el, expertBadge(profile) || h('p', { class: 'small', text: t(profile ? 'expert.badgeUnverified' : 'expert.badgeNone') }));
+}
 
 function renderAll() {
   if (!staff) return;
@@ -221,6 +243,7 @@ function renderAll() {
   document.title = `${t('expert.title')} · ${s.title}`;
   setText($('#s-title'), s.title);
   setText($('#s-sub'), staffSubline(s));
+  renderBadgePreview(s.expert_profile);
 
   const ended = s.state === 'ended';
   const publishing = publisher.wanted;

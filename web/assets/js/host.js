@@ -4,6 +4,7 @@ import { t, tIn, formatDateTime } from './i18n.js';
 import { api, takeFragmentToken, saveJSON } from './api.js';
 import { initChrome, confirmAction } from './ui.js';
 import { loadLimits, applyMaxLength } from './limits.js';
+import { loadSite, expertBadge, disclaimerIn } from './site.js';
 
 const TOKEN_KEY = 'oncolive.admin';
 // The admin token lives 12 hours; keep it for this tab only.
@@ -14,6 +15,7 @@ const open = new Map();   // session id → { links, error } for the expanded ro
 let editing = null;       // the session the form edits, or null when it creates one
 
 initChrome({ onLang: () => { renderList(); renderTz(); } });
+loadSite(); // the poster prints the operator's disclaimer
 loadLimits().then(() => {
   applyMaxLength($('#f-title'), 'title_chars');
   applyMaxLength($('#f-topic'), 'topic_chars');
@@ -90,6 +92,13 @@ $('#create').addEventListener('submit', async (e) => {
     show(error, true);
     return;
   }
+  const profile = readProfile(expert);
+  if (profile === false) {
+    setText(error, t('host.pLicenceMasked'));
+    show(error, true);
+    $('#p-licence').focus();
+    return;
+  }
   show(error, false);
   const body = {
     title,
@@ -98,6 +107,7 @@ $('#create').addEventListener('submit', async (e) => {
     scheduled_start: start.toISOString(),
     moderation: form.querySelector('input[name="moderation"]:checked').value,
   };
+  if (profile) body.expert_profile = profile;
   const button = $('#create-btn');
   button.disabled = true;
   if (editing) {
@@ -124,6 +134,7 @@ $('#create').addEventListener('submit', async (e) => {
     open.set(data.session.id, { links: data.links });
     $('#f-title').value = '';
     $('#f-topic').value = '';
+    fillProfile(null);
     toast(t('host.created'));
     await load();
     const row = document.querySelector(`[data-session="${CSS.escape(data.session.id)}"]`);
@@ -137,6 +148,30 @@ $('#create').addEventListener('submit', async (e) => {
   }
 });
 
+// ---- the expert's profile (the badge patients see) ----
+
+const PROFILE_FIELDS = ['name', 'title', 'hospital', 'department', 'licence'];
+
+/**
+ * The profile from the form: null when nothing was entered (no badge), false when the licence is
+ * still the masked copy shown to everyone (sending it back would store the stars).
+ */
+function readProfile(expertName) {
+  const p = {};
+  for (const f of PROFILE_FIELDS) p[f] = $(`#p-${f}`).value.trim();
+  p.verified = $('#p-verified').checked;
+  const any = PROFILE_FIELDS.some((f) => p[f]) || p.verified;
+  if (!any) return editing && editing.expert_profile ? { ...p, name: expertName } : null;
+  if (p.licence.includes('*')) return false;
+  if (!p.name) p.name = expertName;
+  return p;
+}
+
+function fillProfile(profile) {
+  for (const f of PROFILE_FIELDS) $(`#p-${f}`).value = (profile && profile[f]) || '';
+  $('#p-verified').checked = !!(profile && profile.verified);
+}
+
 // ---- editing: the same form, filled with the session ----
 
 function toLocalInput(iso) {
@@ -144,8 +179,18 @@ function toLocalInput(iso) {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
 }
 
-function startEditing(s) {
+async function startEditing(listed) {
+  // The list is public, so its licence numbers are masked; the host's links reply is not
+  // (docs/protocol.md).
+  let s = listed;
+  try {
+    const data = await api(`/api/sessions/${encodeURIComponent(listed.id)}/links`, { token });
+    if (data && data.session) s = data.session;
+  } catch (err) {
+    if (authFailed(err)) return;
+  }
   editing = s;
+  fillProfile(s.expert_profile);
   $('#f-title').value = s.title;
   $('#f-topic').value = s.topic || '';
   $('#f-expert').value = s.expert_name;
@@ -173,6 +218,7 @@ function stopEditing() {
   $('#f-topic').value = '';
   $('#f-start').disabled = false;
   $('#f-start').value = '';
+  fillProfile(null);
   defaultStart();
   for (const radio of document.querySelectorAll('input[name="moderation"]')) {
     radio.disabled = false;
@@ -266,6 +312,35 @@ function linkRow(labelKey, url, name) {
   ];
 }
 
+/** Download the session's public Q&A (redacted, no identities) in `format`. */
+async function exportSession(s, format) {
+  let res;
+  try {
+    res = await fetch(`/api/sessions/${encodeURIComponent(s.id)}/export?format=${format}`, {
+      headers: { Authorization: `Bearer ${token}` }, cache: 'no-store',
+    });
+  } catch {
+    toast(t('error.network'), { bad: true });
+    return;
+  }
+  if (res.status === 401 || res.status === 403) {
+    authFailed({ status: res.status });
+    return;
+  }
+  if (!res.ok) {
+    toast(t('error.generic'), { bad: true });
+    return;
+  }
+  const blob = await res.blob();
+  const disposition = res.headers.get('Content-Disposition') || '';
+  const named = /filename="?([^";]+)"?/i.exec(disposition);
+  const a = h('a', { href: URL.createObjectURL(blob), download: named ? named[1] : `oncolive-${s.id}.${format}`, hidden: true });
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+}
+
 function qrSrc(id) {
   // Same origin on purpose: the CSP only allows images from 'self'.
   return `/api/sessions/${encodeURIComponent(id)}/qr.svg`;
@@ -279,10 +354,14 @@ function printPoster(s, patientUrl) {
     h('div', { class: 'p-title', text: s.title }),
     s.topic ? h('div', { class: 'p-sub', text: s.topic }) : null,
     h('div', { class: 'p-sub', text: `${s.expert_name} · ${formatDateTime(s.scheduled_start)}` }),
+    // A poster speaks both languages; a wall needs no licence number, masked or not.
+    expertBadge(s.expert_profile, (key, vars) => `${tIn('zh', key, vars)} / ${tIn('en', key, vars)}`, { licence: false }),
     h('img', { src: qrSrc(s.id), alt: patientUrl }),
     h('div', { class: 'p-how', lang: 'zh-CN', text: tIn('zh', 'poster.how') }),
     h('div', { class: 'p-how', lang: 'en', text: tIn('en', 'poster.how') }),
-    h('div', { class: 'p-url', text: patientUrl })));
+    h('div', { class: 'p-url', text: patientUrl }),
+    h('div', { class: 'p-disclaimer', lang: 'zh-CN', text: disclaimerIn('zh') }),
+    h('div', { class: 'p-disclaimer', lang: 'en', text: disclaimerIn('en') })));
   document.body.appendChild(root);
   const img = root.querySelector('img');
   const go = () => window.print();
@@ -309,6 +388,8 @@ function sessionRow(s) {
       h('p', { class: 'hint', text: t('host.secretHint') }),
       h('div', { class: 'controls' },
         h('button', { class: 'btn small ghost', type: 'button', text: t('host.rotate'), dataset: { rotate: s.id }, onclick: () => rotateLinks(s.id) })),
+      h('div', { class: 'controls exports' }, h('span', { class: 'small', text: t('host.export') }),
+        ['md', 'csv', 'json'].map((f) => h('button', { class: 'btn small', type: 'button', dataset: { export: f }, text: t(`host.export.${f}`), onclick: () => exportSession(s, f) }))),
       h('div', { class: 'row' },
         h('img', { class: 'qr', src: qrSrc(s.id), alt: t('host.qrAlt'), width: 180, height: 180 }),
         h('button', { class: 'btn', type: 'button', text: t('host.print'), onclick: () => printPoster(s, l.patient) })));

@@ -312,6 +312,7 @@ export class Hub {
       }
       case 'ack':
       case 'pong':
+      case 'screened': // the answer to `screen`: a reply like the others, never an event
       case 'error': {
         if (msg.type === 'ack' && msg.question) this.onMessage(msg);
         const p = msg.req !== undefined ? this.pending.get(msg.req) : undefined;
@@ -334,7 +335,7 @@ export class Hub {
     }
   }
 
-  /** Send a request; resolves with the `ack`/`pong`, rejects with a HubError. */
+  /** Send a request; resolves with the `ack`/`pong`/`screened`, rejects with a HubError. */
   request(body) {
     const ws = this.ws;
     if (!ws || ws.readyState !== OPEN || this.status !== 'online') {

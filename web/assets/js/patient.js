@@ -10,6 +10,9 @@ import { createQuestionNode, updateQuestionNode, renderQuestions, renderAnswerin
 import { connectSession } from './connection.js';
 import { errorText } from './errors.js';
 import { loadLimits, limit, applyMaxLength } from './limits.js';
+import { Screener } from './screen.js';
+import { warningText, kindsFound, isPersonal } from './findings.js';
+import { loadSite, disclaimer, expertBadge, retentionDays } from './site.js';
 
 const sid = sessionIdFromPath();
 const identityKey = `oncolive.patient.${sid}`;
@@ -30,7 +33,7 @@ const fatal = fatalScreen({
     ? h('button', { class: 'btn primary', type: 'button', text: t('retry'), onclick: () => location.reload() })
     : h('a', { class: 'btn', href: '/', text: t('nav.allSessions') })),
 });
-const conn = initChrome({ onLang: () => { renderJoin(); renderAll(); fatal.paint(); } });
+const conn = initChrome({ onLang: () => { renderFrame(); renderJoin(); renderAll(); renderWarning(); fatal.paint(); } });
 const render = renderer(renderAll);
 
 function showOnly(id) {
@@ -73,6 +76,21 @@ function renderJoin() {
   setText($('#join-title'), preview.title);
   setText($('#join-sub'), sessionSubline(preview));
   setText($('#join-topic'), preview.topic || '');
+  renderBadge($('#join-badge'), preview);
+}
+
+/** The safety frame every view carries: the operator's disclaimer in the reader's language. */
+function renderFrame() {
+  setText($('#disclaimer'), disclaimer());
+  setText($('#consent-text'), t('consent.text', { days: retentionDays() }));
+}
+
+function renderBadge(el, s) {
+  const profile = s && s.expert_profile;
+  const sig = `${JSON.stringify(profile || null)}|${t('badge.verified')}`;
+  if (el.dataset.sig === sig) return;
+  el.dataset.sig = sig;
+  setChildren(el, expertBadge(profile));
 }
 
 $('#join-form').addEventListener('submit', async (e) => {
@@ -95,6 +113,7 @@ $('#join-form').addEventListener('submit', async (e) => {
     if (err.status === 0) key = 'error.network';
     else if (err.status === 410) key = 'session.endedNoJoin';
     else if (err.status === 429) key = 'error.rateLimited';
+    else if (err.status === 400) key = 'join.nameInvalid';
     else if (err.status === 404) key = 'error.notFound';
     setText(error, t(key, { s: err.retryAfter || 10 }));
     show(error, true);
@@ -155,8 +174,10 @@ function onStoreChange(what) {
       if (tab === 'queue') selectTab('answered');
     }
   }
+  // a draft restored before the connection was up is screened once it is
+  if (what === 'snapshot' && askText.value.trim()) screener.flush();
   if (uncertainAsk && (what === 'snapshot' || what === 'questions')) {
-    if (store.mine().some((q) => q.text.trim() === uncertainAsk)) {
+    if (store.mine().some((q) => (q.original ?? q.text).trim() === uncertainAsk)) {
       uncertainAsk = null;
       const box = $('#ask-text');
       if (box.value.trim() === box.dataset.sent) box.value = '';
@@ -243,6 +264,7 @@ function restoreDraft() {
   const draft = loadJSON(draftKey);
   if (draft && !askText.value) askText.value = draft;
   updateCounter();
+  if (askText.value) screener.input(askText.value);
 }
 
 let draftTimer = null;
@@ -255,13 +277,53 @@ function updateCounter() {
   const n = charCount(askText.value);
   const max = limit('question_chars');
   showCount($('#ask-count'), n, max);
-  $('#ask-btn').disabled = n === 0 || n > max || !hub || !hub.online || askText.dataset.busy === '1';
+  const consenting = store.needsConsent();
+  show($('#consent'), consenting);
+  show($('#ask-muted'), !!(store.you && store.you.muted));
+  $('#ask-btn').disabled = n === 0 || n > max || !hub || !hub.online || askText.dataset.busy === '1'
+    || (consenting && !$('#consent-box').checked);
+}
+
+// While the patient types, the server's detector says what it would hide; nothing is stored.
+let screened = null; // { text, findings, redacted } for the box as it is, or null
+const screener = new Screener({
+  request: async (text) => {
+    if (!hub || !hub.online) return null;
+    return hub.request({ type: 'screen', text });
+  },
+  onResult: (result) => {
+    screened = result;
+    renderWarning();
+  },
+});
+
+function renderWarning() {
+  const warn = $('#ask-warn');
+  // The last answer stays while the patient types on: a warning that blinks at every key is not read.
+  let text = screened ? warningText(screened.findings) : '';
+  // In a session whose questions show at once, one with a finding waits for a moderator.
+  const post = store.session && store.session.moderation === 'post';
+  if (text && post && !kindsFound(screened.findings).includes('blocked_word')) text += ` ${t('warn.heldPost')}`;
+  setText(warn, text);
+  show(warn, !!text);
+  warn.classList.toggle('personal', !!screened && kindsFound(screened.findings).some(isPersonal));
 }
 
 askText.addEventListener('input', () => {
   updateCounter();
   saveDraft(askText.value);
+  screener.input(askText.value);
+  renderWarning();
 });
+$('#consent-box').addEventListener('change', updateCounter);
+
+/** Record the patient's consent once; true when it is on record. */
+async function consent() {
+  if (!store.needsConsent()) return true;
+  const ack = await hub.request({ type: 'consent' });
+  store.setConsent(ack.consented_at || new Date().toISOString());
+  return true;
+}
 
 $('#ask').addEventListener('submit', async (e) => {
   e.preventDefault();
@@ -272,15 +334,35 @@ $('#ask').addEventListener('submit', async (e) => {
   askText.dataset.sent = text;
   updateCounter();
   try {
-    await hub.request({ type: 'ask', text });
+    await consent();
+  } catch (err) {
+    // nothing was asked yet: the patient just tries again
+    toast(errorText(err), { bad: true });
+    askText.dataset.busy = '';
+    updateCounter();
+    return;
+  }
+  try {
+    const ack = await hub.request({ type: 'ask', text });
     askText.value = '';
     saveDraft('');
-    toast(store.session && store.session.moderation === 'post' ? t('ask.sentPost') : t('ask.sentPre'));
+    screener.input('');
+    const post = store.session && store.session.moderation === 'post';
+    const held = !!(ack && ack.question && ack.question.status === 'pending');
+    toast(!post ? t('ask.sentPre') : held ? t('ask.sentHeld') : t('ask.sentPost'));
     selectTab('mine');
   } catch (err) {
     if (err.uncertain) {
       uncertainAsk = text;
       toast(t(err.code === 'unavailable' ? 'ask.unavailable' : 'ask.uncertain'), { ms: 6000 });
+    } else if (err.code === 'consent_required') {
+      // the server has no consent on record (it was removed): ask again, plainly
+      store.setConsent(null);
+      $('#consent-box').checked = false;
+      toast(t('err.consent_required'), { bad: true, ms: 6000 });
+    } else if (err.code === 'muted') {
+      store.setMuted(true);
+      toast(t('err.muted'), { bad: true, ms: 8000 });
     } else if (err.code === 'rate_limited') {
       toast(t('ask.rateLimited', { s: Math.ceil((err.retryAfterMs || 10000) / 1000) }), { bad: true, ms: 6000 });
     } else {
@@ -334,6 +416,7 @@ function queueItem() {
 }
 
 function updateQueueItem(node, q) {
+  // The public list shows what everyone sees (the author's own words are in "my questions").
   updateQuestionNode(node, q, { store, mine: true });
   const button = node.refs.vote;
   const voted = store.myVotes.has(q.id);
@@ -360,6 +443,7 @@ function renderAll() {
     document.title = `${s.title} · OncoLive`;
     setText($('#s-title'), s.title);
     setText($('#s-sub'), sessionSubline(s));
+    renderBadge($('#s-badge'), s);
   }
   renderStage();
 
@@ -388,11 +472,13 @@ function renderAll() {
   setText($('#count-mine'), mine.length);
   setText($('#count-answered'), answered.length);
   renderQuestions($('#queue'), queue, queueItem, updateQueueItem, t('empty.queue'));
-  renderQuestions($('#mine'), mine, plainItem, (node, q) => updateQuestionNode(node, q, { store, status: true }), t('empty.mine'));
+  renderQuestions($('#mine'), mine, plainItem, (node, q) => updateQuestionNode(node, q, { store, status: true, author: true }), t('empty.mine'));
   renderQuestions($('#answered'), answered, countedItem, (node, q) => updateQuestionNode(node, q, { store }), t('empty.answered'));
 }
 
 // The limits set the ask counter and the name's maxlength; without them the server's reply decides.
+loadSite().then(() => { renderFrame(); render(); });
+renderFrame();
 loadLimits().then(() => {
   applyMaxLength($('#join-name'), 'name_chars');
   updateCounter();

@@ -1,6 +1,8 @@
 // The question card every page shows; pages add their own buttons in `node.refs.actions`.
 import { $, h, setText, show, setChildren, renderList } from './dom.js';
 import { t, formatTime, currentLang } from './i18n.js';
+import { highlighted, reasonText } from './findings.js';
+import { triageNode, siteLoaded } from './site.js';
 
 /**
  * A new, empty card. `lead` is an optional element shown left of the text (a vote button);
@@ -15,21 +17,25 @@ export function createQuestionNode({ lead = null, votes = false, actions = false
   }
   refs.text = h('div', { class: 'text' });
   refs.meta = h('div', { class: 'meta' });
+  refs.note = h('div', { class: 'note', hidden: true });
+  refs.triage = h('div', { hidden: true });
   refs.merged = h('div', { class: 'small muted', hidden: true });
   refs.answer = h('div', { class: 'answer', hidden: true });
   refs.reason = h('div', { class: 'reason', hidden: true });
   refs.actions = actions ? h('div', { class: 'actions' }) : null;
   const node = h('li', { class: 'q' }, lead,
-    h('div', { class: 'body' }, refs.text, refs.meta, refs.merged, refs.answer, refs.reason, refs.actions));
+    h('div', { class: 'body' }, refs.text, refs.note, refs.meta, refs.triage, refs.merged, refs.answer, refs.reason, refs.actions));
   node.refs = refs;
   return node;
 }
 
 /**
  * Fill a card. Options: `store` (to find merge targets and "mine"), `status` (show the status pill),
- * `mine` (mark the viewer's own questions).
+ * `mine` (mark the viewer's own questions), `author` (the viewer's own questions show what they
+ * typed, what others see instead, and the triage reply), `review` (the moderator: the original
+ * with each finding marked, what will be published, the triage tag).
  */
-export function updateQuestionNode(node, q, { store = null, status = false, mine = false } = {}) {
+export function updateQuestionNode(node, q, { store = null, status = false, mine = false, author = false, review = false } = {}) {
   const { refs } = node;
   if (refs.votes) {
     setText(refs.votes, q.votes);
@@ -37,19 +43,35 @@ export function updateQuestionNode(node, q, { store = null, status = false, mine
   }
   // Vote counts change several times a second; skip the card when nothing it shows changed.
   const target = q.status === 'merged' && store ? store.questions.get(q.merged_into) : null;
+  const own = author && !!store && store.isMine(q);
   const sig = [q.id, q.text, q.status, q.pinned, q.edited, q.author, q.asked_at, q.answer, q.reason, q.merged_into,
-    target ? target.text : '', status, mine && store ? store.isMine(q) : false, currentLang()].join('\u0001');
+    target ? target.text : '', status, mine && store ? store.isMine(q) : false, currentLang(),
+    q.original, JSON.stringify(q.findings || []), q.triage, q.reason_code, q.original_shown, own, review, siteLoaded()].join('\u0001');
   if (refs.sig === sig) return;
   refs.sig = sig;
   node.className = 'q' + (q.status === 'answering' ? ' answering' : '') + (q.pinned ? ' pinned' : '');
   node.dataset.id = String(q.id);
   node.dataset.status = q.status;
-  setText(refs.text, q.text);
+  const original = typeof q.original === 'string' ? q.original : null;
+  const hidden = original !== null && original !== q.text;
+  if (review) setChildren(refs.text, highlighted(original ?? q.text, q.findings));
+  else setText(refs.text, own && original !== null ? original : q.text);
+  // The author reads their own words; they must also know that the others do not.
+  let note = '';
+  if (own && hidden) note = t('q.othersSee', { text: q.text });
+  else if (review && hidden) note = t(q.status === 'pending' ? 'q.publishedAs' : 'q.publicText', { text: q.text });
+  show(refs.note, !!note);
+  setText(refs.note, note);
+  const triage = own && (q.triage === 'clinic' || q.triage === 'urgent') ? q.triage : null;
+  show(refs.triage, !!triage);
+  setChildren(refs.triage, triage ? triageNode(triage) : null);
 
   const meta = [];
   if (q.status === 'answering') meta.push(h('span', { class: 'pill answering', text: t('status.answering') }));
   else if (status) meta.push(h('span', { class: `pill ${q.status}`, text: t(`status.${q.status}`) }));
   if (q.pinned) meta.push(h('span', { class: 'pill pin', text: t('q.pinned') }));
+  if (review && q.original_shown) meta.push(h('span', { class: 'pill warn', text: t('q.originalShown') }));
+  if (review && q.triage) meta.push(h('span', { class: `pill triage-${q.triage}`, text: t(`triage.${q.triage}`) }));
   meta.push(h('span', { text: q.author ? q.author : t('q.anonymous') }));
   if (q.asked_at) meta.push(h('span', { text: formatTime(q.asked_at) }));
   if (q.edited) meta.push(h('span', { text: t('q.edited') }));
@@ -61,9 +83,9 @@ export function updateQuestionNode(node, q, { store = null, status = false, mine
   if (showAnswer) {
     setChildren(refs.answer, h('strong', { text: t('q.answer') + ' ' }), q.answer);
   }
-  const showReason = q.status === 'rejected' && !!q.reason;
-  show(refs.reason, showReason);
-  if (showReason) setChildren(refs.reason, h('strong', { text: t('q.reason') + ' ' }), q.reason);
+  const reason = q.status === 'rejected' ? reasonText(q) : '';
+  show(refs.reason, !!reason);
+  if (reason) setChildren(refs.reason, h('strong', { text: t('q.reason') + ' ' }), reason);
 
   const isMerged = q.status === 'merged' && q.merged_into !== null && q.merged_into !== undefined;
   show(refs.merged, isMerged);

@@ -44,7 +44,7 @@ export class SessionStore {
     switch (msg.type) {
       case 'snapshot':
         this.session = msg.session;
-        this.you = msg.you;
+        this.you = this.keepConsent(msg.you);
         this.viewers = msg.viewers ?? this.viewers;
         this.video = msg.video ?? this.video;
         this.questions = new Map();
@@ -86,6 +86,41 @@ export class SessionStore {
         return this.changed('video');
       default:
     }
+  }
+
+  /**
+   * A snapshot taken before our `consent` was stored may still say "not consented"; the time
+   * from the ack wins for the same patient. (If the server really has none, the next `ask`
+   * answers `consent_required` and `forgetConsent` asks again.)
+   */
+  keepConsent(you) {
+    const had = this.you && this.you.consented_at;
+    if (!you || !had || you.consented_at || you.id !== this.you.id) return you;
+    return { ...you, consented_at: had };
+  }
+
+  /** When this patient agreed to the privacy notice, or null. */
+  get consentedAt() {
+    return (this.you && this.you.consented_at) || null;
+  }
+
+  /** A patient must agree to the privacy notice before the first question (staff never). */
+  needsConsent() {
+    return !!this.you && (this.you.role === undefined || this.you.role === 'patient') && !this.consentedAt;
+  }
+
+  /** The `consent` ack's time, or null when the server said `consent_required` after all. */
+  setConsent(at) {
+    if (!this.you) return;
+    this.you = { ...this.you, consented_at: at || null };
+    this.changed('you');
+  }
+
+  /** This patient was muted (an `ask` answered `muted`) or unmuted. */
+  setMuted(muted) {
+    if (!this.you || !!this.you.muted === muted) return;
+    this.you = { ...this.you, muted };
+    this.changed('you');
   }
 
   putQuestion(q, seq) {
