@@ -27,6 +27,9 @@ pub struct PrivacyArgs {
     /// The hospital or organisation running this deployment, named on the privacy page.
     #[arg(long, env = "ONCOLIVE_OPERATOR", default_value = "OncoLive")]
     pub operator: String,
+    /// How patients reach the operator about their data (shown on the privacy page).
+    #[arg(long, env = "ONCOLIVE_OPERATOR_CONTACT")]
+    pub operator_contact: Option<String>,
     /// The disclaimer on every patient screen and the poster, in Chinese.
     #[arg(long, env = "ONCOLIVE_DISCLAIMER_ZH", default_value = DEFAULT_DISCLAIMER_ZH)]
     pub disclaimer_zh: String,
@@ -70,6 +73,7 @@ impl PrivacyArgs {
         let nonempty = |s: &Option<String>| s.clone().filter(|s| !s.trim().is_empty());
         Site {
             operator: self.operator.clone(),
+            contact: nonempty(&self.operator_contact),
             disclaimer: Texts {
                 zh: self.disclaimer_zh.clone(),
                 en: self.disclaimer_en.clone(),

@@ -40,6 +40,8 @@ pub struct TriageReplies {
 pub struct Site {
     /// Who runs this deployment (the hospital), named on the privacy page.
     pub operator: String,
+    /// How patients reach the operator about their data (an address, a phone, a page).
+    pub contact: Option<String>,
     /// Shown on the join, live and ended pages and the poster.
     pub disclaimer: Texts,
     pub triage: TriageReplies,
@@ -55,14 +57,15 @@ impl Default for Site {
     fn default() -> Self {
         Site {
             operator: "OncoLive".into(),
+            contact: None,
             disclaimer: Texts::new(DEFAULT_DISCLAIMER_ZH, DEFAULT_DISCLAIMER_EN),
             triage: TriageReplies {
                 clinic: Texts::new(
-                    "你的问题需要医生当面了解病情后才能回答。请带上检查报告到医院门诊就诊，或预约专科门诊。",
+                    "您的问题需要医生当面了解病情后才能回答。请带上检查报告到医院门诊就诊，或预约专科门诊。",
                     "Your question needs a doctor who can examine you and see your reports. Please see your doctor or book an outpatient visit.",
                 ),
                 urgent: Texts::new(
-                    "你描述的情况可能需要紧急处理。请立即拨打120或尽快前往最近医院的急诊。",
+                    "您描述的情况可能需要紧急处理。请立即拨打120，或尽快前往最近医院的急诊。",
                     "What you describe may need urgent care. Call 120 now or go to the nearest emergency department.",
                 ),
                 booking_url: None,

@@ -66,12 +66,13 @@ pub async fn content_security_policy(
 }
 
 /// Each page's path and the file it serves.
-const PAGES: [(&str, &str); 5] = [
+const PAGES: [(&str, &str); 6] = [
     ("/", "index.html"),
     ("/host", "host.html"),
     ("/s/{id}", "patient.html"),
     ("/s/{id}/expert", "expert.html"),
     ("/s/{id}/moderate", "moderate.html"),
+    ("/privacy.html", "privacy.html"),
 ];
 
 pub fn routes() -> Router<AppState> {
