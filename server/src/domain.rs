@@ -1090,11 +1090,17 @@ impl SessionData {
     /// [`Event::encode`]: crate::protocol::Event::encode
     fn session_changed(&self) -> Applied {
         let session = EventBody::Session(self.session.clone());
-        Applied {
-            events: vec![
+        // One event for everyone unless staff see more than the public (their lists).
+        let events = if self.session.blocked_words.is_empty() && self.session.muted.is_empty() {
+            vec![(Audience::Public, session)]
+        } else {
+            vec![
                 (Audience::Others { author: None }, session.clone()),
                 (Audience::Staff { author: None }, session),
-            ],
+            ]
+        };
+        Applied {
+            events,
             reply: Reply::Session(self.session.clone()),
             touched: Touched::session(),
         }
@@ -1136,23 +1142,23 @@ impl SessionData {
         record.was_public |= public;
         let q = record.question.clone();
         let author = q.author_id;
-        // Each reader gets one event: the public view, the author's or the staff's (see
-        // `Event::encode`, which makes each view).
-        let mut events = if public {
-            vec![(Audience::Others { author }, EventBody::Question(q.clone()))]
+        let staff = Audience::Staff { author };
+        // Staff and the author get the whole question (`Event::encode` makes each view), the
+        // others the public view: one event each, so nobody reads a change twice.
+        let events = if public {
+            vec![
+                (Audience::Others { author }, EventBody::Question(q.clone())),
+                (staff, EventBody::Question(q.clone())),
+            ]
         } else if was_public {
-            // Public until now: everyone drops it; staff and the author learn why.
-            vec![(Audience::Others { author }, EventBody::QuestionRemoved(id))]
+            // Public until now: everyone else drops it; staff and the author learn why.
+            vec![
+                (Audience::Others { author }, EventBody::QuestionRemoved(id)),
+                (staff, EventBody::Question(q.clone())),
+            ]
         } else {
-            Vec::new()
+            vec![(staff, EventBody::Question(q.clone()))]
         };
-        events.push((
-            Audience::Staff { author: None },
-            EventBody::Question(q.clone()),
-        ));
-        if let Some(id) = author {
-            events.push((Audience::Author { id }, EventBody::Question(q.clone())));
-        }
         Applied {
             events,
             reply: reply(q),
@@ -1410,8 +1416,8 @@ mod tests {
                 now,
             )
             .unwrap();
-        // Everyone else drops it; staff and the author each get their view of why.
-        assert_eq!(applied.events.len(), 3);
+        // Everyone else drops it; staff and the author learn why.
+        assert_eq!(applied.events.len(), 2);
         assert_eq!(
             applied.events[0],
             (
@@ -1419,8 +1425,7 @@ mod tests {
                 EventBody::QuestionRemoved(id)
             )
         );
-        assert_eq!(applied.events[1].0, Audience::Staff { author: None });
-        assert_eq!(applied.events[2].0, Audience::Author { id: p.id });
+        assert_eq!(applied.events[1].0, Audience::Staff { author: Some(p.id) });
     }
 
     #[test]
@@ -1664,10 +1669,7 @@ mod tests {
         assert!(applied.touched.session, "the new version is stored");
         assert!(matches!(
             applied.events[..],
-            [
-                (Audience::Others { author: None }, EventBody::Session(ref public)),
-                (Audience::Staff { author: None }, EventBody::Session(ref staff)),
-            ] if public.links_version == 1 && staff.links_version == 1
+            [(Audience::Public, EventBody::Session(ref s))] if s.links_version == 1
         ));
         let approve = Command::Approve {
             question: id,

@@ -316,6 +316,10 @@ impl Event {
                 question: match audience {
                     Audience::Public | Audience::Others { .. } => question.public_view(),
                     Audience::Author { .. } => question.author_view(),
+                    // The author of a question is in its staff audience too; they get the
+                    // author's view, which the socket makes (`Question::view_for`) only for
+                    // snapshots and acks: an event is encoded once for all its readers, so the
+                    // author's copy here is the staff one (see docs/protocol.md, `similar`).
                     Audience::Staff { .. } => question,
                 },
             },

@@ -494,6 +494,7 @@ async fn a_hostile_audience_does_not_break_the_session() -> anyhow::Result<()> {
     ];
 
     let (mut hostile, _) = app.connect_patient(s.id).await?;
+    hostile.consent().await?;
     let (mut hostile_moderator, _) = app.connect(s.id, &s.moderator).await?;
     let (mut hostile_expert, _) = app.connect(s.id, &s.expert).await?;
     let sockets = socket_corpus(&pending);

@@ -384,6 +384,7 @@ async fn bad_input_gets_a_clear_error_and_the_socket_stays_usable() -> anyhow::R
     let app = spawn_app().await?;
     let s = app.create_session(Moderation::Pre).await?;
     let (mut c, _) = app.connect_patient(s.id).await?;
+    c.consent().await?;
 
     let ask = |req: &str, text: String| frame(&ClientMsg::command(req, Command::Ask { text }));
     let cases: Vec<(Message, ErrorCode, Option<&str>)> = vec![

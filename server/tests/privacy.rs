@@ -635,6 +635,13 @@ async fn a_new_question_names_its_likely_duplicates_to_staff_only() -> anyhow::R
             code: Some(ReasonCode::Duplicate),
         })
         .await?;
+    moderator
+        .ok(Command::Approve {
+            question: first.id,
+            text: None,
+            original: false,
+        })
+        .await?;
     let again = b.ask("肺结节8毫米需要做手术吗").await?;
     assert!(again.similar.is_empty(), "not for patients: {again:?}");
     let staff = moderator.recv_question(|q| q.id == again.id).await?;

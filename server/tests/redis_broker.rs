@@ -357,16 +357,17 @@ async fn replay_resumes_on_another_node_and_knows_what_history_lost() {
     for i in 0..300 {
         ask(&a, id, &patient, &format!("q{i}")).await;
     }
-    let Replay::Events { head, .. } = b.replay(id, 298).await.expect("replay") else {
+    // Post-moderated: every ask is logged twice (the public view and the staff one).
+    let Replay::Events { head, .. } = b.replay(id, 598).await.expect("replay") else {
         panic!("the last events are kept");
     };
-    assert_eq!(head, 301);
+    assert_eq!(head, 601);
     let Replay::Events { events, .. } = b.replay(id, head - 3).await.expect("replay") else {
         panic!("the last events are kept");
     };
     assert_eq!(
         events.iter().map(|e| e.seq).collect::<Vec<_>>(),
-        vec![299, 300, 301]
+        vec![599, 600, 601]
     );
     assert!(matches!(
         b.replay(id, 1).await.expect("replay"),
@@ -514,8 +515,8 @@ async fn redis_down_means_unavailable_and_the_reader_recovers_by_itself() {
     let patient = actor(Role::Patient);
     let mut rx = b.subscribe(id).await.expect("subscribe");
     ask(&a, id, &patient, "before").await;
-    let first = events_until(&mut rx, 1, 2).await;
-    assert_eq!(first.len(), 1);
+    let first = events_until(&mut rx, 1, 3).await;
+    assert_eq!(first.len(), 2, "the public and the staff view");
 
     redis.stop();
     // Fails (within the command timeout) instead of hanging; the bound is generous on purpose.
@@ -559,8 +560,8 @@ async fn redis_down_means_unavailable_and_the_reader_recovers_by_itself() {
             Err(e) => panic!("not recovered: {e}"),
         }
     };
-    assert_eq!(seq, 3, "the refused ask stored nothing");
-    let after = events_until(&mut rx, 2, 3).await;
+    assert_eq!(seq, 5, "the refused ask stored nothing");
+    let after = events_until(&mut rx, 3, 5).await;
     assert_eq!(frame(&after[0])["question"]["text"], "after");
 }
 
@@ -624,7 +625,8 @@ async fn long_unicode_edits_are_stored() {
         .await
         .expect("edit in time")
         .expect("edit");
-        assert_eq!(ack.seq, 3 + i);
+        // Post-moderated: each change is logged for the public and for staff.
+        assert_eq!(ack.seq, 5 + 2 * i);
     }
 }
 
@@ -690,8 +692,8 @@ async fn commands_batched_on_one_node_are_each_applied_once_and_acked_with_their
     }
     assert_eq!(
         events.len(),
-        1 + 1 + 1 + 20,
-        "live, ask, one approval, 20 asks"
+        1 + 1 + 2 + 20,
+        "live, ask, one approval (public and staff views), 20 asks"
     );
 }
 

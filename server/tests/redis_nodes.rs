@@ -103,12 +103,12 @@ async fn a_patient_on_one_node_sees_what_a_moderator_on_another_approved_in_one_
         let seen = approved(ws);
         assert_eq!(seen.iter().map(|(_, q)| *q).collect::<Vec<_>>(), order);
     }
-    assert_eq!(
-        approved(&p1),
-        approved(&p2),
-        "same events with the same seq on A and C"
-    );
-    assert_eq!(approved(&p1), approved(&m));
+    // One order everywhere. The seqs differ by reader: a patient gets the public event of
+    // another's question and the staff one of their own (each change is logged once per view).
+    let seqs = |ws: &HubClient| approved(ws).iter().map(|(s, _)| *s).collect::<Vec<_>>();
+    for ws in [&p1, &p2, &m] {
+        assert!(seqs(ws).windows(2).all(|w| w[0] < w[1]));
+    }
     Ok(())
 }
 
@@ -122,6 +122,7 @@ async fn burst(
     let mut ws = HubClient::connect(&target).await?;
     let token = &target.token;
     ws.snapshot().await?;
+    ws.consent().await?;
     let mut reqs = HashMap::new();
     for i in 0..asks {
         let text = format!("burst {} #{i}", &token[token.len() - 8..]);
@@ -175,13 +176,13 @@ async fn a_node_killed_mid_burst_loses_no_acknowledged_question() -> anyhow::Res
         let (acknowledged, seq) = task.await??;
         // The patient reconnects to B where it left off and gets what it missed.
         let mut ws = HubClient::connect(&nodes[1].ws_url(s.id, token, Some(seq))).await?;
-        let head = match ws.recv().await? {
-            ServerMsg::Resumed { seq: head, .. } => head,
+        match ws.recv().await? {
+            ServerMsg::Resumed { .. } => {}
             other => bail!("expected resumed, got {other:?}"),
-        };
-        while ws.seq < head {
-            ws.recv().await?;
         }
+        // The missed events come before the pong; the last ones of the log may be for other
+        // readers (staff views), so the client's seq need not reach the head.
+        ws.ping().await?;
         // And a fresh snapshot on B holds every question it was acknowledged.
         let (_, snapshot) = nodes[1].connect(s.id, token).await?;
         let stored: HashSet<&str> = snapshot.questions.iter().map(|q| q.text.as_str()).collect();
@@ -206,9 +207,11 @@ async fn a_node_killed_mid_burst_loses_no_acknowledged_question() -> anyhow::Res
         .iter()
         .filter_map(ServerMsg::event_seq)
         .collect();
+    // Post-moderated: each question is logged for the public, then for staff; a moderator
+    // gets every staff entry, so every other seq, none missing.
     assert!(
-        seqs.windows(2).all(|w| w[1] == w[0] + 1),
-        "a moderator sees every event"
+        seqs.windows(2).all(|w| w[1] == w[0] + 2),
+        "a moderator sees every event meant for staff: {seqs:?}"
     );
     Ok(())
 }
@@ -264,9 +267,10 @@ async fn redis_unreachable_for_ten_seconds_then_everything_resumes() -> anyhow::
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     let (event_seq, _) = staff.question_event(|q| q.text == "after").await?;
+    // Post-moderated: the question is logged once for the public and once for staff.
     assert_eq!(
         event_seq,
-        before_seq + 1,
+        before_seq + 2,
         "nothing was stored for the refused ask, nothing lost"
     );
     assert_eq!(after.seq, event_seq);
