@@ -303,7 +303,15 @@ impl Detector {
     fn group(&self, t: &[char], group: &[Chunk], hits: &[CueHit], out: &mut Vec<Candidate>) {
         let mut i = 0;
         'from: while i < group.len() {
-            for j in (i + 1..=group.len()).rev() {
+            // No number is longer than 22 digits: bounding the run keeps a pasted wall of
+            // spaced digits linear instead of cubic.
+            let mut last = i + 1;
+            let mut digits_so_far = group[i].end - group[i].start;
+            while last < group.len() && digits_so_far + group[last].end - group[last].start <= 22 {
+                digits_so_far += group[last].end - group[last].start;
+                last += 1;
+            }
+            for j in (i + 1..=last).rev() {
                 let run = &group[i..j];
                 let digits: String = run.iter().flat_map(|c| t[c.start..c.end].iter()).collect();
                 if digits.len() > 22 || !typed_as_one_number(t, run) {

@@ -564,6 +564,29 @@ fn tricky_non_details_are_not_flagged() {
     }
 }
 
+/// A wall of spaced digits or cue words is read in one pass, not tried in every combination
+/// (a `screen` request may carry any text); the count is checked, not the time.
+#[test]
+fn adversarial_texts_still_work() {
+    let s = Screen::default();
+    // 200 mobile numbers spelled digit by digit, and a group of 2,000 one-digit parts.
+    let digits = "1 3 8 0 0 1 3 8 0 0 0，".repeat(200);
+    assert_eq!(s.findings(&"7 ".repeat(2000), &[]), vec![]);
+    let found = s.findings(&digits, &[]);
+    assert_eq!(found.len(), 200);
+    assert!(
+        found
+            .iter()
+            .all(|f| f.kind == Phone && f.end - f.start == 21)
+    );
+    let cues = "微信：".repeat(1000);
+    assert_eq!(s.findings(&cues, &[]), vec![]);
+    let adds = "加我微信".repeat(500);
+    assert_eq!(s.findings(&adds, &[]).len(), 500);
+    let ats = "a@".repeat(2000);
+    assert_eq!(s.findings(&ats, &[]), vec![]);
+}
+
 /// A measurement, not a check: `cargo test --release -p oncolive-server --lib
 /// screen::tests::speed -- --ignored --nocapture`.
 #[test]
