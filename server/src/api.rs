@@ -230,8 +230,8 @@ async fn join(
             .find(|f| f.kind.is_personal())
     {
         return Err(ApiError::Invalid(format!(
-            "a display name must not hold personal details (found: {}); choose another name",
-            found.kind.name().replace('_', " ")
+            "a display name may not hold {}; choose another name",
+            found.kind.label()
         )));
     }
     let session = find(&app, id).await?;
