@@ -85,12 +85,19 @@ async fn sessions_spread_over_every_master_and_each_works_whole() {
         broker(&cluster.url, &prefix).await,
         broker(&cluster.url, &prefix).await,
     );
+    // Sessions land on random slots: twelve of them leave a master empty in about 2 % of runs,
+    // so more are made until every master holds one (64 leave one empty once in ~10^11).
     let mut ids = Vec::new();
-    for _ in 0..12 {
+    let mut spread = Vec::new();
+    while ids.len() < 64 {
         ids.push(live_session(&a).await);
+        if ids.len() >= 12 {
+            spread = keys_per_master(&cluster, &prefix).await;
+            if spread.iter().all(|&n| n > 0) {
+                break;
+            }
+        }
     }
-    // Twelve random slots leave a master without a session about once in 20,000 runs.
-    let spread = keys_per_master(&cluster, &prefix).await;
     assert!(spread.iter().all(|&n| n > 0), "keys per master: {spread:?}");
 
     let patient = actor(Role::Patient);
