@@ -153,7 +153,8 @@ async fn connect_broker(config: &Config) -> anyhow::Result<Arc<dyn Broker>> {
 /// compare-and-set: the second scrub finds nothing left to remove.
 fn spawn_retention(app: AppState) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(app.config.retention_check);
+        let every = app.config.retention_check;
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {
             tokio::select! {
                 _ = app.cancel.cancelled() => break,

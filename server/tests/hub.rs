@@ -708,7 +708,11 @@ async fn sessions_are_listed_and_shown_and_bad_bodies_are_refused() -> anyhow::R
     assert!(s.created.links.expert.contains("#token="));
     assert!(s.created.links.patient.ends_with(&s.id.to_string()));
     let list = app.sessions().await?;
-    assert!(list.iter().any(|x| x.id == s.id));
+    assert!(
+        list.iter().any(|x| x.id == s.id),
+        "{} not in {list:?}",
+        s.id
+    );
     let missing = app
         .get("/api/sessions/0193a4f2-6c1e-7b3a-9f2e-5d4c3b2a1908", None)
         .await?;

@@ -21,7 +21,7 @@ use crate::protocol::Event;
 impl Broker for RedisBroker {
     async fn create_session(&self, session: Session) -> Result<(), BrokerError> {
         let store = &self.store;
-        // Indexed first: an id whose session was never stored is pruned by `sessions`.
+        // Indexed first: a listing skips an id whose session is not stored (yet, or any more).
         let _: i64 = store
             .conn
             .call(
@@ -73,25 +73,12 @@ impl Broker for RedisBroker {
             .conn
             .read(|mut conn| async move { mget.query_async(&mut conn).await })
             .await?;
+        // An id without its session is one being created right now (the index is written
+        // first) or one a delete is removing: skipped, never pruned here. Keys do not expire,
+        // and `delete_session` takes the id out of the index itself.
         let mut sessions = Vec::with_capacity(ids.len());
-        let mut expired = Vec::new();
-        for (id, json) in ids.iter().zip(found) {
-            match json {
-                Some(json) => sessions.push(codec::session_from_json(&json)?),
-                None => expired.push(id.to_string()),
-            }
-        }
-        if !expired.is_empty() {
-            // Best effort: a failure only leaves the pruning to the next listing.
-            let _ = store
-                .conn
-                .call::<i64>(
-                    redis::cmd("SREM")
-                        .arg(store.keys.sessions())
-                        .arg(&expired)
-                        .query_async(&mut store.conn.handle()),
-                )
-                .await;
+        for json in found.into_iter().flatten() {
+            sessions.push(codec::session_from_json(&json)?);
         }
         Ok(sessions)
     }
