@@ -20,6 +20,8 @@ command -v turnserver >/dev/null || missing+=(coturn)
 command -v unshare >/dev/null || missing+=(util-linux)
 command -v ip >/dev/null || missing+=(iproute2)
 command -v npm >/dev/null || missing+=(nodejs npm)
+# Chinese text in the browser tests' screenshots.
+dpkg -s fonts-noto-cjk >/dev/null 2>&1 || missing+=(fonts-noto-cjk)
 # promtool checks the alert rules of docs/operations.md (server/tests/metrics.rs).
 command -v promtool >/dev/null || missing+=(prometheus)
 if ((${#missing[@]})); then

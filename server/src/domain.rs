@@ -233,10 +233,6 @@ pub enum Audience {
     Others {
         author: Option<UserId>,
     },
-    /// Just the author of a question (unless they are staff, who get the staff view).
-    Author {
-        id: UserId,
-    },
 }
 
 impl Audience {
@@ -245,7 +241,6 @@ impl Audience {
             Audience::Public => true,
             Audience::Staff { author } => role.is_staff() || *author == Some(id),
             Audience::Others { author } => !(role.is_staff() || *author == Some(id)),
-            Audience::Author { id: author } => !role.is_staff() && *author == id,
         }
     }
 }

@@ -306,16 +306,13 @@ impl Event {
                 seq,
                 session: match audience {
                     Audience::Staff { .. } => session.staff_view(),
-                    Audience::Public | Audience::Others { .. } | Audience::Author { .. } => {
-                        session.public_view()
-                    }
+                    Audience::Public | Audience::Others { .. } => session.public_view(),
                 },
             },
             EventBody::Question(question) => ServerMsg::Question {
                 seq,
                 question: match audience {
                     Audience::Public | Audience::Others { .. } => question.public_view(),
-                    Audience::Author { .. } => question.author_view(),
                     // The author of a question is in its staff audience too; they get the
                     // author's view, which the socket makes (`Question::view_for`) only for
                     // snapshots and acks: an event is encoded once for all its readers, so the
