@@ -1,0 +1,13 @@
+//! Lasting media: where recordings and library videos are kept ([`store`]),
+//! what a recording is made of ([`manifest`]) and how it is offered to
+//! players ([`hls`]).
+//!
+//! Nothing here speaks WebRTC or HTTP: the relay writes recordings through
+//! [`store::MediaStore`], the server reads them back and serves them.
+
+pub mod hls;
+pub mod manifest;
+pub mod store;
+
+pub use manifest::{Container, Manifest, Part, Segment, Span, TrackInfo};
+pub use store::{MediaStore, StoreError};

@@ -1,0 +1,255 @@
+//! Where recordings and videos live: a directory under the data directory by
+//! default, or any S3-compatible object store (`--object-store s3://bucket/prefix`),
+//! so that every node reads what any node wrote.
+//!
+//! Both backends come from the `object_store` crate. Every `put` replaces an
+//! object whole (the local backend writes a temporary file and renames it,
+//! S3 has no partial objects), which is what makes a recording survive a
+//! `kill -9`: a reader sees the previous version of an object or the new
+//! one, never half of it.
+
+use std::ops::Range;
+use std::path::Path as FsPath;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::prefix::PrefixStore;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+/// Why the store refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("no such object: {0}")]
+    NotFound(String),
+    #[error("object store URL {url:?} not understood: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error("object store: {0}")]
+    Backend(#[source] object_store::Error),
+    #[error("local media directory: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl From<object_store::Error> for StoreError {
+    fn from(err: object_store::Error) -> Self {
+        match err {
+            object_store::Error::NotFound { path, .. } => StoreError::NotFound(path),
+            other => StoreError::Backend(other),
+        }
+    }
+}
+
+/// Which backend a store uses, for `/readyz`, logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Local,
+    S3,
+    Memory,
+}
+
+/// A handle to the media store; cheap to clone.
+#[derive(Clone)]
+pub struct MediaStore {
+    inner: Arc<dyn ObjectStore>,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for MediaStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaStore")
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+impl MediaStore {
+    /// Opens the store named by `url`, or the directory `local_root` (created
+    /// if missing) when there is none.
+    ///
+    /// - `s3://bucket` or `s3://bucket/prefix`: an S3-compatible store; the
+    ///   endpoint, region and credentials come from the usual environment
+    ///   (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`,
+    ///   `AWS_SECRET_ACCESS_KEY`, `AWS_ALLOW_HTTP=true` for a plain-HTTP
+    ///   MinIO), path-style requests unless `AWS_VIRTUAL_HOSTED_STYLE_REQUEST=true`;
+    /// - `file:///absolute/path`: that directory;
+    /// - `memory://`: in this process only (tests).
+    pub fn open(url: Option<&str>, local_root: &FsPath) -> Result<MediaStore, StoreError> {
+        let Some(url) = url else {
+            return Self::local(local_root);
+        };
+        let bad = |reason: &str| StoreError::BadUrl {
+            url: url.to_string(),
+            reason: reason.to_string(),
+        };
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(bad("no bucket"));
+            }
+            let s3 = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .build()
+                .map_err(|e| bad(&e.to_string()))?;
+            let prefix = prefix.trim_matches('/');
+            let inner: Arc<dyn ObjectStore> = if prefix.is_empty() {
+                Arc::new(s3)
+            } else {
+                Arc::new(PrefixStore::new(s3, prefix))
+            };
+            return Ok(MediaStore {
+                inner,
+                backend: Backend::S3,
+            });
+        }
+        if let Some(path) = url.strip_prefix("file://") {
+            if !path.starts_with('/') {
+                return Err(bad("file:// needs an absolute path"));
+            }
+            return Self::local(FsPath::new(path));
+        }
+        if url == "memory://" {
+            return Ok(Self::memory());
+        }
+        Err(bad("expected s3://, file:// or memory://"))
+    }
+
+    fn local(root: &FsPath) -> Result<MediaStore, StoreError> {
+        std::fs::create_dir_all(root)?;
+        let fs = LocalFileSystem::new_with_prefix(root)?;
+        Ok(MediaStore {
+            inner: Arc::new(fs),
+            backend: Backend::Local,
+        })
+    }
+
+    /// A store that lives in this process only.
+    pub fn memory() -> MediaStore {
+        MediaStore {
+            inner: Arc::new(InMemory::new()),
+            backend: Backend::Memory,
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Writes `key` whole, replacing what was there.
+    pub async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
+        self.inner
+            .put(&Path::from(key), PutPayload::from(data))
+            .await?;
+        Ok(())
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
+        Ok(self.inner.get(&Path::from(key)).await?.bytes().await?)
+    }
+
+    /// Bytes `range` of `key` (the end is exclusive and must be within the object).
+    pub async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
+        Ok(self.inner.get_range(&Path::from(key), range).await?)
+    }
+
+    /// The size of `key` in bytes.
+    pub async fn size(&self, key: &str) -> Result<u64, StoreError> {
+        Ok(self.inner.head(&Path::from(key)).await?.size)
+    }
+
+    /// Removes `key`; removing what is not there is not an error.
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        match self.inner.delete(&Path::from(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Every object under `prefix` (a folder: `recordings/ID`), with its size.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        let prefix = Path::from(prefix);
+        let objects: Vec<_> = self.inner.list(Some(&prefix)).try_collect().await?;
+        Ok(objects
+            .into_iter()
+            .map(|meta| (meta.location.to_string(), meta.size))
+            .collect())
+    }
+
+    /// Removes every object under `prefix`; returns the bytes freed.
+    pub async fn delete_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
+        let mut freed = 0;
+        for (key, size) in self.list(prefix).await? {
+            self.delete(&key).await?;
+            freed += size;
+        }
+        Ok(freed)
+    }
+
+    /// The names directly under `prefix` that are folders (`recordings` → session ids).
+    pub async fn folders(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let listed = self
+            .inner
+            .list_with_delimiter(Some(&Path::from(prefix)))
+            .await?;
+        Ok(listed
+            .common_prefixes
+            .into_iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn round_trip(store: &MediaStore) {
+        store
+            .put("recordings/a/x.m4s", Bytes::from_static(b"0123456789"))
+            .await
+            .unwrap();
+        store
+            .put("recordings/b/y.m4s", Bytes::from_static(b"abc"))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get_range("recordings/a/x.m4s", 2..5).await.unwrap(),
+            &b"234"[..]
+        );
+        assert_eq!(store.size("recordings/a/x.m4s").await.unwrap(), 10);
+        let mut folders = store.folders("recordings").await.unwrap();
+        folders.sort();
+        assert_eq!(folders, ["a", "b"]);
+        assert_eq!(store.delete_prefix("recordings/a").await.unwrap(), 10);
+        assert!(matches!(
+            store.get("recordings/a/x.m4s").await,
+            Err(StoreError::NotFound(_))
+        ));
+        store.delete("recordings/a/x.m4s").await.unwrap();
+        assert_eq!(store.list("recordings").await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn local_and_memory_behave_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        round_trip(&MediaStore::open(None, &dir.path().join("media")).unwrap()).await;
+        round_trip(&MediaStore::memory()).await;
+    }
+
+    #[test]
+    fn urls_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        for url in ["s3://", "file://relative", "ftp://x"] {
+            assert!(
+                matches!(
+                    MediaStore::open(Some(url), dir.path()),
+                    Err(StoreError::BadUrl { .. })
+                ),
+                "{url}"
+            );
+        }
+    }
+}
