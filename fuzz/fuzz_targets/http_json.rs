@@ -31,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
         }
         1 => {
             if let Ok(changes) = parse_json::<SessionChanges>(body) {
-                apply_as_everyone(&BASE, &Command::UpdateSession { changes });
+                apply_as_everyone(&BASE, &Command::UpdateSession { changes: Box::new(changes) });
             }
         }
         2 => {

@@ -129,6 +129,8 @@ pub async fn new_session(api: &ApiClient, title: &str) -> anyhow::Result<Created
         scheduled_start: time::OffsetDateTime::now_utc(),
         moderation: Moderation::Pre,
         expert_profile: None,
+        record: None,
+        videos: Vec::new(),
     })
     .await
 }

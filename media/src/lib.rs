@@ -5,6 +5,7 @@
 //! Nothing here speaks WebRTC or HTTP: the relay writes recordings through
 //! [`store::MediaStore`], the server reads them back and serves them.
 
+pub mod download;
 pub mod hls;
 pub mod manifest;
 pub mod store;

@@ -150,6 +150,14 @@ async fn delete(
 ) -> Result<impl IntoResponse, ApiError> {
     app.broker.delete_session(id).await?;
     app.session_ended(id).await;
+    // The session's data is gone, so is its replay.
+    match crate::recording::delete(&app.media, id).await {
+        Ok(0) => {}
+        Ok(_) => crate::metrics::recordings_removed("session_deleted").increment(1),
+        Err(e) => {
+            tracing::warn!(session = %id, error = %e, "recording of a deleted session not removed")
+        }
+    }
     tracing::info!(session = %id, "session deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -160,7 +168,15 @@ async fn update(
     Admin(claims): Admin,
     JsonBody(changes): JsonBody<SessionChanges>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let session = change_session(&app, id, &claims, Command::UpdateSession { changes }).await?;
+    let session = change_session(
+        &app,
+        id,
+        &claims,
+        Command::UpdateSession {
+            changes: Box::new(changes),
+        },
+    )
+    .await?;
     Ok(Json(SessionReply { session }))
 }
 

@@ -33,6 +33,8 @@ pub struct AppState {
     pub cancel: CancellationToken,
     /// The WebRTC relay for the expert's video.
     pub relay: oncolive_signaling::Relay,
+    /// Recordings and library videos (a local directory, or an object store every node shares).
+    pub media: oncolive_media::MediaStore,
 }
 
 /// Rate limiters shared by every socket and request of this node.

@@ -14,6 +14,7 @@ use crate::config::{self, BrokerConfig, Config, IceServer, Limits, RelayConfig};
 use crate::files;
 use crate::model::Role;
 
+pub use crate::cli_media::MediaArgs;
 pub use crate::cli_privacy::PrivacyArgs;
 
 #[derive(Debug, Parser)]
@@ -65,6 +66,8 @@ pub struct ServeArgs {
     pub common: Common,
     #[command(flatten)]
     pub privacy: PrivacyArgs,
+    #[command(flatten)]
+    pub media: MediaArgs,
     /// Address to listen on.
     #[arg(long, env = "ONCOLIVE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -274,6 +277,7 @@ impl ServeArgs {
             retention_check: Config::default().retention_check,
             screen: Arc::new(self.privacy.screen()?),
             site: self.privacy.site(),
+            media: self.media.config(),
             limits: Limits {
                 asks_per_minute: self.asks_per_minute,
                 joins_per_second: self.joins_per_second,

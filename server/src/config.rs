@@ -43,6 +43,33 @@ pub struct Config {
     /// Bytes of questions per snapshot frame: a larger view goes out as a `snapshot` and
     /// `snapshot_part`s (see [`crate::snapshot`]).
     pub snapshot_part_bytes: usize,
+    /// Recordings and library videos.
+    pub media: MediaConfig,
+}
+
+/// Where recordings and library videos are kept, and for how long.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MediaConfig {
+    /// `s3://bucket/prefix`, `file:///path` or `memory://`; `None`: `{data_dir}/media`.
+    pub object_store: Option<String>,
+    /// Ended recordings beyond this many bytes in all are removed, oldest first; `None`: no bound.
+    pub recordings_max_bytes: Option<u64>,
+    /// How long after a session ends its recording is kept; `None`: as long as the session's
+    /// private data ([`Config::retention`]).
+    pub recording_retention: Option<Duration>,
+    /// The length the recorder aims at for each segment (cut at the next keyframe).
+    pub target_segment: Duration,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            object_store: None,
+            recordings_max_bytes: None,
+            recording_retention: None,
+            target_segment: Duration::from_secs(4),
+        }
+    }
 }
 
 /// Where session state lives.
@@ -178,6 +205,7 @@ impl Default for Config {
             relay: RelayConfig::default(),
             token_max_age: crate::auth::TOKEN_MAX_AGE,
             snapshot_part_bytes: crate::snapshot::DEFAULT_PART_BYTES,
+            media: MediaConfig::default(),
         }
     }
 }
@@ -212,6 +240,11 @@ impl Config {
             relay: RelayConfig {
                 max_viewers_per_address: 100_000,
                 ..RelayConfig::default()
+            },
+            // Each test its own; tests that share a store between nodes name one.
+            media: MediaConfig {
+                object_store: Some("memory://".into()),
+                ..MediaConfig::default()
             },
             ..Config::default()
         }
@@ -269,6 +302,7 @@ impl fmt::Debug for Config {
             .field("relay", &self.relay)
             .field("token_max_age", &self.token_max_age)
             .field("snapshot_part_bytes", &self.snapshot_part_bytes)
+            .field("media", &self.media)
             .finish()
     }
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::model::AttachedVideo;
 use crate::model::{
     ExpertProfile, MAX_ANSWER_CHARS, MAX_BLOCKED_WORD_CHARS, MAX_BLOCKED_WORDS, MAX_QUESTION_CHARS,
     MAX_REASON_CHARS, MAX_SIMILAR, Moderation, Question, QuestionId, QuestionStatus, ReasonCode,
@@ -101,7 +102,8 @@ pub enum Command {
     /// Over HTTP only (`PATCH /api/sessions/{id}`); the socket does not take it.
     #[serde(skip_deserializing)]
     UpdateSession {
-        changes: SessionChanges,
+        /// Boxed: the largest command by far, and a rare one.
+        changes: Box<SessionChanges>,
     },
     /// Replaces the expert and moderator links: every staff token issued before stops working.
     /// Over HTTP only (`POST /api/sessions/{id}/links/rotate`).
@@ -132,6 +134,35 @@ pub struct SessionChanges {
     /// `Some(None)` is not expressible on the wire; a profile replaces the previous one.
     #[serde(default)]
     pub expert_profile: Option<ExpertProfile>,
+    /// Takes effect the next time a publisher starts; what was recorded stays.
+    #[serde(default)]
+    pub record: Option<bool>,
+    /// Replaces the whole list.
+    #[serde(default)]
+    pub videos: Option<Vec<AttachedVideo>>,
+}
+
+impl SessionChanges {
+    /// Whether nothing but the attached videos changes (allowed after the end).
+    fn only_videos(&self) -> bool {
+        let SessionChanges {
+            title,
+            topic,
+            expert_name,
+            scheduled_start,
+            moderation,
+            expert_profile,
+            record,
+            videos: _,
+        } = self;
+        title.is_none()
+            && topic.is_none()
+            && expert_name.is_none()
+            && scheduled_start.is_none()
+            && moderation.is_none()
+            && expert_profile.is_none()
+            && record.is_none()
+    }
 }
 
 impl Command {
@@ -567,6 +598,12 @@ impl SessionData {
             return self.scrub(now);
         }
         if self.session.state == SessionState::Ended {
+            // The replay lives on: "watch after" videos can still be attached.
+            if let Command::UpdateSession { changes } = command
+                && changes.only_videos()
+            {
+                return self.update_session(*changes);
+            }
             return Err(Refusal::SessionEnded);
         }
         match command {
@@ -592,7 +629,7 @@ impl SessionData {
             Command::Triage { question, tag } => self.triage(question, tag),
             Command::Mute { author, muted } => Ok(self.mute(author, muted)),
             Command::SetBlockedWords { words } => self.set_blocked_words(words),
-            Command::UpdateSession { changes } => self.update_session(changes),
+            Command::UpdateSession { changes } => self.update_session(*changes),
             Command::RotateStaffLinks => Ok(self.rotate_staff_links()),
             Command::Scrub => self.scrub(now),
         }
@@ -1067,6 +1104,11 @@ impl SessionData {
             .map(ExpertProfile::validate)
             .transpose()
             .map_err(Refusal::Invalid)?;
+        let videos = changes
+            .videos
+            .map(crate::model::checked_videos)
+            .transpose()
+            .map_err(Refusal::Invalid)?;
         let s = &mut self.session;
         s.title = title.unwrap_or(std::mem::take(&mut s.title));
         s.topic = topic.unwrap_or(std::mem::take(&mut s.topic));
@@ -1075,6 +1117,10 @@ impl SessionData {
         s.moderation = changes.moderation.unwrap_or(s.moderation);
         if let Some(profile) = profile {
             s.expert_profile = Some(profile);
+        }
+        s.record = changes.record.unwrap_or(s.record);
+        if let Some(videos) = videos {
+            s.videos = videos;
         }
         Ok(self.session_changed())
     }
@@ -1195,6 +1241,8 @@ mod tests {
             scheduled_start: now,
             moderation,
             expert_profile: None,
+            record: None,
+            videos: Vec::new(),
         };
         SessionData::new(new.into_session(Uuid::now_v7(), now))
     }
@@ -1614,10 +1662,10 @@ mod tests {
             (
                 &actor(Role::Admin),
                 Command::UpdateSession {
-                    changes: SessionChanges {
+                    changes: Box::new(SessionChanges {
                         title: Some("Dr.\u{2066}Wang".into()),
                         ..SessionChanges::default()
-                    },
+                    }),
                 },
             ),
         ];

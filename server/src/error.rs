@@ -207,3 +207,15 @@ impl From<BrokerError> for ApiError {
         }
     }
 }
+
+impl From<oncolive_media::StoreError> for ApiError {
+    fn from(err: oncolive_media::StoreError) -> Self {
+        match err {
+            oncolive_media::StoreError::NotFound(what) => ApiError::NotFound(what),
+            other => {
+                tracing::warn!(error = %other, "media store");
+                ApiError::Unavailable("the media store cannot be reached".into())
+            }
+        }
+    }
+}

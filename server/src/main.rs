@@ -142,6 +142,8 @@ async fn create_demo(app: &AppState) -> anyhow::Result<Created> {
         scheduled_start: OffsetDateTime::now_utc(),
         moderation: Moderation::Pre,
         expert_profile: None,
+        record: None,
+        videos: Vec::new(),
     };
     api::create_session(app, new)
         .await

@@ -28,6 +28,11 @@ const HTTP_CLOSED_TOTAL: &str = "oncolive_http_connections_closed_total";
 const SCRUBBED_TOTAL: &str = "oncolive_sessions_scrubbed_total";
 const CONSENTS_TOTAL: &str = "oncolive_consents_total";
 const FINDINGS_TOTAL: &str = "oncolive_screen_findings_total";
+const RECORDINGS: &str = "oncolive_recordings";
+const RECORDINGS_BYTES: &str = "oncolive_recordings_bytes";
+const RECORDINGS_REMOVED_TOTAL: &str = "oncolive_recordings_removed_total";
+/// The `reason` labels of [`RECORDINGS_REMOVED_TOTAL`].
+const RECORDING_REMOVAL_REASONS: [&str; 4] = ["retention", "space", "deleted", "session_deleted"];
 /// The `kind` labels of [`FINDINGS_TOTAL`].
 const FINDING_KINDS: [FindingKind; 8] = [
     FindingKind::Phone,
@@ -131,6 +136,23 @@ fn describe() {
     for c in [scrubbed(), consents()] {
         c.increment(0);
     }
+    describe_gauge!(
+        RECORDINGS,
+        "Recordings in the media store (shared by every node on S3), as of this node's last sweep."
+    );
+    describe_gauge!(
+        RECORDINGS_BYTES,
+        "Bytes of recordings in the media store, as of this node's last sweep; bounded by --recordings-max-gb."
+    );
+    describe_counter!(
+        RECORDINGS_REMOVED_TOTAL,
+        "Recordings removed by this node, by reason: retention, space (--recordings-max-gb), deleted (by the host), session_deleted."
+    );
+    recordings().set(0.0);
+    recordings_bytes().set(0.0);
+    for reason in RECORDING_REMOVAL_REASONS {
+        recordings_removed(reason).increment(0);
+    }
     for kind in FINDING_KINDS {
         findings(kind).increment(0);
     }
@@ -193,6 +215,21 @@ pub fn messages_out() -> &'static Counter {
 
 pub fn slow_disconnects() -> Counter {
     counter!(SLOW_DISCONNECTS_TOTAL)
+}
+
+/// Recordings in the media store (all nodes' together), as of this node's last sweep.
+pub fn recordings() -> Gauge {
+    gauge!(RECORDINGS)
+}
+
+/// Bytes of recordings in the media store, as of this node's last sweep.
+pub fn recordings_bytes() -> Gauge {
+    gauge!(RECORDINGS_BYTES)
+}
+
+/// `reason`: one of [`RECORDING_REMOVAL_REASONS`].
+pub fn recordings_removed(reason: &'static str) -> Counter {
+    counter!(RECORDINGS_REMOVED_TOTAL, "reason" => reason)
 }
 
 pub fn scrubbed() -> Counter {

@@ -116,6 +116,58 @@ pub struct Session {
     /// When the retention removed what was private (see docs/privacy.md).
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub scrubbed_at: Option<OffsetDateTime>,
+    /// Whether the relay records the broadcast (asked each time a publisher starts). Sessions
+    /// stored before recording existed read as recorded.
+    #[serde(default = "records_by_default")]
+    pub record: bool,
+    /// Library videos shown with the session: "watch before" while it is scheduled or live,
+    /// "watch after" once it has ended.
+    #[serde(default)]
+    pub videos: Vec<AttachedVideo>,
+}
+
+fn records_by_default() -> bool {
+    true
+}
+
+/// Most library videos one session may show.
+pub const MAX_ATTACHED_VIDEOS: usize = 10;
+
+/// A library video attached to a session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttachedVideo {
+    /// The video's id (`GET /api/videos/{id}`).
+    pub video: String,
+    pub when: VideoWhen,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VideoWhen {
+    Before,
+    After,
+}
+
+/// Checks a session's list of attached videos: at most [`MAX_ATTACHED_VIDEOS`], ids that can
+/// name a video, each (video, when) once.
+pub fn checked_videos(videos: Vec<AttachedVideo>) -> Result<Vec<AttachedVideo>, String> {
+    if videos.len() > MAX_ATTACHED_VIDEOS {
+        return Err(format!("videos: at most {MAX_ATTACHED_VIDEOS}"));
+    }
+    for (i, v) in videos.iter().enumerate() {
+        let well_formed = (1..=64).contains(&v.video.len())
+            && v.video
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !well_formed {
+            return Err(format!("videos[{i}].video: not a video id"));
+        }
+        if videos[..i].contains(v) {
+            return Err(format!("videos[{i}]: listed twice"));
+        }
+    }
+    Ok(videos)
 }
 
 impl Session {
@@ -223,6 +275,11 @@ pub struct NewSession {
     pub moderation: Moderation,
     #[serde(default)]
     pub expert_profile: Option<ExpertProfile>,
+    /// Whether to record the broadcast; `true` when absent.
+    #[serde(default)]
+    pub record: Option<bool>,
+    #[serde(default)]
+    pub videos: Vec<AttachedVideo>,
 }
 
 impl NewSession {
@@ -235,6 +292,7 @@ impl NewSession {
             .expert_profile
             .map(ExpertProfile::validate)
             .transpose()?;
+        self.videos = checked_videos(self.videos)?;
         Ok(self)
     }
 
@@ -255,6 +313,8 @@ impl NewSession {
             blocked_words: Vec::new(),
             muted: BTreeSet::new(),
             scrubbed_at: None,
+            record: self.record.unwrap_or(true),
+            videos: self.videos,
         }
     }
 }

@@ -32,6 +32,7 @@ pub fn router(app: AppState) -> Router {
     ];
     let relay = app.relay.router();
     let mut router = api::routes()
+        .merge(crate::recording::routes())
         .merge(web::routes())
         .with_state(app)
         .merge(relay);

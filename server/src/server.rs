@@ -74,6 +74,11 @@ pub async fn start(
         ),
     };
     let keys = Arc::new(Keys::new(&secret));
+    let media = oncolive_media::MediaStore::open(
+        config.media.object_store.as_deref(),
+        &config.data_dir.join("media"),
+    )
+    .context("cannot open the media store")?;
     let relay = oncolive_signaling::Relay::new(
         // One flag says whether a proxy's X-Forwarded-For is believed, for joins and viewers alike.
         RelayConfig {
@@ -99,6 +104,7 @@ pub async fn start(
         broker,
         hub,
         relay,
+        media,
         keys,
         connections: Arc::new(SocketSlots::new(limits)),
         rate_limits: Arc::new(rate_limits),
@@ -111,6 +117,7 @@ pub async fn start(
     metrics::count_sessions(&*app.broker).await;
     spawn_housekeeping(app.clone());
     spawn_retention(app.clone());
+    crate::media_retention::spawn(app.clone());
     let router = routes::router(app.clone());
     let limits = app.config.limits.clone();
     let task =

@@ -114,6 +114,8 @@ mod tests {
             scheduled_start: now,
             moderation: Moderation::Post,
             expert_profile: None,
+            record: None,
+            videos: Vec::new(),
         }
         .into_session(Uuid::nil(), now);
         Snapshot {

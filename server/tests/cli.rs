@@ -110,6 +110,8 @@ async fn use_the_demo_server(
         scheduled_start: datetime!(2026-12-02 09:00 UTC),
         moderation: Moderation::default(),
         expert_profile: None,
+        record: None,
+        videos: Vec::new(),
     })
     .await
     .context("the CLI's admin token is accepted")?;

@@ -341,6 +341,8 @@ async fn every_role_does_only_its_own_work() -> anyhow::Result<()> {
         scheduled_start: datetime!(2026-12-01 00:00 UTC),
         moderation: Moderation::default(),
         expert_profile: None,
+        record: None,
+        videos: Vec::new(),
     };
     for token in [&s.expert, &s.moderator, &patient] {
         let res = app.post("/api/sessions", Some(token), &new).await?;

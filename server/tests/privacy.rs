@@ -403,6 +403,8 @@ async fn the_licence_number_is_never_shown_in_full() -> anyhow::Result<()> {
             scheduled_start: OffsetDateTime::now_utc(),
             moderation: Moderation::Pre,
             expert_profile: Some(profile.clone()),
+            record: None,
+            videos: Vec::new(),
         })
         .await?;
     let id = created.session.id;

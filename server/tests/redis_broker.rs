@@ -60,6 +60,8 @@ async fn live_session(broker: &RedisBroker, moderation: Moderation) -> SessionId
         scheduled_start: now,
         moderation,
         expert_profile: None,
+        record: None,
+        videos: Vec::new(),
     }
     .into_session(Uuid::now_v7(), now);
     let id = session.id;

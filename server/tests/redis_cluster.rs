@@ -41,6 +41,8 @@ async fn live_session(broker: &RedisBroker) -> SessionId {
         scheduled_start: now,
         moderation: Moderation::Post,
         expert_profile: None,
+        record: None,
+        videos: Vec::new(),
     }
     .into_session(Uuid::now_v7(), now);
     let id = session.id;

@@ -54,6 +54,8 @@ impl ApiClient {
         let created = self
             .create(&NewSession {
                 expert_profile: None,
+                record: None,
+                videos: Vec::new(),
                 title: "Screening for colorectal cancer".into(),
                 topic: "FIT tests and colonoscopy".into(),
                 expert_name: "Dr. Chen".into(),

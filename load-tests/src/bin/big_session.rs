@@ -75,6 +75,8 @@ async fn live_session(node: &Node) -> anyhow::Result<Setup> {
             scheduled_start: time::OffsetDateTime::now_utc(),
             moderation: Moderation::Pre,
             expert_profile: None,
+            record: None,
+            videos: Vec::new(),
         })
         .await?;
     let session = created.session.id;

@@ -86,6 +86,8 @@ async fn session(node: &Node, moderation: Moderation) -> anyhow::Result<Setup> {
             scheduled_start: time::OffsetDateTime::now_utc(),
             moderation,
             expert_profile: None,
+            record: None,
+            videos: Vec::new(),
         })
         .await?;
     let session = created.session.id;

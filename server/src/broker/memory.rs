@@ -293,6 +293,8 @@ mod tests {
             scheduled_start: now,
             moderation: Moderation::Pre,
             expert_profile: None,
+            record: None,
+            videos: Vec::new(),
         }
         .into_session(Uuid::now_v7(), now);
         let id = session.id;

@@ -1,0 +1,119 @@
+//! One file of a recording part, for `<video src>` and the hospital's archive: the part's
+//! init segment, then (for MP4) a segment index, then its media segments, as they are stored.
+//!
+//! Fragmented MP4 needs no rewriting to be one playable file: `ftyp`+`moov` followed by
+//! `moof`+`mdat` pairs is a valid MP4. What a progressive player lacks is where each fragment
+//! is, to seek without reading every one before it: a `sidx` box (ISO/IEC 14496-12 §8.16.3)
+//! right after the `moov` gives each segment's size, duration and that it starts with a
+//! keyframe. It is computed from the manifest on each request; nothing is stored twice.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::manifest::{Container, Part, object_key};
+
+/// A piece of the file: stored bytes (a whole object) or bytes made here.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Piece {
+    Stored { key: String, len: u64 },
+    Inline(Bytes),
+}
+
+impl Piece {
+    pub fn len(&self) -> u64 {
+        match self {
+            Piece::Stored { len, .. } => *len,
+            Piece::Inline(bytes) => bytes.len() as u64,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The pieces of `part`'s file, in order.
+pub fn pieces(session: &str, part: &Part) -> Vec<Piece> {
+    let mut pieces = Vec::with_capacity(part.segments.len() + 2);
+    pieces.push(Piece::Stored {
+        key: object_key(session, &part.init),
+        len: part.init_bytes,
+    });
+    if part.container == Container::Mp4 && !part.segments.is_empty() {
+        pieces.push(Piece::Inline(sidx(part)));
+    }
+    pieces.extend(part.segments.iter().map(|s| Piece::Stored {
+        key: object_key(session, &s.name),
+        len: s.bytes,
+    }));
+    pieces
+}
+
+/// The segment index of an MP4 part: one reference per media segment, in ms.
+fn sidx(part: &Part) -> Bytes {
+    // At most 65535 references fit; at 4 s a segment that is 72 hours.
+    let segments = &part.segments[..part.segments.len().min(usize::from(u16::MAX))];
+    let size = 12 + 4 + 4 + 8 + 8 + 2 + 2 + 12 * segments.len();
+    let mut b = BytesMut::with_capacity(size);
+    b.put_u32(size as u32);
+    b.put_slice(b"sidx");
+    b.put_u32(1 << 24); // version 1 (64-bit times), no flags
+    b.put_u32(1); // reference_ID: the video track, whose keyframes start the segments
+    b.put_u32(1000); // timescale: ms, as the manifest keeps them
+    b.put_u64(segments.first().map_or(0, |s| s.start_ms)); // earliest_presentation_time
+    b.put_u64(0); // first_offset: the first segment follows this box
+    b.put_u16(0); // reserved
+    b.put_u16(segments.len() as u16);
+    for s in segments {
+        // reference_type 0 (media), referenced_size in 31 bits.
+        b.put_u32((s.bytes.min(0x7fff_ffff)) as u32);
+        b.put_u32(s.duration_ms);
+        // starts_with_SAP = 1, SAP_type = 1 (a keyframe starts it), SAP_delta_time = 0.
+        b.put_u32(0x9000_0000);
+    }
+    b.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::Segment;
+
+    #[test]
+    fn the_index_sits_between_init_and_segments() {
+        let part = Part {
+            container: Container::Mp4,
+            init: "p0-init.mp4".into(),
+            init_bytes: 700,
+            codecs: "avc1.42e01f,opus".into(),
+            video: None,
+            audio: None,
+            segments: (0..3)
+                .map(|i| Segment {
+                    seq: i,
+                    name: format!("p0-{i:06}.m4s"),
+                    start_ms: 4000 * i,
+                    duration_ms: 4000,
+                    bytes: 1000 + i,
+                })
+                .collect(),
+        };
+        let pieces = pieces("s", &part);
+        assert_eq!(pieces.len(), 5);
+        let Piece::Inline(sidx) = &pieces[1] else {
+            panic!("{pieces:?}")
+        };
+        assert_eq!(sidx.len(), 12 + 28 + 36);
+        assert_eq!(&sidx[4..8], b"sidx");
+        assert_eq!(
+            u32::from_be_bytes(sidx[0..4].try_into().unwrap()) as usize,
+            sidx.len()
+        );
+        // The second reference: 1001 bytes, 4000 ms, starts with a keyframe.
+        let r = &sidx[40 + 12..40 + 24];
+        assert_eq!(u32::from_be_bytes(r[0..4].try_into().unwrap()), 1001);
+        assert_eq!(u32::from_be_bytes(r[4..8].try_into().unwrap()), 4000);
+        assert_eq!(r[8], 0x90);
+        let total: u64 = pieces.iter().map(Piece::len).sum();
+        assert_eq!(total, 700 + 76 + 1000 + 1001 + 1002);
+    }
+}
