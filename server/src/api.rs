@@ -42,6 +42,10 @@ pub fn routes() -> Router<AppState> {
         .route("/api/sessions/{id}/join", routing::post(join))
         .route("/api/sessions/{id}/state", routing::post(set_state))
         .route("/api/sessions/{id}/qr.svg", routing::get(qr))
+        .route(
+            "/api/sessions/{id}/calendar.ics",
+            routing::get(crate::calendar::get),
+        )
         .route("/api/sessions/{id}/ws", routing::get(crate::ws::upgrade))
         .route("/api/me", routing::get(me))
         .route("/api/limits", routing::get(crate::limits::get))

@@ -9,6 +9,7 @@ pub mod api_types;
 pub mod app;
 pub mod auth;
 pub mod broker;
+pub mod calendar;
 pub mod cli;
 mod cli_media;
 mod cli_privacy;
