@@ -260,6 +260,76 @@ impl MediaStore {
     }
 }
 
+impl MediaStore {
+    /// [`MediaStore::open`], where an `s3://` URL may also carry the S3 settings as query
+    /// parameters, over those of the environment: `s3://bucket/prefix?endpoint=http://minio:9000
+    /// &region=us-east-1&allow_http=true` (the names are `object_store`'s
+    /// `AmazonS3ConfigKey`s, with or without `aws_`; values percent-encoded). Credentials may
+    /// be given so too (tests do), though the environment keeps them out of `ps`.
+    pub fn open_with_settings(
+        url: Option<&str>,
+        local_root: &FsPath,
+    ) -> Result<MediaStore, StoreError> {
+        use object_store::aws::AmazonS3ConfigKey;
+        let Some((base, query)) = url.and_then(|u| u.split_once('?')) else {
+            return Self::open(url, local_root);
+        };
+        let bad = |reason: String| StoreError::BadUrl {
+            url: base.to_string(),
+            reason,
+        };
+        let Some(rest) = base.strip_prefix("s3://") else {
+            return Err(bad("only s3:// URLs take settings".into()));
+        };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(bad("no bucket".into()));
+        }
+        let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let key: AmazonS3ConfigKey = key
+                .parse()
+                .map_err(|_| bad(format!("unknown S3 setting {key:?}")))?;
+            builder = builder.with_config(key, percent_decode(value));
+        }
+        let s3 = builder.build().map_err(|e| bad(e.to_string()))?;
+        let prefix = prefix.trim_matches('/');
+        let inner: Arc<dyn ObjectStore> = if prefix.is_empty() {
+            Arc::new(s3)
+        } else {
+            Arc::new(PrefixStore::new(s3, prefix))
+        };
+        Ok(MediaStore {
+            inner,
+            backend: Backend::S3,
+        })
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,10 +410,23 @@ mod tests {
     #[test]
     fn urls_are_checked() {
         let dir = tempfile::tempdir().unwrap();
-        for url in ["s3://", "file://relative", "ftp://x"] {
+        assert!(
+            MediaStore::open_with_settings(
+                Some("s3://b/p?endpoint=http%3A%2F%2Fh:1&allow_http=true"),
+                dir.path()
+            )
+            .is_ok()
+        );
+        for url in [
+            "s3://",
+            "file://relative",
+            "ftp://x",
+            "s3://b?no_such_setting=1",
+            "file:///x?a=b",
+        ] {
             assert!(
                 matches!(
-                    MediaStore::open(Some(url), dir.path()),
+                    MediaStore::open_with_settings(Some(url), dir.path()),
                     Err(StoreError::BadUrl { .. })
                 ),
                 "{url}"

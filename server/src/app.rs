@@ -33,6 +33,8 @@ pub struct AppState {
     pub cancel: CancellationToken,
     /// The WebRTC relay for the expert's video.
     pub relay: oncolive_signaling::Relay,
+    /// Where recordings and library videos live (`--object-store`; shared by every node).
+    pub media: oncolive_media::MediaStore,
 }
 
 /// Rate limiters shared by every socket and request of this node.

@@ -196,6 +196,11 @@ pub struct ServeArgs {
     /// Bytes of questions per snapshot frame (1024 to 262144); larger sessions are sent in parts.
     #[arg(long, env = "ONCOLIVE_SNAPSHOT_PART_BYTES", default_value_t = Config::default().snapshot_part_bytes)]
     pub snapshot_part_bytes: usize,
+    /// Where recordings and library videos are kept: `s3://bucket/prefix` (an S3-compatible
+    /// store; endpoint and credentials from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, …),
+    /// `file:///dir`, or `memory://`. Default: the directory `media` in --data-dir.
+    #[arg(long, env = "ONCOLIVE_OBJECT_STORE", hide_env_values = true)]
+    pub object_store: Option<String>,
 }
 
 fn parse_turn_secret(s: &str) -> Result<TurnSecret, String> {
@@ -296,6 +301,7 @@ impl ServeArgs {
             relay: self.relay_config()?,
             token_max_age: Duration::from_secs(self.token_max_age_days.saturating_mul(86_400)),
             snapshot_part_bytes: self.snapshot_part_bytes,
+            object_store: self.object_store.clone(),
         })
     }
 

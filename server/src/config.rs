@@ -43,6 +43,10 @@ pub struct Config {
     /// Bytes of questions per snapshot frame: a larger view goes out as a `snapshot` and
     /// `snapshot_part`s (see [`crate::snapshot`]).
     pub snapshot_part_bytes: usize,
+    /// Where recordings and library videos are kept: `s3://bucket/prefix` (settings from the
+    /// AWS_* environment or the URL's query), `file:///dir` or `memory://`; `None`:
+    /// `{data_dir}/media`. Not logged: its query may hold credentials.
+    pub object_store: Option<String>,
 }
 
 /// Where session state lives.
@@ -178,6 +182,7 @@ impl Default for Config {
             relay: RelayConfig::default(),
             token_max_age: crate::auth::TOKEN_MAX_AGE,
             snapshot_part_bytes: crate::snapshot::DEFAULT_PART_BYTES,
+            object_store: None,
         }
     }
 }
@@ -208,6 +213,8 @@ impl Config {
                 tcp_per_address: 100_000,
                 ..Limits::default()
             },
+            // Nothing of one test is seen by another; suites that test a store name one.
+            object_store: Some("memory://".into()),
             // Every test viewer comes from 127.0.0.1.
             relay: RelayConfig {
                 max_viewers_per_address: 100_000,
@@ -269,6 +276,10 @@ impl fmt::Debug for Config {
             .field("relay", &self.relay)
             .field("token_max_age", &self.token_max_age)
             .field("snapshot_part_bytes", &self.snapshot_part_bytes)
+            .field(
+                "object_store",
+                &self.object_store.as_deref().map(|u| u.split('?').next()),
+            )
             .finish()
     }
 }

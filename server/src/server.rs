@@ -73,6 +73,11 @@ pub async fn start(
             )),
         ),
     };
+    let media = oncolive_media::MediaStore::open_with_settings(
+        config.object_store.as_deref(),
+        &config.data_dir.join("media"),
+    )
+    .context("cannot open the media store (--object-store)")?;
     let keys = Arc::new(Keys::new(&secret));
     let relay = oncolive_signaling::Relay::new(
         // One flag says whether a proxy's X-Forwarded-For is believed, for joins and viewers alike.
@@ -106,11 +111,13 @@ pub async fn start(
         config: Arc::new(config),
         metrics: metrics::handle(),
         cancel: shutdown.clone(),
+        media,
     };
     // The session gauges hold storage's counts from the first scrape on, even before any.
     metrics::count_sessions(&*app.broker).await;
     spawn_housekeeping(app.clone());
     spawn_retention(app.clone());
+    crate::library::tus::spawn_expiry(app.clone());
     let router = routes::router(app.clone());
     let limits = app.config.limits.clone();
     let task =
