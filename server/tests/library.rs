@@ -118,7 +118,7 @@ impl Library {
             .store
             .list(prefix)
             .await
-            .unwrap()
+            .expect("test step")
             .into_iter()
             .map(|(k, _)| k)
             .collect();
@@ -141,7 +141,7 @@ fn metadata(title: &str, language: &str) -> String {
 
 async fn refusal(res: Response) -> (StatusCode, ErrorBody) {
     let status = res.status();
-    let text = res.text().await.unwrap();
+    let text = res.text().await.expect("test step");
     (
         status,
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{status} {text:?}: {e}")),
@@ -194,7 +194,7 @@ fn clip(dir: &Path) -> Option<Vec<u8>> {
             "3",
         ],
     )?;
-    Some(std::fs::read(path).unwrap())
+    Some(std::fs::read(path).expect("test step"))
 }
 
 /// Sends the head of a PATCH of `declared` bytes and `data` of it on a raw socket, and keeps
@@ -207,16 +207,18 @@ async fn half_patch(
     data: &[u8],
 ) -> tokio::net::TcpStream {
     let addr = lib.app.url.trim_start_matches("http://");
-    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut socket = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("test step");
     let head = format!(
         "PATCH {upload} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
          Tus-Resumable: 1.0.0\r\nContent-Type: application/offset+octet-stream\r\n\
          Upload-Offset: {offset}\r\nContent-Length: {declared}\r\n\r\n",
         lib.app.admin
     );
-    socket.write_all(head.as_bytes()).await.unwrap();
-    socket.write_all(data).await.unwrap();
-    socket.flush().await.unwrap();
+    socket.write_all(head.as_bytes()).await.expect("test step");
+    socket.write_all(data).await.expect("test step");
+    socket.flush().await.expect("test step");
     socket
 }
 
@@ -263,7 +265,7 @@ async fn an_upload_cut_off_mid_chunk_resumes_and_becomes_the_same_video() -> any
     drop(socket);
     let mut offset = chunk as u64;
     for _ in 0..50 {
-        offset = lib.offset(&upload).await?.unwrap();
+        offset = lib.offset(&upload).await?.expect("test step");
         if offset != chunk as u64 {
             break;
         }
@@ -288,7 +290,7 @@ async fn an_upload_cut_off_mid_chunk_resumes_and_becomes_the_same_video() -> any
         last = Some(res);
     }
     let id = upload.trim_start_matches("/api/uploads/");
-    let last = last.unwrap();
+    let last = last.expect("test step");
     assert_eq!(
         last.headers()["content-location"],
         format!("/api/videos/{id}").as_str()
@@ -511,7 +513,7 @@ async fn invalid_uploads_are_refused_with_their_reason_and_leave_nothing() -> an
         ]
         .concat(),
     )
-    .unwrap();
+    .expect("test step");
     let long = ffmpeg(
         dir,
         "long.mp4",
@@ -536,8 +538,8 @@ async fn invalid_uploads_are_refused_with_their_reason_and_leave_nothing() -> an
             "660",
         ],
     )
-    .unwrap();
-    let good = clip(dir).unwrap();
+    .expect("test step");
+    let good = clip(dir).expect("test step");
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("not_mp4", std::fs::read(&webm)?),
         (
