@@ -598,6 +598,41 @@ mod tests {
     }
 
     #[test]
+    fn samples_outside_the_file_are_truncated_even_when_the_boxes_fit() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(path) = ffmpeg(
+            dir.path(),
+            "fast.mp4",
+            &args(&[
+                &TESTSRC,
+                &["-c:v", "libx264", "-preset", "ultrafast", "-t", "1"],
+                &["-movflags", "+faststart"],
+            ]),
+        ) else {
+            return;
+        };
+        let mut bytes = std::fs::read(&path).unwrap();
+        // faststart: ftyp, moov, …, mdat last. Cut the file and shrink mdat's size to match,
+        // so only the sample table shows what is missing.
+        let mut mdat = 0;
+        while &bytes[mdat + 4..mdat + 8] != b"mdat" {
+            let size = u32::from_be_bytes(bytes[mdat..mdat + 4].try_into().unwrap());
+            mdat += size as usize;
+        }
+        bytes.truncate(bytes.len() - 1000);
+        let size = u32::try_from(bytes.len() - mdat).unwrap();
+        bytes[mdat..mdat + 4].copy_from_slice(&size.to_be_bytes());
+        let cut = dir.path().join("cut.mp4");
+        std::fs::write(&cut, &bytes).unwrap();
+        let refusal = check(&cut).unwrap_err();
+        assert_eq!(refusal.code(), "truncated", "{refusal}");
+        assert!(
+            refusal.to_string().contains("samples at bytes"),
+            "{refusal}"
+        );
+    }
+
+    #[test]
     fn the_size_limit_comes_first() {
         let mut huge = io::Cursor::new(Vec::new());
         let refusal = validate(&mut huge, MAX_BYTES + 1).unwrap().unwrap_err();
