@@ -202,6 +202,134 @@ impl MediaStore {
     }
 }
 
+/// Objects larger than a few MB (library videos) are written and read in pieces of this size:
+/// S3's smallest multipart part is 5 MiB.
+pub const PART_BYTES: usize = 8 * 1024 * 1024;
+
+/// Streaming reads and writes, for objects that should not be held in memory whole.
+impl MediaStore {
+    /// Writes the local file `file` to `key` whole, in parts of [`PART_BYTES`] (an S3
+    /// multipart upload; on a local store, a temporary file renamed at the end). Like
+    /// [`MediaStore::put`], a reader never sees half of it; a failed write is aborted.
+    pub async fn put_file(&self, key: &str, file: &FsPath) -> Result<u64, StoreError> {
+        use tokio::io::AsyncReadExt;
+        let mut src = tokio::fs::File::open(file).await?;
+        let upload = self.inner.put_multipart(&Path::from(key)).await?;
+        let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut written = 0u64;
+        loop {
+            let n = match src.read(&mut buf).await {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = writer.abort().await;
+                    return Err(e.into());
+                }
+            };
+            // At most two parts in flight: memory stays at a few parts, whatever the size.
+            if let Err(e) = writer.wait_for_capacity(2).await {
+                let _ = writer.abort().await;
+                return Err(e.into());
+            }
+            writer.write(&buf[..n]);
+            written += n as u64;
+        }
+        writer.finish().await?;
+        Ok(written)
+    }
+
+    /// Bytes `range` of `key` as a stream (one request to S3, read as the consumer pulls), for
+    /// answering Range requests without holding the object in memory.
+    pub async fn get_range_stream(
+        &self,
+        key: &str,
+        range: Range<u64>,
+    ) -> Result<futures_util::stream::BoxStream<'static, Result<Bytes, StoreError>>, StoreError>
+    {
+        use futures_util::StreamExt;
+        let options = object_store::GetOptions {
+            range: Some(object_store::GetRange::Bounded(range)),
+            ..Default::default()
+        };
+        let result = self.inner.get_opts(&Path::from(key), options).await?;
+        Ok(result
+            .into_stream()
+            .map(|r| r.map_err(StoreError::from))
+            .boxed())
+    }
+}
+
+impl MediaStore {
+    /// [`MediaStore::open`], where an `s3://` URL may also carry the S3 settings as query
+    /// parameters, over those of the environment: `s3://bucket/prefix?endpoint=http://minio:9000
+    /// &region=us-east-1&allow_http=true` (the names are `object_store`'s
+    /// `AmazonS3ConfigKey`s, with or without `aws_`; values percent-encoded). Credentials may
+    /// be given so too (tests do), though the environment keeps them out of `ps`.
+    pub fn open_with_settings(
+        url: Option<&str>,
+        local_root: &FsPath,
+    ) -> Result<MediaStore, StoreError> {
+        use object_store::aws::AmazonS3ConfigKey;
+        let Some((base, query)) = url.and_then(|u| u.split_once('?')) else {
+            return Self::open(url, local_root);
+        };
+        let bad = |reason: String| StoreError::BadUrl {
+            url: base.to_string(),
+            reason,
+        };
+        let Some(rest) = base.strip_prefix("s3://") else {
+            return Err(bad("only s3:// URLs take settings".into()));
+        };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(bad("no bucket".into()));
+        }
+        let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let key: AmazonS3ConfigKey = key
+                .parse()
+                .map_err(|_| bad(format!("unknown S3 setting {key:?}")))?;
+            builder = builder.with_config(key, percent_decode(value));
+        }
+        let s3 = builder.build().map_err(|e| bad(e.to_string()))?;
+        let prefix = prefix.trim_matches('/');
+        let inner: Arc<dyn ObjectStore> = if prefix.is_empty() {
+            Arc::new(s3)
+        } else {
+            Arc::new(PrefixStore::new(s3, prefix))
+        };
+        Ok(MediaStore {
+            inner,
+            backend: Backend::S3,
+        })
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,6 +360,46 @@ mod tests {
         assert_eq!(store.list("recordings").await.unwrap().len(), 1);
     }
 
+    async fn streams(store: &MediaStore, dir: &FsPath) {
+        use futures_util::TryStreamExt;
+        let file = dir.join("big.bin");
+        let data: Vec<u8> = (0..PART_BYTES * 2 + 1234)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        std::fs::write(&file, &data).unwrap();
+        assert_eq!(
+            store.put_file("videos/v/video.mp4", &file).await.unwrap(),
+            data.len() as u64
+        );
+        assert_eq!(
+            store.size("videos/v/video.mp4").await.unwrap(),
+            data.len() as u64
+        );
+        let range = PART_BYTES as u64 - 10..PART_BYTES as u64 * 2 + 7;
+        let got: Vec<Bytes> = store
+            .get_range_stream("videos/v/video.mp4", range.clone())
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(
+            got.concat(),
+            &data[range.start as usize..range.end as usize]
+        );
+    }
+
+    #[tokio::test]
+    async fn large_objects_stream_in_and_out() {
+        let dir = tempfile::tempdir().unwrap();
+        streams(
+            &MediaStore::open(None, &dir.path().join("media")).unwrap(),
+            dir.path(),
+        )
+        .await;
+        streams(&MediaStore::memory(), dir.path()).await;
+    }
+
     #[tokio::test]
     async fn local_and_memory_behave_alike() {
         let dir = tempfile::tempdir().unwrap();
@@ -242,10 +410,23 @@ mod tests {
     #[test]
     fn urls_are_checked() {
         let dir = tempfile::tempdir().unwrap();
-        for url in ["s3://", "file://relative", "ftp://x"] {
+        assert!(
+            MediaStore::open_with_settings(
+                Some("s3://b/p?endpoint=http%3A%2F%2Fh:1&allow_http=true"),
+                dir.path()
+            )
+            .is_ok()
+        );
+        for url in [
+            "s3://",
+            "file://relative",
+            "ftp://x",
+            "s3://b?no_such_setting=1",
+            "file:///x?a=b",
+        ] {
             assert!(
                 matches!(
-                    MediaStore::open(Some(url), dir.path()),
+                    MediaStore::open_with_settings(Some(url), dir.path()),
                     Err(StoreError::BadUrl { .. })
                 ),
                 "{url}"

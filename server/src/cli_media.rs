@@ -11,8 +11,9 @@ pub struct MediaArgs {
     /// Where recordings and library videos are kept: `s3://bucket/prefix` for an
     /// S3-compatible store shared by every node (endpoint and credentials from AWS_ENDPOINT_URL,
     /// AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY; AWS_ALLOW_HTTP=true for plain
-    /// HTTP), or `file:///path`. Default: the `media` folder of the data directory.
-    #[arg(long, env = "ONCOLIVE_OBJECT_STORE")]
+    /// HTTP; or object_store's S3 settings as the URL's query: `?endpoint=…&allow_http=true`),
+    /// or `file:///path`. Default: the `media` folder of the data directory.
+    #[arg(long, env = "ONCOLIVE_OBJECT_STORE", hide_env_values = true)]
     pub object_store: Option<String>,
     /// Ended recordings beyond this many gigabytes (10^9 bytes) in all are removed, oldest
     /// first. Default: no bound.

@@ -48,9 +48,11 @@ pub struct Config {
 }
 
 /// Where recordings and library videos are kept, and for how long.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct MediaConfig {
-    /// `s3://bucket/prefix`, `file:///path` or `memory://`; `None`: `{data_dir}/media`.
+    /// `s3://bucket/prefix` (settings from the AWS_* environment or the URL's query),
+    /// `file:///dir` or `memory://`; `None`: `{data_dir}/media`. Logged without its query,
+    /// which may hold credentials.
     pub object_store: Option<String>,
     /// Ended recordings beyond this many bytes in all are removed, oldest first; `None`: no bound.
     pub recordings_max_bytes: Option<u64>,
@@ -59,6 +61,20 @@ pub struct MediaConfig {
     pub recording_retention: Option<Duration>,
     /// The length the recorder aims at for each segment (cut at the next keyframe).
     pub target_segment: Duration,
+}
+
+impl fmt::Debug for MediaConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MediaConfig")
+            .field(
+                "object_store",
+                &self.object_store.as_deref().map(|u| u.split('?').next()),
+            )
+            .field("recordings_max_bytes", &self.recordings_max_bytes)
+            .field("recording_retention", &self.recording_retention)
+            .field("target_segment", &self.target_segment)
+            .finish()
+    }
 }
 
 impl Default for MediaConfig {
@@ -241,7 +257,7 @@ impl Config {
                 max_viewers_per_address: 100_000,
                 ..RelayConfig::default()
             },
-            // Each test its own; tests that share a store between nodes name one.
+            // Nothing of one test is seen by another; suites that test a store name one.
             media: MediaConfig {
                 object_store: Some("memory://".into()),
                 ..MediaConfig::default()

@@ -48,6 +48,20 @@ pub enum ApiError {
     /// Storage could not be reached: the change may or may not have been stored.
     #[error("{0}")]
     Unavailable(String),
+    /// A finished upload that is not an acceptable video (422): `reason` is the stable code.
+    #[error("{message}")]
+    VideoRefused {
+        reason: &'static str,
+        message: String,
+    },
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// A tus request of another protocol version (412, with `Tus-Version`).
+    #[error("{0}")]
+    UnsupportedVersion(String),
+    /// A `Range` outside an object of `length` bytes (416, with `Content-Range: bytes */length`).
+    #[error("the range is outside the {length} bytes of the file")]
+    RangeNotSatisfiable { length: u64 },
     /// A bug or an unexpected failure; the detail is logged, never sent.
     #[error("internal error, nothing was stored")]
     Internal(String),
@@ -80,6 +94,10 @@ impl ApiError {
             ApiError::RateLimited { .. } => ErrorCode::RateLimited,
             ApiError::Unavailable(_) => ErrorCode::Unavailable,
             ApiError::Internal(_) => ErrorCode::Internal,
+            ApiError::VideoRefused { .. } => ErrorCode::VideoRefused,
+            ApiError::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
+            ApiError::UnsupportedVersion(_) => ErrorCode::UnsupportedVersion,
+            ApiError::RangeNotSatisfiable { .. } => ErrorCode::RangeNotSatisfiable,
         }
     }
 
@@ -121,6 +139,10 @@ impl ErrorCode {
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::VideoRefused => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::UnsupportedVersion => StatusCode::PRECONDITION_FAILED,
+            ErrorCode::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
         }
     }
 }
@@ -135,6 +157,9 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     pub code: ErrorCode,
     pub message: String,
+    /// Only with `video_refused`: why (`not_mp4`, `too_long`, …; see docs/protocol.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl IntoResponse for ApiError {
@@ -149,6 +174,10 @@ impl IntoResponse for ApiError {
             error: ErrorDetail {
                 code,
                 message: self.to_string(),
+                reason: match &self {
+                    ApiError::VideoRefused { reason, .. } => Some((*reason).to_owned()),
+                    _ => None,
+                },
             },
         };
         let mut response = (code.status(), Json(body)).into_response();
@@ -157,6 +186,20 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        match &self {
+            ApiError::RangeNotSatisfiable { length } => {
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{length}")) {
+                    response.headers_mut().insert(header::CONTENT_RANGE, v);
+                }
+            }
+            ApiError::UnsupportedVersion(_) => {
+                response.headers_mut().insert(
+                    crate::library::tus::TUS_VERSION,
+                    HeaderValue::from_static(crate::library::tus::VERSION),
+                );
+            }
+            _ => {}
         }
         if let Some(secs) = retry_after
             && let Ok(v) = HeaderValue::from_str(&secs.to_string())

@@ -364,6 +364,16 @@ pub enum ErrorCode {
     Muted,
     Unavailable,
     Internal,
+    /// HTTP only (library uploads): the finished upload is not an acceptable video; the
+    /// error body's `reason` says why (see `oncolive_media::validate::Refusal::code`).
+    VideoRefused,
+    /// HTTP only: a body of the wrong `Content-Type` (a tus `PATCH` not
+    /// `application/offset+octet-stream`).
+    UnsupportedMediaType,
+    /// HTTP only: a tus request without `Tus-Resumable: 1.0.0`.
+    UnsupportedVersion,
+    /// HTTP only: a `Range` outside the object.
+    RangeNotSatisfiable,
 }
 
 /// The WebSocket subprotocol of the hub. A client offers it together with

@@ -8,9 +8,10 @@
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing;
+use oncolive_media::download;
 use oncolive_media::hls::{self, Window};
 use oncolive_media::manifest::{manifest_key, object_key, recording_prefix};
 use oncolive_media::{Container, Manifest, MediaStore, StoreError};
@@ -22,6 +23,7 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::Admin;
 use crate::model::{Question, QuestionId, QuestionStatus, Role, SessionId, SessionState};
+use crate::ranged::Ranged;
 
 /// Segments in the sliding live playlist: about 24 s at the default segment length.
 pub const LIVE_WINDOW: usize = 6;
@@ -33,6 +35,61 @@ pub fn routes() -> Router<AppState> {
             routing::get(info).delete(remove),
         )
         .route("/api/sessions/{id}/hls/{file}", routing::get(hls_file))
+        .route(
+            "/api/sessions/{id}/recording.mp4",
+            routing::get(|app, id, method, headers| {
+                download(app, id, method, headers, Container::Mp4)
+            }),
+        )
+        .route(
+            "/api/sessions/{id}/recording.webm",
+            routing::get(|app, id, method, headers| {
+                download(app, id, method, headers, Container::Webm)
+            }),
+        )
+}
+
+/// `GET|HEAD …/recording.mp4` (or `.webm`): the first part of the recording as one file
+/// ([`oncolive_media::download`]), with Range.
+async fn download(
+    State(app): State<AppState>,
+    Path(id): Path<SessionId>,
+    method: Method,
+    headers: HeaderMap,
+    container: Container,
+) -> Result<Response, ApiError> {
+    let manifest = manifest(&app.media, id).await?.ok_or_else(no_recording)?;
+    let part = manifest
+        .parts
+        .iter()
+        .find(|p| !p.segments.is_empty())
+        .filter(|p| p.container == container)
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "this session has no {} recording",
+                container.extension()
+            ))
+        })?;
+    let session = id.to_string();
+    // Changes whenever a segment is added or the recording ends.
+    let etag = format!(
+        "\"{session}-{}-{}-{}\"",
+        part.segments.len(),
+        manifest.bytes(),
+        u8::from(manifest.ended())
+    );
+    let ranged = Ranged {
+        store: app.media.clone(),
+        pieces: download::pieces(&session, part),
+        content_type: HeaderValue::from_static(container.mime()),
+        etag: HeaderValue::from_str(&etag).ok(),
+        cache_control: HeaderValue::from_static(if manifest.ended() {
+            "public, max-age=3600"
+        } else {
+            "no-cache"
+        }),
+    };
+    ranged.respond(&method, &headers).await
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

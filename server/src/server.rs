@@ -73,12 +73,12 @@ pub async fn start(
             )),
         ),
     };
-    let keys = Arc::new(Keys::new(&secret));
-    let media = oncolive_media::MediaStore::open(
+    let media = oncolive_media::MediaStore::open_with_settings(
         config.media.object_store.as_deref(),
         &config.data_dir.join("media"),
     )
-    .context("cannot open the media store")?;
+    .context("cannot open the media store (--object-store)")?;
+    let keys = Arc::new(Keys::new(&secret));
     let relay = oncolive_signaling::Relay::new(
         // One flag says whether a proxy's X-Forwarded-For is believed, for joins and viewers alike.
         RelayConfig {
@@ -118,6 +118,7 @@ pub async fn start(
     spawn_housekeeping(app.clone());
     spawn_retention(app.clone());
     crate::media_retention::spawn(app.clone());
+    crate::library::tus::spawn_expiry(app.clone());
     let router = routes::router(app.clone());
     let limits = app.config.limits.clone();
     let task =

@@ -263,6 +263,43 @@ async fn an_ended_recording_is_a_vod() -> anyhow::Result<()> {
         );
         assert_eq!(text.matches("#EXTINF:4.000,").count(), 3);
     }
+    // One file: the init, a segment index, the segments; ranges across pieces are exact.
+    let file = app
+        .get(&format!("/api/sessions/{}/recording.mp4", session.id), None)
+        .await?;
+    assert_eq!(file.status(), StatusCode::OK);
+    assert_eq!(file.headers()["content-type"], "video/mp4");
+    assert_eq!(file.headers()["accept-ranges"], "bytes");
+    assert_eq!(file.headers()["cache-control"], "public, max-age=3600");
+    let whole = file.bytes().await?;
+    let sidx_len = 12 + 28 + 12 * 3;
+    assert_eq!(whole.len(), 100 + sidx_len + 3 * 1000);
+    assert!(whole[..100].iter().all(|&b| b == b'i'));
+    assert_eq!(&whole[104..108], b"sidx");
+    assert!(whole[100 + sidx_len..].starts_with(&[0u8; 1000]));
+    let range = app
+        .request(
+            reqwest::Method::GET,
+            &format!("/api/sessions/{}/recording.mp4", session.id),
+            None,
+        )
+        .header("range", "bytes=98-1300")
+        .send()
+        .await?;
+    assert_eq!(range.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        range.headers()["content-range"],
+        format!("bytes 98-1300/{}", whole.len()).as_str()
+    );
+    assert_eq!(range.bytes().await?, whole[98..1301]);
+    let webm = app
+        .get(
+            &format!("/api/sessions/{}/recording.webm", session.id),
+            None,
+        )
+        .await?;
+    assert_eq!(webm.status(), StatusCode::NOT_FOUND);
+
     // Deleting the session takes its recording with it.
     let res = app
         .request(

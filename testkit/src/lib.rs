@@ -8,6 +8,7 @@
 //! - [`media`]: a WHIP publisher and a WHEP viewer on the `webrtc` crate;
 //! - [`netns`]: network namespaces on threads of the test process, linked by veth pairs;
 //! - [`redis`]: private `redis-server` processes that tests may kill and restart;
+//! - [`s3`]: a private S3-compatible server (`moto_server`) for the media store;
 //! - [`node`]: whole `oncolive` processes, in memory or on a Redis;
 //! - [`proxy`]: a TCP proxy that can stall, in front of a real server (a slow Redis);
 //! - [`raw`]: clients that misbehave on purpose (refused upgrades, half-sent requests).
@@ -21,6 +22,7 @@ pub mod node;
 pub mod proxy;
 pub mod raw;
 pub mod redis;
+pub mod s3;
 
 pub use api::{ApiClient, TestSession};
 pub use app::{TestApp, spawn_app, spawn_suite_app};
