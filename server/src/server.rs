@@ -83,6 +83,10 @@ pub async fn start(
         // One flag says whether a proxy's X-Forwarded-For is believed, for joins and viewers alike.
         RelayConfig {
             trust_forwarded_for: config.limits.trust_forwarded_for,
+            recording: Some(oncolive_signaling::RecordingConfig {
+                store: media.clone(),
+                target_segment: config.media.target_segment,
+            }),
             ..config.relay.clone()
         },
         Arc::new(video::SessionAuthorizer {

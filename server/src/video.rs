@@ -44,4 +44,17 @@ impl Authorizer for SessionAuthorizer {
             Role::Moderator | Role::Patient => Access::View,
         })
     }
+
+    /// The host's `record` switch; a session that cannot be read now is recorded (losing a
+    /// broadcast is worse than keeping one the host can remove).
+    async fn records(&self, session: &str) -> bool {
+        let Ok(id) = session.parse() else {
+            return false;
+        };
+        match self.broker.session(id).await {
+            Ok(Some(found)) => found.record,
+            Ok(None) => false,
+            Err(_) => true,
+        }
+    }
 }

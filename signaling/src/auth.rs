@@ -36,4 +36,12 @@ pub enum AuthError {
 pub trait Authorizer: Send + Sync + 'static {
     /// Check the bearer token (already stripped of `Bearer `) for session `session`.
     async fn authorize(&self, session: &str, token: &str) -> Result<Access, AuthError>;
+
+    /// Whether the session's broadcast is recorded (when the relay has a
+    /// [`crate::RecordingConfig`]). Asked each time a publisher starts, before
+    /// its answer, so a host that turns recording off stops it at the next
+    /// publisher.
+    async fn records(&self, _session: &str) -> bool {
+        true
+    }
 }

@@ -3,6 +3,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use crate::record::RecordingConfig;
 use crate::turn::TurnAuth;
 
 /// How the relay reaches clients and how it protects the publisher.
@@ -40,6 +41,9 @@ pub struct RelayConfig {
     /// Take the client address from the last `X-Forwarded-For` entry (set
     /// only behind a proxy that appends it), for the per-address cap.
     pub trust_forwarded_for: bool,
+    /// Record every broadcast into this store (see `docs/video.md`, "Recording");
+    /// `None`: nothing is recorded.
+    pub recording: Option<RecordingConfig>,
 }
 
 impl Default for RelayConfig {
@@ -56,6 +60,7 @@ impl Default for RelayConfig {
             max_viewers_per_address: 100,
             max_viewers_per_session: 500,
             trust_forwarded_for: false,
+            recording: None,
         }
     }
 }

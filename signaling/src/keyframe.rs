@@ -16,13 +16,16 @@ pub(crate) enum KeyframeSource {
     ViewerJoin,
     ViewerPli,
     PublisherChange,
+    /// The recorder: a segment is due, or video resumes after loss.
+    Recording,
 }
 
 impl KeyframeSource {
-    pub(crate) const ALL: [KeyframeSource; 3] = [
+    pub(crate) const ALL: [KeyframeSource; 4] = [
         KeyframeSource::ViewerJoin,
         KeyframeSource::ViewerPli,
         KeyframeSource::PublisherChange,
+        KeyframeSource::Recording,
     ];
 
     pub(crate) fn label(self) -> &'static str {
@@ -30,6 +33,7 @@ impl KeyframeSource {
             KeyframeSource::ViewerJoin => "viewer_join",
             KeyframeSource::ViewerPli => "viewer_pli",
             KeyframeSource::PublisherChange => "publisher_change",
+            KeyframeSource::Recording => "recording",
         }
     }
 }

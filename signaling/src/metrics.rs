@@ -18,6 +18,10 @@ const VIEWERS: &str = "oncolive_video_viewers";
 const KEYFRAMES: &str = "oncolive_video_keyframe_requests_total";
 const PACKETS: &str = "oncolive_video_packets_forwarded_total";
 const BYTES: &str = "oncolive_video_bytes_forwarded_total";
+const RECORDING_DROPPED: &str = "oncolive_recording_dropped_packets_total";
+const RECORDING_SEGMENTS: &str = "oncolive_recording_segments_total";
+const RECORDING_BYTES: &str = "oncolive_recording_bytes_total";
+const RECORDING_STORE_ERRORS: &str = "oncolive_recording_store_errors_total";
 
 /// Describes every relay metric and gives each of its label sets a zero, so that a scrape of a
 /// fresh node finds every series (an absent series cannot be alerted on).
@@ -37,6 +41,28 @@ pub fn describe() {
     );
     describe_counter!(PACKETS, "RTP packets written to viewers (one per viewer).");
     describe_counter!(BYTES, Unit::Bytes, "RTP bytes written to viewers.");
+    describe_counter!(
+        RECORDING_DROPPED,
+        "RTP packets left out of a recording because its recorder was behind."
+    );
+    describe_counter!(RECORDING_SEGMENTS, "Recording media segments stored.");
+    describe_counter!(
+        RECORDING_BYTES,
+        Unit::Bytes,
+        "Bytes of recording media segments stored."
+    );
+    describe_counter!(
+        RECORDING_STORE_ERRORS,
+        "Failed writes of recording files or manifests to the media store."
+    );
+    for name in [
+        RECORDING_DROPPED,
+        RECORDING_SEGMENTS,
+        RECORDING_BYTES,
+        RECORDING_STORE_ERRORS,
+    ] {
+        counter!(name).increment(0);
+    }
     gauge!(PUBLISHERS).increment(0.0);
     gauge!(VIEWERS).increment(0.0);
     gauge!(ROOMS).increment(0.0);
@@ -128,4 +154,17 @@ impl Forwarded {
             self.bytes.increment((bytes * viewers) as u64);
         }
     }
+}
+
+pub(crate) fn recording_dropped() {
+    counter!(RECORDING_DROPPED).increment(1);
+}
+
+pub(crate) fn recording_segment(bytes: u64) {
+    counter!(RECORDING_SEGMENTS).increment(1);
+    counter!(RECORDING_BYTES).increment(bytes);
+}
+
+pub(crate) fn recording_store_error() {
+    counter!(RECORDING_STORE_ERRORS).increment(1);
 }

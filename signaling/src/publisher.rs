@@ -17,6 +17,7 @@ use crate::error::ApiError;
 use crate::keyframe::KeyframeSource;
 use crate::kind::Kind;
 use crate::metrics::Forwarded;
+use crate::record::{RecorderHandle, SpanInfo, Tap};
 use crate::room::{PatchLock, Publisher, Room, new_resource_id};
 use crate::sdp::{self, Offer};
 
@@ -27,6 +28,7 @@ pub(crate) async fn publish(
     room: &Arc<Room>,
     offer_sdp: String,
     offer: &Offer,
+    recorder: Option<RecorderHandle>,
 ) -> Result<(String, String), ApiError> {
     let (current, watched) = room.video_codec();
     let video = if offer.has_video {
@@ -51,11 +53,24 @@ pub(crate) async fn publish(
     let generation = room.next_generation();
     let video_ssrc = Arc::new(AtomicU32::new(0));
     let span = tracing::info_span!("publisher", session = %room.session, publisher = %id);
+    let (tap, recording) = match recorder {
+        Some(recorder) => {
+            let video = video.as_ref().and_then(|codec| recordable(codec, &span));
+            let (tap, gone) = recorder.tap(SpanInfo {
+                generation,
+                video,
+                room: Arc::downgrade(room),
+            });
+            (Some(tap), Some(gone))
+        }
+        None => (None, None),
+    };
 
     {
         let room = Arc::downgrade(room);
         let video_ssrc = video_ssrc.clone();
         let span = span.clone();
+        let tap = tap.clone();
         pc.on_track(Box::new(move |remote, _receiver, _transceiver| {
             if let Some(room) = room.upgrade() {
                 if remote.kind() == RTPCodecType::Video {
@@ -64,7 +79,9 @@ pub(crate) async fn publish(
                         room.request_keyframe(KeyframeSource::PublisherChange);
                     }
                 }
-                tokio::spawn(forward(room, remote, generation).instrument(span.clone()));
+                tokio::spawn(
+                    forward(room, remote, generation, tap.clone()).instrument(span.clone()),
+                );
             }
             Box::pin(async {})
         }));
@@ -96,6 +113,7 @@ pub(crate) async fn publish(
         pc,
         patching: PatchLock::default(),
         video_ssrc,
+        _recording: recording,
     };
     let (old, swaps) = match room.install_publisher(publisher, video) {
         Ok(installed) => installed,
@@ -139,7 +157,12 @@ pub(crate) fn remove(room: &Weak<Room>, id: &str) -> bool {
 
 /// Copies one publisher track into the room's shared track until the
 /// publisher goes away or is replaced.
-async fn forward(room: Arc<Room>, remote: Arc<TrackRemote>, generation: u64) {
+async fn forward(
+    room: Arc<Room>,
+    remote: Arc<TrackRemote>,
+    generation: u64,
+    tap: Option<Arc<Tap>>,
+) {
     let kind = match remote.kind() {
         RTPCodecType::Audio => Kind::Audio,
         RTPCodecType::Video => Kind::Video,
@@ -160,6 +183,10 @@ async fn forward(room: Arc<Room>, remote: Arc<TrackRemote>, generation: u64) {
             break;
         }
         room.media_arrived(generation);
+        // As the publisher sent it: the recorder keeps its own timeline.
+        if let Some(tap) = &tap {
+            tap.offer(kind, &packet);
+        }
         // The publisher's extension ids mean nothing to the viewers; the
         // viewers' own (MID) are added by their senders.
         packet.header.extension = false;
@@ -176,5 +203,22 @@ async fn forward(room: Arc<Room>, remote: Arc<TrackRemote>, generation: u64) {
             tracing::trace!(error = %err, "write to some viewers failed");
         }
         counters.add(bytes, viewers);
+    }
+}
+
+/// The recorder's name for a negotiated video codec; `None` (audio is
+/// recorded alone) for codecs with no browser-playable container here.
+fn recordable(
+    codec: &crate::sdp::Codec,
+    span: &tracing::Span,
+) -> Option<oncolive_media::VideoCodec> {
+    let mime = codec.mime_type.to_ascii_lowercase();
+    match mime.as_str() {
+        "video/h264" => Some(oncolive_media::VideoCodec::H264),
+        "video/vp8" => Some(oncolive_media::VideoCodec::Vp8),
+        _ => {
+            span.in_scope(|| tracing::warn!(codec = %codec.mime_type, "video in this codec is not recorded; audio only"));
+            None
+        }
     }
 }

@@ -17,6 +17,7 @@ use crate::budget::{Budgets, Caps};
 use crate::config::{RelayConfig, is_turn_url};
 use crate::engine::{self, Engine, close_pc};
 use crate::error::{ApiError, SignalingError};
+use crate::record::Recorders;
 use crate::room::{PatchLock, Pending, Room};
 use crate::{metrics, sdp};
 use crate::{publisher, viewer};
@@ -40,6 +41,8 @@ pub(crate) struct Shared {
     idle: Arc<Notify>,
     budgets: Arc<Budgets>,
     closing: AtomicBool,
+    /// One recorder per recorded session; `None` when recording is off.
+    recorders: Option<Recorders>,
 }
 
 /// How often idle rooms are looked for even without a ping: a room's last
@@ -76,14 +79,21 @@ impl Relay {
     /// Must be called inside a tokio runtime (it starts the room sweeper).
     pub fn new(config: RelayConfig, auth: Arc<dyn Authorizer>) -> Result<Relay, SignalingError> {
         validate(&config)?;
+        // webrtc's DTLS asks rustls for the process-wide provider; once another
+        // crate (object_store's S3 client) enables aws-lc-rs next to ring, rustls
+        // cannot pick one and panics. Ring, as DTLS was built with; a host that
+        // installed its own first keeps it.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let engine = Engine::new(&config)?;
         let budgets = Budgets::new(Caps {
             per_token: config.max_viewers_per_token,
             per_address: config.max_viewers_per_address,
             per_session: config.max_viewers_per_session,
         });
+        let recorders = config.recording.clone().map(Recorders::new);
         let shared = Arc::new(Shared {
             config,
+            recorders,
             auth,
             engine,
             rooms: Mutex::new(HashMap::new()),
@@ -103,12 +113,17 @@ impl Relay {
 
     /// Closes every peer connection of `session` (publisher and viewers).
     /// Later WHIP/WHEP requests get whatever the authorizer says.
+    /// With recording on, the open segment is stored and the manifest marked
+    /// ended (also a manifest another process left unended) before this returns.
     pub async fn end_session(&self, session: &str) {
         let room = self.shared.rooms().remove(session);
         metrics::rooms(self.shared.rooms().len());
         if let Some(room) = room {
             tracing::info!(session, "ending the session's video");
             close_room(&room).await;
+        }
+        if let Some(recorders) = &self.shared.recorders {
+            recorders.end(session).await;
         }
     }
 
@@ -138,6 +153,9 @@ impl Relay {
             closing.spawn(async move { close_room(&room).await });
         }
         while closing.join_next().await.is_some() {}
+        if let Some(recorders) = &self.shared.recorders {
+            recorders.shutdown().await;
+        }
     }
 
     pub(crate) async fn authorize(
@@ -184,7 +202,15 @@ impl Relay {
             (Role::Viewer, Some(slot)) => {
                 viewer::view(engine, &room, offer_sdp, &offer, slot).await?
             }
-            _ => publisher::publish(engine, &room, offer_sdp, &offer).await?,
+            _ => {
+                let recorder = match &self.shared.recorders {
+                    Some(recorders) if self.shared.auth.records(session).await => {
+                        Some(recorders.recorder(session))
+                    }
+                    _ => None,
+                };
+                publisher::publish(engine, &room, offer_sdp, &offer, recorder).await?
+            }
         };
         let ice_session = sdp::attribute_value(&answer, "ice-ufrag")
             .unwrap_or_default()

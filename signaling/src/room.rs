@@ -41,6 +41,9 @@ pub(crate) struct Publisher {
     /// SSRC of the publisher's video, known once its track arrives (0 before),
     /// needed to address PLIs.
     pub video_ssrc: Arc<AtomicU32>,
+    /// Tells the recorder this publisher's span is over when it is dropped
+    /// (removed, replaced, or the session ended).
+    pub _recording: Option<crate::record::GoneOnDrop>,
 }
 
 pub(crate) struct Viewer {

@@ -21,6 +21,8 @@ pub use oncolive_testkit::media::*;
 #[derive(Default)]
 pub struct TestAuth {
     pub ended: Mutex<HashSet<String>>,
+    /// Sessions whose host turned recording off.
+    pub not_recorded: Mutex<HashSet<String>>,
 }
 
 #[async_trait]
@@ -45,6 +47,10 @@ impl Authorizer for TestAuth {
             return Err(AuthError::Gone("session ended".into()));
         }
         Ok(access)
+    }
+
+    async fn records(&self, session: &str) -> bool {
+        !self.not_recorded.lock().expect("lock").contains(session)
     }
 }
 
