@@ -43,17 +43,17 @@ function close() {
 export function openCard(li) {
   if (playing && playing.li === li) return playing.video;
   close();
-  const v = li.video;
+  const { video: v, slot, button } = li.lib;
   const video = h('video', {
     class: 'lib-video', src: v.url || `/api/videos/${encodeURIComponent(v.id)}/video.mp4`,
     controls: true, playsinline: true, preload: 'metadata', dataset: { video: v.id },
   });
-  setChildren(li.slot, video);
-  li.slot.hidden = false;
+  setChildren(slot, video);
+  slot.hidden = false;
   li.classList.add('open');
-  li.button.setAttribute('aria-expanded', 'true');
-  li.button.querySelector('.play').textContent = '■';
-  playing = { li, video, slot: li.slot, button: li.button };
+  button.setAttribute('aria-expanded', 'true');
+  button.querySelector('.play').textContent = '■';
+  playing = { li, video, slot, button };
   const p = video.play();
   if (p && p.catch) p.catch(() => {});
   return video;
@@ -72,7 +72,7 @@ export function videoCard(v) {
     v.topic ? h('span', { class: 'lib-topic', text: v.topic }) : null,
     h('span', { class: 'lib-meta', text: videoMeta(v) })));
   const li = h('li', { class: 'lib-card', dataset: { video: v.id } }, button, slot);
-  Object.assign(li, { video: v, slot, button });
+  li.lib = { video: v, slot, button };
   return li;
 }
 
@@ -81,7 +81,7 @@ export function renderVideos(list, videos) {
   const ids = videos.map((v) => String(v.id)).join(',');
   if (list.dataset.ids === ids) {
     for (const li of Array.from(list.children)) {
-      const v = videos.find((x) => String(x.id) === String(li.video && li.video.id));
+      const v = videos.find((x) => String(x.id) === String(li.lib && li.lib.video.id));
       if (v) li.querySelector('.lib-meta').textContent = videoMeta(v);
     }
     return;
