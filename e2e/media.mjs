@@ -79,12 +79,12 @@ export async function setState(server, sid, state, token = server.admin_token) {
   return res.json();
 }
 
-/** Visible text under `min` px, or cut off at the right edge (as web.spec's helpers check). */
-export async function tooSmallOrCut(page, min = 14) {
-  return page.evaluate((minPx) => {
+/** Visible text in `root` under `min` px, or cut off at the right edge (as web.spec's helpers check). */
+export async function tooSmallOrCut(page, min = 14, root = 'body') {
+  return page.evaluate(([minPx, sel]) => {
     const out = [];
     const width = document.documentElement.clientWidth;
-    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    const walker = document.createTreeWalker(document.querySelector(sel), NodeFilter.SHOW_TEXT);
     for (let n = walker.nextNode(); n; n = walker.nextNode()) {
       const text = n.textContent.trim();
       const el = n.parentElement;
@@ -98,7 +98,7 @@ export async function tooSmallOrCut(page, min = 14) {
       if (rects.some((r) => r.right > width + 0.5)) out.push(`cut off at ${width}px: "${text.slice(0, 40)}"`);
     }
     return out;
-  }, min);
+  }, [min, root]);
 }
 
 /** Buttons and links in `selector` smaller than 44 px. */
