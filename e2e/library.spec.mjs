@@ -275,6 +275,8 @@ test('stood-in tus server: upload with a dropped PATCH, progress, refusal reason
     await expect(card.locator('.lib-open')).toHaveAttribute('aria-expanded', 'true');
     expect(await tooSmallOrCut(list, 14)).toEqual([]);
     expect(await smallTargets(list, '#library')).toEqual([]);
+    await card.evaluate((el) => el.scrollIntoView({ block: 'start' }));
+    await list.evaluate(() => window.scrollBy(0, -60));
     await shot(list, `library-playing-${lang}`);
     await listCtx.close();
   }

@@ -62,3 +62,24 @@ test('attached videos: "before" until the end, "after" then; unknown ids are lef
   assert.deepEqual(attachedFor({ state: 'ended', videos }, lib).map((v) => v.id), ['b', 'c']);
   assert.deepEqual(attachedFor({ state: 'ended' }, lib), []);
 });
+
+test('the expert offers H.264 (packetization-mode 1, baseline first) before VP8, and VP8 first without H.264', async () => {
+  const { orderCodecs } = await import('../assets/js/video.js');
+  const C = (mimeType, sdpFmtpLine) => ({ mimeType, clockRate: 90000, sdpFmtpLine });
+  const caps = [
+    C('video/VP8'), C('video/rtx', 'apt=96'), C('video/VP9', 'profile-id=0'),
+    C('video/H264', 'level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42e01f'),
+    C('video/H264', 'level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=640034'),
+    C('video/H264', 'level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f'),
+    C('video/AV1'), C('video/red'), C('video/ulpfec'),
+  ];
+  const order = orderCodecs(caps).map((c) => `${c.mimeType.slice(6)}${/packetization-mode=(\d)/.exec(c.sdpFmtpLine || '')?.[1] ?? ''}${/profile-level-id=(\w+)/.exec(c.sdpFmtpLine || '')?.[1] ?? ''}`);
+  assert.equal(order[0], 'H264142e01f');
+  assert.equal(order[1], 'H2641640034');
+  assert.equal(order[2], 'VP8');
+  assert.deepEqual(order.slice(3), ['rtx', 'VP9', 'H264042e01f', 'AV1', 'red', 'ulpfec']);
+  // a browser that cannot send H.264: VP8 first, nothing else moves ahead of it
+  const noH264 = orderCodecs(caps, caps.filter((c) => !/h264/i.test(c.mimeType)));
+  assert.equal(noH264[0].mimeType, 'video/VP8');
+  assert.deepEqual(noH264.slice(1).map((c) => c.mimeType), caps.filter((c) => c.mimeType !== 'video/VP8').map((c) => c.mimeType));
+});
