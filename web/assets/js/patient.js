@@ -193,6 +193,8 @@ function onStoreChange(what) {
   }
   // the relay has the expert's camera: (re)start playback now rather than at the next retry
   if ((what === 'video' || what === 'snapshot') && store.video === 'live' && viewer) viewer.kick();
+  // the recorder starts with the camera: its playlists exist a segment later
+  if (what === 'video' && store.video === 'live' && !(recording && recording.hls_all)) setTimeout(() => askRecording(true), 6000);
   if (what === 'snapshot' || what === 'session') {
     syncVideo();
     // once the session is over, what matters is the answers
@@ -394,6 +396,7 @@ async function maybeFallback() {
 
 function checkRtc() {
   const s = store.session;
+  if (s && s.state === 'live' && !(recording && recording.hls_all)) askRecording();
   if (mode !== 'rtc' || !s || s.state !== 'live') { notPlayingSince = 0; return; }
   if (videoState === 'unsupported' || videoState === 'error') { maybeFallback(); return; }
   if (store.video === 'live' && videoState !== 'playing') {
