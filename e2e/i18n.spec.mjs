@@ -35,6 +35,9 @@ const DYNAMIC = {
   'triage.': ['clinic', 'urgent'],
   'site.triage.': ['clinic', 'urgent'],
   'host.export.': ['md', 'csv', 'json'],
+  'host.when.': ['before', 'after'],
+  'lib.err.': ['not_mp4', 'no_video', 'unsupported_video_codec', 'unsupported_audio_codec', 'too_long', 'too_large', 'truncated', 'network', 'unauthorized', 'server', 'other'],
+  'host.u': ['Title', 'Topic', 'Expert'],
 };
 
 function usedKeys() {

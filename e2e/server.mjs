@@ -162,8 +162,11 @@ export async function routeWebFromCheckout(context, origin) {
     let body;
     try { body = await readFile(join(WEB, file)); } catch { return route.continue(); }
     const response = await route.fetch({ headers: { ...route.request().headers(), 'if-none-match': '' } });
-    if (response.status() !== 200) return route.fulfill({ response }); // an error is the server's to give
-    const headers = { ...response.headers() };
+    // an asset this checkout adds is unknown to the other checkout's server: serve it plainly
+    // (a script's or a stylesheet's own headers carry no CSP; the page's do)
+    const added = response.status() === 404 && file.startsWith('assets/');
+    if (response.status() !== 200 && !added) return route.fulfill({ response }); // an error is the server's to give
+    const headers = added ? { 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff' } : { ...response.headers() };
     for (const h of ['content-encoding', 'content-length', 'etag', 'transfer-encoding']) delete headers[h];
     headers['content-type'] = TYPES[file.split('.').pop()] || headers['content-type'];
     if (/gzip/.test(route.request().headers()['accept-encoding'] || '')) {

@@ -5,6 +5,8 @@ import { api, takeFragmentToken, saveJSON } from './api.js';
 import { initChrome, confirmAction } from './ui.js';
 import { loadLimits, applyMaxLength } from './limits.js';
 import { loadSite, expertBadge, disclaimerIn } from './site.js';
+import { loadRecording, formatClock } from './replay.js';
+import { initLibrary, libraryVideos } from './host-library.js';
 
 const TOKEN_KEY = 'oncolive.admin';
 // The admin token lives 12 hours; keep it for this tab only.
@@ -14,7 +16,8 @@ let listError = null;
 const open = new Map();   // session id → { links, error } for the expanded rows
 let editing = null;       // the session the form edits, or null when it creates one
 
-initChrome({ onLang: () => { renderList(); renderTz(); } });
+initChrome({ onLang: () => { renderList(); renderTz(); if (lib) lib.repaint(); } });
+let lib = null;
 loadSite(); // the poster prints the operator's disclaimer
 loadLimits().then(() => {
   applyMaxLength($('#f-title'), 'title_chars');
@@ -45,6 +48,7 @@ function start() {
   defaultStart();
   renderTz();
   load();
+  if (!lib) lib = initLibrary({ token: () => token, authFailed, onChange: renderList });
 }
 
 /** 401 from an admin call: the token is wrong or expired; ask for a new one. */
@@ -258,6 +262,7 @@ async function toggleLinks(id) {
   try {
     const data = await api(`/api/sessions/${encodeURIComponent(id)}/links`, { token });
     open.set(id, { links: data.links });
+    refreshRecording(id);
   } catch (err) {
     if (authFailed(err)) return;
     open.set(id, { error: err.status === 0 ? 'error.network' : 'error.generic' });
@@ -341,6 +346,97 @@ async function exportSession(s, format) {
   setTimeout(() => URL.revokeObjectURL(a.href), 10000);
 }
 
+// ---- recording and attached videos (issue 12) ----
+
+async function refreshRecording(id) {
+  let rec;
+  try { rec = await loadRecording(id); } catch { rec = undefined; }
+  const info = open.get(id);
+  if (!info) return;
+  info.recording = rec === undefined ? 'error' : rec;
+  renderList();
+}
+
+function replaceSession(next) {
+  if (!next || !sessions) return;
+  sessions = sessions.map((x) => (x.id === next.id ? { ...x, ...next } : x));
+}
+
+async function patchSession(s, body, doneKey) {
+  try {
+    const data = await api(`/api/sessions/${encodeURIComponent(s.id)}`, { method: 'PATCH', token, body });
+    replaceSession(data && data.session ? data.session : { ...s, ...body });
+    toast(t(doneKey));
+  } catch (err) {
+    if (authFailed(err)) return;
+    toast(err.status === 410 ? t('host.endedLocked') : t(err.status === 0 ? 'error.network' : 'error.generic'), { bad: true });
+  }
+  renderList();
+}
+
+async function deleteRecording(s) {
+  if (!confirmAction(t('host.confirmDeleteRecording', { title: s.title }))) return;
+  try {
+    await api(`/api/sessions/${encodeURIComponent(s.id)}/recording`, { method: 'DELETE', token });
+    const info = open.get(s.id);
+    if (info) info.recording = null;
+    toast(t('host.recordingDeleted'));
+  } catch (err) {
+    if (authFailed(err)) return;
+    toast(t(err.status === 0 ? 'error.network' : 'error.generic'), { bad: true });
+  }
+  renderList();
+}
+
+function recordingBlock(s, info, patientUrl) {
+  const rec = info.recording;
+  const toggle = h('label', { class: 'check' },
+    h('input', {
+      type: 'checkbox', checked: s.record !== false, disabled: s.state === 'ended', dataset: { record: s.id },
+      onchange: (e) => patchSession(s, { record: e.target.checked }, e.target.checked ? 'host.recordOn' : 'host.recordOff'),
+    }),
+    h('span', { text: t('host.record') }));
+  let status;
+  if (rec === undefined) status = h('p', { class: 'lead-hint', text: t('loading') });
+  else if (rec === 'error') status = h('p', { class: 'lead-hint', text: t('error.generic') });
+  else if (!rec) status = h('p', { class: 'lead-hint', dataset: { recording: 'none' }, text: t('host.noRecording') });
+  else {
+    status = h('div', { dataset: { recording: rec.state } },
+      h('p', { class: 'lead-hint', text: t(rec.state === 'recording' ? 'host.recordingNow' : 'host.recordingDone', { duration: formatClock(rec.duration_ms), mb: (rec.bytes / 1048576).toFixed(1) }) }),
+      h('div', { class: 'controls' },
+        s.state === 'ended' ? h('a', { class: 'btn small', href: patientUrl, target: '_blank', rel: 'noopener', text: t('host.openReplay') }) : null,
+        h('a', { class: 'btn small', href: rec.download, download: '', text: t('host.downloadRecording') }),
+        h('button', { class: 'btn small ghost', type: 'button', dataset: { deleteRecording: s.id }, text: t('host.deleteRecording'), onclick: () => deleteRecording(s) })));
+  }
+  return h('div', { class: 'host-block' }, h('h3', { text: t('host.recording') }), toggle, status);
+}
+
+function attachBlock(s) {
+  const attached = Array.isArray(s.videos) ? s.videos : [];
+  const all = libraryVideos();
+  const title = (id) => (all.find((v) => String(v.id) === String(id)) || {}).title || id;
+  const locked = s.state === 'ended';
+  const select = h('select', { 'aria-label': t('host.attachWhich'), dataset: { attach: s.id } },
+    all.map((v) => h('option', { value: v.id, text: v.title })));
+  const when = h('select', { 'aria-label': t('host.attachWhen'), dataset: { attachWhen: s.id } },
+    h('option', { value: 'before', text: t('host.when.before') }), h('option', { value: 'after', text: t('host.when.after') }));
+  const add = () => {
+    if (!select.value) return;
+    const next = attached.filter((a) => !(String(a.video) === select.value && a.when === when.value)).concat([{ video: select.value, when: when.value }]);
+    patchSession(s, { videos: next }, 'host.attached');
+  };
+  return h('div', { class: 'host-block' },
+    h('h3', { text: t('host.attachTitle') }),
+    attached.length ? h('ul', { class: 'attached-admin' }, attached.map((a) => h('li', null,
+      h('span', { class: 'grow', text: `${title(a.video)} · ${t(`host.when.${a.when === 'after' ? 'after' : 'before'}`)}` }),
+      locked ? null : h('button', { class: 'btn small ghost', type: 'button', text: t('host.detach'),
+        onclick: () => patchSession(s, { videos: attached.filter((x) => x !== a) }, 'host.detached') }))))
+      : h('p', { class: 'lead-hint', text: t('host.noAttached') }),
+    locked ? null : all.length ? h('div', { class: 'attach-row' }, select, when,
+      h('button', { class: 'btn small', type: 'button', text: t('host.attach'), onclick: add }))
+      : h('p', { class: 'lead-hint', text: t('host.attachNoVideos') }));
+}
+
 function qrSrc(id) {
   // Same origin on purpose: the CSP only allows images from 'self'.
   return `/api/sessions/${encodeURIComponent(id)}/qr.svg`;
@@ -392,7 +488,9 @@ function sessionRow(s) {
         ['md', 'csv', 'json'].map((f) => h('button', { class: 'btn small', type: 'button', dataset: { export: f }, text: t(`host.export.${f}`), onclick: () => exportSession(s, f) }))),
       h('div', { class: 'row' },
         h('img', { class: 'qr', src: qrSrc(s.id), alt: t('host.qrAlt'), width: 180, height: 180 }),
-        h('button', { class: 'btn', type: 'button', text: t('host.print'), onclick: () => printPoster(s, l.patient) })));
+        h('button', { class: 'btn', type: 'button', text: t('host.print'), onclick: () => printPoster(s, l.patient) })),
+      recordingBlock(s, info, l.patient),
+      attachBlock(s));
   }
   return h('li', { class: `session-card ${s.state}`, dataset: { session: s.id } },
     h('div', { class: 'row' }, h('span', { class: 't grow', text: s.title }), state),

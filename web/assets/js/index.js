@@ -3,12 +3,13 @@ import { $, h, setChildren, stateBlock } from './dom.js';
 import { t, formatDateTime, formatRelative } from './i18n.js';
 import { api } from './api.js';
 import { initChrome } from './ui.js';
+import { loadVideos, renderVideos } from './library.js';
 
 const REFRESH_MS = 30000;
 let sessions = null;
 let error = null;
 
-initChrome({ onLang: render });
+initChrome({ onLang: () => { render(); renderLibrary(); } });
 
 function card(s) {
   const when = s.state === 'live' ? t('index.liveSince', { time: formatDateTime(s.started_at || s.scheduled_start) })
@@ -52,6 +53,43 @@ async function load() {
   render();
 }
 
+// ---- the popular-science library ----
+
+let videos = null;
+let videosError = null;
+let langFilter = '';
+
+function renderLibrary() {
+  const state = $('#lib-state');
+  for (const b of document.querySelectorAll('#lib-filter button')) b.setAttribute('aria-pressed', String(b.dataset.lang === langFilter));
+  if (videosError && !videos) {
+    setChildren(state, stateBlock('error', t(videosError), '', h('button', { class: 'btn', type: 'button', text: t('retry'), onclick: loadLibrary })));
+    return;
+  }
+  if (!videos) return setChildren(state, stateBlock('loading', t('loading')));
+  const shown = langFilter ? videos.filter((v) => v.language === langFilter) : videos;
+  setChildren(state, shown.length ? null : stateBlock('empty', t(videos.length ? 'lib.emptyLang' : 'lib.empty')));
+  renderVideos($('#lib-list'), shown);
+}
+
+async function loadLibrary() {
+  try {
+    videos = await loadVideos({ fresh: true });
+    videosError = null;
+  } catch (err) {
+    videosError = err.status === 0 ? 'error.network' : 'error.generic';
+  }
+  renderLibrary();
+}
+
+for (const b of document.querySelectorAll('#lib-filter button')) {
+  b.addEventListener('click', () => {
+    langFilter = b.dataset.lang;
+    renderLibrary();
+  });
+}
+
 load();
+loadLibrary();
 setInterval(() => { if (document.visibilityState === 'visible') load(); }, REFRESH_MS);
 window.addEventListener('online', load);

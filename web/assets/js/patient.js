@@ -13,6 +13,8 @@ import { loadLimits, limit, applyMaxLength } from './limits.js';
 import { Screener } from './screen.js';
 import { warningText, kindsFound, isPersonal } from './findings.js';
 import { loadSite, disclaimer, expertBadge, retentionDays } from './site.js';
+import { loadRecording, mountChapters, replaySubline } from './replay.js';
+import { loadVideos, renderVideos, attachedFor } from './library.js';
 
 const sid = sessionIdFromPath();
 const identityKey = `oncolive.patient.${sid}`;
@@ -26,6 +28,17 @@ let preview = null;          // the public session object before joining
 let tab = 'queue';
 let videoState = 'idle';
 let uncertainAsk = null;     // text of an ask whose reply was lost with the connection
+// HLS: `mode` is 'rtc' (WebRTC, the default), 'start' (watching from the start) or 'fallback'
+// (WebRTC cannot connect here: the live HLS playlist, a few seconds behind).
+let mode = 'rtc';
+let hlsPlayer = null;
+let hlsState = 'idle';       // loading, playing, error
+let recording = null;        // GET …/recording while live (null until known)
+let recordingAsked = 0;
+let notPlayingSince = 0;
+let replay = null;           // the chapters of the replay view
+let replaySession = null;
+let replayReady = false;     // the ended session's recording can be watched
 
 // A page that cannot work offers a way on: try again after an error, else the session list.
 const fatal = fatalScreen({
@@ -33,11 +46,11 @@ const fatal = fatalScreen({
     ? h('button', { class: 'btn primary', type: 'button', text: t('retry'), onclick: () => location.reload() })
     : h('a', { class: 'btn', href: '/', text: t('nav.allSessions') })),
 });
-const conn = initChrome({ onLang: () => { renderFrame(); renderJoin(); renderAll(); renderWarning(); fatal.paint(); } });
+const conn = initChrome({ onLang: () => { renderFrame(); renderJoin(); renderAll(); renderWarning(); fatal.paint(); renderReplay(); } });
 const render = renderer(renderAll);
 
 function showOnly(id) {
-  for (const s of ['loading', 'fatal', 'join', 'live']) show($(`#${s}`), s === id);
+  for (const s of ['loading', 'fatal', 'join', 'live', 'replay']) show($(`#${s}`), s === id);
 }
 
 function fail(kind, title, detail) {
@@ -56,7 +69,8 @@ async function boot() {
     if (err instanceof ApiError && err.status === 404) return fail('empty', 'error.notFound', 'error.notFoundDetail');
     return fail('error', err.status === 0 ? 'error.network' : 'error.generic');
   }
-  if (preview.state === 'ended') return fail('ended', 'session.endedTitle', 'session.endedNoJoin');
+  // an ended session's link opens its replay (no joining needed to watch)
+  if (preview.state === 'ended') return startReplay(preview);
   document.title = `${preview.title} · OncoLive`;
   renderJoin();
   showOnly('join');
@@ -136,7 +150,11 @@ function startLive() {
   // Always start muted (a waiting room is not the place for sudden sound); one tap unmutes.
   viewer = new Viewer({
     sessionId: sid, token: identity.token, video,
-    onState: (s) => { videoState = s; renderStage(); },
+    onState: (s) => {
+      videoState = s;
+      renderStage();
+      if (s === 'unsupported' || s === 'error') checkRtc();
+    },
   });
   hub = connectSession({
     sid,
@@ -163,9 +181,20 @@ function startLive() {
 }
 
 let sawEnd = false;
+let sawSnapshot = false;
 function onStoreChange(what) {
+  // a returning patient whose session ended meanwhile: the link opens the replay
+  if (what === 'snapshot' && !sawSnapshot) {
+    sawSnapshot = true;
+    if (store.session && store.session.state === 'ended') {
+      startReplay(store.session);
+      return;
+    }
+  }
   // the relay has the expert's camera: (re)start playback now rather than at the next retry
   if ((what === 'video' || what === 'snapshot') && store.video === 'live' && viewer) viewer.kick();
+  // the recorder starts with the camera: its playlists exist a segment later
+  if (what === 'video' && store.video === 'live' && !(recording && recording.hls_all)) setTimeout(() => askRecording(true), 6000);
   if (what === 'snapshot' || what === 'session') {
     syncVideo();
     // once the session is over, what matters is the answers
@@ -193,11 +222,18 @@ function syncVideo() {
   const s = store.session;
   if (!s || !viewer) return;
   if (s.state === 'live') {
-    viewer.start();
-    viewer.kick();
+    if (mode === 'rtc') {
+      viewer.start();
+      viewer.kick();
+    }
+    askRecording();
   } else if (s.state === 'ended') {
     viewer.stop();
+    // someone watching from the start may watch on; the live fallback has nothing more to show
+    if (mode === 'fallback') stopHls();
+    if (!sawEnd) findReplay();
   }
+  renderAttached();
   renderStage();
 }
 
@@ -209,15 +245,22 @@ function renderStage() {
   let title = '';
   let detail = '';
   let spinning = false;
+  const hls = mode !== 'rtc';
   if (!s) {
     title = t('loading');
     spinning = true;
+  } else if (hls && (s.state === 'live' || mode === 'start')) {
+    if (hlsState === 'error') title = t('hls.error');
+    else if (hlsState !== 'playing') {
+      title = t('hls.loading');
+      spinning = true;
+    }
   } else if (s.state === 'scheduled') {
     title = t('video.notStarted');
     detail = s.scheduled_start ? t('video.startsAt', { time: formatDateTime(s.scheduled_start), rel: formatRelative(s.scheduled_start) }) : '';
   } else if (s.state === 'ended') {
     title = t('video.ended');
-    detail = t('video.endedDetail');
+    detail = t(replayReady ? 'replay.ready' : 'video.endedDetail');
   } else if (videoState === 'playing') {
     title = '';
   } else if (videoState === 'waiting' || (store.video === 'waiting' && videoState !== 'unsupported')) {
@@ -236,15 +279,247 @@ function renderStage() {
     title = t('video.connecting');
     spinning = true;
   }
-  const playing = s && s.state === 'live' && videoState === 'playing';
+  const live = !!s && s.state === 'live';
+  const playing = hls ? (live || mode === 'start') && hlsState === 'playing' : live && videoState === 'playing';
   show($('#v-overlay'), !playing);
   show($('#v-spinner'), spinning);
   setText($('#v-title'), title);
   setText($('#v-detail'), detail);
-  show($('#unmute'), playing && video.muted);
-  show($('#badge-live'), !!s && s.state === 'live');
-  show($('#viewers'), !!s && s.state === 'live' && store.loaded);
+  show($('#unmute'), playing && video.muted && mode !== 'start');
+  show($('#badge-live'), live && mode !== 'start');
+  show($('#viewers'), live && store.loaded && mode !== 'start');
   setText($('#viewers'), viewersLabel(store.viewers));
+
+  // the bar under the picture: watch from the start / back to live / the replay, and what HLS means
+  const fromStart = live && mode === 'rtc' && !!(recording && recording.hls_all);
+  const backToLive = mode === 'start' && live;
+  const toReplay = !!s && s.state === 'ended' && replayReady && mode !== 'start';
+  show($('#btn-from-start'), fromStart);
+  show($('#btn-back-live'), backToLive);
+  show($('#btn-replay'), toReplay);
+  const note = mode === 'fallback' && live ? t('hls.behind') : mode === 'start' ? t('hls.fromStartNote') : '';
+  setText($('#v-note'), note);
+  show($('#v-note'), !!note);
+  show($('#stage-bar'), fromStart || backToLive || toReplay || !!note);
+}
+
+// ---- watching over HLS: from the start, and the fallback when WebRTC cannot connect ----
+
+/** The recording's URLs while live (asked again at most every 20 s until there is one). */
+async function askRecording(force = false) {
+  if (recording && !force) return recording;
+  if (!force && Date.now() - recordingAsked < 20000) return recording;
+  recordingAsked = Date.now();
+  try {
+    recording = await loadRecording(sid);
+  } catch { /* not now */ }
+  renderStage();
+  return recording;
+}
+
+async function startHls(kind) {
+  const rec = await askRecording(true);
+  const url = rec && (kind === 'start' ? rec.hls_all : rec.hls);
+  if (!url) {
+    if (kind === 'start') toast(t('hls.unavailable'), { bad: true });
+    return false;
+  }
+  stopHls();
+  mode = kind;
+  hlsState = 'loading';
+  viewer.stop();
+  const video = $('#video');
+  video.srcObject = null;
+  video.controls = kind === 'start';
+  renderStage();
+  try {
+    const { HlsPlayer } = await import('./hls-player.js');
+    if (mode !== kind) return false;
+    hlsPlayer = new HlsPlayer(video, {
+      mime: rec.mime,
+      onError: () => { hlsState = 'error'; renderStage(); },
+    });
+    await hlsPlayer.load(url, { from: kind === 'start' ? 'start' : 'live' });
+  } catch {
+    hlsState = 'error';
+    renderStage();
+    return false;
+  }
+  playVideo(video);
+  return true;
+}
+
+function playVideo(video) {
+  const p = video.play();
+  if (p && p.catch) {
+    p.catch(() => {
+      if (!video.muted) {
+        video.muted = true;
+        video.play().catch(() => {});
+      }
+    });
+  }
+}
+
+function stopHls() {
+  if (hlsPlayer) hlsPlayer.destroy();
+  hlsPlayer = null;
+  hlsState = 'idle';
+  const video = $('#video');
+  video.controls = false;
+  mode = 'rtc';
+}
+
+function backToLive() {
+  stopHls();
+  notPlayingSince = 0;
+  const s = store.session;
+  if (s && s.state === 'live') {
+    viewer.start();
+    viewer.kick();
+  }
+  renderStage();
+}
+
+/**
+ * WebRTC cannot play here: no WebRTC at all, a refusal, or the expert's camera is on the relay
+ * and still nothing has played for 20 s (a network that blocks the media). Then the live HLS
+ * playlist, which is ordinary HTTP, a few seconds behind.
+ */
+async function maybeFallback() {
+  const s = store.session;
+  if (mode !== 'rtc' || !s || s.state !== 'live') return;
+  const rec = await askRecording();
+  if (!rec || !rec.hls || mode !== 'rtc') return;
+  await startHls('fallback');
+}
+
+function checkRtc() {
+  const s = store.session;
+  if (s && s.state === 'live' && !(recording && recording.hls_all)) askRecording();
+  if (mode !== 'rtc' || !s || s.state !== 'live') { notPlayingSince = 0; return; }
+  if (videoState === 'unsupported' || videoState === 'error') { maybeFallback(); return; }
+  if (store.video === 'live' && videoState !== 'playing') {
+    if (!notPlayingSince) notPlayingSince = Date.now();
+    else if (Date.now() - notPlayingSince > 20000) maybeFallback();
+  } else notPlayingSince = 0;
+}
+setInterval(checkRtc, 2000);
+
+{
+  const video = $('#video');
+  video.addEventListener('playing', () => { if (mode !== 'rtc') { hlsState = 'playing'; renderStage(); } });
+  video.addEventListener('waiting', () => { if (mode !== 'rtc' && hlsState !== 'error') { hlsState = 'loading'; renderStage(); } });
+}
+$('#btn-from-start').addEventListener('click', () => startHls('start'));
+$('#btn-back-live').addEventListener('click', backToLive);
+$('#btn-replay').addEventListener('click', () => {
+  stopHls();
+  startReplay(store.session);
+});
+
+// ---- the replay (an ended session) ----
+
+/** After the end, look for the recording a few times (the server closes it within seconds). */
+async function findReplay(tries = 4) {
+  for (let i = 0; i < tries && !replayReady; i += 1) {
+    try {
+      const rec = await loadRecording(sid);
+      if (rec && rec.download) {
+        replayReady = true;
+        renderStage();
+        return;
+      }
+    } catch { /* try again */ }
+    await new Promise((r) => setTimeout(r, 3000));
+  }
+}
+
+async function startReplay(session) {
+  replaySession = session;
+  if (viewer) viewer.stop();
+  stopHls();
+  document.title = `${session.title} · OncoLive`;
+  showOnly('replay');
+  renderReplayHead();
+  let rec;
+  try {
+    rec = await loadRecording(sid);
+  } catch (err) {
+    setChildren($('#r-empty'), stateBlock('error', t(err.status === 0 ? 'error.network' : 'error.generic'), '',
+      h('button', { class: 'btn primary', type: 'button', text: t('retry'), onclick: () => startReplay(session) })));
+    show($('#r-empty'), true);
+    return;
+  }
+  const video = $('#r-video');
+  show($('#r-empty'), !rec);
+  show(video.parentElement, !!rec);
+  show($('#r-pill'), !!rec);
+  replay = null;
+  if (!rec) {
+    renderReplayEmpty();
+  } else {
+    if (video.getAttribute('src') !== rec.download) video.src = rec.download;
+    replay = mountChapters({
+      video, list: $('#r-chapters'), chapters: rec.chapters,
+      onSeek: () => {
+        const stage = video.parentElement;
+        if (stage.scrollIntoView) stage.scrollIntoView({ block: 'nearest', behavior: 'smooth' });
+      },
+    });
+    show($('#r-chapters-box'), replay.count > 0);
+  }
+  replaySession.recording = rec;
+  renderReplayHead();
+  renderAttached();
+}
+
+function renderReplayEmpty() {
+  setChildren($('#r-empty'), stateBlock('empty', t('replay.none'), t('replay.noneDetail')));
+}
+
+function renderReplayHead() {
+  const s = replaySession;
+  if (!s) return;
+  setText($('#r-title'), s.title);
+  const rec = s.recording;
+  setText($('#r-sub'), [t('session.expert', { name: s.expert_name }), rec ? replaySubline(rec, formatDateTime) : t('state.ended')].filter(Boolean).join(' · '));
+  renderBadge($('#r-badge'), s);
+}
+
+function renderReplay() {
+  if (!replaySession) return;
+  renderReplayHead();
+  if (replay) replay.paint();
+  else if (replaySession.recording === null) renderReplayEmpty();
+  renderAttached();
+}
+
+// ---- videos from the library attached to the session: "watch before" / "watch after" ----
+
+let library = null;
+let libraryAsked = false;
+async function renderAttached() {
+  const s = replaySession || store.session || preview;
+  const box = $(replaySession ? '#r-videos' : '#p-videos');
+  if (!s || !Array.isArray(s.videos) || !s.videos.length) { show(box, false); return; }
+  if (!library) {
+    if (libraryAsked) return;
+    libraryAsked = true;
+    try { library = await loadVideos(); } catch { libraryAsked = false; return; }
+  }
+  const items = attachedFor(s, library);
+  show(box, items.length > 0);
+  if (!items.length) return;
+  let list = box.querySelector('ul');
+  let title = box.querySelector('h2');
+  if (!list) {
+    title = h('h2');
+    list = h('ul', { class: 'lib-list' });
+    box.append(title, list);
+  }
+  setText(title, t(s.state === 'ended' ? 'lib.watchAfter' : 'lib.watchBefore'));
+  renderVideos(list, items);
 }
 
 $('#unmute').addEventListener('click', () => {

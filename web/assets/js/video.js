@@ -375,6 +375,44 @@ export class Viewer {
 }
 
 /**
+ * The video codecs in the order the relay should get them: H.264 with packetization-mode=1
+ * first (baseline 42e01f before other profiles) when this browser can send it, so recordings are
+ * MP4 that every phone plays; VP8 next (WebM recordings); the rest (RTX, RED, FEC, VP9, AV1, …)
+ * after, in the browser's order. `sendable` are the sender's capabilities.
+ */
+export function orderCodecs(codecs, sendable = codecs) {
+  const fmtp = (c) => c.sdpFmtpLine || '';
+  const h264 = (c) => /^video\/h264$/i.test(c.mimeType) && /packetization-mode=1/.test(fmtp(c));
+  const canH264 = sendable.some(h264);
+  const rank = (c) => {
+    if (canH264 && h264(c)) return /profile-level-id=42e01f/i.test(fmtp(c)) ? 0 : 1;
+    if (/^video\/vp8$/i.test(c.mimeType)) return 2;
+    return 3;
+  };
+  return codecs.map((c, i) => ({ c, i })).sort((a, b) => rank(a.c) - rank(b.c) || a.i - b.i).map((x) => x.c);
+}
+
+/** Ask for H.264 first (then VP8) on the expert's video, where the browser lets us. */
+export function preferRecordable(transceiver) {
+  if (!transceiver || typeof transceiver.setCodecPreferences !== 'function') return false;
+  const caps = (side) => {
+    try { return (side.getCapabilities && side.getCapabilities('video') || {}).codecs || []; } catch { return []; }
+  };
+  const send = typeof RTCRtpSender !== 'undefined' ? caps(RTCRtpSender) : [];
+  const recv = typeof RTCRtpReceiver !== 'undefined' ? caps(RTCRtpReceiver) : [];
+  // The spec checks the list against the receiver's capabilities in some versions and the
+  // sender's in others: try one, then the other, and leave the default order if both refuse.
+  for (const list of [recv, send]) {
+    if (!list.length) continue;
+    try {
+      transceiver.setCodecPreferences(orderCodecs(list, send.length ? send : list));
+      return true;
+    } catch { /* the next list */ }
+  }
+  return false;
+}
+
+/**
  * Publish camera and microphone. `start(stream)` posts to WHIP; states given to `onState`:
  * idle, connecting, live, reconnecting, error.
  */
@@ -419,7 +457,8 @@ export class Publisher {
     const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', iceServers: ice });
     this.pc = pc;
     for (const track of this.stream.getTracks()) {
-      pc.addTransceiver(track, { direction: 'sendonly', streams: [this.stream] });
+      const transceiver = pc.addTransceiver(track, { direction: 'sendonly', streams: [this.stream] });
+      if (track.kind === 'video') preferRecordable(transceiver);
     }
     pc.onconnectionstatechange = () => {
       if (gen !== this.generation) return;
