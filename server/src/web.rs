@@ -66,11 +66,12 @@ pub async fn content_security_policy(
 }
 
 /// Each page's path and the file it serves.
-const PAGES: [(&str, &str); 6] = [
+const PAGES: [(&str, &str); 7] = [
     ("/", "index.html"),
     ("/host", "host.html"),
     ("/s/{id}", "patient.html"),
     ("/s/{id}/expert", "expert.html"),
+    ("/s/{id}/venue", "venue.html"),
     ("/s/{id}/moderate", "moderate.html"),
     ("/privacy.html", "privacy.html"),
 ];

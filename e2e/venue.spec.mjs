@@ -1,0 +1,202 @@
+// The venue screen (/s/{id}/venue): what a hall of a county hospital projects. At 1920×1080 and
+// 1280×720, in Chinese and English: the question being answered, the top questions in vote
+// order, the QR code loaded, the disclaimer, video (or the waiting state), nothing outside the
+// screen, nothing under 24 px. Screenshots go to e2e/screenshots/venue-*.png.
+import { test, expect, createSession, shot, unreadable } from './server.mjs';
+
+const ANSWERING = '化疗期间可以吃海鲜吗？';
+const Q1 = 'How often should I have a CT scan after lung surgery?';
+const Q2 = '乳腺癌术后多久可以开始锻炼？';
+const Q3 = 'Is a PET-CT necessary before surgery?';
+const Q4 = '我父亲今年七十岁，肺部结节八毫米，医生建议观察三个月再复查，但我们很担心，是否应该尽快做穿刺活检，还是可以先吃药控制，另外复查时需要做增强CT吗？';
+
+/**
+ * Send hub requests with `token` from a page of the server's origin (Node 20 has no WebSocket);
+ * resolves with the acks, rejects on an `error` reply.
+ */
+async function hubRequests(page, token, requests) {
+  return page.evaluate(async ({ token, requests }) => {
+    const ws = new WebSocket(`ws://${location.host}/api/sessions/${requests.sid}/ws`, ['oncolive.v1', `bearer.${token}`]);
+    const replies = new Map();
+    const waiting = new Map();
+    ws.onmessage = (e) => {
+      const m = JSON.parse(e.data);
+      if (m.req && waiting.has(m.req)) { waiting.get(m.req)(m); waiting.delete(m.req); }
+      else if (m.req) replies.set(m.req, m);
+    };
+    await new Promise((resolve, reject) => { ws.onopen = resolve; ws.onerror = reject; });
+    const out = [];
+    let n = 0;
+    for (const body of requests.list) {
+      const req = `t${++n}`;
+      const reply = await new Promise((resolve) => { waiting.set(req, resolve); ws.send(JSON.stringify({ ...body, req })); });
+      if (reply.type === 'error') throw new Error(`${body.type}: ${reply.code} ${reply.message}`);
+      out.push(reply);
+    }
+    ws.close(1000);
+    return out;
+  }, { token, requests });
+}
+
+async function joinPatient(server, sid) {
+  const res = await fetch(`${server.url}/api/sessions/${sid}/join`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' });
+  expect(res.status).toBe(201);
+  return (await res.json()).token;
+}
+
+async function relayMounted(request, url, sid) {
+  const res = await request.post(`${url}/api/sessions/${sid}/whep`, { headers: { 'Content-Type': 'application/sdp' }, data: 'v=0' });
+  return res.status() !== 404 && res.status() !== 405;
+}
+
+/** Anything that scrolls or lies outside the viewport (visible elements only). */
+async function outside(page) {
+  return page.evaluate(() => {
+    const out = [];
+    const W = window.innerWidth;
+    const H = window.innerHeight;
+    const d = document.documentElement;
+    if (d.scrollWidth > W || d.scrollHeight > H) out.push(`document ${d.scrollWidth}×${d.scrollHeight} > ${W}×${H}`);
+    if (document.body.scrollWidth > W || document.body.scrollHeight > H) out.push(`body ${document.body.scrollWidth}×${document.body.scrollHeight}`);
+    for (const el of document.body.querySelectorAll('*')) {
+      if (el.closest('[hidden]')) continue;
+      const r = el.getBoundingClientRect();
+      if (!r.width || !r.height) continue;
+      if (r.left < -0.5 || r.top < -0.5 || r.right > W + 0.5 || r.bottom > H + 0.5) out.push(`${el.tagName.toLowerCase()}#${el.id}.${el.className} at ${Math.round(r.left)},${Math.round(r.top)}–${Math.round(r.right)},${Math.round(r.bottom)}`);
+      // a box whose content is cut by its own overflow (line clamps excepted: they end in an ellipsis)
+      const cs = getComputedStyle(el);
+      const clamped = cs.webkitLineClamp && cs.webkitLineClamp !== 'none';
+      if (!clamped && cs.textOverflow !== 'ellipsis' && el.id !== 'top-box' && el.id !== 'side' && el.scrollHeight > el.clientHeight + 2 && cs.overflowY !== 'visible') {
+        out.push(`${el.tagName.toLowerCase()}#${el.id}.${el.className} cuts its content (${el.scrollHeight} > ${el.clientHeight})`);
+      }
+    }
+    return out;
+  });
+}
+
+test('venue screen: answering, top questions, QR, disclaimer, video, at 1920×1080 and 1280×720 in zh and en', async ({ browser, server, request }) => {
+  const { session, links, tokens } = await createSession(server, {
+    title: '肺结节与肺癌筛查：县医院专场 Lung nodules and screening',
+    expert_name: 'Dr. Wang Li',
+    expert_profile: { name: '王立', title: '主任医师', hospital: '省肿瘤医院', department: '胸外科', licence: '110000123456', verified: true },
+  });
+  const sid = session.id;
+  const probe = await fetch(`${server.url}/s/${sid}/venue`);
+  expect(probe.status, 'the server binary serves /s/{id}/venue (build it from this checkout: ONCOLIVE_BIN)').toBe(200);
+  const site = await (await fetch(`${server.url}/api/site`)).json();
+
+  // ---- questions: asked by three patients, approved, voted; one is being answered ----
+  const driverCtx = await browser.newContext();
+  const driver = await driverCtx.newPage();
+  await driver.goto(`${server.url}/privacy.html`);
+  const p = [await joinPatient(server, sid), await joinPatient(server, sid), await joinPatient(server, sid)];
+  const ask = async (token, texts) => (await hubRequests(driver, token, { sid, list: [{ type: 'consent' }, ...texts.map((text) => ({ type: 'ask', text }))] })).slice(1).map((a) => a.question.id);
+  const [idA, id1] = await ask(p[0], [ANSWERING, Q1]);
+  const [id2, id3] = await ask(p[1], [Q2, Q3]);
+  const [id4] = await ask(p[2], [Q4]);
+  await hubRequests(driver, server.admin_token, { sid, list: [idA, id1, id2, id3, id4].map((question) => ({ type: 'approve', question })) });
+  const votes = (token, ids) => hubRequests(driver, token, { sid, list: ids.map((question) => ({ type: 'vote', question })) });
+  await votes(p[0], [id1, id2, id3, idA]);
+  await votes(p[1], [id1, id2]);
+  await votes(p[2], [id1]);
+  await hubRequests(driver, server.admin_token, { sid, list: [{ type: 'answering', question: idA }] });
+
+  // ---- the expert goes live with the fake camera when the relay is mounted ----
+  const video = await relayMounted(request, server.url, sid);
+  test.info().annotations.push({ type: 'video', description: video ? 'relay mounted: video checked' : 'relay not mounted: waiting state checked' });
+  let expertCtx = null;
+  if (video) {
+    expertCtx = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: 'en-US', permissions: ['camera', 'microphone'] });
+    const expert = await expertCtx.newPage();
+    await expert.goto(links.expert);
+    await expect(expert.locator('#console')).toBeVisible();
+    await expert.click('#btn-live');
+    await expect(expert.locator('#pub-status')).toHaveText('Broadcasting.', { timeout: 20_000 });
+  } else {
+    const res = await fetch(`${server.url}/api/sessions/${sid}/state`, {
+      method: 'POST', headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${tokens.expert}` }, body: JSON.stringify({ state: 'live' }),
+    });
+    expect(res.status).toBe(200);
+  }
+
+  const TOP = [Q1, Q2, Q3, Q4];
+  for (const [width, height] of [[1920, 1080], [1280, 720]]) {
+    for (const lang of ['zh', 'en']) {
+      // zh by the URL over an English browser; en by the browser's language alone
+      const ctx = await browser.newContext({ viewport: { width, height }, locale: 'en-US' });
+      const page = await ctx.newPage();
+      const errors = [];
+      page.on('pageerror', (e) => errors.push(e.message));
+      page.on('console', (m) => { if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) errors.push(m.text()); });
+      await page.goto(`${server.url}/s/${sid}/venue${lang === 'zh' ? '?lang=zh' : ''}`);
+      await expect(page.locator('html')).toHaveAttribute('lang', lang === 'zh' ? 'zh-CN' : 'en');
+
+      await expect(page.locator('#now-text')).toHaveText(ANSWERING);
+      await expect(page.locator('#now-label')).toHaveText(lang === 'zh' ? '正在回答' : 'Now answering');
+      await expect.poll(() => page.locator('#top .v-q-text').count()).toBeGreaterThanOrEqual(3);
+      const shown = await page.locator('#top .v-q-text').allTextContents();
+      expect(shown).toEqual(TOP.slice(0, shown.length));
+      expect(shown).not.toContain(ANSWERING);
+      await expect(page.locator('#top .v-q-votes').first()).toHaveText(lang === 'zh' ? '3 票' : '3 votes');
+      await expect.poll(() => page.$eval('#qr', (img) => img.naturalWidth)).toBeGreaterThan(0);
+      await expect(page.locator('#scan')).toHaveText('扫码提问 / Scan to ask');
+      await expect(page.locator('#link')).toHaveText(`${new URL(server.url).host}/s/${sid}`);
+      await expect(page.locator('#disclaimer')).toHaveText(site.disclaimer[lang]);
+      await expect(page.locator('#title')).toHaveText(session.title);
+      await expect(page.locator('#expert .v-verified')).toHaveText(lang === 'zh' ? '✓ 已核验' : '✓ Verified');
+      await expect(page.locator('#live')).toBeVisible();
+      if (video) {
+        await expect.poll(() => page.$eval('#video', (v) => v.videoWidth), { timeout: 30_000 }).toBeGreaterThan(0);
+        const t0 = await page.$eval('#video', (v) => v.currentTime);
+        await expect.poll(() => page.$eval('#video', (v) => v.currentTime), { timeout: 10_000 }).toBeGreaterThan(t0 + 0.5);
+        await expect(page.locator('#overlay')).toBeHidden();
+        // unmuted autoplay refused (no gesture): one big button; clicking it gives sound
+        if (await page.$eval('#video', (v) => v.muted)) {
+          await expect(page.locator('#sound')).toBeVisible();
+          await expect(page.locator('#sound')).toContainText(lang === 'zh' ? '点击开启声音' : 'Click to start sound');
+        }
+      } else {
+        await expect(page.locator('#o-title')).toHaveText(lang === 'zh' ? '等待专家开启摄像头' : "Waiting for the expert's camera");
+      }
+      // the question being answered at ≥ 32 px on 1080p, the queue too; nothing under 24 px anywhere
+      if (height === 1080) {
+        expect(await page.$eval('#now-text', (el) => parseFloat(getComputedStyle(el).fontSize))).toBeGreaterThanOrEqual(32);
+        expect(await page.$eval('#top .v-q-text', (el) => parseFloat(getComputedStyle(el).fontSize))).toBeGreaterThanOrEqual(32);
+      }
+      // the long question is clamped with an ellipsis when shown
+      expect(await unreadable(page, 24)).toEqual([]);
+      expect(await outside(page)).toEqual([]);
+      await shot(page, `venue-live-${width}x${height}-${lang}`);
+      if (video && await page.locator('#sound').isVisible()) {
+        await page.click('#sound');
+        await expect(page.locator('#sound')).toBeHidden();
+        expect(await page.$eval('#video', (v) => v.muted)).toBe(false);
+      }
+      expect(errors).toEqual([]);
+      await ctx.close();
+    }
+  }
+
+  // ---- before the start: a countdown; after the end: thank you and the replay's QR ----
+  const later = await createSession(server, { title: 'Living well after breast cancer', expert_name: 'Dr. Chen' });
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 720 }, locale: 'zh-CN' });
+  const page = await ctx.newPage();
+  await page.goto(`${server.url}/s/${later.session.id}/venue`);
+  await expect(page.locator('#o-title')).toHaveText('距离开始');
+  await expect(page.locator('#o-count')).toHaveText(/^\d+:\d\d:\d\d$|^\d\d:\d\d$/);
+  await expect(page.locator('#top-empty')).toBeVisible();
+  expect(await outside(page)).toEqual([]);
+  expect(await unreadable(page, 24)).toEqual([]);
+  await shot(page, 'venue-scheduled-1280x720-zh');
+  const end = await fetch(`${server.url}/api/sessions/${later.session.id}/state`, {
+    method: 'POST', headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${server.admin_token}` }, body: JSON.stringify({ state: 'ended' }),
+  });
+  expect(end.status).toBe(200);
+  await expect(page.locator('#o-title')).toHaveText('感谢观看！');
+  await expect.poll(() => page.$eval('#replay-qr', (img) => img.naturalWidth)).toBeGreaterThan(0);
+  expect(await outside(page)).toEqual([]);
+  await shot(page, 'venue-ended-1280x720-zh');
+  await ctx.close();
+  if (expertCtx) await expertCtx.close();
+  await driverCtx.close();
+});
