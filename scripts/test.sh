@@ -24,12 +24,20 @@ command -v npm >/dev/null || missing+=(nodejs npm)
 dpkg -s fonts-noto-cjk >/dev/null 2>&1 || missing+=(fonts-noto-cjk)
 # promtool checks the alert rules of docs/operations.md (server/tests/metrics.rs).
 command -v promtool >/dev/null || missing+=(prometheus)
+# ffprobe checks recordings; ffmpeg makes the library's test videos and reads the HLS playlists.
+command -v ffprobe >/dev/null || missing+=(ffmpeg)
+command -v python3 >/dev/null || missing+=(python3 python3-venv)
 if ((${#missing[@]})); then
   echo "installing: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq "${missing[@]}"
 fi
+
+step "Python packages (outside the namespace): aiortc for the recording tests, moto as the S3 server"
+PYTHON="$(sh scripts/python-env.sh)"
+"$PYTHON" -c 'import moto.server' 2>/dev/null || "$(dirname "$PYTHON")/pip" install --quiet 'moto[server]>=5,<6'
+export ONCOLIVE_PYTHON="$PYTHON"
 
 step "web unit tests (node --test: store.js, hub.js, limits.js; no build step, no packages)"
 node --test web/tests/*.test.mjs
@@ -60,6 +68,9 @@ run_isolated "cargo test --workspace --locked --offline"
 
 step "hub suite against Redis"
 run_isolated "ONCOLIVE_TEST_BROKER=redis cargo test -p oncolive-server --test hub --test privacy --locked --offline"
+
+step "library suite against an S3-compatible server (moto)"
+run_isolated "ONCOLIVE_TEST_STORE=s3 cargo test -p oncolive-server --test library --locked --offline"
 
 step "hub suite and multi-node tests against a three-master Redis Cluster"
 run_isolated "ONCOLIVE_TEST_BROKER=redis-cluster cargo test -p oncolive-server --test hub --test privacy --test redis_nodes --test redis_broker --locked --offline"
