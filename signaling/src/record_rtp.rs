@@ -56,6 +56,9 @@ pub(crate) struct Depacketizer {
     /// Data was lost since the last keyframe: video frames are dropped
     /// until the next one.
     broken: bool,
+    /// Whether any packet was consumed: until then a packet older than the
+    /// first one to arrive (reordered start) moves the start back.
+    started: bool,
 }
 
 impl Depacketizer {
@@ -66,6 +69,7 @@ impl Depacketizer {
             next: None,
             buffer: BTreeMap::new(),
             broken: payload != Payload::Opus,
+            started: false,
         }
     }
 
@@ -101,8 +105,11 @@ impl Depacketizer {
         let ext = self.extend_seq(seq);
         let next = *self.next.get_or_insert(ext);
         if ext < next {
-            // A late duplicate (a retransmission of what already came).
-            return Vec::new();
+            if self.started {
+                // A late duplicate (a retransmission of what already came).
+                return Vec::new();
+            }
+            self.next = Some(ext);
         }
         self.buffer.entry(ext).or_insert(Buffered {
             ts,
@@ -119,6 +126,13 @@ impl Depacketizer {
     }
 
     fn drain(&mut self, now: Instant, finishing: bool) -> Vec<AccessUnit> {
+        let before = self.next;
+        let out = self.drain_ready(now, finishing);
+        self.started |= self.next != before;
+        out
+    }
+
+    fn drain_ready(&mut self, now: Instant, finishing: bool) -> Vec<AccessUnit> {
         let mut out = Vec::new();
         while let Some(next) = self.next {
             let Some((&first, oldest)) = self.buffer.first_key_value() else {
@@ -273,7 +287,9 @@ mod tests {
     fn reorders_and_drops_broken_frames_until_a_keyframe() {
         let t = Instant::now();
         let mut d = Depacketizer::new(Payload::Vp8);
-        // Keyframe in two packets, arriving swapped.
+        // A lone delta frame first (dropped: no keyframe yet), then a keyframe in two
+        // packets, arriving swapped.
+        assert!(d.push(9, 50, true, vp8(true, false), t).is_empty());
         assert!(d.push(11, 100, true, vp8(false, false), t).is_empty());
         let units = d.push(10, 100, false, vp8(true, true), t);
         assert_eq!(units.len(), 1);
