@@ -121,7 +121,9 @@ test('unknown and ended sessions show their state', async ({ browser, server }) 
   });
   expect(res.status).toBe(200);
   await page.goto(`${server.url}/s/${session.id}`);
-  await expect(page.locator('#fatal')).toContainText('This session has ended');
+  // an ended link opens the replay view; never recorded, it says the session has ended and why
+  await expect(page.locator('#r-empty')).toContainText('This session has ended');
+  await expect(page.locator('#r-empty')).toContainText('There is no replay');
 
   const staff = await ctx.newPage();
   await staff.goto(`${server.url}/s/${session.id}/moderate`);

@@ -182,7 +182,7 @@ for (const lang of ['zh', 'en']) {
     await expect(patient.locator('#disclaimer')).toHaveText(disclaimer);
     const late = await (await browser.newContext({ ...PHONE, locale: LOCALE[lang] })).newPage();
     await late.goto(links.patient);
-    await expect(late.locator('#fatal')).toBeVisible();
+    await expect(late.locator('#r-empty')).toBeVisible();
     await expect(late.locator('#disclaimer')).toHaveText(disclaimer);
     await expect(late.locator('footer a[href="/privacy.html"]')).toBeVisible();
     await shot(late, `privacy-ended-${lang}`);

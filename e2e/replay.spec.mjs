@@ -250,7 +250,7 @@ test('replay (recording stood in): chapters seek and light up, an attached video
 test('replay: a session without a recording says so', async ({ browser, server }) => {
   const { session } = await createSession(server, { title: 'Not recorded' });
   await setState(server, session.id, 'ended');
-  for (const [locale, text] of [['en-US', 'No replay for this session'], ['zh-CN', '这场直播没有回放']]) {
+  for (const [locale, text] of [['en-US', 'There is no replay'], ['zh-CN', '没有回放']]) {
     const ctx = await browser.newContext({ ...PHONE, locale });
     const page = await ctx.newPage();
     await page.route(`**/api/sessions/${session.id}/recording`, (route) => route.fulfill({ status: 404, json: { error: { code: 'not_found', message: 'no recording' } } }));
