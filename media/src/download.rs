@@ -6,10 +6,16 @@
 //! is, to seek without reading every one before it: a `sidx` box (ISO/IEC 14496-12 §8.16.3)
 //! right after the `moov` gives each segment's size, duration and that it starts with a
 //! keyframe. It is computed from the manifest on each request; nothing is stored twice.
+//!
+//! A WebM part's stored init is a live stream's (a Segment of unknown size, no duration): a
+//! player given it as a file shows no length and cannot seek. The download replaces it with a
+//! head made from the manifest ([`webm::download_head`]): known size, Duration, Cues.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use crate::fmp4::OpusConfig;
 use crate::manifest::{Container, Part, object_key};
+use crate::webm::{self, CueAt, Vp8Config};
 
 /// A piece of the file: stored bytes (a whole object) or bytes made here.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,10 +40,13 @@ impl Piece {
 /// The pieces of `part`'s file, in order.
 pub fn pieces(session: &str, part: &Part) -> Vec<Piece> {
     let mut pieces = Vec::with_capacity(part.segments.len() + 2);
-    pieces.push(Piece::Stored {
-        key: object_key(session, &part.init),
-        len: part.init_bytes,
-    });
+    match webm_head(part) {
+        Some(head) => pieces.push(Piece::Inline(head)),
+        None => pieces.push(Piece::Stored {
+            key: object_key(session, &part.init),
+            len: part.init_bytes,
+        }),
+    }
     if part.container == Container::Mp4 && !part.segments.is_empty() {
         pieces.push(Piece::Inline(sidx(part)));
     }
@@ -46,6 +55,46 @@ pub fn pieces(session: &str, part: &Part) -> Vec<Piece> {
         len: s.bytes,
     }));
     pieces
+}
+
+/// The head of a WebM part's file, when the manifest holds what its tracks need (every part
+/// the recorder writes does; otherwise the stored init is served as it is).
+fn webm_head(part: &Part) -> Option<Bytes> {
+    if part.container != Container::Webm {
+        return None;
+    }
+    let video = match &part.video {
+        Some(v) => Some(Vp8Config {
+            width: v.width?,
+            height: v.height?,
+        }),
+        None => None,
+    };
+    let audio = match &part.audio {
+        Some(a) => Some(OpusConfig {
+            channels: a.channels?,
+        }),
+        None => None,
+    };
+    let cues: Vec<CueAt> = part
+        .segments
+        .iter()
+        .map(|s| CueAt {
+            time_ms: s.start_ms,
+            bytes: s.bytes,
+        })
+        .collect();
+    let duration = part
+        .segments
+        .last()
+        .map_or(0, |s| s.start_ms + u64::from(s.duration_ms))
+        - part.segments.first().map_or(0, |s| s.start_ms);
+    Some(Bytes::from(webm::download_head(
+        video.as_ref(),
+        audio.as_ref(),
+        duration,
+        &cues,
+    )))
 }
 
 /// The segment index of an MP4 part: one reference per media segment, in ms.

@@ -895,6 +895,64 @@ mod tests {
         );
         assert!(gap < 0.04, "video gap {gap}");
         ffmpeg(&["-i", path.to_str().unwrap(), "-f", "null", "-"]);
+
+        // The download's head: a known length and a cue at each segment's first cluster.
+        let (part, file) = &stored.parts[0];
+        let Some(crate::download::Piece::Inline(head)) =
+            crate::download::pieces("s", part).first().cloned()
+        else {
+            panic!("a WebM download starts with a head made here")
+        };
+        let mut whole = head.to_vec();
+        whole.extend_from_slice(&file[part.init_bytes as usize..]);
+        let download = dir.path().join("download.webm");
+        std::fs::write(&download, &whole).unwrap();
+        let out = Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "format=duration",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(&download)
+            .output()
+            .unwrap();
+        let duration: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        assert!((duration - 12.0).abs() < 0.1, "duration {duration}");
+        let data_start = head
+            .windows(4)
+            .position(|w| w == [0x18, 0x53, 0x80, 0x67])
+            .unwrap()
+            + 12;
+        let positions: Vec<usize> = head
+            .windows(2)
+            .enumerate()
+            .filter(|(_, w)| *w == [0xF1, 0x88])
+            .map(|(i, _)| {
+                let n = u64::from_be_bytes(head[i + 2..i + 10].try_into().unwrap());
+                data_start + n as usize
+            })
+            .collect();
+        assert_eq!(positions.len(), part.segments.len());
+        for at in positions {
+            assert_eq!(
+                whole[at..at + 4],
+                [0x1F, 0x43, 0xB6, 0x75],
+                "a cluster at {at}"
+            );
+        }
+        ffmpeg(&["-i", download.to_str().unwrap(), "-f", "null", "-"]);
+        ffmpeg(&[
+            "-ss",
+            "7",
+            "-i",
+            download.to_str().unwrap(),
+            "-f",
+            "null",
+            "-",
+        ]);
     }
 
     #[test]

@@ -90,7 +90,64 @@ pub fn opus_head(opus: &OpusConfig) -> Vec<u8> {
 /// EBML header, unknown-size Segment, Info and Tracks.
 pub fn init_segment(video: Option<&Vp8Config>, audio: Option<&OpusConfig>) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
-    element(&mut out, 0x1A45_DFA3, |e| {
+    ebml_header(&mut out);
+    id(&mut out, SEGMENT); // size unknown
+    out.extend_from_slice(&[0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]);
+    info(&mut out, None);
+    tracks(&mut out, video, audio);
+    out
+}
+
+/// Where a media segment of a part starts, for [`download_head`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CueAt {
+    pub time_ms: u64,
+    pub bytes: u64,
+}
+
+/// The head of one WebM file made of a part's media segments: what a progressive player needs
+/// to show the length and to seek without reading every cluster before the target. Unlike the
+/// stored init (a live stream's: unknown size, no duration), the Segment's size is known, Info
+/// has the Duration, and Cues give each segment's first cluster (which starts with a
+/// keyframe). `segments` follow the head unchanged, in order.
+pub fn download_head(
+    video: Option<&Vp8Config>,
+    audio: Option<&OpusConfig>,
+    duration_ms: u64,
+    segments: &[CueAt],
+) -> Vec<u8> {
+    let mut meta = Vec::with_capacity(512 + 40 * segments.len());
+    info(&mut meta, Some(duration_ms));
+    tracks(&mut meta, video, audio);
+    let track = if video.is_some() {
+        VIDEO_TRACK
+    } else {
+        AUDIO_TRACK
+    };
+    // Positions count from the Segment's data and point past the Cues themselves; with
+    // fixed-width numbers the Cues' length does not depend on them, so one dry run gives it.
+    let cues_len = cues(&mut Vec::new(), track, segments, 0).len() as u64;
+    let mut cue_bytes = Vec::new();
+    cues(
+        &mut cue_bytes,
+        track,
+        segments,
+        meta.len() as u64 + cues_len,
+    );
+    meta.extend_from_slice(&cue_bytes);
+    let media: u64 = segments.iter().map(|s| s.bytes).sum();
+    let mut out = Vec::with_capacity(meta.len() + 64);
+    ebml_header(&mut out);
+    id(&mut out, SEGMENT);
+    size8(&mut out, meta.len() as u64 + media);
+    out.extend_from_slice(&meta);
+    out
+}
+
+const SEGMENT: u32 = 0x1853_8067;
+
+fn ebml_header(out: &mut Vec<u8>) {
+    element(out, 0x1A45_DFA3, |e| {
         uint(e, 0x4286, 1); // EBMLVersion
         uint(e, 0x42F7, 1); // EBMLReadVersion
         uint(e, 0x42F2, 4); // EBMLMaxIDLength
@@ -99,14 +156,21 @@ pub fn init_segment(video: Option<&Vp8Config>, audio: Option<&OpusConfig>) -> Ve
         uint(e, 0x4287, 4); // DocTypeVersion
         uint(e, 0x4285, 2); // DocTypeReadVersion
     });
-    id(&mut out, 0x1853_8067); // Segment, size unknown
-    out.extend_from_slice(&[0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]);
-    element(&mut out, 0x1549_A966, |e| {
+}
+
+fn info(out: &mut Vec<u8>, duration_ms: Option<u64>) {
+    element(out, 0x1549_A966, |e| {
         uint(e, 0x2A_D7B1, 1_000_000); // TimestampScale: 1 ms
+        if let Some(ms) = duration_ms {
+            float(e, 0x4489, ms as f64); // Duration, in TimestampScale units
+        }
         binary(e, 0x4D80, b"oncolive"); // MuxingApp
         binary(e, 0x5741, b"oncolive"); // WritingApp
     });
-    element(&mut out, 0x1654_AE6B, |tracks| {
+}
+
+fn tracks(out: &mut Vec<u8>, video: Option<&Vp8Config>, audio: Option<&OpusConfig>) {
+    element(out, 0x1654_AE6B, |tracks| {
         if let Some(vp8) = video {
             element(tracks, 0xAE, |t| {
                 uint(t, 0xD7, VIDEO_TRACK); // TrackNumber
@@ -136,6 +200,29 @@ pub fn init_segment(video: Option<&Vp8Config>, audio: Option<&OpusConfig>) -> Ve
                     uint(a, 0x9F, u64::from(opus.channels));
                 });
             });
+        }
+    });
+}
+
+/// Cues with one CuePoint per segment; `first` is where the first segment starts, from the
+/// Segment's data. Numbers are 8 bytes wide whatever their value.
+fn cues<'a>(out: &'a mut Vec<u8>, track: u64, segments: &[CueAt], first: u64) -> &'a [u8] {
+    let wide = |out: &mut Vec<u8>, element_id: u32, v: u64| {
+        id(out, element_id);
+        out.push(0x88);
+        out.extend_from_slice(&v.to_be_bytes());
+    };
+    element(out, 0x1C53_BB6B, |c| {
+        let mut at = first;
+        for s in segments {
+            element(c, 0xBB, |p| {
+                wide(p, 0xB3, s.time_ms); // CueTime
+                element(p, 0xB7, |t| {
+                    uint(t, 0xF7, track); // CueTrack
+                    wide(t, 0xF1, at); // CueClusterPosition
+                });
+            });
+            at += s.bytes;
         }
     });
     out

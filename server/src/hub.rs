@@ -115,15 +115,26 @@ impl Channel {
     }
 }
 
-/// One socket's place in a channel; leaving is counted when it drops.
+/// Whether a socket counts as one of the session's viewers: patients do, staff (expert,
+/// moderators, host, a venue screen's operator) do not, so the audience figure is the audience.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    Viewer,
+    Staff,
+}
+
+/// One socket's place in a channel; a viewer's leaving is counted when it drops.
 pub struct Membership {
     pub channel: Arc<Channel>,
     pub frames: broadcast::Receiver<Frame>,
+    audience: Audience,
 }
 
 impl Drop for Membership {
     fn drop(&mut self) {
-        self.channel.local.fetch_sub(1, Ordering::Relaxed);
+        if self.audience == Audience::Viewer {
+            self.channel.local.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -147,13 +158,17 @@ impl Hub {
 
     /// Joins the local channel of a session, starting its pump if it is the first socket here.
     /// Every event the broker stores after this returns reaches the returned receiver.
-    pub async fn join(&self, session: SessionId) -> Result<Membership, BrokerError> {
+    pub async fn join(
+        &self,
+        session: SessionId,
+        audience: Audience,
+    ) -> Result<Membership, BrokerError> {
         let slot = self.slot(session);
         // Held across the subscribe so that two sockets joining a quiet session at once do not
         // start two pumps; it is this session's lock only.
         let mut current = slot.lock().await;
         if let Some(channel) = current.upgrade() {
-            return Ok(Self::member(channel));
+            return Ok(Self::member(channel, audience));
         }
         let live = self.broker.subscribe(session).await?;
         let (tx, _) = broadcast::channel(self.queue);
@@ -184,7 +199,7 @@ impl Hub {
                 .instrument(tracing::info_span!("pump", %session)),
         );
         *current = Arc::downgrade(&channel);
-        Ok(Self::member(channel))
+        Ok(Self::member(channel, audience))
     }
 
     /// The session's slot, added if it has none; slots of sessions that no socket of this node
@@ -202,10 +217,16 @@ impl Hub {
         channels.entry(session).or_default().clone()
     }
 
-    fn member(channel: Arc<Channel>) -> Membership {
-        channel.local.fetch_add(1, Ordering::Relaxed);
+    fn member(channel: Arc<Channel>, audience: Audience) -> Membership {
+        if audience == Audience::Viewer {
+            channel.local.fetch_add(1, Ordering::Relaxed);
+        }
         let frames = channel.tx.subscribe();
-        Membership { channel, frames }
+        Membership {
+            channel,
+            frames,
+            audience,
+        }
     }
 
     /// The session's viewer total if this node has a channel for it.

@@ -22,7 +22,7 @@ use crate::broker::Replay;
 use crate::client::{AddressKey, client_ip};
 use crate::domain::{Actor, Command, Reply};
 use crate::error::ApiError;
-use crate::hub::{Frame, Membership};
+use crate::hub::{Audience, Frame, Membership};
 use crate::metrics as m;
 use crate::model::{MAX_QUESTION_CHARS, Role, SessionId, checked_multiline};
 use crate::protocol::{
@@ -212,7 +212,12 @@ impl Connection {
                 Err(e) => tracing::warn!(error = %e, "cannot read the patient's consent"),
             }
         }
-        let stop = match self.app.hub.join(self.session).await {
+        let audience = if self.actor.role == Role::Patient {
+            Audience::Viewer
+        } else {
+            Audience::Staff
+        };
+        let stop = match self.app.hub.join(self.session, audience).await {
             Ok(mut member) => match self.greet(&mut sink, &member, since).await {
                 Ok(()) => self.serve(&mut sink, &mut stream, &mut member).await,
                 Err(stop) => stop,

@@ -687,8 +687,14 @@ async fn everyone_sees_the_viewer_count() -> anyhow::Result<()> {
     // A `viewers` message carries a `seq` (the type requires it).
     clients[0].recv_until(viewers(3)).await?;
     assert_eq!(app.session(s.id).await?.viewers, 3);
+    // Staff are not the audience: the expert and a moderator joining change nothing.
+    let (mut expert, _) = app.connect(s.id, &s.expert).await?;
+    let (_moderator, _) = app.connect(s.id, &s.moderator).await?;
     clients.pop();
+    // The next count after the staff joined is the patients' alone.
+    expert.recv_until(viewers(2)).await?;
     clients[0].recv_until(viewers(2)).await?;
+    assert_eq!(app.session(s.id).await?.viewers, 2);
     Ok(())
 }
 

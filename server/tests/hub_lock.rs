@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use oncolive_server::broker::{Broker, RedisBroker, RedisConfig};
-use oncolive_server::hub::Hub;
+use oncolive_server::hub::{Audience, Hub};
 use oncolive_server::model::{Moderation, NewSession, SessionId};
 use oncolive_testkit::proxy::StallProxy;
 use oncolive_testkit::redis::{RedisServer, unique_prefix};
@@ -67,12 +67,19 @@ async fn a_stalled_subscribe_delays_only_its_own_session() {
         cancel.clone(),
         Arc::new(|_| None),
     ));
-    let first = hub.join(running).await.expect("first join subscribes");
+    let first = hub
+        .join(running, Audience::Viewer)
+        .await
+        .expect("first join subscribes");
 
     proxy.stall();
     let stalled = tokio::spawn({
         let hub = hub.clone();
-        async move { hub.join(quiet).await.map(|m| m.channel.session) }
+        async move {
+            hub.join(quiet, Audience::Viewer)
+                .await
+                .map(|m| m.channel.session)
+        }
     });
     // The quiet session's subscribe reads its head (HGET) first: once the proxy holds that,
     // its join is inside the broker call.
@@ -82,7 +89,7 @@ async fn a_stalled_subscribe_delays_only_its_own_session() {
         "the stalled join cannot have finished"
     );
 
-    let second = tokio::time::timeout(Duration::from_secs(30), hub.join(running))
+    let second = tokio::time::timeout(Duration::from_secs(30), hub.join(running, Audience::Viewer))
         .await
         .expect("a join to a running channel does not wait for another session's subscribe")
         .expect("second join");

@@ -10,85 +10,28 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use common::*;
 use oncolive_media::MediaStore;
 use oncolive_media::manifest::{self, Container, Manifest};
 use oncolive_signaling::{RecordingConfig, RelayConfig};
+use oncolive_testkit::aiortc::PyPublisher;
+use oncolive_testkit::ffprobe::{Probed, decodes, probe};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 const TARGET: Duration = Duration::from_secs(4);
 
-fn python() -> Result<String> {
-    if let Ok(python) = std::env::var("ONCOLIVE_PYTHON") {
-        return Ok(python);
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/python-env.sh");
-    let out = std::process::Command::new("sh").arg(&script).output()?;
-    ensure!(
-        out.status.success(),
-        "{} failed: {}",
-        script.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
-}
+/// One aiortc encoder at a time: each takes most of a core at 640×360 and 30 fps, and a
+/// starved encoder sends late, sparse frames that would look like a recorder's fault.
+static ENCODER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// A running aiortc publisher.
-struct PyPublisher {
-    child: Child,
-    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
-    /// When it printed `LIVE` (its connection is up and media flows).
-    live_at: Instant,
-}
-
-impl PyPublisher {
-    async fn start(base: &str, session: &str, codec: &str, seconds: f64) -> Result<PyPublisher> {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testkit/py/whip_publish.py");
-        let url = format!("{base}/api/sessions/{session}/whip");
-        let mut child = Command::new(python()?)
-            .arg(script)
-            .args([url, expert(session), codec.to_owned(), seconds.to_string()])
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()?;
-        let stdout = child.stdout.take().context("stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .context("publisher did not go live")??;
-        ensure!(line.as_deref() == Some("LIVE"), "publisher said {line:?}");
-        Ok(PyPublisher {
-            child,
-            lines,
-            live_at: Instant::now(),
-        })
-    }
-
-    /// Waits for the end; returns the seconds it says it sent.
-    async fn finish(mut self) -> Result<f64> {
-        let line = tokio::time::timeout(Duration::from_secs(60), self.lines.next_line())
-            .await
-            .context("publisher did not finish")??
-            .context("publisher ended without a report")?;
-        let sent: f64 = line
-            .strip_prefix("SENT ")
-            .context("no SENT line")?
-            .parse()?;
-        self.child.wait().await?;
-        Ok(sent)
-    }
-
-    /// SIGKILL; returns the seconds it was live.
-    async fn kill(mut self) -> Result<f64> {
-        let live = self.live_at.elapsed().as_secs_f64();
-        self.child.start_kill()?;
-        self.child.wait().await?;
-        Ok(live)
-    }
+/// The aiortc publisher of the testkit, on the test relay's WHIP endpoint.
+async fn publish(base: &str, session: &str, codec: &str, seconds: f64) -> Result<PyPublisher> {
+    let url = format!("{base}/api/sessions/{session}/whip");
+    PyPublisher::start(&url, &expert(session), codec, seconds).await
 }
 
 fn recording_config(dir: &Path) -> Result<RelayConfig> {
@@ -105,22 +48,6 @@ fn recording_config(dir: &Path) -> Result<RelayConfig> {
 fn read_manifest(dir: &Path, session: &str) -> Result<Manifest> {
     let bytes = std::fs::read(dir.join(manifest::manifest_key(session)))?;
     Ok(serde_json::from_slice(&bytes)?)
-}
-
-/// What ffprobe found in one part.
-#[derive(Debug)]
-struct Probed {
-    codecs: Vec<String>,
-    /// Per stream: first and last packet time, and the largest step between packets.
-    streams: Vec<(f64, f64, f64)>,
-}
-
-impl Probed {
-    fn duration(&self) -> f64 {
-        let first = self.streams.iter().map(|s| s.0).fold(f64::MAX, f64::min);
-        let last = self.streams.iter().map(|s| s.1).fold(0.0, f64::max);
-        last - first
-    }
 }
 
 /// Concatenates each part (init + segments) into a file and probes it.
@@ -143,65 +70,9 @@ fn probe_recording(dir: &Path, manifest: &Manifest) -> Result<Vec<Probed>> {
         ));
         std::fs::write(&path, file)?;
         probed.push(probe(&path)?);
-        // Every frame decodes.
-        let status = std::process::Command::new("ffmpeg")
-            .args(["-v", "error", "-xerror", "-i"])
-            .arg(&path)
-            .args(["-f", "null", "-"])
-            .status()?;
-        ensure!(
-            status.success(),
-            "ffmpeg could not decode {}",
-            path.display()
-        );
+        decodes(&path)?;
     }
     Ok(probed)
-}
-
-fn probe(path: &Path) -> Result<Probed> {
-    let out = std::process::Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=codec_name:packet=stream_index,pts_time",
-        ])
-        .args(["-of", "csv=p=0"])
-        .arg(path)
-        .output()
-        .context("ffprobe (Debian package ffmpeg)")?;
-    ensure!(
-        out.status.success(),
-        "ffprobe: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut codecs = Vec::new();
-    let mut times: Vec<Vec<f64>> = Vec::new();
-    for line in String::from_utf8(out.stdout)?.lines() {
-        let fields: Vec<&str> = line.split(',').collect();
-        match fields.as_slice() {
-            [index, pts] => {
-                let (Ok(index), Ok(pts)) = (index.parse::<usize>(), pts.parse::<f64>()) else {
-                    continue;
-                };
-                if times.len() <= index {
-                    times.resize(index + 1, Vec::new());
-                }
-                times[index].push(pts);
-            }
-            [codec] => codecs.push(codec.to_string()),
-            _ => {}
-        }
-    }
-    let streams = times
-        .into_iter()
-        .map(|mut t| {
-            t.sort_by(f64::total_cmp);
-            let gap = t.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
-            (t[0], t[t.len() - 1], gap)
-        })
-        .collect();
-    Ok(Probed { codecs, streams })
 }
 
 /// One video and one audio stream, no gap over one segment, the right codecs;
@@ -262,7 +133,7 @@ async fn broadcast_is_recorded(codec: &str, container: Container) -> Result<()> 
     let dir = tempfile::tempdir()?;
     let relay = spawn_relay(recording_config(dir.path())?).await?;
     let session = format!("rec-{codec}");
-    let publisher = PyPublisher::start(&relay.base, &session, codec, 12.0).await?;
+    let publisher = publish(&relay.base, &session, codec, 12.0).await?;
     let sent = publisher.finish().await?;
     relay.relay.end_session(&session).await;
 
@@ -298,21 +169,24 @@ async fn broadcast_is_recorded(codec: &str, container: Container) -> Result<()> 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_h264_broadcast_is_recorded_as_fragmented_mp4() -> Result<()> {
+    let _one = ENCODER.lock().await;
     broadcast_is_recorded("h264", Container::Mp4).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_vp8_broadcast_is_recorded_as_webm() -> Result<()> {
+    let _one = ENCODER.lock().await;
     broadcast_is_recorded("vp8", Container::Webm).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_publisher_killed_mid_broadcast_leaves_a_playable_recording() -> Result<()> {
+    let _one = ENCODER.lock().await;
     let dir = tempfile::tempdir()?;
     let relay = spawn_relay(recording_config(dir.path())?).await?;
     let session = "rec-killed";
     let mut live = relay.relay.publisher_live(session);
-    let publisher = PyPublisher::start(&relay.base, session, "h264", 60.0).await?;
+    let publisher = publish(&relay.base, session, "h264", 60.0).await?;
     tokio::time::sleep(Duration::from_secs(10)).await;
     let was_live = publisher.kill().await?;
     // The relay notices when ICE consent stops (about 5 s) and closes the segment.
@@ -331,13 +205,14 @@ async fn a_publisher_killed_mid_broadcast_leaves_a_playable_recording() -> Resul
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_publisher_that_reconnects_continues_the_recording() -> Result<()> {
+    let _one = ENCODER.lock().await;
     let dir = tempfile::tempdir()?;
     let relay = spawn_relay(recording_config(dir.path())?).await?;
     let session = "rec-again";
-    let first = PyPublisher::start(&relay.base, session, "vp8", 6.0).await?;
+    let first = publish(&relay.base, session, "vp8", 6.0).await?;
     let sent_first = first.finish().await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let second = PyPublisher::start(&relay.base, session, "vp8", 6.0).await?;
+    let second = publish(&relay.base, session, "vp8", 6.0).await?;
     let sent_second = second.finish().await?;
     relay.relay.end_session(session).await;
 
@@ -368,6 +243,7 @@ async fn a_publisher_that_reconnects_continues_the_recording() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_session_the_host_does_not_record_leaves_nothing() -> Result<()> {
+    let _one = ENCODER.lock().await;
     let dir = tempfile::tempdir()?;
     let relay = spawn_relay(recording_config(dir.path())?).await?;
     let session = "rec-off";
@@ -377,7 +253,7 @@ async fn a_session_the_host_does_not_record_leaves_nothing() -> Result<()> {
         .lock()
         .expect("lock")
         .insert(session.to_owned());
-    let publisher = PyPublisher::start(&relay.base, session, "h264", 3.0).await?;
+    let publisher = publish(&relay.base, session, "h264", 3.0).await?;
     publisher.finish().await?;
     relay.relay.end_session(session).await;
     ensure!(
@@ -404,6 +280,7 @@ async fn relay_child_process() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_relay_killed_mid_recording_leaves_only_complete_segments() -> Result<()> {
+    let _one = ENCODER.lock().await;
     let dir = tempfile::tempdir()?;
     let mut child = Command::new(std::env::current_exe()?)
         .args(["--exact", "relay_child_process", "--ignored", "--nocapture"])
@@ -421,7 +298,7 @@ async fn a_relay_killed_mid_recording_leaves_only_complete_segments() -> Result<
         }
     };
     let session = "rec-crash";
-    let publisher = PyPublisher::start(&base, session, "h264", 60.0).await?;
+    let publisher = publish(&base, session, "h264", 60.0).await?;
     tokio::time::sleep(Duration::from_secs(11)).await;
     // kill -9 of the recording process.
     child.start_kill()?;

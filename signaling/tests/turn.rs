@@ -1,10 +1,12 @@
 //! The TURN credentials the relay mints work on a real coturn, and stop
-//! working once they expire. Starts `turnserver` (Debian package `coturn`) on
-//! a free loopback port with the TURN REST API shared secret; no config file,
-//! no daemon. Run inside `unshare -n sh -c 'ip link set lo up; cargo test -p oncolive-signaling'`.
+//! working once they expire; a viewer whose network drops every UDP packet
+//! plays through coturn over TCP. Starts `turnserver` (Debian package
+//! `coturn`) on a free port with the TURN REST API shared secret; no config
+//! file, no daemon. Run inside `unshare -n sh -c 'ip link set lo up; cargo test -p oncolive-signaling'`.
 
 mod common;
 
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -12,6 +14,8 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, Result, bail, ensure};
 use common::*;
 use oncolive_signaling::{IceServer, RelayConfig, TurnAuth, TurnSecret};
+use oncolive_testkit::aiortc::{PyPublisher, python};
+use oncolive_testkit::netns::NetNamespace;
 use webrtc::turn::client::{Client, ClientConfig};
 
 const SECRET: &str = "coturn-test-secret";
@@ -40,15 +44,26 @@ fn free_port() -> Result<u16> {
     }
 }
 
+/// coturn on 127.0.0.1 of the test's namespace.
 fn start_coturn() -> Result<Coturn> {
+    start_coturn_at("127.0.0.1", free_port()?, Command::new("turnserver"))
+}
+
+/// coturn listening and relaying on `ip`, started by `command` (`turnserver`, maybe inside a
+/// namespace).
+fn start_coturn_at(ip: &str, port: u16, mut command: Command) -> Result<Coturn> {
     let dir = tempfile::tempdir()?;
-    let port = free_port()?;
-    let log = std::fs::File::create(dir.path().join("turnserver.log"))?;
-    let child = Command::new("turnserver")
+    // COTURN_LOG=PATH keeps coturn's log for a failing run.
+    let log = std::env::var_os("COTURN_LOG").map_or_else(
+        || dir.path().join("turnserver.log"),
+        std::path::PathBuf::from,
+    );
+    let log = std::fs::File::create(log)?;
+    let child = command
         .args([
             "-n", // no configuration file
-            "--listening-ip=127.0.0.1",
-            "--relay-ip=127.0.0.1",
+            &format!("--listening-ip={ip}"),
+            &format!("--relay-ip={ip}"),
             &format!("--listening-port={port}"),
             "--use-auth-secret",
             &format!("--static-auth-secret={SECRET}"),
@@ -167,5 +182,135 @@ async fn minted_credentials_work_on_coturn_and_expired_ones_do_not() -> Result<(
 
     // And the good one still works (the refusals were not the server going away).
     allocate(coturn.port, &username, &credential).await?;
+    Ok(())
+}
+
+const RELAY_IP: &str = "192.0.2.1";
+const VIEWER_IP: &str = "192.0.2.2";
+
+/// Drops every UDP packet in or out of the namespace it is loaded in, as some hospital and
+/// carrier networks do.
+const NO_UDP: &str = "table inet no_udp {
+    chain input { type filter hook input priority 0; meta l4proto udp counter drop; }
+    chain output { type filter hook output priority 0; meta l4proto udp counter drop; }
+}
+";
+
+/// The aiortc WHEP viewer (testkit/py/whep_view.py) in `ns`: its output lines once it ends.
+async fn aiortc_view(
+    ns: &NetNamespace,
+    url: &str,
+    token: &str,
+    seconds: u32,
+    extra: &[&str],
+) -> Result<(bool, Vec<String>)> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testkit/py/whep_view.py");
+    let mut command = ns.command(&python()?);
+    command
+        .arg(script)
+        .args([url, token, &seconds.to_string()])
+        .args(extra);
+    let run = tokio::process::Command::from(command)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60 + u64::from(seconds)), run)
+        .await
+        .context("the aiortc viewer did not end")??;
+    let lines = String::from_utf8(out.stdout)?
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    if !out.status.success() {
+        eprintln!("viewer: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok((out.status.success(), lines))
+}
+
+/// A viewer on a network that drops all UDP (nftables in its own namespace) cannot reach the
+/// relay directly, and plays through coturn over TCP with the credential the relay minted;
+/// the publisher and the viewer are aiortc, the video real VP8.
+#[test]
+fn a_viewer_whose_udp_is_blocked_plays_through_turn_over_tcp() -> Result<()> {
+    let relay_ns = NetNamespace::new("relay")?;
+    let viewer_ns = Arc::new(NetNamespace::new("viewer")?);
+    relay_ns.ip(&["link", "set", "lo", "up"])?;
+    viewer_ns.ip(&["link", "set", "lo", "up"])?;
+    relay_ns.veth_to("net-r", &viewer_ns, "net-v")?;
+    relay_ns.ip(&["addr", "add", &format!("{RELAY_IP}/24"), "dev", "net-r"])?;
+    viewer_ns.ip(&["addr", "add", &format!("{VIEWER_IP}/24"), "dev", "net-v"])?;
+    viewer_ns.nft(NO_UDP)?;
+
+    // coturn beside the relay (as one would run it on the relay's host), listening on TCP
+    // and UDP; only its TCP side is reachable from the viewer.
+    let port = 3478;
+    let coturn = start_coturn_at(RELAY_IP, port, relay_ns.command("turnserver"))?;
+    let outcome = relay_ns.block_on({
+        let viewer_ns = viewer_ns.clone();
+        async move { play_through_turn(viewer_ns, port).await }
+    })?;
+    drop(coturn);
+    outcome
+}
+
+async fn play_through_turn(viewer_ns: Arc<NetNamespace>, port: u16) -> Result<()> {
+    let secret = TurnSecret::new(SECRET).map_err(anyhow::Error::msg)?;
+    let t = spawn_relay_at(
+        RelayConfig {
+            interfaces: vec!["net-r".into()],
+            ice_servers: vec![IceServer {
+                urls: vec![format!("turn:{RELAY_IP}:{port}?transport=tcp")],
+            }],
+            turn: Some(TurnAuth {
+                secret,
+                ttl: Duration::from_secs(600),
+            }),
+            ..RelayConfig::default()
+        },
+        RELAY_IP.parse()?,
+    )
+    .await?;
+    let session = "s-no-udp";
+    let whip = format!("{}/api/sessions/{session}/whip", t.base);
+    let publisher = PyPublisher::start(&whip, &expert(session), "vp8", 40.0).await?;
+    let whep = format!("{}/api/sessions/{session}/whep", t.base);
+
+    // The direct path alone fails: the block is real.
+    let (ok, lines) = aiortc_view(
+        &viewer_ns,
+        &whep,
+        &fresh_viewer_token(session),
+        2,
+        &["--no-ice-servers"],
+    )
+    .await?;
+    ensure!(
+        !ok && lines.iter().any(|l| l == "FAILED"),
+        "connected without UDP and without TURN: {lines:?}"
+    );
+
+    // With the relay's ICE servers (the TURN URL and a minted credential), it plays.
+    let (ok, lines) = aiortc_view(&viewer_ns, &whep, &fresh_viewer_token(session), 8, &[]).await?;
+    ensure!(ok, "the viewer failed: {lines:?}");
+    ensure!(
+        lines.iter().any(|l| l == "CONNECTED relay tcp"),
+        "not relayed over TCP: {lines:?}"
+    );
+    let received = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("RECEIVED "))
+        .context("no RECEIVED line")?;
+    let count = |key: &str| -> Result<u32> {
+        received
+            .split(' ')
+            .find_map(|f| f.strip_prefix(key))
+            .context("a count")?
+            .parse()
+            .map_err(Into::into)
+    };
+    let (video, audio) = (count("video=")?, count("audio=")?);
+    println!("through TURN/TCP in 8 s: {video} video frames, {audio} audio frames decoded");
+    // 8 s at 30 fps and 50 audio frames/s; the bound leaves room for a slow, shared machine.
+    ensure!(video >= 60 && audio >= 150, "{received}");
+    publisher.kill().await?;
     Ok(())
 }

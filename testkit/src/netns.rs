@@ -106,6 +106,41 @@ impl NetNamespace {
             .with_context(|| format!("a task in namespace {} panicked", self.name))
     }
 
+    /// A command that runs `program` inside the namespace (through `nsenter`, which becomes
+    /// `program`: killing the child kills it), for servers and peers that are processes of
+    /// their own (coturn, aiortc). `tokio::process::Command::from` makes it async.
+    pub fn command(&self, program: &str) -> Command {
+        let mut command = Command::new("nsenter");
+        command.arg(format!("--net={}", self.path)).arg(program);
+        command
+    }
+
+    /// `nft -f -` with `ruleset` inside the namespace (Debian package nftables).
+    pub fn nft(&self, ruleset: &str) -> Result<()> {
+        use std::io::Write;
+        let mut child = Command::new("nsenter")
+            .arg(format!("--net={}", self.path))
+            .args(["nft", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .context("run nsenter (util-linux) and nft (nftables)")?;
+        child
+            .stdin
+            .take()
+            .context("nft's stdin")?
+            .write_all(ruleset.as_bytes())?;
+        let output = child.wait_with_output()?;
+        if !output.status.success() {
+            bail!(
+                "nft in namespace {}: {}",
+                self.name,
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
     /// `ip ARGS…` inside the namespace.
     pub fn ip(&self, args: &[&str]) -> Result<()> {
         let output = Command::new("nsenter")
