@@ -247,6 +247,65 @@ test('venue screen: answering, top questions, QR, disclaimer, video, at 1920×10
   await driverCtx.close();
 });
 
+// The longest the right column gets: a two-line title and expert line, a three-line question
+// being answered, questions that all take two lines, a disclaimer of two lines. Three of the
+// top questions still fit at 1280×720, wholly, in both languages.
+test('venue screen at 1280×720: three top questions fit under the longest texts', async ({ browser, server }) => {
+  const long = (zh, en) => `${zh} ${en}`;
+  const { session } = await createSession(server, {
+    title: long('晚期肺癌靶向治疗与免疫治疗：县域患者怎样选择、怎样随访、怎样应对副作用', 'Targeted and immune therapy for advanced lung cancer in county hospitals'),
+    expert_name: 'Dr. Ouyang',
+    expert_profile: { name: '欧阳明远', title: '主任医师、教授、博士生导师', hospital: '中国医学科学院肿瘤医院深圳医院', department: '胸部肿瘤内科', licence: '110000123456', verified: true },
+  });
+  const sid = session.id;
+  const driverCtx = await browser.newContext();
+  const driver = await driverCtx.newPage();
+  await driver.goto(`${server.url}/privacy.html`);
+  const texts = [
+    '我母亲七十二岁，肺腺癌四期，EGFR突变，吃了一年靶向药后复查发现耐药，医生建议换三代药或者化疗联合免疫治疗，我们住在县城，每个月去省城复查很困难，请问哪种方案更适合她，副作用怎么在家里观察？',
+    'After two years on targeted therapy my father has a new cough and the CT shows a small shadow; is it resistance or an infection, and which tests should we ask the county hospital for first?',
+    '免疫治疗期间出现皮疹和腹泻，县医院说先观察，需要停药吗？什么情况必须马上去大医院？还有甲状腺指标异常要不要吃药？',
+    'Can immunotherapy be given at our county hospital instead of the provincial cancer centre, and what should the local doctors watch for between the infusions?',
+  ];
+  const patients = [await joinPatient(server, sid), await joinPatient(server, sid)];
+  const ids = [];
+  for (const [i, text] of texts.entries()) {
+    const [, ack] = await hubRequests(driver, patients[i % 2], { sid, list: [{ type: 'consent' }, { type: 'ask', text }] });
+    ids.push(ack.question.id);
+  }
+  await hubRequests(driver, server.admin_token, { sid, list: [...ids.map((question) => ({ type: 'approve', question })), { type: 'answering', question: ids[0] }] });
+  const res = await fetch(`${server.url}/api/sessions/${sid}/state`, {
+    method: 'POST', headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${server.admin_token}` }, body: JSON.stringify({ state: 'live' }),
+  });
+  expect(res.status).toBe(200);
+  const site = await (await fetch(`${server.url}/api/site`)).json();
+  const disclaimer = {
+    zh: `${site.disclaimer.zh}本场内容由医院健康教育科审核，仅供参考，具体诊疗请遵从您的主治医生，用药调整请勿自行决定。`,
+    en: `${site.disclaimer.en} Reviewed by the hospital's health education office; follow your own doctor.`,
+  };
+  for (const lang of ['zh', 'en']) {
+    const ctx = await browser.newContext({ viewport: { width: 1280, height: 720 }, locale: 'en-US' });
+    // the operator's disclaimer, made long (it is a server flag; this stands in for it)
+    await ctx.route((u) => u.pathname === '/api/site', (route) => route.fulfill({ json: { ...site, disclaimer } }));
+    const page = await ctx.newPage();
+    await page.goto(`${server.url}/s/${sid}/venue?lang=${lang}`);
+    await expect(page.locator('#disclaimer')).toHaveText(disclaimer[lang]);
+    await expect(page.locator('#now-text')).toHaveText(texts[0]);
+    await expect.poll(() => page.locator('#top .v-q-text').count()).toBeGreaterThanOrEqual(3);
+    expect(await page.locator('#top .v-q-text').allTextContents()).toEqual(texts.slice(1, 4));
+    // the texts are as long as they get: clamped, not shorter
+    const lines = await page.$eval('#disclaimer', (el) => (el.clientHeight - parseFloat(getComputedStyle(el).paddingTop) * 2) / parseFloat(getComputedStyle(el).lineHeight));
+    expect(Math.round(lines), 'the disclaimer takes two lines').toBe(2);
+    expect(await page.$eval('#now-text', (el) => el.scrollHeight > el.clientHeight + 2)).toBe(true);
+    expect(await unreadable(page, 24)).toEqual([]);
+    expect(await outside(page)).toEqual([]);
+    expect(await layoutFaults(page)).toEqual([]);
+    await shot(page, `venue-longest-1280x720-${lang}`);
+    await ctx.close();
+  }
+  await driverCtx.close();
+});
+
 // The link under the code is the code's own: the server's public URL (--public-url), not the
 // address the hall's machine opened, which on a hospital network or behind a proxy differs.
 test('venue screen: the link under the QR code is the server\'s public link, not the kiosk\'s address', async ({ browser }) => {

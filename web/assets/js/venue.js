@@ -169,8 +169,9 @@ function expertLine(s) {
     const where = [p.hospital, p.department].filter(Boolean).join(' ');
     if (where) parts.push(where);
   }
-  return [h('span', { text: parts.join(' · ') }),
-    verified ? h('span', { class: 'v-verified', text: `✓ ${t('badge.verified')}` }) : null];
+  // the badge first: a long hospital name is what the line clamp cuts, never the badge
+  return [verified ? h('span', { class: 'v-verified', text: `✓ ${t('badge.verified')}` }) : null,
+    h('span', { text: parts.join(' · ') })];
 }
 
 function paintStage(s) {
