@@ -121,6 +121,7 @@ export function webFileFor(pathname) {
   if (/^\/s\/[^/]+$/.test(pathname)) return 'patient.html';
   if (/^\/s\/[^/]+\/expert$/.test(pathname)) return 'expert.html';
   if (/^\/s\/[^/]+\/moderate$/.test(pathname)) return 'moderate.html';
+  if (/^\/s\/[^/]+\/venue$/.test(pathname)) return 'venue.html';
   if (/^\/assets\/[\w./-]+$/.test(pathname) && !pathname.includes('..')) return pathname.slice(1);
   return null;
 }
@@ -139,7 +140,7 @@ const TYPES = {
   html: 'text/html; charset=utf-8', js: 'text/javascript; charset=utf-8', css: 'text/css; charset=utf-8',
   svg: 'image/svg+xml', png: 'image/png', json: 'application/json',
 };
-const URL_OF = { 'index.html': '/', 'host.html': '/host', 'privacy.html': '/privacy.html', 'patient.html': '/s/x', 'expert.html': '/s/x/expert', 'moderate.html': '/s/x/moderate' };
+const URL_OF = { 'index.html': '/', 'host.html': '/host', 'privacy.html': '/privacy.html', 'patient.html': '/s/x', 'expert.html': '/s/x/expert', 'moderate.html': '/s/x/moderate', 'venue.html': '/s/x/venue' };
 
 /** Does the server serve exactly this checkout's web/? */
 async function servesThisCheckout(url) {

@@ -245,6 +245,11 @@ export default {
   'index.ended': 'Past sessions',
   'index.empty': 'No sessions are scheduled at the moment.',
   'index.liveSince': 'Live since {time}',
+  // issue 13 (venue, list)
+  'index.calendar': 'Add to my calendar',
+  'index.calendarLabel': 'Add “{title}” to my calendar (a reminder 15 minutes before)',
+  'host.venueLink': 'Venue screen (for a projector in a hall)',
+  'poster.calendar': 'On the page that opens, you can add the session to your phone’s calendar, with a reminder 15 minutes before.',
   // ---- issue 11: privacy, safety frame, triage ----
   'site.disclaimer': 'For health education only; not a substitute for seeing a doctor. In an emergency call 120.',
   'site.triage.clinic': 'This question needs a doctor who can examine you. Please see your own doctor or book an outpatient visit, and bring your reports.',

@@ -242,6 +242,11 @@ export default {
   'index.ended': '往期直播',
   'index.empty': '目前没有安排直播。',
   'index.liveSince': '{time} 开始直播',
+  // issue 13 (venue, list)
+  'index.calendar': '添加到我的日历',
+  'index.calendarLabel': '将“{title}”添加到我的日历（开播前15分钟提醒）',
+  'host.venueLink': '会场大屏（大厅投影用）',
+  'poster.calendar': '扫码打开的页面可把本场直播加入手机日历，开播前15分钟提醒您。',
   // ---- issue 11：隐私、安全提示、分诊 ----
   'site.disclaimer': '本直播仅供健康科普，不能替代面诊；急症请立即拨打120。',
   'site.triage.clinic': '这个问题需要医生当面了解您的情况。请咨询您的主治医生或预约门诊，就诊时带上检查报告。',

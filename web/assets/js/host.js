@@ -456,6 +456,10 @@ function printPoster(s, patientUrl) {
     h('div', { class: 'p-how', lang: 'zh-CN', text: tIn('zh', 'poster.how') }),
     h('div', { class: 'p-how', lang: 'en', text: tIn('en', 'poster.how') }),
     h('div', { class: 'p-url', text: patientUrl }),
+    // Paper cannot hold a calendar link, and a second code would leave people unsure which to
+    // scan: the one code leads to the waiting page, which offers the calendar; the poster says so.
+    s.state === 'scheduled' ? h('div', { class: 'p-cal', lang: 'zh-CN', text: tIn('zh', 'poster.calendar') }) : null,
+    s.state === 'scheduled' ? h('div', { class: 'p-cal', lang: 'en', text: tIn('en', 'poster.calendar') }) : null,
     h('div', { class: 'p-disclaimer', lang: 'zh-CN', text: disclaimerIn('zh') }),
     h('div', { class: 'p-disclaimer', lang: 'en', text: disclaimerIn('en') })));
   document.body.appendChild(root);
@@ -480,7 +484,9 @@ function sessionRow(s) {
       h('dl', { class: 'links' },
         linkRow('host.patientLink', l.patient, 'patient'),
         linkRow('host.expertLink', l.expert, 'expert'),
-        linkRow('host.moderatorLink', l.moderator, 'moderator')),
+        linkRow('host.moderatorLink', l.moderator, 'moderator'),
+        // the hall's projector: public like the patient link (it shows what any patient sees)
+        s.state !== 'ended' ? linkRow('host.venueLink', `${l.patient}/venue`, 'venue') : null),
       h('p', { class: 'hint', text: t('host.secretHint') }),
       h('div', { class: 'controls' },
         h('button', { class: 'btn small ghost', type: 'button', text: t('host.rotate'), dataset: { rotate: s.id }, onclick: () => rotateLinks(s.id) })),

@@ -15,12 +15,24 @@ function card(s) {
   const when = s.state === 'live' ? t('index.liveSince', { time: formatDateTime(s.started_at || s.scheduled_start) })
     : s.state === 'scheduled' ? `${formatDateTime(s.scheduled_start)} (${formatRelative(s.scheduled_start)})`
       : formatDateTime(s.ended_at || s.scheduled_start);
-  return h('li', null, h('a', { class: `session-card ${s.state}`, href: `/s/${encodeURIComponent(s.id)}` },
-    h('div', { class: 'row' }, h('span', { class: 't grow', text: s.title }),
-      h('span', { class: `pill state-pill ${s.state}`, text: t(`state.${s.state}`) })),
-    h('div', { class: 'sub', text: t('session.expert', { name: s.expert_name }) }),
-    s.topic ? h('div', { class: 'sub', text: s.topic }) : null,
-    h('div', { class: 'sub', text: when })));
+  const calendar = s.state === 'scheduled';
+  return h('li', { class: `session-item${calendar ? ' with-calendar' : ''}`, dataset: { session: s.id } },
+    h('a', { class: `session-card ${s.state}`, href: `/s/${encodeURIComponent(s.id)}` },
+      h('div', { class: 'row' }, h('span', { class: 't grow', text: s.title }),
+        h('span', { class: `pill state-pill ${s.state}`, text: t(`state.${s.state}`) })),
+      h('div', { class: 'sub', text: t('session.expert', { name: s.expert_name }) }),
+      s.topic ? h('div', { class: 'sub', text: s.topic }) : null,
+      h('div', { class: 'sub', text: when })),
+    // in the card but outside its link: a link inside a link would not be one of its own
+    calendar ? h('a', {
+      class: 'btn calendar-link', href: calendarUrl(s), dataset: { calendar: s.id },
+      'aria-label': t('index.calendarLabel', { title: s.title }), text: t('index.calendar'),
+    }) : null);
+}
+
+/** The session's "add to calendar" file (RFC 5545, with the patient link and a reminder 15 minutes before). */
+function calendarUrl(s) {
+  return `/api/sessions/${encodeURIComponent(s.id)}/calendar.ics`;
 }
 
 function group(titleKey, items) {

@@ -169,8 +169,9 @@ function expertLine(s) {
     const where = [p.hospital, p.department].filter(Boolean).join(' ');
     if (where) parts.push(where);
   }
-  return [h('span', { text: parts.join(' · ') }),
-    verified ? h('span', { class: 'v-verified', text: `✓ ${t('badge.verified')}` }) : null];
+  // the badge first: a long hospital name is what the line clamp cuts, never the badge
+  return [verified ? h('span', { class: 'v-verified', text: `✓ ${t('badge.verified')}` }) : null,
+    h('span', { text: parts.join(' · ') })];
 }
 
 function paintStage(s) {
@@ -233,12 +234,15 @@ function questionItem(q) {
 function paintTop() {
   const list = $('#top');
   const top = store.list((q) => q.status === 'approved', queueOrder).slice(0, TOP_MAX);
-  const sig = JSON.stringify([top.map((q) => [q.id, q.votes, q.text]), currentLang(), innerWidth, innerHeight, !$('#now').hidden]);
+  const box = $('#top-box');
+  // the box's height changes with the screen, the answering question's lines and the disclaimer's
+  const sig = JSON.stringify([top.map((q) => [q.id, q.votes, q.text]), currentLang(), box.clientWidth, box.clientHeight]);
+  // "scan to ask" only while asking is possible
+  const s = store.session || session;
+  show($('#top-empty'), store.loaded && top.length === 0 && !(s && s.state === 'ended'));
   if (list.dataset.sig === sig) return;
   list.dataset.sig = sig;
   setChildren(list, top.map(questionItem));
-  show($('#top-empty'), store.loaded && top.length === 0);
-  const box = $('#top-box');
   const items = Array.from(list.children);
   for (let i = items.length - 1; i > 0 && box.scrollHeight > box.clientHeight + 1; i -= 1) items[i].remove();
 }
@@ -268,23 +272,41 @@ function paint() {
   setText($('#top-empty'), vt('venue.empty'));
   paintTop();
   setText($('#scan'), '扫码提问 / Scan to ask');
-  setText($('#replay-scan'), currentLang() === 'zh' ? vt('venue.scanReplay') : `${vt('venue.scanReplay')}`);
+  setText($('#replay-scan'), vt('venue.scanReplay'));
   setText($('#disclaimer'), disclaimer());
 }
 
-// the link the QR code holds, written out for a phone that cannot scan
-const link = `${location.host}/s/${sid}`;
-setText($('#link'), link);
+// The link the QR code holds, written out for a phone that cannot scan. The QR code is drawn
+// from the server's public URL, which can differ from the address the kiosk opened (a hall
+// machine on the hospital's network, a proxy): the public endpoint that states that link is
+// the calendar file (its URL property), so the text is the code's own link, minus the scheme.
+function showLink(url) {
+  const short = url.replace(/^https?:\/\//, '');
+  setText($('#link'), short);
+  $('#qr').alt = short;
+  $('#replay-qr').alt = short;
+}
+async function publicLink() {
+  try {
+    const res = await fetch(`/api/sessions/${encodeURIComponent(sid)}/calendar.ics`);
+    if (!res.ok) return null;
+    // unfold (RFC 5545 §3.1) before reading the one URL line
+    const ics = (await res.text()).replace(/\r?\n[ \t]/g, '');
+    const m = /^URL:(\S+)$/m.exec(ics);
+    return m ? m[1] : null;
+  } catch { return null; }
+}
 if (sid) {
   const src = `/api/sessions/${encodeURIComponent(sid)}/qr.svg`;
   $('#qr').src = src;
-  $('#qr').alt = link;
   $('#replay-qr').src = src;
-  $('#replay-qr').alt = link;
+  showLink(`${location.origin}/s/${sid}`);
+  publicLink().then((url) => { if (url) { showLink(url); paint(); } });
 }
 
 loadSite().then(paint);
 addEventListener('resize', paint);
+new ResizeObserver(paintTop).observe($('#top-box'));
 // the countdown ticks; "the expert will be here shortly" comes when the start time passes
 setInterval(() => { if ((store.session || session) && (store.session || session).state === 'scheduled') paintStage(store.session || session); }, 1000);
 paint();
