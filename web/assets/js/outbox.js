@@ -20,14 +20,18 @@ export class Outbox {
    * @param {Storage} [o.storage] localStorage, or a stand-in in tests
    * @param {() => number} [o.now]
    */
-  constructor({ key, storage = globalThis.localStorage, now = () => Date.now() }) {
+  constructor({ key, storage, now = () => Date.now() }) {
     this.key = key;
+    if (storage === undefined) {
+      try { storage = globalThis.localStorage; } catch { storage = null; } // blocked storage throws
+    }
     this.storage = storage;
     this.now = now;
     this.items = this.read();
   }
 
   read() {
+    if (!this.storage) return [];
     try {
       const list = JSON.parse(this.storage.getItem(this.key) || '[]');
       return Array.isArray(list) ? list.filter((e) => e && typeof e.id === 'string' && typeof e.text === 'string') : [];
@@ -37,6 +41,7 @@ export class Outbox {
   }
 
   save() {
+    if (!this.storage) return;
     try {
       if (this.items.length) this.storage.setItem(this.key, JSON.stringify(this.items));
       else this.storage.removeItem(this.key);
@@ -97,7 +102,9 @@ export class Outbox {
   /**
    * Compare the entries that may have reached the server with the state after reconnecting:
    * `mine` are this patient's questions as the store holds them. Returns the entries found
-   * there (and forgets them, each matched to a different question); the rest stay.
+   * there (and forgets them, each matched to a different question); the rest stay. A question
+   * can only match an entry that was put on a socket before it appeared, so this may run at any
+   * time, with the request still waiting for its reply too.
    */
   reconcile(mine) {
     const taken = new Set();
