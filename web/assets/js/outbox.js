@@ -52,14 +52,18 @@ export class Outbox {
     return this.items.length;
   }
 
-  /** A new question to send; `queued` until it is put on a socket. */
-  add(text) {
+  /**
+   * A new question to send; `queued` until it is put on a socket. `consented`: the patient
+   * ticked the privacy notice when asking (the consent itself is sent with the question).
+   */
+  add(text, { consented = false } = {}) {
     const entry = {
       id: `local-${this.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`,
       text: normalText(text),
       created_at: new Date(this.now()).toISOString(),
       state: 'queued',
       known: null,
+      consented: !!consented,
     };
     this.items.push(entry);
     this.save();

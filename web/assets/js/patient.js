@@ -738,7 +738,8 @@ $('#ask').addEventListener('submit', (e) => {
   if (n === 0 || n > limit('question_chars')) return;
   // Every question goes through the outbox: kept in localStorage until the server acknowledges
   // it, so being offline, a lost reply or a reload never loses it nor sends it twice.
-  const entry = outbox.add(text);
+  // the tick is the patient's, given now; the consent request goes out with the question
+  const entry = outbox.add(text, { consented: $('#consent-box').checked || (!!store.you && !store.needsConsent()) });
   askText.value = '';
   saveDraft('');
   screener.input('');
@@ -770,7 +771,7 @@ function giveBack(text) {
 async function sendEntry(id, fresh = false) {
   const entry = outbox.get(id);
   if (!entry || inFlight.has(id)) return 'wait';
-  if (store.needsConsent() && !$('#consent-box').checked) {
+  if (store.needsConsent() && !$('#consent-box').checked && !entry.consented) {
     // nothing is sent without the patient's own tick
     show($('#consent'), true);
     if (fresh) toast(t('err.consent_required'), { bad: true, ms: 6000 });
