@@ -58,10 +58,16 @@ function instrument(ctx, { audioOnly }) {
         if (pc.connectionState === 'closed') continue;
         try {
           const stats = await pc.getStats();
-          stats.forEach((r) => { if (r.type === 'inbound-rtp' && (r.kind || r.mediaType) === 'audio' && r.packetsReceived > 0) done('audio'); });
+          if (pc.connectionState === 'connected') done('connected');
+          stats.forEach((r) => {
+            if (r.type !== 'inbound-rtp' || !(r.packetsReceived > 0)) return;
+            const kind = r.kind || r.mediaType;
+            done(kind === 'audio' ? 'audio' : 'videoPacket');
+            if (kind === 'video' && r.framesDecoded > 0) done('decoded');
+          });
         } catch { /* closed */ }
       }
-      if (window.__reach.audio && (window.__reach.frame || soundOnly)) clearInterval(poll);
+      if (window.__reach.audio && (window.__reach.decoded || soundOnly)) clearInterval(poll);
     }, 50);
   }, audioOnly);
 }
@@ -95,7 +101,13 @@ async function measure(browser, front, patientLink, { audioOnly }) {
   await page.click('#join-btn');
   await page.waitForFunction((sound) => (sound ? window.__reach.audio : window.__reach.frame || window.__reach.loadeddata), audioOnly, { timeout: 90_000 });
   await page.waitForTimeout(500);
-  const r = await page.evaluate(() => window.__reach);
+  const r = await page.evaluate(() => {
+    const reach = window.__reach;
+    // what the page asked for after the tap, in ms from the tap (the WebSocket is not listed)
+    reach.timeline = performance.getEntriesByType('resource').filter((e) => e.startTime >= reach.tap)
+      .map((e) => `${new URL(e.name).pathname.replace(/[0-9a-f-]{36}/g, ':id')} ${Math.round(e.startTime - reach.tap)}–${Math.round(e.responseEnd - reach.tap)}`);
+    return reach;
+  });
   const first = audioOnly ? 'audio' : (r.frame ? 'frame' : 'loadeddata');
   const pageFiles = [...files.entries()].filter(([p]) => p.startsWith('/assets/') || p.startsWith('/s/'));
   const out = {
@@ -107,6 +119,9 @@ async function measure(browser, front, patientLink, { audioOnly }) {
     bytesBeforeFirst: at[first] ? at[first].wire : null,
     wsBytesBeforeFirst: at[first] ? at[first].wsBytes : null,
     pageWireBytes: pageFiles.reduce((s, [, n]) => s + n, 0),
+    afterTap: r.timeline,
+    // ms from the tap: ICE+DTLS up, first video RTP, first decoded frame (polled every 50 ms)
+    steps: Object.fromEntries(['connected', 'videoPacket', 'decoded', 'audio'].filter((k) => r[k]).map((k) => [k, Math.round(r[k] - r.tap)])),
     pageFiles: Object.fromEntries(pageFiles),
   };
   await ctx.close();

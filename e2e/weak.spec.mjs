@@ -22,7 +22,11 @@ const DESKTOP = { viewport: { width: 1280, height: 800 } };
 
 async function shot(page, name, { fullPage = false } = {}) {
   await mkdir(SHOTS, { recursive: true });
-  await page.evaluate(() => { for (const el of document.querySelectorAll('.toast')) el.remove(); });
+  await page.evaluate((full) => {
+    for (const el of document.querySelectorAll('.toast')) el.remove();
+    // a sticky header looks odd in a full-page shot taken mid-scroll
+    if (full) window.scrollTo(0, 0);
+  }, fullPage);
   await page.screenshot({ path: join(SHOTS, `weak-${name}.png`), fullPage });
 }
 

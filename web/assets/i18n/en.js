@@ -454,7 +454,7 @@ export default {
   'audio.switch': 'Sound only',
   'audio.back': 'Show the video',
   'audio.title': 'Sound only',
-  'audio.detail': 'You are listening to {name}. This uses far less data. Tap “Show the video” to see the picture again.',
+  'audio.detail': 'You are listening to {name}. This uses far less data.',
   'audio.offerStall': 'The picture keeps stopping on this network. Listen with sound only? It uses far less data.',
   'audio.offerSlow': 'Your network is slow. Sound only uses far less data and keeps going.',
   'fs.enter': 'Full screen',

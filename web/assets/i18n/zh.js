@@ -449,7 +449,7 @@ export default {
   'audio.switch': '只听声音',
   'audio.back': '恢复画面',
   'audio.title': '只听声音',
-  'audio.detail': '正在收听{name}的讲解，流量少很多。点“恢复画面”可再看视频。',
+  'audio.detail': '正在收听{name}的讲解，流量少很多。',
   'audio.offerStall': '当前网络下画面一直卡住。改为只听声音吗？流量少很多。',
   'audio.offerSlow': '您的网络较慢。只听声音流量少很多，也更流畅。',
   'fs.enter': '全屏',

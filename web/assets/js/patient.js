@@ -185,6 +185,9 @@ function startLive() {
       } catch { return null; }
     },
   });
+  // Joined a live session: the picture's negotiation starts now, alongside the socket, rather
+  // than after the snapshot (a round trip less on a slow link).
+  if (preview && preview.state === 'live' && mode === 'rtc') viewer.start();
   renderAll();
   restoreDraft();
 }

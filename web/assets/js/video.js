@@ -172,6 +172,7 @@ export class Viewer {
     this.lastFrames = -1;
     this.stuckSince = 0;
     this.generation = 0;
+    this.negotiating = 0;     // the generation whose offer is being made, 0 when none
     this.restarting = false;
     this.onUnload = () => this.teardown();
     // A phone that changed networks (Wi-Fi ↔ mobile): restart ICE on the same WHEP resource.
@@ -222,6 +223,8 @@ export class Viewer {
   /** Retry now, unless a connection is up (a connected viewer gets the picture by itself). */
   kick() {
     if (this.stopped || this.state === 'playing') return;
+    // an offer being made now is not thrown away for a new one (a round trip lost on a slow link)
+    if (this.negotiating === this.generation) return;
     if (this.pc && (this.pc.connectionState === 'connected' || this.pc.connectionState === 'connecting')) return;
     this.attempt = 0;
     this.connect();
@@ -265,6 +268,15 @@ export class Viewer {
     const gen = ++this.generation;
     if (this.state !== 'waiting' && this.state !== 'stalled') this.setState('connecting');
     const url = `/api/sessions/${encodeURIComponent(this.sessionId)}/whep`;
+    this.negotiating = gen;
+    try {
+      await this.negotiate(gen, url);
+    } finally {
+      if (this.negotiating === gen) this.negotiating = 0;
+    }
+  }
+
+  async negotiate(gen, url) {
     const ice = await iceServers(url, this.token);
     if (gen !== this.generation || this.stopped) return;
     const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', iceServers: ice });
