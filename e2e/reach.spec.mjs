@@ -19,6 +19,8 @@ import { startWireProxy } from './wire.mjs';
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const WEB = join(ROOT, 'web');
 const RUNS = Number(process.env.REACH_RUNS || 3);
+// REACH_LINK=none: no emulation, a baseline that shows what the relay and browser take by themselves
+const THROTTLE = process.env.REACH_LINK !== 'none';
 const LINK = { latency: 300, down: 400_000, up: 150_000 }; // bit/s
 
 async function relayMounted(url, sid) {
@@ -78,7 +80,7 @@ async function measure(browser, front, patientLink, { audioOnly }) {
   const page = await ctx.newPage();
   const cdp = await ctx.newCDPSession(page);
   await cdp.send('Network.enable');
-  await cdp.send('Network.emulateNetworkConditions', {
+  if (THROTTLE) await cdp.send('Network.emulateNetworkConditions', {
     offline: false, latency: LINK.latency, downloadThroughput: LINK.down / 8, uploadThroughput: LINK.up / 8,
   });
   const requests = new Map(); // requestId → { url, type }
@@ -166,7 +168,7 @@ test('reach on a weak link: first frame, first sound, bytes, page size', async (
   const direct = await directGzip(Object.keys(runs.video[0].pageFiles));
   const sum = (list, key) => ({ median: median(list.map((x) => x[key])), range: range(list.map((x) => x[key])) });
   const report = {
-    link: `${LINK.down / 1000} kbit/s down, ${LINK.up / 1000} kbit/s up, ${LINK.latency} ms latency (CDP Network.emulateNetworkConditions; WebRTC media not throttled)`,
+    link: !THROTTLE ? 'not emulated (REACH_LINK=none)' : `${LINK.down / 1000} kbit/s down, ${LINK.up / 1000} kbit/s up, ${LINK.latency} ms latency (CDP Network.emulateNetworkConditions; WebRTC media not throttled)`,
     runs: RUNS,
     video: {
       tapToFirstFrameMs: sum(runs.video, 'tapToFirstMs'),
@@ -189,7 +191,7 @@ test('reach on a weak link: first frame, first sound, bytes, page size', async (
     raw: runs,
   };
   await mkdir(join(ROOT, 'artifacts'), { recursive: true });
-  await writeFile(join(ROOT, 'artifacts', 'reach.json'), JSON.stringify(report, null, 2));
+  await writeFile(join(ROOT, 'artifacts', THROTTLE ? 'reach.json' : 'reach-baseline.json'), JSON.stringify(report, null, 2));
   console.log('reach:', JSON.stringify({ ...report, raw: undefined, page: { ...report.page, files: undefined } }, null, 2));
   await expertCtx.close();
   await front.stop();
