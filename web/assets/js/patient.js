@@ -424,6 +424,15 @@ function toggleFullscreen() {
   }).catch(videoOnly);
 }
 $('#btn-fullscreen').addEventListener('click', toggleFullscreen);
+// turned sideways while watching: the picture comes into view, filling the screen (app.css)
+if (window.matchMedia) {
+  const sideways = window.matchMedia('(orientation: landscape) and (max-height: 520px)');
+  const onTurn = () => {
+    if (sideways.matches && !$('#live').hidden) $('#player').scrollIntoView({ block: 'start' });
+  };
+  if (sideways.addEventListener) sideways.addEventListener('change', onTurn);
+  else if (sideways.addListener) sideways.addListener(onTurn);
+}
 for (const ev of ['fullscreenchange', 'webkitfullscreenchange']) document.addEventListener(ev, renderStage);
 
 // ---- watching over HLS: from the start, and the fallback when WebRTC cannot connect ----
