@@ -137,7 +137,8 @@ test('a session from scheduling to answers, on every screen', async ({ browser, 
     await expect(en.locator('#unmute')).toBeHidden();
     expect(await en.$eval('#video', (v) => v.muted)).toBe(false);
   }
-  await expect(expert.locator('#stat-viewers')).toHaveText(/^[3-9]$/, { timeout: 10_000 });
+  // the two patients (servers that count staff too, as before issue 13, show 3)
+  await expect(expert.locator('#stat-viewers')).toHaveText(/^[2-9]$/, { timeout: 10_000 });
 
   // ---- they ask ----
   await zh.fill('#ask-text', Q1);
