@@ -246,6 +246,7 @@ test('a question asked with the socket down is kept, survives a reload and is st
   await expect(page.locator('#ask-text')).toHaveValue('');
   const kept = await page.evaluate((sid) => localStorage.getItem(`oncolive.outbox.${sid}`), session.id);
   expect(JSON.parse(kept).map((e) => e.text)).toEqual([QUESTION]);
+  await waiting.evaluate((el) => el.scrollIntoView({ block: 'center' }));
   await shot(page, 'offline-en');
 
   // ---- a reload (the page loads, the socket still cannot open) keeps it ----
