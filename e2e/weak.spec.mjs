@@ -20,13 +20,13 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const SHOTS = join(ROOT, 'artifacts', 'screenshots');
 const DESKTOP = { viewport: { width: 1280, height: 800 } };
 
-async function shot(page, name, { fullPage = false } = {}) {
+/** The screen as the phone shows it, from the top (a sticky header looks odd mid-scroll) unless `keepScroll`. */
+async function shot(page, name, { fullPage = false, keepScroll = false } = {}) {
   await mkdir(SHOTS, { recursive: true });
-  await page.evaluate((full) => {
+  await page.evaluate((top) => {
     for (const el of document.querySelectorAll('.toast')) el.remove();
-    // a sticky header looks odd in a full-page shot taken mid-scroll
-    if (full) window.scrollTo(0, 0);
-  }, fullPage);
+    if (top) window.scrollTo(0, 0);
+  }, !keepScroll);
   await page.screenshot({ path: join(SHOTS, `weak-${name}.png`), fullPage });
 }
 
@@ -247,7 +247,7 @@ test('a question asked with the socket down is kept, survives a reload and is st
   const kept = await page.evaluate((sid) => localStorage.getItem(`oncolive.outbox.${sid}`), session.id);
   expect(JSON.parse(kept).map((e) => e.text)).toEqual([QUESTION]);
   await waiting.evaluate((el) => el.scrollIntoView({ block: 'center' }));
-  await shot(page, 'offline-en');
+  await shot(page, 'offline-en', { keepScroll: true });
 
   // ---- a reload (the page loads, the socket still cannot open) keeps it ----
   await ctx.setOffline(false);
@@ -364,7 +364,7 @@ for (const lang of ['zh', 'en']) {
       expect(v.height).toBeGreaterThanOrEqual(350);
     }
     expect(await tooSmallOrCut(page, 14, '#player')).toEqual([]);
-    await shot(page, `landscape-${lang}`);
+    await shot(page, `landscape-${lang}`, { keepScroll: true });
     expect(errors).toEqual([]);
     await ctx.close();
     if (expertCtx) await expertCtx.close();
