@@ -201,6 +201,40 @@ test('sound only: Opus alone, under 64 kbit/s on the wire, and back to video wit
   await expertCtx.close();
 });
 
+test('the picture does not come while the expert is on camera: the page offers sound only', async ({ browser, server }) => {
+  const { session, links } = await createSession(server, { title: 'Stalled picture', expert_name: 'Dr. Stall' });
+  test.skip(!(await relayMounted(server.url, session.id)), 'the server does not mount the relay');
+  const errors = [];
+  const { expertCtx } = await goLive(browser, links, errors);
+  const ctx = await browser.newContext({ ...PHONE, locale: 'en-US' });
+  const page = await ctx.newPage();
+  watchErrors(page, 'patient', errors);
+  // the video cannot be had on this network: every WHEP offer with a video section is refused
+  await page.route(/\/api\/sessions\/[^/]+\/whep$/, (route) => {
+    const req = route.request();
+    if (req.method() === 'POST' && /m=video/.test(req.postData() || '')) return route.fulfill({ status: 503, body: '' });
+    return route.fallback();
+  });
+  await page.goto(links.patient);
+  await page.click('#join-btn');
+  await expect(page.locator('#conn')).toHaveAttribute('data-state', 'online');
+  await expect(page.locator('#v-offer')).toBeVisible({ timeout: 20_000 });
+  await expect(page.locator('#v-offer')).toContainText('The picture keeps stopping');
+  // the expert is there: no "waiting for the expert", no countdown
+  await expect(page.locator('#v-title')).not.toHaveText('Waiting for the expert');
+  await expect(page.locator('#v-countdown')).toBeHidden();
+  expect(await smallTargets(page, '#v-offer')).toEqual([]);
+  await shot(page, 'offer-en');
+  await page.click('#btn-offer-audio');
+  await expect(page.locator('#v-offer')).toBeHidden();
+  await expect(page.locator('#v-title')).toHaveText('Sound only', { timeout: 20_000 });
+  await expect(page.locator('#btn-audio')).toHaveAttribute('aria-pressed', 'true');
+  expect(await page.$eval('#video', (v) => v.muted)).toBe(false);
+  expect(errors).toEqual([]);
+  await ctx.close();
+  await expertCtx.close();
+});
+
 test('a question asked with the socket down is kept, survives a reload and is stored once', async ({ browser, server }) => {
   const { session, links, tokens } = await createSession(server, { title: 'Offline questions' });
   const errors = [];

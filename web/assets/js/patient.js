@@ -274,7 +274,7 @@ function renderStage() {
   } else if (videoState === 'playing') {
     title = audioOnly ? t('audio.title') : '';
     if (audioOnly) detail = t('audio.detail', { name: s.expert_name });
-  } else if (videoState === 'waiting' || (store.video === 'waiting' && videoState !== 'unsupported')) {
+  } else if ((videoState === 'waiting' && store.video !== 'live') || (store.video === 'waiting' && videoState !== 'unsupported')) {
     // the expert has not arrived: a countdown to the announced start, then "shortly"
     title = t(startPassed(s) ? 'wait.shortly' : 'video.waiting');
     detail = t('video.waitingDetail');
@@ -351,7 +351,8 @@ function calendarUrl() {
 function renderCountdown() {
   const s = store.session || preview;
   const at = s && Date.parse(s.scheduled_start);
-  const waiting = !!s && (s.state === 'scheduled' || (s.state === 'live' && mode === 'rtc' && videoState !== 'playing'));
+  // the expert is still to come (not: on camera, and the picture is not getting through)
+  const waiting = !!s && (s.state === 'scheduled' || (s.state === 'live' && mode === 'rtc' && videoState !== 'playing' && store.video !== 'live'));
   const ahead = waiting && Number.isFinite(at) && at > Date.now();
   const text = ahead ? t('wait.startsIn', { time: formatCountdown(at - Date.now(), formatRelative(s.scheduled_start)) }) : '';
   for (const id of ['#v-countdown', '#join-countdown']) {
