@@ -5,6 +5,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { test, expect } from './server.mjs';
+import { startWireProxy } from './wire.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const SHOTS = join(ROOT, 'artifacts', 'screenshots');
@@ -136,7 +137,8 @@ test('a session from scheduling to answers, on every screen', async ({ browser, 
     await expect(en.locator('#unmute')).toBeHidden();
     expect(await en.$eval('#video', (v) => v.muted)).toBe(false);
   }
-  await expect(expert.locator('#stat-viewers')).toHaveText(/^[3-9]$/, { timeout: 10_000 });
+  // the two patients (servers that count staff too, as before issue 13, show 3)
+  await expect(expert.locator('#stat-viewers')).toHaveText(/^[2-9]$/, { timeout: 10_000 });
 
   // ---- they ask ----
   await zh.fill('#ask-text', Q1);
@@ -302,6 +304,11 @@ async function expectNoHorizontalScroll(page) {
 }
 
 test('the patient page on a slow mobile link: bytes and first paint', async ({ browser, server }) => {
+  // Through wire.mjs, not the fixture's context.route: a routed answer skips the throttle, and its
+  // request has no Accept-Encoding yet, so the route sent every file uncompressed (≈190–210 KB
+  // counted where gzip makes ≈55 KB). The front serves this checkout's web/ over a real socket,
+  // gzipped as the server does: what is counted is what goes on the wire.
+  const front = await startWireProxy(server.url);
   const ctx = await browser.newContext({ ...PHONE, locale: 'zh-CN' });
   const page = await ctx.newPage();
   const cdp = await ctx.newCDPSession(page);
@@ -310,7 +317,7 @@ test('the patient page on a slow mobile link: bytes and first paint', async ({ b
   await cdp.send('Network.emulateNetworkConditions', {
     offline: false, latency: 300, downloadThroughput: (400 * 1024) / 8, uploadThroughput: (150 * 1024) / 8,
   });
-  await page.goto(`${server.url}/s/${server.session_id}`);
+  await page.goto(`${front.url}/s/${server.session_id}`);
   await expect(page.locator('#join-btn')).toHaveText('进入直播');
   const result = await page.evaluate(() => {
     const paint = {};
@@ -332,4 +339,5 @@ test('the patient page on a slow mobile link: bytes and first paint', async ({ b
   // is shared and noisy, and speed belongs in measurements, not in pass/fail.
   expect(result['first-contentful-paint']).toBeGreaterThan(0);
   await ctx.close();
+  await front.stop();
 });

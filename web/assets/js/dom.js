@@ -98,15 +98,40 @@ export function renderer(fn) {
 }
 
 let toastBox = null;
-/** A short message at the bottom of the screen. */
+/**
+ * A short message near the top of the screen, or at the bottom when an element marked
+ * `.toast-avoid` (the ask box) is up there: a toast never covers what the patient is typing in.
+ */
 export function toast(message, { bad = false, ms = 3500 } = {}) {
   if (!toastBox) {
     toastBox = h('div', { class: 'toasts', role: 'status', 'aria-live': 'polite' });
     document.body.appendChild(toastBox);
+    const place = () => { if (toastBox.firstChild) placeToasts(toastBox); };
+    window.addEventListener('scroll', place, { passive: true });
+    window.addEventListener('resize', place);
   }
   const el = h('div', { class: bad ? 'toast bad' : 'toast', text: message });
   toastBox.appendChild(el);
+  placeToasts(toastBox);
   setTimeout(() => el.remove(), ms);
+}
+
+const overlap = (a, b) => Math.max(0, Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top))
+  * (a.right > b.left && a.left < b.right ? 1 : 0);
+
+/** Top or bottom, whichever covers less of the boxes to avoid. */
+function placeToasts(box) {
+  const avoid = Array.from(document.querySelectorAll('.toast-avoid')).filter((el) => !el.hidden && el.getClientRects().length);
+  if (!avoid.length) { box.classList.remove('low'); return; }
+  const cost = () => {
+    const r = box.getBoundingClientRect();
+    return avoid.reduce((sum, el) => sum + overlap(r, el.getBoundingClientRect()), 0);
+  };
+  box.classList.remove('low');
+  const high = cost();
+  if (high === 0) return;
+  box.classList.add('low');
+  if (cost() > high) box.classList.remove('low');
 }
 
 /** A centred state block: loading, empty, error or offline. */

@@ -102,3 +102,11 @@ export function formatRelative(iso, now = Date.now()) {
   if (abs < 86400) return rtf.format(Math.round(diff / 3600), 'hour');
   return rtf.format(Math.round(diff / 86400), 'day');
 }
+
+/** A countdown: "01:05:09" (hours, minutes, seconds) until `ms` from now; a day or more, `far` ("in 3 days"). */
+export function formatCountdown(ms, far) {
+  if (ms >= 86400000) return far;
+  const sec = Math.max(0, Math.ceil(ms / 1000));
+  const two = (n) => String(n).padStart(2, '0');
+  return `${two(Math.floor(sec / 3600))}:${two(Math.floor(sec / 60) % 60)}:${two(sec % 60)}`;
+}

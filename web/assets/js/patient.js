@@ -1,7 +1,7 @@
 // Patient page: join once, watch, ask, vote, follow "my questions". The token is kept per
 // session in localStorage, so a reload keeps the same identity and questions.
 import { $, h, setText, show, setChildren, renderer, toast, stateBlock, charCount, showCount } from './dom.js';
-import { t, formatDateTime, formatRelative } from './i18n.js';
+import { t, formatDateTime, formatRelative, formatCountdown } from './i18n.js';
 import { api, ApiError, sessionIdFromPath, loadJSON, saveJSON } from './api.js';
 import { SessionStore, newestFirst } from './store.js';
 import { initChrome, viewersLabel, fatalScreen } from './ui.js';
@@ -15,10 +15,12 @@ import { warningText, kindsFound, isPersonal } from './findings.js';
 import { loadSite, disclaimer, expertBadge, retentionDays } from './site.js';
 import { loadRecording, mountChapters, replaySubline } from './replay.js';
 import { loadVideos, renderVideos, attachedFor } from './library.js';
+import { Outbox } from './outbox.js';
 
 const sid = sessionIdFromPath();
 const identityKey = `oncolive.patient.${sid}`;
 const draftKey = `oncolive.draft.${sid}`;
+const AUDIO_KEY = 'oncolive.audioOnly'; // this phone's choice, for every session
 
 const store = new SessionStore();
 let hub = null;
@@ -27,7 +29,11 @@ let identity = loadJSON(identityKey);
 let preview = null;          // the public session object before joining
 let tab = 'queue';
 let videoState = 'idle';
-let uncertainAsk = null;     // text of an ask whose reply was lost with the connection
+// questions not acknowledged yet (sent offline, or their reply was lost), kept across reloads
+const outbox = new Outbox({ key: `oncolive.outbox.${sid}` });
+const inFlight = new Set();  // outbox ids whose `ask` is on the socket now
+let audioOnly = loadJSON(AUDIO_KEY) === true;
+let audioOffer = null;       // why the page suggests sound only: 'stall' | 'slow' | null
 // HLS: `mode` is 'rtc' (WebRTC, the default), 'start' (watching from the start) or 'fallback'
 // (WebRTC cannot connect here: the live HLS playlist, a few seconds behind).
 let mode = 'rtc';
@@ -91,6 +97,7 @@ function renderJoin() {
   setText($('#join-sub'), sessionSubline(preview));
   setText($('#join-topic'), preview.topic || '');
   renderBadge($('#join-badge'), preview);
+  renderCountdown();
 }
 
 /** The safety frame every view carries: the operator's disclaimer in the reader's language. */
@@ -149,7 +156,7 @@ function startLive() {
   const video = $('#video');
   // Always start muted (a waiting room is not the place for sudden sound); one tap unmutes.
   viewer = new Viewer({
-    sessionId: sid, token: identity.token, video,
+    sessionId: sid, token: identity.token, video, audioOnly,
     onState: (s) => {
       videoState = s;
       renderStage();
@@ -163,6 +170,8 @@ function startLive() {
     conn,
     onStatus: (s) => {
       if (s === 'gone') fail('empty', 'error.notFound', 'error.notFoundDetail');
+      // back online (snapshot or resume applied): what was asked meanwhile goes now
+      if (s === 'online') flushOutbox();
       render();
     },
     onChange: onStoreChange,
@@ -176,6 +185,9 @@ function startLive() {
       } catch { return null; }
     },
   });
+  // Joined a live session: the picture's negotiation starts now, alongside the socket, rather
+  // than after the snapshot (a round trip less on a slow link).
+  if (preview && preview.state === 'live' && mode === 'rtc') viewer.start();
   renderAll();
   restoreDraft();
 }
@@ -205,13 +217,10 @@ function onStoreChange(what) {
   }
   // a draft restored before the connection was up is screened once it is
   if (what === 'snapshot' && askText.value.trim()) screener.flush();
-  if (uncertainAsk && (what === 'snapshot' || what === 'questions')) {
-    if (store.mine().some((q) => (q.original ?? q.text).trim() === uncertainAsk)) {
-      uncertainAsk = null;
-      const box = $('#ask-text');
-      if (box.value.trim() === box.dataset.sent) box.value = '';
-      saveDraft('');
-      toast(t('ask.arrived'));
+  // an ask that may have reached the server shows up among my questions: it arrived
+  if (outbox.size && (what === 'snapshot' || what === 'questions')) {
+    for (const { entry } of outbox.reconcile(store.mine())) {
+      if (!inFlight.has(entry.id)) toast(t('ask.arrived'));
     }
   }
   render();
@@ -256,15 +265,18 @@ function renderStage() {
       spinning = true;
     }
   } else if (s.state === 'scheduled') {
-    title = t('video.notStarted');
-    detail = s.scheduled_start ? t('video.startsAt', { time: formatDateTime(s.scheduled_start), rel: formatRelative(s.scheduled_start) }) : '';
+    title = t(startPassed(s) ? 'wait.shortly' : 'video.notStarted');
+    detail = startPassed(s) ? t('wait.shortlyDetail')
+      : s.scheduled_start ? t('video.startsAt', { time: formatDateTime(s.scheduled_start), rel: formatRelative(s.scheduled_start) }) : '';
   } else if (s.state === 'ended') {
     title = t('video.ended');
     detail = t(replayReady ? 'replay.ready' : 'video.endedDetail');
   } else if (videoState === 'playing') {
-    title = '';
-  } else if (videoState === 'waiting' || (store.video === 'waiting' && videoState !== 'unsupported')) {
-    title = t('video.waiting');
+    title = audioOnly ? t('audio.title') : '';
+    if (audioOnly) detail = t('audio.detail', { name: s.expert_name });
+  } else if ((videoState === 'waiting' && store.video !== 'live') || (store.video === 'waiting' && videoState !== 'unsupported')) {
+    // the expert has not arrived: a countdown to the announced start, then "shortly"
+    title = t(startPassed(s) ? 'wait.shortly' : 'video.waiting');
     detail = t('video.waitingDetail');
     spinning = true;
   } else if (videoState === 'stalled') {
@@ -281,10 +293,15 @@ function renderStage() {
   }
   const live = !!s && s.state === 'live';
   const playing = hls ? (live || mode === 'start') && hlsState === 'playing' : live && videoState === 'playing';
-  show($('#v-overlay'), !playing);
+  const listening = !hls && audioOnly && live;
+  // sound only shows who is speaking, never a black picture
+  show($('#v-overlay'), !playing || listening);
+  $('#v-overlay').classList.toggle('listening', listening);
+  show($('#v-audio'), listening && playing);
   show($('#v-spinner'), spinning);
   setText($('#v-title'), title);
   setText($('#v-detail'), detail);
+  renderCountdown();
   show($('#unmute'), playing && video.muted && mode !== 'start');
   show($('#badge-live'), live && mode !== 'start');
   show($('#viewers'), live && store.loaded && mode !== 'start');
@@ -294,14 +311,130 @@ function renderStage() {
   const fromStart = live && mode === 'rtc' && !!(recording && recording.hls_all);
   const backToLive = mode === 'start' && live;
   const toReplay = !!s && s.state === 'ended' && replayReady && mode !== 'start';
+  const calendar = !!s && s.state === 'scheduled';
   show($('#btn-from-start'), fromStart);
   show($('#btn-back-live'), backToLive);
   show($('#btn-replay'), toReplay);
+  show($('#btn-calendar'), calendar);
+  if (calendar) $('#btn-calendar').href = calendarUrl();
   const note = mode === 'fallback' && live ? t('hls.behind') : mode === 'start' ? t('hls.fromStartNote') : '';
   setText($('#v-note'), note);
   show($('#v-note'), !!note);
-  show($('#stage-bar'), fromStart || backToLive || toReplay || !!note);
+  const offer = live && mode === 'rtc' && !audioOnly && !!audioOffer;
+  setText($('#v-offer-text'), offer ? t(audioOffer === 'stall' ? 'audio.offerStall' : 'audio.offerSlow') : '');
+  show($('#v-offer'), offer);
+  show($('#stage-bar'), fromStart || backToLive || toReplay || calendar || !!note || offer);
+
+  // sound only (WebRTC only) and full screen, under the picture or over it in landscape
+  const audioButton = $('#btn-audio');
+  show(audioButton, live && mode === 'rtc');
+  setText(audioButton, t(audioOnly ? 'audio.back' : 'audio.switch'));
+  audioButton.setAttribute('aria-pressed', String(audioOnly));
+  const fs = $('#btn-fullscreen');
+  show(fs, live && (mode !== 'rtc' || !audioOnly));
+  setText(fs, t(fullscreenElement() ? 'fs.exit' : 'fs.enter'));
+  show($('#stage-controls'), live && mode !== 'start');
 }
+
+// ---- waiting for the start: countdown, "shortly", add to calendar ----
+
+function startPassed(s) {
+  const at = s && Date.parse(s.scheduled_start);
+  return Number.isFinite(at) && Date.now() >= at;
+}
+
+function calendarUrl() {
+  return `/api/sessions/${encodeURIComponent(sid)}/calendar.ics`;
+}
+
+/** The countdown on the stage and on the join card, while the expert is still to come. */
+function renderCountdown() {
+  const s = store.session || preview;
+  const at = s && Date.parse(s.scheduled_start);
+  // the expert is still to come (not: on camera, and the picture is not getting through)
+  const waiting = !!s && (s.state === 'scheduled' || (s.state === 'live' && mode === 'rtc' && videoState !== 'playing' && store.video !== 'live'));
+  const ahead = waiting && Number.isFinite(at) && at > Date.now();
+  const text = ahead ? t('wait.startsIn', { time: formatCountdown(at - Date.now(), formatRelative(s.scheduled_start)) }) : '';
+  for (const id of ['#v-countdown', '#join-countdown']) {
+    const el = $(id);
+    setText(el, text);
+    show(el, ahead);
+  }
+  const joinCal = $('#join-calendar');
+  const calendar = !!s && s.state === 'scheduled';
+  show(joinCal, calendar);
+  if (calendar) joinCal.href = calendarUrl();
+}
+setInterval(() => {
+  const s = store.session || preview;
+  if (!s || s.state === 'ended') return;
+  const before = startPassed(s);
+  renderCountdown();
+  // the moment the start passes, the words change too
+  if (before !== startPassed(s)) renderStage();
+}, 1000);
+
+// ---- sound only, and full screen ----
+
+/** Switch the subscription (a new WHEP offer); the hub and every question stay as they are. */
+function setAudioOnly(on) {
+  audioOnly = on;
+  audioOffer = null;
+  notPlayingSince = 0;
+  saveJSON(AUDIO_KEY, on ? true : null);
+  const video = $('#video');
+  // the tap is the gesture that lets sound play: a listener wants to hear
+  if (on && video.muted) {
+    video.muted = false;
+    const p = video.play();
+    if (p && p.catch) p.catch(() => {});
+  }
+  if (viewer) viewer.setAudioOnly(on);
+  renderStage();
+}
+$('#btn-audio').addEventListener('click', () => setAudioOnly(!audioOnly));
+$('#btn-offer-audio').addEventListener('click', () => setAudioOnly(true));
+
+/** Is this a weak link? The browser's own estimate, or the picture arriving thin and slow. */
+function weakLink() {
+  const c = navigator.connection;
+  if (c && (c.saveData || /(^|-)2g$/.test(c.effectiveType || '') || (c.downlink > 0 && c.downlink < 0.3))) return true;
+  const q = viewer && viewer.quality;
+  return videoState === 'playing' && !!q && q.kbps !== null && q.kbps < 120 && q.fps < 5;
+}
+
+function fullscreenElement() {
+  return document.fullscreenElement || document.webkitFullscreenElement || null;
+}
+
+function toggleFullscreen() {
+  if (fullscreenElement()) {
+    const exit = document.exitFullscreen || document.webkitExitFullscreen;
+    if (exit) Promise.resolve(exit.call(document)).catch(() => {});
+    return;
+  }
+  const player = $('#player');
+  const video = $('#video');
+  // iOS Safari and some in-app browsers (WeChat) only put the video element itself full screen
+  const videoOnly = () => { if (video.webkitEnterFullscreen) video.webkitEnterFullscreen(); };
+  const request = player.requestFullscreen || player.webkitRequestFullscreen;
+  if (!request) return videoOnly();
+  Promise.resolve(request.call(player)).then(() => {
+    // a phone held upright still shows the picture sideways-wide
+    try { screen.orientation.lock('landscape').catch(() => {}); } catch { /* not offered */ }
+  }).catch(videoOnly);
+}
+$('#btn-fullscreen').addEventListener('click', toggleFullscreen);
+// turned sideways while watching: the picture comes into view, filling the screen (app.css)
+if (window.matchMedia) {
+  const sideways = window.matchMedia('(orientation: landscape) and (max-height: 520px)');
+  const onTurn = () => {
+    if (sideways.matches && !$('#live').hidden) $('#player').scrollIntoView({ block: 'start' });
+  };
+  if (sideways.addEventListener) sideways.addEventListener('change', onTurn);
+  else if (sideways.addListener) sideways.addListener(onTurn);
+}
+for (const ev of ['fullscreenchange', 'webkitfullscreenchange']) document.addEventListener(ev, renderStage);
 
 // ---- watching over HLS: from the start, and the fallback when WebRTC cannot connect ----
 
@@ -401,8 +534,15 @@ function checkRtc() {
   if (videoState === 'unsupported' || videoState === 'error') { maybeFallback(); return; }
   if (store.video === 'live' && videoState !== 'playing') {
     if (!notPlayingSince) notPlayingSince = Date.now();
-    else if (Date.now() - notPlayingSince > 20000) maybeFallback();
+    else if (Date.now() - notPlayingSince > 20000 && !audioOnly) maybeFallback();
   } else notPlayingSince = 0;
+  // the expert is on camera and the picture does not come, or comes thin: offer sound only
+  const before = audioOffer;
+  if (audioOnly) audioOffer = null;
+  else if (notPlayingSince && Date.now() - notPlayingSince > 6000) audioOffer = 'stall';
+  else if (weakLink()) audioOffer = 'slow';
+  else if (videoState === 'playing') audioOffer = null;
+  if (before !== audioOffer) renderStage();
 }
 setInterval(checkRtc, 2000);
 
@@ -555,7 +695,8 @@ function updateCounter() {
   const consenting = store.needsConsent();
   show($('#consent'), consenting);
   show($('#ask-muted'), !!(store.you && store.you.muted));
-  $('#ask-btn').disabled = n === 0 || n > max || !hub || !hub.online || askText.dataset.busy === '1'
+  // offline, the question is kept and sent when the socket is back
+  $('#ask-btn').disabled = n === 0 || n > max || !hub || askText.dataset.busy === '1'
     || (consenting && !$('#consent-box').checked);
 }
 
@@ -590,7 +731,10 @@ askText.addEventListener('input', () => {
   screener.input(askText.value);
   renderWarning();
 });
-$('#consent-box').addEventListener('change', updateCounter);
+$('#consent-box').addEventListener('change', () => {
+  updateCounter();
+  if ($('#consent-box').checked) flushOutbox();
+});
 
 /** Record the patient's consent once; true when it is on record. */
 async function consent() {
@@ -600,37 +744,93 @@ async function consent() {
   return true;
 }
 
-$('#ask').addEventListener('submit', async (e) => {
+$('#ask').addEventListener('submit', (e) => {
   e.preventDefault();
   const text = askText.value.trim();
   const n = charCount(text);
   if (n === 0 || n > limit('question_chars')) return;
-  askText.dataset.busy = '1';
-  askText.dataset.sent = text;
-  updateCounter();
-  try {
-    await consent();
-  } catch (err) {
-    // nothing was asked yet: the patient just tries again
-    toast(errorText(err), { bad: true });
-    askText.dataset.busy = '';
-    updateCounter();
+  // Every question goes through the outbox: kept in localStorage until the server acknowledges
+  // it, so being offline, a lost reply or a reload never loses it nor sends it twice.
+  // the tick is the patient's, given now; the consent request goes out with the question
+  const entry = outbox.add(text, { consented: $('#consent-box').checked || (!!store.you && !store.needsConsent()) });
+  askText.value = '';
+  saveDraft('');
+  screener.input('');
+  screened = null;
+  renderWarning();
+  selectTab('mine');
+  render();
+  if (!hub || !hub.online) {
+    toast(t('ask.queued'), { ms: 6000 });
     return;
   }
+  sendEntry(entry.id, true);
+});
+
+/** Put a question back in the box (it was refused): the patient can change it and send again. */
+function giveBack(text) {
+  if (!askText.value.trim()) {
+    askText.value = text;
+    saveDraft(text);
+    screener.input(text);
+  }
+  updateCounter();
+}
+
+/**
+ * Send one outbox entry. Returns 'sent', 'dropped' (refused for good), 'kept' (may have
+ * arrived: checked after reconnecting) or 'wait' (try again later). `fresh`: just typed.
+ */
+async function sendEntry(id, fresh = false) {
+  const entry = outbox.get(id);
+  if (!entry || inFlight.has(id)) return 'wait';
+  if (store.needsConsent() && !$('#consent-box').checked && !entry.consented) {
+    // nothing is sent without the patient's own tick
+    show($('#consent'), true);
+    if (fresh) toast(t('err.consent_required'), { bad: true, ms: 6000 });
+    return 'wait';
+  }
+  inFlight.add(id);
   try {
-    const ack = await hub.request({ type: 'ask', text });
-    askText.value = '';
-    saveDraft('');
-    screener.input('');
+    try {
+      await consent();
+    } catch (err) {
+      if (!err.uncertain && err.code !== 'not_connected' && err.code !== 'offline') toast(errorText(err), { bad: true });
+      return 'wait';
+    }
+    // from here the server may have it: a reload or a reconnect looks before sending again
+    outbox.markSending(id, store.mineIds);
+    render();
+    const ack = await hub.request({ type: 'ask', text: entry.text });
+    outbox.remove(id);
     const post = store.session && store.session.moderation === 'post';
     const held = !!(ack && ack.question && ack.question.status === 'pending');
-    toast(!post ? t('ask.sentPre') : held ? t('ask.sentHeld') : t('ask.sentPost'));
-    selectTab('mine');
+    if (!fresh) toast(t('ask.flushed'));
+    else toast(!post ? t('ask.sentPre') : held ? t('ask.sentHeld') : t('ask.sentPost'));
+    return 'sent';
   } catch (err) {
+    if (err.code === 'not_connected' || err.code === 'offline') {
+      outbox.requeue(id);
+      if (fresh) toast(t('ask.queued'), { ms: 6000 });
+      return 'wait';
+    }
     if (err.uncertain) {
-      uncertainAsk = text;
+      // kept as "sending": found in the state after reconnecting, or sent again then
       toast(t(err.code === 'unavailable' ? 'ask.unavailable' : 'ask.uncertain'), { ms: 6000 });
-    } else if (err.code === 'consent_required') {
+      // the socket may stay up (a busy store, a lost reply): look again in a moment
+      if (err.code !== 'disconnected') setTimeout(flushOutbox, 3000);
+      return 'kept';
+    }
+    if (err.code === 'rate_limited') {
+      outbox.requeue(id);
+      const ms = err.retryAfterMs || 10000;
+      toast(t('ask.rateLimited', { s: Math.ceil(ms / 1000) }), { bad: true, ms: 6000 });
+      setTimeout(flushOutbox, ms + 200);
+      return 'wait';
+    }
+    outbox.remove(id);
+    giveBack(entry.text);
+    if (err.code === 'consent_required') {
       // the server has no consent on record (it was removed): ask again, plainly
       store.setConsent(null);
       $('#consent-box').checked = false;
@@ -638,16 +838,39 @@ $('#ask').addEventListener('submit', async (e) => {
     } else if (err.code === 'muted') {
       store.setMuted(true);
       toast(t('err.muted'), { bad: true, ms: 8000 });
-    } else if (err.code === 'rate_limited') {
-      toast(t('ask.rateLimited', { s: Math.ceil((err.retryAfterMs || 10000) / 1000) }), { bad: true, ms: 6000 });
     } else {
       toast(errorText(err), { bad: true });
     }
+    return 'dropped';
   } finally {
-    askText.dataset.busy = '';
-    updateCounter();
+    inFlight.delete(id);
+    render();
   }
-});
+}
+
+/**
+ * Send what waits in the outbox, once the socket is up. An entry that may already be stored is
+ * looked for first: the `pong` of a ping sent now comes after every event the resume replays
+ * (docs/protocol.md), so the state is complete when it arrives.
+ */
+let flushing = false;
+async function flushOutbox() {
+  if (flushing || !hub || !hub.online || !outbox.size) return;
+  if (store.session && store.session.state === 'ended') return;
+  flushing = true;
+  try {
+    if (outbox.items.some((e) => e.state === 'sending' && !inFlight.has(e.id))) await hub.request({ type: 'ping' });
+    for (const { entry } of outbox.reconcile(store.mine())) if (!inFlight.has(entry.id)) toast(t('ask.arrived'));
+    for (const entry of [...outbox.items]) {
+      if (!hub.online) break;
+      const result = await sendEntry(entry.id);
+      if (result !== 'sent' && result !== 'dropped') break;
+    }
+  } catch { /* offline again: the next "online" sends them */ } finally {
+    flushing = false;
+    render();
+  }
+}
 
 // ---- tabs and lists ----
 
@@ -707,6 +930,12 @@ function plainItem() {
   return createQuestionNode();
 }
 
+/** One of my questions; those still in the outbox say so ("waiting for the network"). */
+function updateMineItem(node, q) {
+  updateQuestionNode(node, q, { store, status: true, author: true });
+  node.classList.toggle('local', !!q.local);
+}
+
 function countedItem() {
   return createQuestionNode({ votes: true });
 }
@@ -731,23 +960,27 @@ function renderAll() {
   setText($('#ask-hint'), s && s.moderation === 'post' ? t('ask.hintPost') : t('ask.hintPre'));
   updateCounter();
 
+  const waiting = outbox.asQuestions(identity && identity.name ? identity.name : null);
   if (!store.loaded) {
     const loading = stateBlock('loading', t('loading'));
     for (const id of ['queue', 'mine', 'answered']) {
       const list = $(`#${id}`);
-      if (!list.firstChild) setChildren(list, h('li', null, loading.cloneNode(true)));
+      // questions kept from before a reload show at once, even before the socket is up
+      if (id === 'mine' && waiting.length) renderQuestions(list, waiting, plainItem, updateMineItem, '');
+      else if (!list.firstChild) setChildren(list, h('li', null, loading.cloneNode(true)));
     }
+    setText($('#count-mine'), waiting.length || 0);
     return;
   }
 
   const queue = store.queue();
-  const mine = store.mine();
+  const mine = [...waiting.reverse(), ...store.mine()];
   const answered = store.byStatus('answered', newestFirst);
   setText($('#count-queue'), queue.length);
   setText($('#count-mine'), mine.length);
   setText($('#count-answered'), answered.length);
   renderQuestions($('#queue'), queue, queueItem, updateQueueItem, t('empty.queue'));
-  renderQuestions($('#mine'), mine, plainItem, (node, q) => updateQuestionNode(node, q, { store, status: true, author: true }), t('empty.mine'));
+  renderQuestions($('#mine'), mine, plainItem, updateMineItem, t('empty.mine'));
   renderQuestions($('#answered'), answered, countedItem, (node, q) => updateQuestionNode(node, q, { store }), t('empty.answered'));
 }
 

@@ -149,13 +149,19 @@ function release(resource, token) {
  * Watch the session's video. States given to `onState`:
  * connecting, waiting (no publisher yet), playing, stalled (frames stopped; retrying), error.
  * It keeps trying by itself; call `kick()` to retry at once (e.g. when the session goes live).
+ * `audioOnly` subscribes to the sound alone (an offer with no video section: the relay then
+ * sends only Opus); `setAudioOnly()` switches with a new WHEP offer and a DELETE of the old one.
  */
 export class Viewer {
-  constructor({ sessionId, token, video, onState }) {
+  constructor({ sessionId, token, video, onState, audioOnly = false }) {
     this.sessionId = sessionId;
     this.token = token;
     this.video = video;
     this.onState = onState || (() => {});
+    this.audioOnly = !!audioOnly;
+    // what the last two watchdog reads saw of the picture: kbit/s received and frames/s decoded
+    this.quality = { kbps: null, fps: null };
+    this.lastRead = null;
     this.state = 'idle';
     this.pc = null;
     this.resource = null;
@@ -166,12 +172,13 @@ export class Viewer {
     this.lastFrames = -1;
     this.stuckSince = 0;
     this.generation = 0;
+    this.negotiating = 0;     // the generation whose offer is being made, 0 when none
     this.restarting = false;
     this.onUnload = () => this.teardown();
     // A phone that changed networks (Wi-Fi ↔ mobile): restart ICE on the same WHEP resource.
     this.onNetworkChange = () => this.restartIce();
-    video.addEventListener('playing', () => this.sawFrames());
-    video.addEventListener('resize', () => { if (video.videoWidth > 0) this.sawFrames(); });
+    video.addEventListener('playing', () => { if (!this.audioOnly) this.sawFrames(); });
+    video.addEventListener('resize', () => { if (video.videoWidth > 0 && !this.audioOnly) this.sawFrames(); });
   }
 
   setState(s) {
@@ -199,9 +206,25 @@ export class Viewer {
     this.setState('idle');
   }
 
+  /**
+   * Sound only, or sound and picture again: a new WHEP subscription with the sections wanted
+   * (the old resource is deleted). The hub and every question are untouched.
+   */
+  setAudioOnly(on) {
+    if (this.audioOnly === !!on) return;
+    this.audioOnly = !!on;
+    this.quality = { kbps: null, fps: null };
+    if (this.stopped) return;
+    this.attempt = 0;
+    this.setState('connecting');
+    this.connect();
+  }
+
   /** Retry now, unless a connection is up (a connected viewer gets the picture by itself). */
   kick() {
     if (this.stopped || this.state === 'playing') return;
+    // an offer being made now is not thrown away for a new one (a round trip lost on a slow link)
+    if (this.negotiating === this.generation) return;
     if (this.pc && (this.pc.connectionState === 'connected' || this.pc.connectionState === 'connecting')) return;
     this.attempt = 0;
     this.connect();
@@ -245,11 +268,20 @@ export class Viewer {
     const gen = ++this.generation;
     if (this.state !== 'waiting' && this.state !== 'stalled') this.setState('connecting');
     const url = `/api/sessions/${encodeURIComponent(this.sessionId)}/whep`;
+    this.negotiating = gen;
+    try {
+      await this.negotiate(gen, url);
+    } finally {
+      if (this.negotiating === gen) this.negotiating = 0;
+    }
+  }
+
+  async negotiate(gen, url) {
     const ice = await iceServers(url, this.token);
     if (gen !== this.generation || this.stopped) return;
     const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', iceServers: ice });
     this.pc = pc;
-    pc.addTransceiver('video', { direction: 'recvonly' });
+    if (!this.audioOnly) pc.addTransceiver('video', { direction: 'recvonly' });
     pc.addTransceiver('audio', { direction: 'recvonly' });
     const stream = new MediaStream();
     pc.ontrack = (e) => {
@@ -332,11 +364,23 @@ export class Viewer {
 
   sawFrames() {
     if (this.stopped || !this.pc) return;
-    if (this.video.videoWidth > 0) {
+    if (this.video.videoWidth > 0 || this.audioOnly) {
       this.attempt = 0;
       this.stuckSince = 0;
       this.setState('playing');
     }
+  }
+
+  /** kbit/s and frames/s of the picture since the last read (the page offers sound only on a weak link). */
+  measure(now, frames, bytes) {
+    const last = this.lastRead;
+    this.lastRead = { at: now, frames, bytes, audioOnly: this.audioOnly };
+    if (!last || last.audioOnly !== this.audioOnly || now <= last.at || this.audioOnly) return;
+    const secs = (now - last.at) / 1000;
+    this.quality = {
+      kbps: Math.max(0, (bytes - last.bytes) * 8 / 1000 / secs),
+      fps: Math.max(0, (frames - last.frames) / secs),
+    };
   }
 
   /**
@@ -349,15 +393,21 @@ export class Viewer {
     const pc = this.pc;
     if (!pc) return;
     let frames = -1;
+    let bytes = 0;
     try {
       const stats = await pc.getStats();
+      const kind = this.audioOnly ? 'audio' : 'video';
       stats.forEach((r) => {
-        if (r.type === 'inbound-rtp' && (r.kind || r.mediaType) === 'video') frames = Math.max(frames, r.framesDecoded || 0);
+        if (r.type !== 'inbound-rtp' || (r.kind || r.mediaType) !== kind) return;
+        // sound has no frames: its packets count instead
+        frames = Math.max(frames, (this.audioOnly ? r.packetsReceived : r.framesDecoded) || 0);
+        bytes += r.bytesReceived || 0;
       });
     } catch { /* closed meanwhile */ }
     if (pc !== this.pc) return;
     const now = Date.now();
-    if (frames > this.lastFrames && this.video.videoWidth > 0) {
+    this.measure(now, frames, bytes);
+    if (frames > this.lastFrames && (this.video.videoWidth > 0 || this.audioOnly)) {
       this.lastFrames = frames;
       this.stuckSince = 0;
       if (this.state !== 'playing') this.sawFrames();
