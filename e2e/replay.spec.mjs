@@ -11,6 +11,7 @@
 // Screenshots go to artifacts/screenshots/ (replay-*.png, hls-*.png).
 import { mkdir } from 'node:fs/promises';
 import { statSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test, expect, createSession } from './server.mjs';
@@ -35,6 +36,13 @@ function watchErrors(page, label, errors) {
 
 const currentTime = (page, sel = '#r-video') => page.$eval(sel, (v) => v.currentTime);
 const paused = (page, sel = '#r-video') => page.$eval(sel, (v) => v.paused);
+/** What a failed expectation about playback prints. */
+const videoState = (page, sel = '#r-video') => page.$eval(sel, (v) => ({
+  currentTime: v.currentTime, duration: v.duration, paused: v.paused, ended: v.ended, readyState: v.readyState,
+  networkState: v.networkState, error: v.error && `${v.error.code} ${v.error.message}`,
+  buffered: Array.from({ length: v.buffered.length }, (_, i) => [v.buffered.start(i), v.buffered.end(i)]),
+  seekable: Array.from({ length: v.seekable.length }, (_, i) => [v.seekable.start(i), v.seekable.end(i)]),
+}));
 
 /** The video moves: currentTime advances by more than half a second. */
 async function expectAdvancing(page, sel) {
@@ -122,6 +130,7 @@ test('a real broadcast: the replay plays and a chapter tap lands within 2 s of t
   await expect(expert.locator('#stat-answered')).toHaveText('1');
   await expert.waitForTimeout(Math.max(0, publishedAt + 14_000 - Date.now()));
   await setState(server, session.id, 'ended');
+  const sentSeconds = (Date.now() - publishedAt) / 1000;
 
   // ---- the recording closes; its chapter is where the expert pressed "Answer now" ----
   let rec = null;
@@ -138,6 +147,23 @@ test('a real broadcast: the replay plays and a chapter tap lands within 2 s of t
   expect(Math.abs(chapter.at_ms - expectedMs)).toBeLessThan(2000);
   expect(chapter.at_ms).toBeGreaterThan(2000);
   expect(chapter.at_ms).toBeLessThan(rec.duration_ms);
+
+  // ---- ffprobe reads the browser's recording: one video and one audio stream, its length ----
+  const probed = JSON.parse(execFileSync('ffprobe', ['-v', 'error', '-show_entries', 'stream=codec_type,codec_name:format=duration',
+    '-of', 'json', `${server.url}${rec.download}`]).toString());
+  const kinds = probed.streams.map((st) => `${st.codec_type}:${st.codec_name}`);
+  expect(kinds).toEqual(rec.container === 'mp4' ? ['video:h264', 'audio:opus'] : ['video:vp8', 'audio:opus']);
+  const declared = Number(probed.format.duration);
+  // The file declares the length its segments cover (the VOD playlist lists the same ones).
+  if (rec.hls_all) {
+    const playlist = await (await fetch(`${server.url}${rec.hls_all}`)).text();
+    const listed = [...playlist.matchAll(/#EXTINF:([0-9.]+)/g)].reduce((sum, m) => sum + Number(m[1]), 0);
+    expect(Math.abs(declared - listed), `ffprobe declares ${declared} s, the playlist lists ${listed} s`).toBeLessThan(0.5);
+  }
+  // Known gap (issue 12 note): with Chromium publishing, the seconds before the first keyframe
+  // the recorder sees are not recorded; printed here, not asserted.
+  test.info().annotations.push({ type: 'recording', description: `${rec.container}: ffprobe ${declared} s, manifest ${rec.duration_ms} ms, ~${sentSeconds.toFixed(1)} s published` });
+  console.log(`recording: ffprobe declares ${declared} s; manifest end ${rec.duration_ms} ms; published ~${sentSeconds.toFixed(1)} s`);
 
   // the patient who asked, still on the page, is offered the replay
   await expect(asker.locator('#btn-replay')).toBeVisible({ timeout: 20_000 });
@@ -156,7 +182,7 @@ test('a real broadcast: the replay plays and a chapter tap lands within 2 s of t
     await expect.poll(() => page.$eval('#r-video', (v) => v.readyState)).toBeGreaterThanOrEqual(1);
     await page.locator('#r-chapters .chapter').first().tap();
     await expect.poll(async () => Math.abs(await currentTime(page) - chapter.at_ms / 1000), { timeout: 15_000 }).toBeLessThan(2);
-    expect(await paused(page)).toBe(false);
+    expect(await paused(page), JSON.stringify(await videoState(page))).toBe(false);
     await expectAdvancing(page, '#r-video');
     await expect(page.locator('#r-chapters li').first()).toHaveClass(/current/);
     expect(await tooSmallOrCut(page, 14)).toEqual([]);

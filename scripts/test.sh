@@ -27,6 +27,8 @@ command -v promtool >/dev/null || missing+=(prometheus)
 # ffprobe checks recordings; ffmpeg makes the library's test videos and reads the HLS playlists.
 command -v ffprobe >/dev/null || missing+=(ffmpeg)
 command -v python3 >/dev/null || missing+=(python3 python3-venv)
+# nft drops a test viewer's UDP (signaling/tests/turn.rs: TURN over TCP).
+command -v nft >/dev/null || missing+=(nftables)
 if ((${#missing[@]})); then
   echo "installing: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -69,8 +71,8 @@ run_isolated "cargo test --workspace --locked --offline"
 step "hub suite against Redis"
 run_isolated "ONCOLIVE_TEST_BROKER=redis cargo test -p oncolive-server --test hub --test privacy --locked --offline"
 
-step "library suite against an S3-compatible server (moto)"
-run_isolated "ONCOLIVE_TEST_STORE=s3 cargo test -p oncolive-server --test library --locked --offline"
+step "library and replay suites against an S3-compatible server (moto)"
+run_isolated "ONCOLIVE_TEST_STORE=s3 cargo test -p oncolive-server --test library --test replay --locked --offline"
 
 step "hub suite and multi-node tests against a three-master Redis Cluster"
 run_isolated "ONCOLIVE_TEST_BROKER=redis-cluster cargo test -p oncolive-server --test hub --test privacy --test redis_nodes --test redis_broker --locked --offline"

@@ -5,7 +5,9 @@
 //! `moof`+`mdat` pairs is a valid MP4. What a progressive player lacks is where each fragment
 //! is, to seek without reading every one before it: a `sidx` box (ISO/IEC 14496-12 §8.16.3)
 //! right after the `moov` gives each segment's size, duration and that it starts with a
-//! keyframe. It is computed from the manifest on each request; nothing is stored twice.
+//! keyframe. It is computed from the manifest on each request; nothing is stored twice. The
+//! init is served with the part's length filled in (`mvhd`, `mehd`): without it players take
+//! the first fragment's length for the file's.
 //!
 //! A WebM part's stored init is a live stream's (a Segment of unknown size, no duration): a
 //! player given it as a file shows no length and cannot seek. The download replaces it with a
@@ -13,7 +15,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::fmp4::OpusConfig;
+use crate::fmp4::{self, OpusConfig};
 use crate::manifest::{Container, Part, object_key};
 use crate::webm::{self, CueAt, Vp8Config};
 
@@ -37,12 +39,18 @@ impl Piece {
     }
 }
 
-/// The pieces of `part`'s file, in order.
-pub fn pieces(session: &str, part: &Part) -> Vec<Piece> {
+/// The pieces of `part`'s file, in order. `init` is the part's stored init segment when the
+/// caller has read it: an MP4 init is then served with the part's length filled in
+/// ([`fmp4::with_duration`]); without it, as stored.
+pub fn pieces(session: &str, part: &Part, init: Option<&[u8]>) -> Vec<Piece> {
     let mut pieces = Vec::with_capacity(part.segments.len() + 2);
-    match webm_head(part) {
-        Some(head) => pieces.push(Piece::Inline(head)),
-        None => pieces.push(Piece::Stored {
+    let mp4_init = init
+        .filter(|_| part.container == Container::Mp4)
+        .and_then(|init| fmp4::with_duration(init, part_duration_ms(part)));
+    match (webm_head(part), mp4_init) {
+        (Some(head), _) => pieces.push(Piece::Inline(head)),
+        (None, Some(init)) => pieces.push(Piece::Inline(Bytes::from(init))),
+        (None, None) => pieces.push(Piece::Stored {
             key: object_key(session, &part.init),
             len: part.init_bytes,
         }),
@@ -84,40 +92,61 @@ fn webm_head(part: &Part) -> Option<Bytes> {
             bytes: s.bytes,
         })
         .collect();
-    let duration = part
-        .segments
-        .last()
-        .map_or(0, |s| s.start_ms + u64::from(s.duration_ms))
-        - part.segments.first().map_or(0, |s| s.start_ms);
     Some(Bytes::from(webm::download_head(
         video.as_ref(),
         audio.as_ref(),
-        duration,
+        part_duration_ms(part),
         &cues,
     )))
 }
 
-/// The segment index of an MP4 part: one reference per media segment, in ms.
+/// From the part's first segment's start to its last one's end.
+fn part_duration_ms(part: &Part) -> u64 {
+    let end = part
+        .segments
+        .last()
+        .map_or(0, |s| s.start_ms + u64::from(s.duration_ms));
+    end - part.segments.first().map_or(0, |s| s.start_ms)
+}
+
+/// The segment index of an MP4 part: one `sidx` per track, one reference per media segment,
+/// in the track's timescale. Every track needs its own: ffmpeg (and so Chromium, which plays files through it)
+/// trusts the index, and the length it gives, only when each track has one.
 fn sidx(part: &Part) -> Bytes {
     // At most 65535 references fit; at 4 s a segment that is 72 hours.
     let segments = &part.segments[..part.segments.len().min(usize::from(u16::MAX))];
     let size = 12 + 4 + 4 + 8 + 8 + 2 + 2 + 12 * segments.len();
-    let mut b = BytesMut::with_capacity(size);
-    b.put_u32(size as u32);
-    b.put_slice(b"sidx");
-    b.put_u32(1 << 24); // version 1 (64-bit times), no flags
-    b.put_u32(1); // reference_ID: the video track, whose keyframes start the segments
-    b.put_u32(1000); // timescale: ms, as the manifest keeps them
-    b.put_u64(segments.first().map_or(0, |s| s.start_ms)); // earliest_presentation_time
-    b.put_u64(0); // first_offset: the first segment follows this box
-    b.put_u16(0); // reserved
-    b.put_u16(segments.len() as u16);
-    for s in segments {
-        // reference_type 0 (media), referenced_size in 31 bits.
-        b.put_u32((s.bytes.min(0x7fff_ffff)) as u32);
-        b.put_u32(s.duration_ms);
-        // starts_with_SAP = 1, SAP_type = 1 (a keyframe starts it), SAP_delta_time = 0.
-        b.put_u32(0x9000_0000);
+    let tracks: Vec<(u32, u64)> = [
+        part.video
+            .as_ref()
+            .map(|v| (fmp4::VIDEO_TRACK, u64::from(v.timescale))),
+        part.audio
+            .as_ref()
+            .map(|a| (fmp4::AUDIO_TRACK, u64::from(a.timescale))),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let mut b = BytesMut::with_capacity(size * tracks.len());
+    for (i, &(track, timescale)) in tracks.iter().enumerate() {
+        let ticks = |ms: u64| ms * timescale / 1000;
+        b.put_u32(size as u32);
+        b.put_slice(b"sidx");
+        b.put_u32(1 << 24); // version 1 (64-bit times), no flags
+        b.put_u32(track); // reference_ID
+        b.put_u32(timescale as u32); // the track's, as its fragments count
+        b.put_u64(ticks(segments.first().map_or(0, |s| s.start_ms))); // earliest_presentation_time
+        // first_offset: the first segment follows the last index.
+        b.put_u64((size * (tracks.len() - 1 - i)) as u64);
+        b.put_u16(0); // reserved
+        b.put_u16(segments.len() as u16);
+        for s in segments {
+            // reference_type 0 (media), referenced_size in 31 bits.
+            b.put_u32((s.bytes.min(0x7fff_ffff)) as u32);
+            b.put_u32(ticks(u64::from(s.duration_ms)) as u32);
+            // starts_with_SAP = 1, SAP_type = 1 (a keyframe starts it), SAP_delta_time = 0.
+            b.put_u32(0x9000_0000);
+        }
     }
     b.freeze()
 }
@@ -125,7 +154,7 @@ fn sidx(part: &Part) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::Segment;
+    use crate::manifest::{Segment, TrackInfo};
 
     #[test]
     fn the_index_sits_between_init_and_segments() {
@@ -134,8 +163,20 @@ mod tests {
             init: "p0-init.mp4".into(),
             init_bytes: 700,
             codecs: "avc1.42e01f,opus".into(),
-            video: None,
-            audio: None,
+            video: Some(TrackInfo {
+                codec: "avc1.42e01f".into(),
+                timescale: 90_000,
+                width: Some(640),
+                height: Some(360),
+                channels: None,
+            }),
+            audio: Some(TrackInfo {
+                codec: "opus".into(),
+                timescale: 48_000,
+                width: None,
+                height: None,
+                channels: Some(2),
+            }),
             segments: (0..3)
                 .map(|i| Segment {
                     seq: i,
@@ -146,23 +187,29 @@ mod tests {
                 })
                 .collect(),
         };
-        let pieces = pieces("s", &part);
+        let pieces = pieces("s", &part, None);
         assert_eq!(pieces.len(), 5);
         let Piece::Inline(sidx) = &pieces[1] else {
             panic!("{pieces:?}")
         };
-        assert_eq!(sidx.len(), 12 + 28 + 36);
-        assert_eq!(&sidx[4..8], b"sidx");
-        assert_eq!(
-            u32::from_be_bytes(sidx[0..4].try_into().unwrap()) as usize,
-            sidx.len()
-        );
-        // The second reference: 1001 bytes, 4000 ms, starts with a keyframe.
+        // One index per track, each of 76 bytes; the first points past the second.
+        assert_eq!(sidx.len(), 2 * (12 + 28 + 36));
+        for (at, track, first_offset) in [(0, 1, 76), (76, 2, 0)] {
+            let index = &sidx[at..at + 76];
+            assert_eq!(&index[4..8], b"sidx");
+            assert_eq!(u32::from_be_bytes(index[0..4].try_into().unwrap()), 76);
+            assert_eq!(u32::from_be_bytes(index[12..16].try_into().unwrap()), track);
+            assert_eq!(
+                u64::from_be_bytes(index[28..36].try_into().unwrap()),
+                first_offset
+            );
+        }
+        // The second reference: 1001 bytes, 4 s at 90 kHz, starts with a keyframe.
         let r = &sidx[40 + 12..40 + 24];
         assert_eq!(u32::from_be_bytes(r[0..4].try_into().unwrap()), 1001);
-        assert_eq!(u32::from_be_bytes(r[4..8].try_into().unwrap()), 4000);
+        assert_eq!(u32::from_be_bytes(r[4..8].try_into().unwrap()), 360_000);
         assert_eq!(r[8], 0x90);
         let total: u64 = pieces.iter().map(Piece::len).sum();
-        assert_eq!(total, 700 + 76 + 1000 + 1001 + 1002);
+        assert_eq!(total, 700 + 152 + 1000 + 1001 + 1002);
     }
 }

@@ -163,6 +163,69 @@ pub fn init_segment(video: Option<&AvcConfig>, audio: Option<&OpusConfig>) -> Ve
     out
 }
 
+/// The stored init of a part with its length filled in, for a download of the whole part: a
+/// live recording's init says nothing of its length (`mvhd` duration 0, no `mehd`), and a
+/// progressive player (Chromium, ffmpeg) then takes the first fragment's length for the whole
+/// file's and stops there. Sets `mvhd`'s duration and puts a `mehd` (ISO/IEC 14496-12
+/// §8.8.2) first in `mvex`, both in the movie's timescale (ms, as [`init_segment`] writes
+/// it). `None` when `init` is not what [`init_segment`] writes.
+pub fn with_duration(init: &[u8], duration_ms: u64) -> Option<Vec<u8>> {
+    let boxes = children(init)?;
+    let mut out = Vec::with_capacity(init.len() + 20);
+    for (kind, whole) in boxes {
+        if kind != *b"moov" {
+            out.extend_from_slice(whole);
+            continue;
+        }
+        let mut moov = Vec::with_capacity(whole.len() + 20);
+        for (kind, child) in children(&whole[8..])? {
+            match &kind {
+                b"mvhd" => {
+                    // version 0: size, type, version+flags, creation, modification, timescale.
+                    let mut mvhd = child.to_vec();
+                    if mvhd.get(8) != Some(&0) || mvhd.len() < 28 {
+                        return None;
+                    }
+                    let ms = u32::try_from(duration_ms).unwrap_or(u32::MAX);
+                    mvhd[24..28].copy_from_slice(&ms.to_be_bytes());
+                    moov.extend_from_slice(&mvhd);
+                }
+                b"mvex" => {
+                    let mut mvex = Vec::with_capacity(child.len() + 20);
+                    mvex.extend_from_slice(&((child.len() + 20) as u32).to_be_bytes());
+                    mvex.extend_from_slice(b"mvex");
+                    mvex.extend_from_slice(&20u32.to_be_bytes());
+                    mvex.extend_from_slice(b"mehd");
+                    mvex.extend_from_slice(&(1u32 << 24).to_be_bytes()); // version 1
+                    mvex.extend_from_slice(&duration_ms.to_be_bytes());
+                    mvex.extend_from_slice(&child[8..]);
+                    moov.extend_from_slice(&mvex);
+                }
+                _ => moov.extend_from_slice(child),
+            }
+        }
+        out.extend_from_slice(&((moov.len() + 8) as u32).to_be_bytes());
+        out.extend_from_slice(b"moov");
+        out.extend_from_slice(&moov);
+    }
+    Some(out)
+}
+
+/// The boxes one after another in `data` (32-bit sizes, as [`init_segment`] writes them).
+fn children(data: &[u8]) -> Option<Vec<([u8; 4], &[u8])>> {
+    let mut boxes = Vec::new();
+    let mut rest = data;
+    while !rest.is_empty() {
+        let size = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+        if size < 8 || size > rest.len() {
+            return None;
+        }
+        boxes.push((rest[4..8].try_into().ok()?, &rest[..size]));
+        rest = &rest[size..];
+    }
+    Some(boxes)
+}
+
 fn trak(
     moov: &mut BoxWriter,
     id: u32,

@@ -806,6 +806,23 @@ mod tests {
         probe
     }
 
+    /// The length the file declares (ffprobe's `format.duration`).
+    fn declared_duration(path: &Path) -> f64 {
+        let out = Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "format=duration",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(path)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    }
+
     fn span_of(probe: &Probe, stream: usize) -> (f64, f64, f64) {
         let times: Vec<f64> = probe
             .packets
@@ -862,6 +879,33 @@ mod tests {
         assert!(gap < 0.03, "audio gap {gap}");
         // Every frame decodes.
         ffmpeg(&["-i", path.to_str().unwrap(), "-f", "null", "-"]);
+
+        // The download: the init with the length filled in, the index, the segments; ffprobe
+        // takes the declared length, not the first fragment's.
+        let (part, file) = &stored.parts[0];
+        let init = &file[..part.init_bytes as usize];
+        let pieces = crate::download::pieces("s", part, Some(init));
+        let mut whole = Vec::new();
+        for piece in &pieces[..2] {
+            let crate::download::Piece::Inline(bytes) = piece else {
+                panic!("{pieces:?}")
+            };
+            whole.extend_from_slice(bytes);
+        }
+        whole.extend_from_slice(&file[part.init_bytes as usize..]);
+        let download = dir.path().join("download.mp4");
+        std::fs::write(&download, &whole).unwrap();
+        let declared = declared_duration(&download);
+        assert!((declared - 10.0).abs() < 0.1, "declared {declared}");
+        ffmpeg(&[
+            "-ss",
+            "6",
+            "-i",
+            download.to_str().unwrap(),
+            "-f",
+            "null",
+            "-",
+        ]);
     }
 
     #[test]
@@ -899,7 +943,7 @@ mod tests {
         // The download's head: a known length and a cue at each segment's first cluster.
         let (part, file) = &stored.parts[0];
         let Some(crate::download::Piece::Inline(head)) =
-            crate::download::pieces("s", part).first().cloned()
+            crate::download::pieces("s", part, None).first().cloned()
         else {
             panic!("a WebM download starts with a head made here")
         };

@@ -78,9 +78,17 @@ async fn download(
         manifest.bytes(),
         u8::from(manifest.ended())
     );
+    // A few hundred bytes, read to fill in the part's length (see `download::pieces`); a
+    // failed read serves the init as stored.
+    let init = app
+        .media
+        .get(&object_key(&session, &part.init))
+        .await
+        .map_err(|e| tracing::warn!(error = %e, "cannot read a recording's init"))
+        .ok();
     let ranged = Ranged {
         store: app.media.clone(),
-        pieces: download::pieces(&session, part),
+        pieces: download::pieces(&session, part, init.as_deref()),
         content_type: HeaderValue::from_static(container.mime()),
         etag: HeaderValue::from_str(&etag).ok(),
         cache_control: HeaderValue::from_static(if manifest.ended() {

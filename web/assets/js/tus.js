@@ -181,7 +181,10 @@ export class TusUpload {
   }
 }
 
-/** The UploadError for a refused request: the server's `{error: {code, message}}` when it sent one. */
+/**
+ * The UploadError for a refused request: the server's `{error: {code, message}}` when it sent
+ * one; for `video_refused` the code is its `error.reason` (not_mp4, too_long, …).
+ */
 async function failure(res) {
   let code = res.status >= 500 ? 'server' : res.status === 401 || res.status === 403 ? 'unauthorized'
     : res.status === 413 ? 'too_large' : `http_${res.status}`;
@@ -190,7 +193,7 @@ async function failure(res) {
     const data = await res.json();
     if (data && data.error && data.error.code) {
       // a 5xx stays retryable whatever it is called
-      if (res.status < 500) code = data.error.code;
+      if (res.status < 500) code = data.error.code === 'video_refused' && data.error.reason ? data.error.reason : data.error.code;
       message = data.error.message || message;
     }
   } catch { /* no JSON body */ }

@@ -19,6 +19,20 @@ function waitForIce(pc) {
 }
 
 /**
+ * Under load or a weak uplink the browser would scale the picture down, and every new picture
+ * size starts a new part of the recording (a new init segment); a lower frame rate at the same
+ * size keeps one part, and a talking expert loses little by it.
+ */
+function keepResolution(sender) {
+  try {
+    const params = sender.getParameters();
+    params.degradationPreference = 'maintain-resolution';
+    const done = sender.setParameters(params);
+    if (done && done.catch) done.catch(() => {});
+  } catch { /* an older browser: its own choice */ }
+}
+
+/**
  * STUN/TURN servers the relay hands out in `Link: <turn:…>; rel="ice-server"; username=…;
  * credential=…` headers (RFC 9725 §4.6). They must be known before gathering, so they are asked
  * for once with `OPTIONS` and reused; without them the direct path is tried alone.
@@ -508,12 +522,17 @@ export class Publisher {
     this.pc = pc;
     for (const track of this.stream.getTracks()) {
       const transceiver = pc.addTransceiver(track, { direction: 'sendonly', streams: [this.stream] });
-      if (track.kind === 'video') preferRecordable(transceiver);
+      if (track.kind === 'video') {
+        preferRecordable(transceiver);
+        keepResolution(transceiver.sender);
+      }
     }
     pc.onconnectionstatechange = () => {
       if (gen !== this.generation) return;
       if (pc.connectionState === 'connected') {
         this.attempt = 0;
+        // set again once negotiated: some browsers ignore it on a sender without encodings yet
+        for (const sender of pc.getSenders()) if (sender.track && sender.track.kind === 'video') keepResolution(sender);
         this.setState('live');
       } else if (pc.connectionState === 'failed') {
         this.retry();
