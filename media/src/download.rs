@@ -127,6 +127,12 @@ fn sidx(part: &Part) -> Bytes {
     .into_iter()
     .flatten()
     .collect();
+    // A manifest without track details (none the recorder writes): the first track, in ms.
+    let tracks = if tracks.is_empty() {
+        vec![(fmp4::VIDEO_TRACK, 1000)]
+    } else {
+        tracks
+    };
     let mut b = BytesMut::with_capacity(size * tracks.len());
     for (i, &(track, timescale)) in tracks.iter().enumerate() {
         let ticks = |ms: u64| ms * timescale / 1000;
