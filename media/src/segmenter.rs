@@ -951,19 +951,7 @@ mod tests {
         whole.extend_from_slice(&file[part.init_bytes as usize..]);
         let download = dir.path().join("download.webm");
         std::fs::write(&download, &whole).unwrap();
-        let out = Command::new("ffprobe")
-            .args([
-                "-v",
-                "error",
-                "-show_entries",
-                "format=duration",
-                "-of",
-                "csv=p=0",
-            ])
-            .arg(&download)
-            .output()
-            .unwrap();
-        let duration: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        let duration = declared_duration(&download);
         assert!((duration - 12.0).abs() < 0.1, "duration {duration}");
         let data_start = head
             .windows(4)
