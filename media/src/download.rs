@@ -1,12 +1,17 @@
 //! One file of a recording part, for `<video src>` and the hospital's archive: the part's
 //! init segment, then (for MP4) a segment index, then its media segments, as they are stored.
 //!
+//! A part's file keeps the recording's timeline: its first frame is at the part's start in the
+//! recording (a second part may begin at minute 12), and it declares its end there, as
+//! ffprobe and Chromium read an MP4 whose first fragment starts late. A chapter's `at_ms` is
+//! then a position in whichever part holds it, and a player shows time into the broadcast.
+//!
 //! Fragmented MP4 needs no rewriting to be one playable file: `ftyp`+`moov` followed by
 //! `moof`+`mdat` pairs is a valid MP4. What a progressive player lacks is where each fragment
 //! is, to seek without reading every one before it: a `sidx` box (ISO/IEC 14496-12 §8.16.3)
 //! right after the `moov` gives each segment's size, duration and that it starts with a
 //! keyframe. It is computed from the manifest on each request; nothing is stored twice. The
-//! init is served with the part's length filled in (`mvhd`, `mehd`): without it players take
+//! init is served with the part's end filled in (`mvhd`, `mehd`): without it players take
 //! the first fragment's length for the file's.
 //!
 //! A WebM part's stored init is a live stream's (a Segment of unknown size, no duration): a
@@ -46,7 +51,7 @@ pub fn pieces(session: &str, part: &Part, init: Option<&[u8]>) -> Vec<Piece> {
     let mut pieces = Vec::with_capacity(part.segments.len() + 2);
     let mp4_init = init
         .filter(|_| part.container == Container::Mp4)
-        .and_then(|init| fmp4::with_duration(init, part_duration_ms(part)));
+        .and_then(|init| fmp4::with_duration(init, part_end_ms(part)));
     match (webm_head(part), mp4_init) {
         (Some(head), _) => pieces.push(Piece::Inline(head)),
         (None, Some(init)) => pieces.push(Piece::Inline(Bytes::from(init))),
@@ -95,18 +100,16 @@ fn webm_head(part: &Part) -> Option<Bytes> {
     Some(Bytes::from(webm::download_head(
         video.as_ref(),
         audio.as_ref(),
-        part_duration_ms(part),
+        part_end_ms(part),
         &cues,
     )))
 }
 
-/// From the part's first segment's start to its last one's end.
-fn part_duration_ms(part: &Part) -> u64 {
-    let end = part
-        .segments
+/// Where the part's last segment ends on the recording's timeline.
+fn part_end_ms(part: &Part) -> u64 {
+    part.segments
         .last()
-        .map_or(0, |s| s.start_ms + u64::from(s.duration_ms));
-    end - part.segments.first().map_or(0, |s| s.start_ms)
+        .map_or(0, |s| s.start_ms + u64::from(s.duration_ms))
 }
 
 /// The segment index of an MP4 part: one `sidx` per track, one reference per media segment,

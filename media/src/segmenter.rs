@@ -12,6 +12,12 @@
 //! - When no video has come for a target duration (a publisher without a
 //!   camera, or a camera that stopped), segments are cut by time at audio
 //!   frame boundaries; video then resumes at its next keyframe.
+//! - Audio that comes before the first video keyframe of a recording is held
+//!   (up to two target durations) and written at the start of the first video
+//!   part: a browser's camera often sends its first keyframe seconds after
+//!   its microphone's first packet, and what the expert says then is kept.
+//!   If no keyframe comes within the hold, the audio starts an audio-only
+//!   part.
 //! - A new part (a new init segment) starts when what the init describes
 //!   changes: the container or codec (VP8 → H.264), the H.264 profile or
 //!   level, the picture size. A new SPS that changes none of these (or an
@@ -195,6 +201,8 @@ pub struct Segmenter {
     audio: TrackState,
     /// Video is dropped until a keyframe (start, loss, a time cut).
     need_keyframe: bool,
+    /// Audio before the first video part, oldest first (see the module docs).
+    early_audio: Vec<Pending>,
 }
 
 /// Duration of a frame whose successor never came: 1/30 s, 20 ms.
@@ -217,6 +225,7 @@ impl Segmenter {
             video: TrackState::default(),
             audio: TrackState::default(),
             need_keyframe: true,
+            early_audio: Vec::new(),
         }
     }
 
@@ -240,8 +249,12 @@ impl Segmenter {
                 )
             })
         };
+        let early = self.early_audio.last().map_or(0, |p| {
+            ms(p.pts + u64::from(DEFAULT_AUDIO_DURATION), AUDIO_TIMESCALE)
+        });
         video
             .max(audio)
+            .max(early)
             .max(self.floor_ms)
             .max(pending(&self.video, Track::Video, DEFAULT_VIDEO_DURATION))
             .max(pending(&self.audio, Track::Audio, DEFAULT_AUDIO_DURATION))
@@ -293,8 +306,9 @@ impl Segmenter {
                 .as_ref()
                 .is_some_and(|p| p.layout.carries(&layout));
             if !fits {
-                out.extend(self.flush());
+                out.extend(self.close_segment());
                 out.push(self.start_part(layout));
+                self.take_early_audio();
             } else if self.segment_due(frame.pts) {
                 self.video
                     .finish_pending(Some(frame.pts), DEFAULT_VIDEO_DURATION);
@@ -323,13 +337,30 @@ impl Segmenter {
 
     fn push_audio(&mut self, frame: Frame) -> Vec<Output> {
         let mut out = Vec::new();
-        if self.audio.newest_pts().is_some_and(|p| frame.pts <= p) {
+        let newest = self
+            .audio
+            .newest_pts()
+            .or(self.early_audio.last().map(|p| p.pts));
+        if newest.is_some_and(|p| frame.pts <= p) {
             return out;
         }
         let audio_only = self.span_video.is_none();
         match &self.part {
-            // A video part starts with its first keyframe.
-            None if !audio_only => return out,
+            // A video part starts with its first keyframe; until then the
+            // audio waits for it, for at most two target durations.
+            None if !audio_only => {
+                let held_since = self.early_audio.first().map_or(frame.pts, |p| p.pts);
+                self.early_audio.push(Pending {
+                    pts: frame.pts,
+                    keyframe: true,
+                    data: frame.data,
+                });
+                if frame.pts - held_since >= 2 * self.target_ticks(AUDIO_TIMESCALE) {
+                    out.push(self.start_part(Layout::AudioOnly));
+                    self.take_early_audio();
+                }
+                return out;
+            }
             // No empty video track while only audio comes: players stall
             // on a track with a hole.
             Some(part) if audio_only && part.layout != Layout::AudioOnly => {
@@ -357,8 +388,29 @@ impl Segmenter {
         out
     }
 
+    /// Moves the held audio into the part just started.
+    fn take_early_audio(&mut self) {
+        for early in std::mem::take(&mut self.early_audio) {
+            self.audio
+                .finish_pending(Some(early.pts), DEFAULT_AUDIO_DURATION);
+            self.audio.pending = Some(early);
+        }
+    }
+
     /// Closes the open segment (the publisher left, or the session ends).
     pub fn flush(&mut self) -> Vec<Output> {
+        if self.part.is_none() && !self.early_audio.is_empty() {
+            // The video never came: what was said is kept, as audio only.
+            let mut out = vec![self.start_part(Layout::AudioOnly)];
+            self.take_early_audio();
+            out.extend(self.close_segment());
+            return out;
+        }
+        self.close_segment()
+    }
+
+    /// Closes the open segment, holding on to audio that waits for video.
+    fn close_segment(&mut self) -> Vec<Output> {
         self.video.finish_pending(None, DEFAULT_VIDEO_DURATION);
         self.audio.finish_pending(None, DEFAULT_AUDIO_DURATION);
         self.need_keyframe = true;
@@ -498,10 +550,17 @@ impl Segmenter {
         let seq = self.next_seq;
         self.next_seq += 1;
         let (start_ms, end_ms) = match self.video.first_pts {
-            Some(first) if !self.video.samples.is_empty() => (
-                ms(first, VIDEO_TIMESCALE),
-                ms(self.video.end, VIDEO_TIMESCALE),
-            ),
+            Some(first) if !self.video.samples.is_empty() => {
+                let video_start = ms(first, VIDEO_TIMESCALE);
+                // Audio held before the first keyframe starts the segment earlier.
+                let start = match self.audio.first_pts {
+                    Some(a) if !self.audio.samples.is_empty() => {
+                        video_start.min(ms(a, AUDIO_TIMESCALE))
+                    }
+                    _ => video_start,
+                };
+                (start, ms(self.video.end, VIDEO_TIMESCALE))
+            }
             _ => (
                 ms(self.audio.first_pts.unwrap_or(0), AUDIO_TIMESCALE),
                 ms(self.audio.end, AUDIO_TIMESCALE),
@@ -1040,6 +1099,163 @@ mod tests {
             assert!(!probe.packets.is_empty(), "{}", part.0.init);
         }
         assert_eq!(seg.media_end_ms(), 12_000);
+    }
+
+    /// The part's file as `GET …/recording.mp4?part=N` serves it.
+    fn download_file(part: &(Part, Vec<u8>)) -> Vec<u8> {
+        let init = &part.1[..part.0.init_bytes as usize];
+        let mut media = &part.1[part.0.init_bytes as usize..];
+        let mut out = Vec::new();
+        for piece in crate::download::pieces("s", &part.0, Some(init)) {
+            match piece {
+                crate::download::Piece::Inline(bytes) => out.extend_from_slice(&bytes),
+                crate::download::Piece::Stored { key, len } => {
+                    if key.ends_with(&part.0.init) {
+                        out.extend_from_slice(init);
+                    } else {
+                        out.extend_from_slice(&media[..len as usize]);
+                        media = &media[len as usize..];
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_part_s_file_keeps_the_recording_s_timeline_and_declares_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let vp8 = vp8_frames(dir.path(), 6, 30);
+        let h264 = h264_frames(dir.path(), 6, 30);
+        let mut seg = Segmenter::new(Duration::from_secs(2), Resume::default());
+        let mut stored = Stored { parts: Vec::new() };
+        // H.264, then a VP8 browser, then H.264 again: three parts of 6 s.
+        for (codec, video) in [
+            (VideoCodec::H264, &h264),
+            (VideoCodec::Vp8, &vp8),
+            (VideoCodec::H264, &h264),
+        ] {
+            stored.take(seg.begin_span(Some(codec)));
+            let from = seg.media_end_ms();
+            feed(&mut seg, &mut stored, video, from, true);
+        }
+        stored.take(seg.flush());
+        assert_eq!(stored.parts.len(), 3);
+        for (i, part) in stored.parts.iter().enumerate() {
+            let start = part.0.segments[0].start_ms as f64 / 1000.0;
+            assert!(
+                (start - 6.0 * i as f64).abs() < 0.05,
+                "part {i} starts at {start}"
+            );
+            let path = dir
+                .path()
+                .join(format!("part{i}.{}", part.0.container.extension()));
+            std::fs::write(&path, download_file(part)).unwrap();
+            let probe = probe(&path);
+            let (first, last, gap) = span_of(&probe, 0);
+            assert!(
+                (first - start).abs() < 0.05,
+                "part {i}: first frame at {first}"
+            );
+            assert!(last > start + 5.9 && gap < 0.05, "part {i}: {last} {gap}");
+            let declared = declared_duration(&path);
+            assert!(
+                (declared - (start + 6.0)).abs() < 0.1,
+                "part {i} declares {declared} s"
+            );
+        }
+    }
+
+    fn push_silence(seg: &mut Segmenter, stored: &mut Stored, from_ms: u64, to_ms: u64) {
+        let mut pts = from_ms * 48;
+        while pts < to_ms * 48 {
+            stored.take(seg.push(Frame {
+                track: Track::Audio,
+                pts,
+                keyframe: true,
+                data: Bytes::from_static(OPUS_SILENCE),
+            }));
+            pts += 960;
+        }
+    }
+
+    #[test]
+    fn audio_before_the_first_keyframe_is_kept_at_the_start_of_the_first_part() {
+        let dir = tempfile::tempdir().unwrap();
+        let video = h264_frames(dir.path(), 6, 60);
+        let mut seg = Segmenter::new(Duration::from_secs(4), Resume::default());
+        let mut stored = Stored { parts: Vec::new() };
+        stored.take(seg.begin_span(Some(VideoCodec::H264)));
+        // The microphone's first 3.5 s come before the camera's first keyframe.
+        push_silence(&mut seg, &mut stored, 0, 3500);
+        assert!(stored.parts.is_empty(), "no part before the keyframe");
+        assert_eq!(seg.media_end_ms(), 3500);
+        feed(&mut seg, &mut stored, &video, 3500, true);
+        stored.take(seg.flush());
+
+        assert_eq!(stored.parts.len(), 1, "one part: the video one");
+        let part = &stored.parts[0].0;
+        assert!(part.codecs.starts_with("avc1."), "{}", part.codecs);
+        assert_eq!(
+            part.segments[0].start_ms, 0,
+            "the first segment starts with the audio"
+        );
+        let end = part
+            .segments
+            .last()
+            .map(|s| s.start_ms + u64::from(s.duration_ms));
+        assert!(end.is_some_and(|e| (9_400..=9_600).contains(&e)), "{end:?}");
+        let path = write_part(dir.path(), &stored.parts[0]);
+        let probe = probe(&path);
+        assert_eq!(probe.streams, ["h264", "opus"]);
+        let (v_first, _, v_gap) = span_of(&probe, 0);
+        let (a_first, a_last, a_gap) = span_of(&probe, 1);
+        assert!(a_first < 0.05, "audio starts at {a_first}");
+        assert!((v_first - 3.5).abs() < 0.05, "video starts at {v_first}");
+        assert!(a_last > 9.3, "audio ends at {a_last}");
+        assert!(a_gap < 0.05 && v_gap < 0.05, "gaps {a_gap} {v_gap}");
+    }
+
+    #[test]
+    fn audio_waits_two_target_durations_for_video_then_starts_an_audio_part() {
+        let dir = tempfile::tempdir().unwrap();
+        let video = h264_frames(dir.path(), 4, 60);
+        let mut seg = Segmenter::new(Duration::from_secs(2), Resume::default());
+        let mut stored = Stored { parts: Vec::new() };
+        stored.take(seg.begin_span(Some(VideoCodec::H264)));
+        push_silence(&mut seg, &mut stored, 0, 3900);
+        assert!(stored.parts.is_empty(), "still waiting for the camera");
+        push_silence(&mut seg, &mut stored, 3900, 6000);
+        assert_eq!(
+            stored.parts.len(),
+            1,
+            "after 4 s the audio has a part of its own"
+        );
+        assert_eq!(stored.parts[0].0.codecs, "opus");
+        feed(&mut seg, &mut stored, &video, 6000, true);
+        stored.take(seg.flush());
+        assert_eq!(stored.parts.len(), 2);
+        assert!(stored.parts[1].0.codecs.starts_with("avc1."));
+        let first = &stored.parts[0].0.segments;
+        assert_eq!(first[0].start_ms, 0);
+        let audio_end = first.last().map(|s| s.start_ms + u64::from(s.duration_ms));
+        assert!(audio_end.is_some_and(|e| e >= 5_900), "{audio_end:?}");
+        let (a_first, _, a_gap) = span_of(&probe(&write_part(dir.path(), &stored.parts[0])), 0);
+        assert!(a_first < 0.05 && a_gap < 0.05, "{a_first} {a_gap}");
+    }
+
+    #[test]
+    fn audio_held_for_a_camera_that_never_sends_is_kept_when_the_publisher_leaves() {
+        let mut seg = Segmenter::new(Duration::from_secs(4), Resume::default());
+        let mut stored = Stored { parts: Vec::new() };
+        stored.take(seg.begin_span(Some(VideoCodec::Vp8)));
+        push_silence(&mut seg, &mut stored, 0, 2000);
+        stored.take(seg.flush());
+        assert_eq!(stored.parts.len(), 1);
+        assert_eq!(stored.parts[0].0.codecs, "opus");
+        let segments = &stored.parts[0].0.segments;
+        assert_eq!(segments.len(), 1);
+        assert_eq!((segments[0].start_ms, segments[0].duration_ms), (0, 2000));
     }
 
     #[test]

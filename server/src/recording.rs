@@ -7,7 +7,7 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing;
@@ -37,43 +37,59 @@ pub fn routes() -> Router<AppState> {
         .route("/api/sessions/{id}/hls/{file}", routing::get(hls_file))
         .route(
             "/api/sessions/{id}/recording.mp4",
-            routing::get(|app, id, method, headers| {
-                download(app, id, method, headers, Container::Mp4)
+            routing::get(|app, id, query, method, headers| {
+                download(app, id, query, method, headers, Container::Mp4)
             }),
         )
         .route(
             "/api/sessions/{id}/recording.webm",
-            routing::get(|app, id, method, headers| {
-                download(app, id, method, headers, Container::Webm)
+            routing::get(|app, id, query, method, headers| {
+                download(app, id, query, method, headers, Container::Webm)
             }),
         )
 }
 
-/// `GET|HEAD …/recording.mp4` (or `.webm`): the first part of the recording as one file
+/// `?part=N` of a download: which part (its `index` in `GET …/recording`); the first by default.
+#[derive(Debug, Deserialize)]
+pub struct PartQuery {
+    part: Option<usize>,
+}
+
+/// `GET|HEAD …/recording.mp4` (or `.webm`): one part of the recording as one file
 /// ([`oncolive_media::download`]), with Range.
 async fn download(
     State(app): State<AppState>,
     Path(id): Path<SessionId>,
+    Query(query): Query<PartQuery>,
     method: Method,
     headers: HeaderMap,
     container: Container,
 ) -> Result<Response, ApiError> {
     let manifest = manifest(&app.media, id).await?.ok_or_else(no_recording)?;
+    let index = match query.part {
+        Some(index) => index,
+        None => manifest
+            .parts
+            .iter()
+            .position(|p| !p.segments.is_empty())
+            .ok_or_else(no_recording)?,
+    };
     let part = manifest
         .parts
-        .iter()
-        .find(|p| !p.segments.is_empty())
-        .filter(|p| p.container == container)
-        .ok_or_else(|| {
-            ApiError::NotFound(format!(
-                "this session has no {} recording",
-                container.extension()
-            ))
-        })?;
+        .get(index)
+        .filter(|p| !p.segments.is_empty())
+        .ok_or_else(|| ApiError::NotFound(format!("this recording has no part {index}")))?;
+    if part.container != container {
+        return Err(ApiError::NotFound(format!(
+            "part {index} of this recording is {}: ask for recording.{}",
+            part.container.extension(),
+            part.container.extension()
+        )));
+    }
     let session = id.to_string();
     // Changes whenever a segment is added or the recording ends.
     let etag = format!(
-        "\"{session}-{}-{}-{}\"",
+        "\"{session}-p{index}-{}-{}-{}\"",
         part.segments.len(),
         manifest.bytes(),
         u8::from(manifest.ended())
@@ -129,10 +145,28 @@ pub struct RecordingInfo {
     pub hls: Option<String>,
     /// Every segment from the start (EVENT while live, VOD once ended); `null` for WebM.
     pub hls_all: Option<String>,
-    /// One file of the whole recording, with Range support.
+    /// The first part's file (`parts[0].download`), with Range support.
     pub download: String,
+    /// The recording's parts in order: a new one starts when the codec or the picture size
+    /// changes. Most recordings have one.
+    pub parts: Vec<PartInfo>,
     /// The answered questions, in the order they were answered.
     pub chapters: Vec<Chapter>,
+}
+
+/// One part of a recording: one file, on the recording's timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartInfo {
+    /// What `?part=` and [`Chapter::part`] name.
+    pub index: usize,
+    pub container: Container,
+    pub codecs: String,
+    pub mime: String,
+    /// Where the part starts and how long it is, in media time.
+    pub start_ms: u64,
+    pub duration_ms: u64,
+    /// The part as one file (its times are the recording's: it starts at `start_ms`).
+    pub download: String,
 }
 
 /// A question answered in the recording, and where.
@@ -145,6 +179,8 @@ pub struct Chapter {
     pub answering_at: OffsetDateTime,
     /// Position in the recording, ms ([`Manifest::media_ms_at`]).
     pub at_ms: u64,
+    /// The part that holds `at_ms` ([`PartInfo::index`]).
+    pub part: usize,
 }
 
 /// The manifest of a session's recording, if it has one.
@@ -185,10 +221,38 @@ async fn info(
 impl RecordingInfo {
     /// `None` while nothing playable is stored yet.
     pub fn of(manifest: &Manifest, id: SessionId, questions: &[Question]) -> Option<RecordingInfo> {
-        let first = manifest.parts.iter().find(|p| !p.segments.is_empty())?;
         let base = format!("/api/sessions/{id}");
+        let parts: Vec<PartInfo> = manifest
+            .parts
+            .iter()
+            .enumerate()
+            .filter_map(|(index, part)| {
+                let first = part.segments.first()?;
+                let last = part.segments.last()?;
+                let ext = part.container.extension();
+                Some(PartInfo {
+                    index,
+                    container: part.container,
+                    codecs: part.codecs.clone(),
+                    mime: format!("{}; codecs=\"{}\"", part.container.mime(), part.codecs),
+                    start_ms: first.start_ms,
+                    duration_ms: (last.start_ms + u64::from(last.duration_ms))
+                        .saturating_sub(first.start_ms),
+                    download: format!("{base}/recording.{ext}?part={index}"),
+                })
+            })
+            .collect();
+        let first = parts.first()?.clone();
         let container = first.container;
-        let mp4 = container == Container::Mp4;
+        let mp4 = parts.iter().any(|p| p.container == Container::Mp4);
+        // The last part started by then; a moment before the first part belongs to it.
+        let part_at = |at_ms: u64| {
+            parts
+                .iter()
+                .rev()
+                .find(|p| p.start_ms <= at_ms)
+                .map_or(first.index, |p| p.index)
+        };
         let mut chapters: Vec<Chapter> = questions
             .iter()
             .filter(|q| {
@@ -201,11 +265,13 @@ impl RecordingInfo {
                 let answering_at = q.answering_at?;
                 let wall_ms =
                     i64::try_from(answering_at.unix_timestamp_nanos() / 1_000_000).ok()?;
+                let at_ms = manifest.media_ms_at(wall_ms)?;
                 Some(Chapter {
                     question: q.id,
                     text: q.text.clone(),
                     answering_at,
-                    at_ms: manifest.media_ms_at(wall_ms)?,
+                    at_ms,
+                    part: part_at(at_ms),
                 })
             })
             .collect();
@@ -222,11 +288,12 @@ impl RecordingInfo {
             duration_ms: manifest.duration_ms(),
             bytes: manifest.bytes(),
             container,
-            codecs: first.codecs.clone(),
-            mime: format!("{}; codecs=\"{}\"", container.mime(), first.codecs),
+            codecs: first.codecs,
+            mime: first.mime,
             hls: mp4.then(|| format!("{base}/hls/index.m3u8")),
             hls_all: mp4.then(|| format!("{base}/hls/all.m3u8")),
             download: format!("{base}/recording.{}", container.extension()),
+            parts,
             chapters,
         })
     }

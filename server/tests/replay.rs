@@ -10,7 +10,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
+use oncolive_media::Container;
 use oncolive_server::config::Config;
+use oncolive_server::domain::Command;
 use oncolive_server::model::{Moderation, SessionState};
 use oncolive_server::recording::{RecordingInfo, RecordingState};
 use oncolive_testkit::aiortc::PyPublisher;
@@ -165,6 +167,111 @@ async fn ffmpeg_reads_the_live_playlist_during_the_broadcast_and_the_vod_after()
             probed.declared,
             probed.largest_gap(),
             probed.streams
+        );
+    }
+    Ok(())
+}
+
+/// A codec change starts a new part: aiortc publishes H.264, then VP8 (a second device), and a
+/// question is taken up during the VP8 stretch. Every part is served as its own file, on the
+/// recording's timeline, and the chapter names its part.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recording_in_two_parts_serves_each_part_and_chapters_name_theirs() -> anyhow::Result<()>
+{
+    let dir = tempfile::tempdir()?;
+    let (app, _s3) = app(dir.path()).await?;
+    let session = app.live_session(Moderation::Post).await?;
+    let id = session.id.to_string();
+    let whip = format!("{}/api/sessions/{id}/whip", app.url);
+    let (mut patient, _) = app.connect_patient(session.id).await?;
+    patient.consent().await?;
+    let asked = patient
+        .ask("How often should a smoker over 50 have a low-dose CT?")
+        .await?;
+
+    let first = PyPublisher::start(&whip, &session.expert, "h264", 6.0).await?;
+    let mut sent = first.finish().await?;
+    let second = PyPublisher::start(&whip, &session.expert, "vp8", 6.0).await?;
+    wait_recording(&app, &id, |r| r.parts.len() == 2).await?;
+    let (mut expert, _) = app.connect(session.id, &session.expert).await?;
+    expert.ok(Command::Answering { question: asked.id }).await?;
+    sent += second.finish().await?;
+    app.set_state(session.id, &session.expert, SessionState::Ended)
+        .await?;
+    let ended = wait_recording(&app, &id, |r| r.state == RecordingState::Ended).await?;
+
+    let kinds: Vec<(Container, &str)> = ended
+        .parts
+        .iter()
+        .map(|p| (p.container, p.codecs.split(',').next().unwrap_or("")))
+        .collect();
+    ensure!(kinds.len() == 2, "{:?}", ended.parts);
+    ensure!(
+        kinds[0].0 == Container::Mp4 && kinds[0].1.starts_with("avc1."),
+        "{kinds:?}"
+    );
+    ensure!(kinds[1] == (Container::Webm, "vp8"), "{kinds:?}");
+    ensure!(ended.download == format!("/api/sessions/{id}/recording.mp4"));
+    let chapter = ended
+        .chapters
+        .first()
+        .context("the answered question is a chapter")?;
+    ensure!(
+        chapter.part == ended.parts[1].index,
+        "{chapter:?} {:?}",
+        ended.parts
+    );
+    ensure!(
+        chapter.at_ms >= ended.parts[1].start_ms,
+        "{chapter:?} {:?}",
+        ended.parts
+    );
+
+    let mut recorded = 0.0;
+    for (part, codec) in ended.parts.iter().zip(["h264", "vp8"]) {
+        let url = format!("{}{}", app.url, part.download);
+        let probed = probe(&url)?;
+        ensure!(probed.codecs == [codec, "opus"], "{url}: {probed:?}");
+        let first_packet = probed.streams.iter().map(|s| s.0).fold(f64::MAX, f64::min);
+        let start = part.start_ms as f64 / 1000.0;
+        ensure!(
+            (first_packet - start).abs() < 0.1,
+            "{url}: the file starts at {first_packet:.3} s, the part at {start:.3} s"
+        );
+        let end = start + part.duration_ms as f64 / 1000.0;
+        let declared = probed.declared.context("no declared length")?;
+        ensure!(
+            (declared - end).abs() < 0.2,
+            "{url} declares {declared:.3} s; the part ends at {end:.3} s"
+        );
+        ensure!(
+            probed.largest_gap() < SEGMENT.as_secs_f64(),
+            "{url}: {probed:?}"
+        );
+        decodes(&url)?;
+        recorded += probed.duration();
+        println!(
+            "part {} ({codec}): {start:.3}–{end:.3} s, ffprobe {:.3} s, declared {declared:.3} s",
+            part.index,
+            probed.duration()
+        );
+    }
+    ensure!(
+        (recorded - sent).abs() <= sent * 0.10,
+        "the parts hold {recorded:.3} s of {sent:.3} s sent"
+    );
+
+    // The wrong container or a part that does not exist: 404 with what there is.
+    for path in [
+        format!("/api/sessions/{id}/recording.mp4?part=1"),
+        format!("/api/sessions/{id}/recording.webm"),
+        format!("/api/sessions/{id}/recording.mp4?part=9"),
+    ] {
+        let res = app.get(&path, None).await?;
+        ensure!(
+            res.status() == StatusCode::NOT_FOUND,
+            "{path}: {}",
+            res.status()
         );
     }
     Ok(())
