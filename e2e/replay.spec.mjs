@@ -149,7 +149,7 @@ test('a real broadcast: the replay plays and a chapter tap lands within 2 s of t
   expect(chapter.at_ms).toBeLessThan(rec.duration_ms);
 
   // ---- ffprobe reads the browser's recording: one video and one audio stream, its length ----
-  const probed = JSON.parse(execFileSync('ffprobe', ['-v', 'error', '-show_entries', 'stream=codec_type,codec_name:format=duration',
+  const probed = JSON.parse(execFileSync('ffprobe', ['-v', 'error', '-show_entries', 'stream=codec_type,codec_name,start_time:format=duration',
     '-of', 'json', `${server.url}${rec.download}`]).toString());
   const kinds = probed.streams.map((st) => `${st.codec_type}:${st.codec_name}`);
   expect(kinds).toEqual(rec.container === 'mp4' ? ['video:h264', 'audio:opus'] : ['video:vp8', 'audio:opus']);
@@ -160,8 +160,11 @@ test('a real broadcast: the replay plays and a chapter tap lands within 2 s of t
     const listed = [...playlist.matchAll(/#EXTINF:([0-9.]+)/g)].reduce((sum, m) => sum + Number(m[1]), 0);
     expect(Math.abs(declared - listed), `ffprobe declares ${declared} s, the playlist lists ${listed} s`).toBeLessThan(0.5);
   }
-  // Known gap (issue 12 note): with Chromium publishing, the seconds before the first keyframe
-  // the recorder sees are not recorded; printed here, not asserted.
+  // The whole broadcast is there (issue 12: within 10 % of what was sent), from its first
+  // second: the microphone's packets before the camera's first keyframe are kept.
+  expect(Math.abs(declared - sentSeconds), `ffprobe declares ${declared} s of ~${sentSeconds.toFixed(1)} s published`).toBeLessThan(sentSeconds * 0.1);
+  const audioStart = Number(probed.streams.find((st) => st.codec_type === 'audio').start_time);
+  expect(audioStart, 'the sound starts with the broadcast').toBeLessThan(0.5);
   test.info().annotations.push({ type: 'recording', description: `${rec.container}: ffprobe ${declared} s, manifest ${rec.duration_ms} ms, ~${sentSeconds.toFixed(1)} s published` });
   console.log(`recording: ffprobe declares ${declared} s; manifest end ${rec.duration_ms} ms; published ~${sentSeconds.toFixed(1)} s`);
 
@@ -191,6 +194,114 @@ test('a real broadcast: the replay plays and a chapter tap lands within 2 s of t
   }
   expect(errors).toEqual([]);
   for (const ctx of [expertCtx, askCtx, modCtx, lateCtx]) await ctx.close();
+});
+
+/** A browser that cannot send H.264 (as some Android phones): the expert page offers VP8. */
+const NO_H264 = () => {
+  for (const side of [globalThis.RTCRtpSender, globalThis.RTCRtpReceiver]) {
+    if (!side || !side.getCapabilities) continue;
+    const original = side.getCapabilities.bind(side);
+    side.getCapabilities = (kind) => {
+      const caps = original(kind);
+      if (kind !== 'video' || !caps) return caps;
+      return { ...caps, codecs: caps.codecs.filter((c) => !/h264/i.test(c.mimeType)) };
+    };
+  }
+};
+
+test('a real broadcast in two parts (H.264, then a VP8 browser): the replay plays on into the second part, a chapter tap opens it', async ({ browser, server }) => {
+  const { session, links } = await createSession(server, { title: 'Two devices', expert_name: 'Dr. Zhao', moderation: 'post' });
+  test.skip(!(await hasMediaApi(server.url)), 'the server has no recording/library API yet');
+  test.skip(!(await relayMounted(server.url, session.id)), 'the server does not mount the relay');
+  const errors = [];
+  const QUESTION = 'Is a colonoscopy needed after a positive FIT?';
+
+  const goLive = async (initScript) => {
+    const ctx = await browser.newContext({ ...DESKTOP, locale: 'en-US', permissions: ['camera', 'microphone'] });
+    if (initScript) await ctx.addInitScript(initScript);
+    const page = await ctx.newPage();
+    watchErrors(page, 'expert', errors);
+    await page.goto(links.expert);
+    await page.click('#btn-live');
+    await expect(page.locator('#pub-status')).toHaveText('Broadcasting.', { timeout: 20_000 });
+    return { ctx, page };
+  };
+  const wantParts = async (n) => {
+    let rec = null;
+    await expect.poll(async () => {
+      const res = await fetch(`${server.url}/api/sessions/${session.id}/recording`);
+      rec = res.status === 200 ? await res.json() : null;
+      return rec ? rec.parts.length : 0;
+    }, { timeout: 30_000 }).toBe(n);
+    return rec;
+  };
+
+  // a patient asks before the broadcast; the H.264 browser broadcasts first
+  const askCtx = await browser.newContext({ ...PHONE, locale: 'en-US' });
+  const asker = await askCtx.newPage();
+  await asker.goto(links.patient);
+  await asker.click('#join-btn');
+  await asker.fill('#ask-text', QUESTION);
+  if (await asker.locator('#consent').isVisible()) await asker.check('#consent-box');
+  await asker.click('#ask-btn');
+  await askCtx.close();
+  const first = await goLive(null);
+  await wantParts(1);
+  await first.page.waitForTimeout(6000);
+  // then the expert moves to a browser without H.264: it replaces the first one
+  const second = await goLive(NO_H264);
+  await wantParts(2);
+  await second.page.waitForTimeout(2000);
+  await second.page.locator('#queue .q', { hasText: QUESTION }).getByRole('button', { name: 'Answer now' }).click();
+  await expect(second.page.locator('#now-text')).toHaveText(QUESTION);
+  await second.page.waitForTimeout(5000);
+  await setState(server, session.id, 'ended');
+  let rec = null;
+  await expect.poll(async () => {
+    const res = await fetch(`${server.url}/api/sessions/${session.id}/recording`);
+    rec = res.status === 200 ? await res.json() : null;
+    return rec && rec.state;
+  }, { timeout: 30_000 }).toBe('ended');
+  expect(rec.parts.map((p) => p.container)).toEqual(['mp4', 'webm']);
+  const chapter = rec.chapters[0];
+  expect(chapter.part).toBe(rec.parts[1].index);
+  for (const part of rec.parts) {
+    const probed = JSON.parse(execFileSync('ffprobe', ['-v', 'error', '-show_entries', 'stream=codec_name:format=duration,start_time',
+      '-of', 'json', `${server.url}${part.download}`]).toString());
+    expect(probed.streams.map((st) => st.codec_name)).toEqual(part.container === 'mp4' ? ['h264', 'opus'] : ['vp8', 'opus']);
+    expect(Math.abs(Number(probed.format.start_time) - part.start_ms / 1000)).toBeLessThan(0.5);
+  }
+
+  for (const locale of ['en-US', 'zh-CN']) {
+    const ctx = await browser.newContext({ ...PHONE, locale });
+    const page = await ctx.newPage();
+    watchErrors(page, `parts-${locale}`, errors);
+    await page.goto(links.patient);
+    await expect(page.locator('#replay')).toBeVisible();
+    await expect(page.locator('#r-parts .part')).toHaveCount(2);
+    await expect(page.locator('#r-parts .part').first()).toHaveAttribute('aria-current', 'true');
+    // the chapter is in the second part: the tap loads it and lands within 2 s
+    await page.locator('#r-chapters .chapter').first().tap();
+    await expect(page.locator('#r-parts .part').nth(1)).toHaveAttribute('aria-current', 'true');
+    await expect.poll(async () => Math.abs(await currentTime(page) - chapter.at_ms / 1000), { timeout: 15_000 }).toBeLessThan(2);
+    await expectAdvancing(page, '#r-video');
+    expect(await tooSmallOrCut(page, 14)).toEqual([]);
+    await shot(page, `replay-parts-${locale.slice(0, 2)}`);
+    if (locale === 'en-US') {
+      // the first part, played to its end, goes on into the second
+      await page.locator('#r-parts .part').first().tap();
+      const firstEnd = (rec.parts[0].start_ms + rec.parts[0].duration_ms) / 1000;
+      await expect.poll(() => page.$eval('#r-video', (v) => v.readyState)).toBeGreaterThanOrEqual(1);
+      await page.$eval('#r-video', (v, t) => { v.currentTime = t; }, firstEnd - 1);
+      await expect(page.locator('#r-parts .part').nth(1)).toHaveAttribute('aria-current', 'true', { timeout: 15_000 });
+      await expect.poll(() => currentTime(page), { timeout: 15_000 }).toBeGreaterThan(rec.parts[1].start_ms / 1000);
+      await expectAdvancing(page, '#r-video');
+    }
+    await ctx.close();
+  }
+  expect(errors).toEqual([]);
+  await first.ctx.close();
+  await second.ctx.close();
 });
 
 // ---------------------------------------------------------------------------------------------

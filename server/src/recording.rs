@@ -7,7 +7,7 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing;
@@ -49,10 +49,26 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
-/// `?part=N` of a download: which part (its `index` in `GET …/recording`); the first by default.
-#[derive(Debug, Deserialize)]
-pub struct PartQuery {
-    part: Option<usize>,
+/// `?part=N` of a download: which part (its `index` in `GET …/recording`); `None`: the first.
+/// Parsed here so a bad one gets the API's JSON error.
+fn part_query(query: Option<&str>) -> Result<Option<usize>, ApiError> {
+    let Some(query) = query else {
+        return Ok(None);
+    };
+    // An index is digits: nothing to percent-decode.
+    let value = query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .filter(|(key, _)| *key == "part")
+        .map(|(_, value)| value)
+        .next_back();
+    value
+        .map(|v| {
+            v.parse::<usize>().map_err(|_| {
+                ApiError::BadRequest(format!("part must be a part's index, not {v:?}"))
+            })
+        })
+        .transpose()
 }
 
 /// `GET|HEAD …/recording.mp4` (or `.webm`): one part of the recording as one file
@@ -60,13 +76,13 @@ pub struct PartQuery {
 async fn download(
     State(app): State<AppState>,
     Path(id): Path<SessionId>,
-    Query(query): Query<PartQuery>,
+    RawQuery(query): RawQuery,
     method: Method,
     headers: HeaderMap,
     container: Container,
 ) -> Result<Response, ApiError> {
     let manifest = manifest(&app.media, id).await?.ok_or_else(no_recording)?;
-    let index = match query.part {
+    let index = match part_query(query.as_deref())? {
         Some(index) => index,
         None => manifest
             .parts

@@ -14,6 +14,7 @@ use oncolive_media::Container;
 use oncolive_server::config::Config;
 use oncolive_server::domain::Command;
 use oncolive_server::model::{Moderation, SessionState};
+use oncolive_server::protocol::ErrorCode;
 use oncolive_server::recording::{RecordingInfo, RecordingState};
 use oncolive_testkit::aiortc::PyPublisher;
 use oncolive_testkit::api::read;
@@ -274,5 +275,16 @@ async fn a_recording_in_two_parts_serves_each_part_and_chapters_name_theirs() ->
             res.status()
         );
     }
+    let res = app
+        .get(
+            &format!("/api/sessions/{id}/recording.mp4?part=first"),
+            None,
+        )
+        .await?;
+    let (status, body) = oncolive_testkit::api::refused(res).await?;
+    ensure!(
+        status == StatusCode::BAD_REQUEST && body.error.code == ErrorCode::BadRequest,
+        "{status} {body:?}"
+    );
     Ok(())
 }

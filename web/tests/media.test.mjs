@@ -4,7 +4,7 @@ import './fake-browser.mjs';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parsePlaylist } from '../assets/js/hls-player.js';
-import { formatClock, chapterIndexAt, sortChapters } from '../assets/js/replay.js';
+import { formatClock, chapterIndexAt, sortChapters, recordingParts, partIndexAt, partPlayer } from '../assets/js/replay.js';
 import { attachedFor } from '../assets/js/library.js';
 
 const BASE = 'http://oncolive.test/api/sessions/s1/hls/all.m3u8';
@@ -82,4 +82,54 @@ test('the expert offers H.264 (packetization-mode 1, baseline first) before VP8,
   const noH264 = orderCodecs(caps, caps.filter((c) => !/h264/i.test(c.mimeType)));
   assert.equal(noH264[0].mimeType, 'video/VP8');
   assert.deepEqual(noH264.slice(1).map((c) => c.mimeType), caps.filter((c) => c.mimeType !== 'video/VP8').map((c) => c.mimeType));
+});
+
+test('a recording\'s parts: listed ones in order, or the one download of an older server', () => {
+  const parts = recordingParts({
+    download: '/r.mp4',
+    parts: [
+      { index: 2, download: '/r.webm?part=2', start_ms: 12000, duration_ms: 6000 },
+      { index: 0, download: '/r.mp4?part=0', start_ms: 0, duration_ms: 12000 },
+    ],
+  });
+  assert.deepEqual(parts.map((p) => p.index), [0, 2]);
+  assert.deepEqual(recordingParts({ download: '/r.mp4', duration_ms: 5000 }),
+    [{ index: 0, download: '/r.mp4', start_ms: 0, duration_ms: 5000 }]);
+  assert.deepEqual(recordingParts(null), []);
+  assert.equal(partIndexAt(parts, 0), 0);
+  assert.equal(partIndexAt(parts, 11999), 1, 'a moment before a part starts belongs to it');
+  assert.equal(partIndexAt(parts, 11000), 0);
+  assert.equal(partIndexAt(parts, 30000), 1);
+});
+
+test('the part player loads the part a seek needs and goes on to the next when one ends', () => {
+  const attrs = {};
+  const video = {
+    readyState: 4, currentTime: 0, played: 0,
+    getAttribute: (k) => attrs[k] ?? null,
+    set src(v) { attrs.src = v; this.loads = (this.loads || 0) + 1; },
+    get src() { return attrs.src; },
+    play() { this.played += 1; return Promise.resolve(); },
+    addEventListener() {},
+  };
+  const seen = [];
+  const parts = [
+    { index: 0, download: '/a', start_ms: 0 },
+    { index: 1, download: '/b', start_ms: 12000 },
+  ];
+  const player = partPlayer(video, parts, { onPart: (i) => seen.push(i) });
+  assert.equal(video.src, '/a');
+  player.seek(15000, 1);
+  assert.equal(video.src, '/b');
+  assert.equal(video.currentTime, 15);
+  player.seek(3000);
+  assert.equal(video.src, '/a');
+  assert.equal(video.currentTime, 3);
+  video.onended();
+  assert.equal(video.src, '/b');
+  assert.equal(video.currentTime, 12, 'the next part plays from its start');
+  video.onended();
+  assert.equal(video.src, '/b', 'the last part ends the replay');
+  assert.deepEqual(seen, [0, 1, 0, 1]);
+  assert.equal(video.loads, 4);
 });

@@ -388,6 +388,16 @@ async function deleteRecording(s) {
   renderList();
 }
 
+/** One archive link, or one per part when the codec or the picture size changed mid-broadcast. */
+function downloadLinks(rec) {
+  const parts = Array.isArray(rec.parts) ? rec.parts : [];
+  if (parts.length <= 1) return [h('a', { class: 'btn small', href: rec.download, download: '', text: t('host.downloadRecording') })];
+  return parts.map((p, i) => h('a', {
+    class: 'btn small', href: p.download, download: '', dataset: { part: String(p.index) },
+    text: t('host.downloadPart', { n: i + 1, container: String(p.container || '').toUpperCase() }),
+  }));
+}
+
 function recordingBlock(s, info, patientUrl) {
   const rec = info.recording;
   const toggle = h('label', { class: 'check' },
@@ -405,7 +415,7 @@ function recordingBlock(s, info, patientUrl) {
       h('p', { class: 'lead-hint', text: t(rec.state === 'recording' ? 'host.recordingNow' : 'host.recordingDone', { duration: formatClock(rec.duration_ms), mb: (rec.bytes / 1048576).toFixed(1) }) }),
       h('div', { class: 'controls' },
         s.state === 'ended' ? h('a', { class: 'btn small', href: patientUrl, target: '_blank', rel: 'noopener', text: t('host.openReplay') }) : null,
-        h('a', { class: 'btn small', href: rec.download, download: '', text: t('host.downloadRecording') }),
+        ...downloadLinks(rec),
         h('button', { class: 'btn small ghost', type: 'button', dataset: { deleteRecording: s.id }, text: t('host.deleteRecording'), onclick: () => deleteRecording(s) })));
   }
   return h('div', { class: 'host-block' }, h('h3', { text: t('host.recording') }), toggle, status);

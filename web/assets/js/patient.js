@@ -13,7 +13,7 @@ import { loadLimits, limit, applyMaxLength } from './limits.js';
 import { Screener } from './screen.js';
 import { warningText, kindsFound, isPersonal } from './findings.js';
 import { loadSite, disclaimer, expertBadge, retentionDays } from './site.js';
-import { loadRecording, mountChapters, replaySubline } from './replay.js';
+import { loadRecording, mountChapters, partPlayer, recordingParts, replaySubline, formatClock } from './replay.js';
 import { loadVideos, renderVideos, attachedFor } from './library.js';
 import { Outbox } from './outbox.js';
 
@@ -44,6 +44,7 @@ let recordingAsked = 0;
 let notPlayingSince = 0;
 let replay = null;           // the chapters of the replay view
 let replaySession = null;
+let replayParts = null;      // { parts, player } of the replay's recording
 let replayReady = false;     // the ended session's recording can be watched
 
 // A page that cannot work offers a way on: try again after an error, else the session list.
@@ -596,12 +597,17 @@ async function startReplay(session) {
   show(video.parentElement, !!rec);
   show($('#r-pill'), !!rec);
   replay = null;
+  replayParts = null;
   if (!rec) {
     renderReplayEmpty();
   } else {
-    if (video.getAttribute('src') !== rec.download) video.src = rec.download;
+    const parts = recordingParts(rec);
+    const player = partPlayer(video, parts, { onPart: () => renderParts() });
+    replayParts = { parts, player };
+    renderParts();
     replay = mountChapters({
       video, list: $('#r-chapters'), chapters: rec.chapters,
+      seekTo: (ms, c) => player.seek(ms, c.part),
       onSeek: () => {
         const stage = video.parentElement;
         if (stage.scrollIntoView) stage.scrollIntoView({ block: 'nearest', behavior: 'smooth' });
@@ -612,6 +618,21 @@ async function startReplay(session) {
   replaySession.recording = rec;
   renderReplayHead();
   renderAttached();
+}
+
+/** With several parts, one button per part under the video ("Part 2 · 12:04"), the current one marked. */
+function renderParts() {
+  const box = $('#r-parts');
+  const many = !!replayParts && replayParts.parts.length > 1;
+  show(box, many);
+  if (!many) return setChildren(box, []);
+  const { parts, player } = replayParts;
+  setChildren(box, parts.map((p, i) => h('button', {
+    class: 'btn part', type: 'button', dataset: { part: String(p.index) },
+    'aria-current': i === player.current ? 'true' : null,
+    text: t('replay.part', { n: i + 1, time: formatClock(p.start_ms) }),
+    onclick: () => player.select(i),
+  })));
 }
 
 function renderReplayEmpty() {
@@ -632,6 +653,7 @@ function renderReplay() {
   renderReplayHead();
   if (replay) replay.paint();
   else if (replaySession.recording === null) renderReplayEmpty();
+  renderParts();
   renderAttached();
 }
 
