@@ -134,7 +134,7 @@ async fn show(
 ) -> Result<impl IntoResponse, ApiError> {
     let session = find(&app, id).await?;
     let viewers = app.hub.viewers(id).await.unwrap_or(0);
-    let video = if session.state != SessionState::Ended && app.relay.is_live(&id.to_string()) {
+    let video = if session.state != SessionState::Ended && app.broker.video_live(id).await? {
         VideoState::Live
     } else {
         VideoState::Waiting

@@ -1,6 +1,8 @@
 //! This node's fan-out: one channel per session that has local clients. The channel's pump
 //! reads the session's events from the broker once and hands each to every local socket,
-//! flushes coalesced vote counts, and keeps the viewer count.
+//! flushes coalesced vote counts, keeps the viewer count and the video state (both as the
+//! broker says: every node sees the same), and ends this node's video of a session when it
+//! forwards the event that ended it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -8,7 +10,7 @@ use std::sync::{Arc, Mutex as StdMutex, Weak};
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
-use tokio::sync::{Mutex, broadcast, watch};
+use tokio::sync::{Mutex, Notify, broadcast};
 
 use crate::broker::lock;
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -17,11 +19,12 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::broker::{Broker, BrokerError, Replay};
-use crate::model::SessionId;
+use crate::model::{SessionId, SessionState};
 use crate::protocol::{Event, ServerMsg, VideoState, encode};
 
-/// Where a session's video state comes from (the relay of this node); `None` when unknown.
-pub type VideoWatch = Arc<dyn Fn(SessionId) -> Option<watch::Receiver<bool>> + Send + Sync>;
+/// What a pump calls when it forwards the event that ended its session: this node's relay ends
+/// the session's video (idempotent; it must not block the pump).
+pub type SessionEnded = Arc<dyn Fn(SessionId) + Send + Sync>;
 
 /// How often changed vote counts go out: a few updates a second, not one per vote.
 pub const VOTE_FLUSH_EVERY: Duration = Duration::from_millis(250);
@@ -80,7 +83,7 @@ pub struct Hub {
     channels: StdMutex<HashMap<SessionId, Arc<Slot>>>,
     cancel: CancellationToken,
     tasks: TaskTracker,
-    video: VideoWatch,
+    ended: SessionEnded,
 }
 
 /// Where a session's channel is found, or started by the first socket that needs it.
@@ -93,6 +96,8 @@ pub struct Channel {
     local: AtomicU64,
     viewers: Arc<AtomicU64>,
     video_live: Arc<AtomicBool>,
+    /// Makes the pump read the video state now rather than at its next report.
+    video_changed: Arc<Notify>,
     _stop: DropGuard,
 }
 
@@ -143,7 +148,7 @@ impl Hub {
         broker: Arc<dyn Broker>,
         queue: usize,
         cancel: CancellationToken,
-        video: VideoWatch,
+        ended: SessionEnded,
     ) -> Hub {
         Hub {
             broker,
@@ -152,7 +157,7 @@ impl Hub {
             channels: StdMutex::default(),
             cancel,
             tasks: TaskTracker::new(),
-            video,
+            ended,
         }
     }
 
@@ -174,14 +179,17 @@ impl Hub {
         let (tx, _) = broadcast::channel(self.queue);
         let stop = self.cancel.child_token();
         let viewers = Arc::new(AtomicU64::new(0));
-        let video = (self.video)(session);
-        let video_live = Arc::new(AtomicBool::new(video.as_ref().is_some_and(|v| *v.borrow())));
+        // Unknown while the broker cannot say: the pump asks again at its next report.
+        let live_now = self.broker.video_live(session).await.unwrap_or(false);
+        let video_live = Arc::new(AtomicBool::new(live_now));
+        let video_changed = Arc::new(Notify::new());
         let channel = Arc::new(Channel {
             session,
             tx: tx.clone(),
             local: AtomicU64::new(0),
             viewers: viewers.clone(),
             video_live: video_live.clone(),
+            video_changed: video_changed.clone(),
             _stop: stop.clone().drop_guard(),
         });
         let pump = Pump {
@@ -192,10 +200,11 @@ impl Hub {
             local: Arc::downgrade(&channel),
             viewers,
             video_live,
+            ended: self.ended.clone(),
             last: None,
         };
         self.tasks.spawn(
-            pump.run(live, video, stop)
+            pump.run(live, video_changed, stop)
                 .instrument(tracing::info_span!("pump", %session)),
         );
         *current = Arc::downgrade(&channel);
@@ -229,12 +238,31 @@ impl Hub {
         }
     }
 
+    /// This node's id in the broker's per-node reports (viewers, video).
+    pub fn node(&self) -> Uuid {
+        self.node
+    }
+
     /// The session's viewer total if this node has a channel for it.
     pub async fn viewers(&self, session: SessionId) -> Option<u64> {
         let slot = lock(&self.channels).get(&session)?.clone();
         // A slot that is busy is starting its channel: nobody is counted there yet.
         let channel = slot.try_lock().ok()?.upgrade()?;
         Some(channel.viewers())
+    }
+
+    /// This node's relay reported a change of the session's video to the broker: its pump reads
+    /// the state now (the other nodes' pumps read it at their next report, within
+    /// [`VIEWERS_EVERY`]).
+    pub fn video_changed(&self, session: SessionId) {
+        let Some(slot) = lock(&self.channels).get(&session).cloned() else {
+            return;
+        };
+        if let Ok(current) = slot.try_lock()
+            && let Some(channel) = current.upgrade()
+        {
+            channel.video_changed.notify_one();
+        }
     }
 
     /// Waits for every pump to stop (after the cancel token fired).
@@ -252,6 +280,7 @@ struct Pump {
     local: Weak<Channel>,
     viewers: Arc<AtomicU64>,
     video_live: Arc<AtomicBool>,
+    ended: SessionEnded,
     /// The last event handed to the sockets.
     last: Option<u64>,
 }
@@ -260,7 +289,7 @@ impl Pump {
     async fn run(
         mut self,
         mut live: broadcast::Receiver<Arc<Event>>,
-        mut video: Option<watch::Receiver<bool>>,
+        video_changed: Arc<Notify>,
         stop: CancellationToken,
     ) {
         let mut votes = tokio::time::interval(VOTE_FLUSH_EVERY);
@@ -286,20 +315,11 @@ impl Pump {
                         tracing::debug!(error = %e, "vote flush failed; retrying next tick");
                     }
                 }
-                _ = presence.tick() => self.report_viewers().await,
-                changed = async { video.as_mut()?.changed().await.ok() }, if video.is_some() => {
-                    match (changed, video.as_ref()) {
-                        (Some(()), Some(v)) => {
-                            let on = *v.borrow();
-                            self.video_changed(on);
-                        }
-                        // The relay dropped the session's room (the session ended).
-                        _ => {
-                            video = None;
-                            self.video_changed(false);
-                        }
-                    }
+                _ = presence.tick() => {
+                    self.report_viewers().await;
+                    self.read_video().await;
                 }
+                _ = video_changed.notified() => self.read_video().await,
             }
         }
         // Stop being counted at once rather than when the report expires.
@@ -318,7 +338,15 @@ impl Pump {
             _ => {}
         }
         self.last = Some(event.seq);
+        self.ends_session(&event);
         let _ = self.tx.send(Frame::Event(event));
+    }
+
+    /// Every node that forwards the end of a session ends its own video of it.
+    fn ends_session(&self, event: &Event) {
+        if event.ends_session() {
+            (self.ended)(self.session);
+        }
     }
 
     /// Fills a gap from the broker's log; when that is impossible, every socket resyncs.
@@ -334,13 +362,28 @@ impl Pump {
                         break;
                     }
                     self.last = Some(event.seq);
+                    self.ends_session(&event);
                     let _ = self.tx.send(Frame::Event(event));
                 }
             }
             Ok(Replay::TooOld) | Err(_) => {
                 self.last = None;
                 let _ = self.tx.send(Frame::Resync);
+                // The end of the session may be among what was lost.
+                if let Ok(Some(session)) = self.broker.session(self.session).await
+                    && session.state == SessionState::Ended
+                {
+                    (self.ended)(self.session);
+                }
             }
+        }
+    }
+
+    /// The video state as the broker says (a failed read changes nothing).
+    async fn read_video(&mut self) {
+        match self.broker.video_live(self.session).await {
+            Ok(live) => self.video_changed(live),
+            Err(e) => tracing::debug!(error = %e, "video state read failed"),
         }
     }
 

@@ -39,6 +39,7 @@ pub mod snapshot;
 pub mod sockets;
 pub mod text;
 pub mod video;
+pub mod video_presence;
 pub mod web;
 pub mod ws;
 

@@ -5,7 +5,7 @@ use axum::extract::ws::Utf8Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{Audience, Command, EventBody};
-use crate::model::{Question, QuestionId, Role, Session, UserId};
+use crate::model::{Question, QuestionId, Role, Session, SessionState, UserId};
 use crate::screen::Finding;
 
 /// Largest frame read at all; bigger frames close the socket with 1009.
@@ -299,6 +299,23 @@ pub struct Event {
 }
 
 impl Event {
+    /// Whether this is an event that ended its session: a `session` frame whose state is
+    /// `ended`. Only `session` frames (rare: state changes and edits) are parsed.
+    pub fn ends_session(&self) -> bool {
+        #[derive(Deserialize)]
+        struct Frame {
+            session: State,
+        }
+        #[derive(Deserialize)]
+        struct State {
+            state: SessionState,
+        }
+        let text = self.frame.as_str();
+        text.starts_with(r#"{"type":"session","#)
+            && serde_json::from_str::<Frame>(text)
+                .is_ok_and(|f| f.session.state == SessionState::Ended)
+    }
+
     pub fn encode(seq: u64, audience: Audience, body: EventBody) -> Event {
         // The one place where an event's audience decides what of it is shown.
         let msg = match body {

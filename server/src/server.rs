@@ -94,15 +94,25 @@ pub async fn start(
             broker: broker.clone(),
         }),
     )?;
-    let video: hub::VideoWatch = {
+    // Every node whose pump forwards a session's end ends its own video of it.
+    let ended: hub::SessionEnded = {
         let relay = relay.clone();
-        Arc::new(move |session| Some(relay.publisher_live(&session.to_string())))
+        Arc::new(move |session| {
+            let relay = relay.clone();
+            tokio::spawn(async move { relay.end_local(&session.to_string()).await });
+        })
     };
     let hub = Arc::new(Hub::new(
         broker.clone(),
         limits.socket_queue,
         shutdown.clone(),
-        video,
+        ended,
+    ));
+    tokio::spawn(crate::video_presence::run(
+        relay.clone(),
+        broker.clone(),
+        hub.clone(),
+        shutdown.clone(),
     ));
     let app = AppState {
         broker,

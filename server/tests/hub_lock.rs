@@ -65,7 +65,7 @@ async fn a_stalled_subscribe_delays_only_its_own_session() {
         broker.clone(),
         64,
         cancel.clone(),
-        Arc::new(|_| None),
+        Arc::new(|_| {}),
     ));
     let first = hub
         .join(running, Audience::Viewer)

@@ -1,5 +1,6 @@
-//! The relay holds video state (a room) only for sessions something needs:
-//! a socket of an ended session, or one that has left, leaves no room behind.
+//! The relay holds video state (a room) only for sessions with a publisher or a
+//! viewer: hub sockets read the video state from the broker and make none, and
+//! an ended session's room is freed.
 //! Run inside a loopback-only namespace, like every server suite (scripts/test.sh).
 
 use std::time::{Duration, Instant};
@@ -7,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use oncolive_server::config::Config;
 use oncolive_server::model::{Moderation, SessionState};
+use oncolive_testkit::media::{IceTimeouts, MediaClient};
 use oncolive_testkit::{TestApp, spawn_app};
 
 fn rooms(app: &TestApp) -> usize {
@@ -27,31 +29,29 @@ async fn rooms_become(app: &TestApp, expected: usize) -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-async fn sockets_of_ended_sessions_leave_no_relay_room() -> anyhow::Result<()> {
+async fn sockets_hold_no_relay_room_and_an_ended_session_s_video_is_freed() -> anyhow::Result<()> {
     let app = spawn_app(Config::for_tests()).await?;
     assert_eq!(rooms(&app), 0, "a fresh node holds no room");
     let s = app.live_session(Moderation::Post).await?;
 
-    // A watched live session has a room: its channel follows the video state.
+    // Sockets read the video state from the broker: watching a session makes no room.
     let (patient, _) = app.connect_patient(s.id).await?;
-    assert_eq!(rooms(&app), 1);
+    let (moderator, _) = app.connect(s.id, &s.moderator).await?;
+    assert_eq!(rooms(&app), 0);
 
-    // Ending the session frees it, though the patient's socket is still open.
+    // A publisher makes one; ending the session frees it, though the sockets are still open.
+    let media = MediaClient::new(&app.url, reqwest::Client::new(), IceTimeouts::Short)?;
+    let publisher = media.publisher(s.id, &s.expert).connect().await?;
+    publisher.wait_connected().await?;
+    assert_eq!(rooms(&app), 1);
     app.set_state(s.id, &s.expert, SessionState::Ended).await?;
     rooms_become(&app, 0).await?;
+    drop((patient, moderator));
 
-    // Staff opening the ended session later: a room only while they look, none after.
-    drop(patient);
+    // Staff opening the ended session later: no room either.
     let (moderator, snapshot) = app.connect(s.id, &s.moderator).await?;
     assert_eq!(snapshot.session.state, SessionState::Ended);
+    assert_eq!(rooms(&app), 0);
     drop(moderator);
-    rooms_become(&app, 0).await?;
-
-    // And a live session nobody watches any more is freed as well.
-    let other = app.live_session(Moderation::Post).await?;
-    let (socket, _) = app.connect_patient(other.id).await?;
-    assert_eq!(rooms(&app), 1);
-    drop(socket);
-    rooms_become(&app, 0).await?;
     Ok(())
 }

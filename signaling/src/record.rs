@@ -226,6 +226,15 @@ impl Recorders {
         }
     }
 
+    /// Ends the session's recording if this node records it; touches nothing else (a node that
+    /// learns of the end from the hub must not rewrite a manifest another node is closing).
+    pub(crate) async fn end_local(&self, session: &str) {
+        let handle = self.map().remove(session);
+        if let Some(handle) = handle {
+            handle.finish(Some(unix_ms())).await;
+        }
+    }
+
     /// Flushes every recorder (relay shutdown); recordings stay unended.
     pub(crate) async fn shutdown(&self) {
         let handles: Vec<RecorderHandle> = self.map().drain().map(|(_, h)| h).collect();

@@ -39,6 +39,8 @@ pub(crate) struct Shared {
     rooms: Mutex<HashMap<String, Arc<Room>>>,
     /// Rooms ping it when they may have become idle; the sweeper frees them.
     idle: Arc<Notify>,
+    /// A room's publisher went live or stopped ([`Relay::live_changed`]).
+    live_changed: Arc<Notify>,
     budgets: Arc<Budgets>,
     closing: AtomicBool,
     /// One recorder per recorded session; `None` when recording is off.
@@ -98,6 +100,7 @@ impl Relay {
             engine,
             rooms: Mutex::new(HashMap::new()),
             idle: Arc::new(Notify::new()),
+            live_changed: Arc::new(Notify::new()),
             budgets,
             closing: AtomicBool::new(false),
         });
@@ -127,6 +130,20 @@ impl Relay {
         }
     }
 
+    /// What [`Relay::end_session`] does for what this node holds (its room, its recorder), for
+    /// every node that learns of the end: a recording this node does not write is left alone.
+    pub async fn end_local(&self, session: &str) {
+        let room = self.shared.rooms().remove(session);
+        metrics::rooms(self.shared.rooms().len());
+        if let Some(room) = room {
+            tracing::info!(session, "ending the session's video on this node");
+            close_room(&room).await;
+        }
+        if let Some(recorders) = &self.shared.recorders {
+            recorders.end_local(session).await;
+        }
+    }
+
     /// `true` while a publisher is sending media to `session`. Receivers see
     /// the sender dropped once the session is ended.
     /// The room lives while a receiver does, and is freed once every
@@ -141,6 +158,21 @@ impl Relay {
         self.shared
             .existing_room(session)
             .is_some_and(|room| *room.subscribe_live().borrow())
+    }
+
+    /// The sessions this node holds a room for, and whether a publisher sends media to each.
+    pub fn rooms_live(&self) -> Vec<(String, bool)> {
+        self.shared
+            .rooms()
+            .iter()
+            .map(|(session, room)| (session.clone(), room.is_live()))
+            .collect()
+    }
+
+    /// Returns once a room's publisher went live or stopped since the last call returned (a
+    /// change before the first call counts). For one waiter: the node's video reporter.
+    pub async fn live_changed(&self) {
+        self.shared.live_changed.notified().await;
     }
 
     /// Closes every peer connection of every session; later requests get 503.
@@ -344,6 +376,7 @@ impl Shared {
                 session,
                 self.config.keyframe_min_interval,
                 self.idle.clone(),
+                self.live_changed.clone(),
             )
         });
         let out = f(room);

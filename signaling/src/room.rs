@@ -92,6 +92,8 @@ pub(crate) type TrackSwap = (Arc<RTCRtpSender>, Arc<TrackLocalStaticRTP>);
 pub(crate) struct Room {
     pub session: String,
     live: watch::Sender<bool>,
+    /// The relay's: told whenever `live` flips (the node reports it to the other nodes).
+    live_changed: Arc<Notify>,
     keyframes: KeyframeGate,
     /// Generation of the current publisher; forwarding loops of older
     /// generations stop at their next packet. Read per packet, hence atomic.
@@ -123,6 +125,7 @@ impl Room {
         session: &str,
         keyframe_min_interval: Duration,
         idle: Arc<Notify>,
+        live_changed: Arc<Notify>,
     ) -> Arc<Room> {
         let codec = Codec::vp8();
         let stream_id = format!("oncolive-{session}");
@@ -139,6 +142,7 @@ impl Room {
         Arc::new(Room {
             session: session.to_owned(),
             live: watch::channel(false).0,
+            live_changed,
             keyframes: KeyframeGate::new(keyframe_min_interval),
             generation: AtomicU64::new(0),
             viewer_count: AtomicUsize::new(0),
@@ -183,6 +187,12 @@ impl Room {
 
     pub(crate) fn subscribe_live(&self) -> watch::Receiver<bool> {
         self.live.subscribe()
+    }
+
+    fn set_live(&self, on: bool) {
+        if self.live.send_replace(on) != on {
+            self.live_changed.notify_one();
+        }
     }
 
     pub(crate) fn is_live(&self) -> bool {
@@ -259,7 +269,7 @@ impl Room {
             .store(publisher.generation, Ordering::Release);
         let old = state.publisher.replace(publisher);
         // Live again once the new publisher's first packet arrives.
-        self.live.send_replace(false);
+        self.set_live(false);
         metrics::publishers(&self.session, 1);
         Ok((old, swaps))
     }
@@ -273,7 +283,7 @@ impl Room {
         let old = state.publisher.take();
         // Stop the old forwarding loops even before their connection closes.
         self.generation.store(0, Ordering::Release);
-        self.live.send_replace(false);
+        self.set_live(false);
         metrics::publishers(&self.session, 0);
         self.idle.notify_one();
         old
@@ -282,7 +292,7 @@ impl Room {
     /// Marks the room live when the current publisher's media arrives.
     pub(crate) fn media_arrived(&self, generation: u64) {
         if self.is_current(generation) && !self.is_live() {
-            self.live.send_replace(true);
+            self.set_live(true);
             tracing::info!(session = %self.session, "publisher live");
         }
     }
@@ -341,7 +351,7 @@ impl Room {
         let mut state = self.state();
         state.ended = true;
         self.generation.store(0, Ordering::Release);
-        self.live.send_replace(false);
+        self.set_live(false);
         let publisher = state.publisher.take();
         let viewers: Vec<Viewer> = state.viewers.drain().map(|(_, v)| v).collect();
         self.viewer_count.store(0, Ordering::Relaxed);

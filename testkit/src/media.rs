@@ -30,7 +30,8 @@ use webrtc::interceptor::registry::Registry;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::offer_answer_options::RTCOfferOptions;
-use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
+/// The states [`Peer::wait_state`] takes, for suites that do not depend on `webrtc` themselves.
+pub use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
@@ -206,6 +207,9 @@ pub struct MediaClient {
 impl MediaClient {
     /// `base` is `http://host:port`; the endpoints are `{base}/api/sessions/{id}/whip|whep`.
     pub fn new(base: &str, http: reqwest::Client, ice: IceTimeouts) -> Result<MediaClient> {
+        // DTLS needs a process-wide rustls provider; a test without a relay in its process (one
+        // that talks to `oncolive` nodes) has none yet. The relay installs the same one.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut settings = SettingEngine::default();
         // mDNS needs a multicast-capable interface; the relay and these peers share one host.
         settings.set_ice_multicast_dns_mode(MulticastDnsMode::Disabled);

@@ -24,6 +24,8 @@ pub struct MemoryBroker {
     sessions: RwLock<HashMap<SessionId, Arc<MemSession>>>,
     history: usize,
     presence: Mutex<HashMap<(SessionId, Uuid), (u64, Instant)>>,
+    /// Nodes whose relay has a session's publisher sending, and when they last said so.
+    video: Mutex<HashMap<(SessionId, Uuid), Instant>>,
     rules: Rules,
 }
 
@@ -68,6 +70,7 @@ impl MemoryBroker {
             sessions: RwLock::default(),
             history: history.max(1),
             presence: Mutex::default(),
+            video: Mutex::default(),
             rules: Rules::default(),
         }
     }
@@ -217,6 +220,30 @@ impl Broker for MemoryBroker {
             .filter(|((sid, _), _)| *sid == id)
             .map(|(_, (n, _))| n)
             .sum())
+    }
+
+    async fn report_video(
+        &self,
+        id: SessionId,
+        node: Uuid,
+        live: bool,
+    ) -> Result<bool, BrokerError> {
+        {
+            let mut video = lock(&self.video);
+            if live {
+                video.insert((id, node), Instant::now());
+            } else {
+                video.remove(&(id, node));
+            }
+        }
+        self.video_live(id).await
+    }
+
+    async fn video_live(&self, id: SessionId) -> Result<bool, BrokerError> {
+        let now = Instant::now();
+        let mut video = lock(&self.video);
+        video.retain(|_, at| now.duration_since(*at) < PRESENCE_TTL);
+        Ok(video.keys().any(|(sid, _)| *sid == id))
     }
 
     async fn record_consent(

@@ -127,6 +127,19 @@ pub trait Broker: Send + Sync + 'static {
         count: u64,
     ) -> Result<u64, BrokerError>;
 
+    /// Records whether `node`'s relay has the session's publisher sending now (a heartbeat while
+    /// it does: a report expires like a viewer count) and returns whether any node's does.
+    async fn report_video(
+        &self,
+        id: SessionId,
+        node: Uuid,
+        live: bool,
+    ) -> Result<bool, BrokerError>;
+
+    /// Whether any node's relay has the session's publisher sending now: the one answer to
+    /// "is the camera live" that every node gives.
+    async fn video_live(&self, id: SessionId) -> Result<bool, BrokerError>;
+
     /// Records that `user` agreed to the privacy notice of session `id`. Only the first time
     /// is kept, and returned.
     async fn record_consent(

@@ -186,6 +186,19 @@ impl Broker for RedisBroker {
         self.store.report_viewers(id, node, count).await
     }
 
+    async fn report_video(
+        &self,
+        id: SessionId,
+        node: Uuid,
+        live: bool,
+    ) -> Result<bool, BrokerError> {
+        self.store.report_video(id, Some(node), live).await
+    }
+
+    async fn video_live(&self, id: SessionId) -> Result<bool, BrokerError> {
+        self.store.report_video(id, None, false).await
+    }
+
     async fn record_consent(
         &self,
         id: SessionId,
@@ -285,6 +298,7 @@ impl Broker for RedisBroker {
             .arg(keys.dirty(id))
             .arg(keys.events(id))
             .arg(keys.viewers(id))
+            .arg(keys.video(id))
             .arg(keys.consents(id));
         for q in questions {
             del.arg(keys.voters(id, q));

@@ -40,6 +40,9 @@ const EVENTS: &str = "events";
 /// `PREFIX:{ID}:viewers`: hash, node id → `COUNT:EXPIRES_AT_MS` (Redis clock). Entries past
 /// their expiry are dropped by the next report; the key itself expires when no node reports.
 const VIEWERS: &str = "viewers";
+/// `PREFIX:{ID}:video`: hash, node id → `1:EXPIRES_AT_MS` (Redis clock) for each node whose
+/// relay has the session's publisher sending now (the same script and rules as `viewers`).
+const VIDEO: &str = "video";
 
 /// `PREFIX:{ID}:consents`: hash, patient id → when they agreed to the privacy notice (RFC 3339).
 /// Deleted by the retention.
@@ -107,6 +110,10 @@ impl Keys {
         self.of(id, VIEWERS)
     }
 
+    pub fn video(&self, id: SessionId) -> String {
+        self.of(id, VIDEO)
+    }
+
     pub fn consents(&self, id: SessionId) -> String {
         self.of(id, CONSENTS)
     }
@@ -131,6 +138,7 @@ mod tests {
             keys.dirty(id),
             keys.events(id),
             keys.viewers(id),
+            keys.video(id),
             keys.consents(id),
         ] {
             assert!(key.starts_with("oncolive:{"), "{key}");

@@ -251,4 +251,30 @@ impl Store {
             )
             .await
     }
+
+    /// `viewers.lua` on the `video` key: `node` (when given) reports whether its relay has the
+    /// session's publisher sending; returns whether any node does. `None` only reads.
+    pub async fn report_video(
+        &self,
+        id: SessionId,
+        node: Option<Uuid>,
+        live: bool,
+    ) -> Result<bool, BrokerError> {
+        let ttl = self.config.presence_ttl;
+        let live_nodes: u64 = self
+            .conn
+            .call(
+                self.scripts
+                    .viewers
+                    .key(self.keys.video(id))
+                    // No node id is empty: with "" and 0 the script removes nothing and reads.
+                    .arg(node.map_or_else(String::new, |n| n.to_string()))
+                    .arg(u64::from(live))
+                    .arg(ttl.as_millis() as u64)
+                    .arg(ttl.as_secs().saturating_mul(6).max(60))
+                    .invoke_async(&mut self.conn.handle()),
+            )
+            .await?;
+        Ok(live_nodes > 0)
+    }
 }
