@@ -30,14 +30,14 @@ async function waitForBinary(limitMs = 300_000) {
 
 /**
  * Returns { url, admin_token, session_id, expert_token, moderator_token, links, logs, stop() }.
- * Extra `args` go to `oncolive serve`.
+ * Extra `args` go to `oncolive serve`; `listen` replaces `127.0.0.1:0`.
  */
-export async function startServer({ args = [], env = {} } = {}) {
+export async function startServer({ args = [], env = {}, listen = '127.0.0.1:0' } = {}) {
   await waitForBinary();
   const dir = await mkdtemp(join(tmpdir(), 'oncolive-e2e-'));
   const readyFile = join(dir, 'ready.json');
   const child = spawn(BIN, [
-    'serve', '--listen', '127.0.0.1:0', '--data-dir', dir, '--demo', '--ready-file', readyFile, ...args,
+    'serve', '--listen', listen, '--data-dir', dir, '--demo', '--ready-file', readyFile, ...args,
   ], { stdio: ['ignore', 'pipe', 'pipe'], env: { RUST_LOG: 'warn', ...process.env, ...env } });
   const logs = [];
   const keep = (chunk) => {

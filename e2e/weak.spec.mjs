@@ -467,3 +467,46 @@ test('the waiting page: a countdown, then "shortly"; add to calendar', async ({ 
   await ctx.close();
   expect(errors).toEqual([]);
 });
+
+for (const [locale, lang, notSent] of [['en-US', 'en', 'Not sent: the session had ended'], ['zh-CN', 'zh', '未发送：直播已结束']]) {
+  test(`a question kept while offline, when the session ends meanwhile, is shown as not sent and dropped (${lang})`, async ({ browser, server }) => {
+    const { session, links } = await createSession(server, { title: 'Eating well during chemotherapy', expert_name: 'Dr. Chen' });
+    const QUESTION = lang === 'zh' ? '化疗期间可以吃海鲜吗？' : 'Can I eat seafood during chemotherapy?';
+    const ctx = await browser.newContext({ ...PHONE, locale });
+    const page = await ctx.newPage();
+    let offline = false;
+    const open = [];
+    await page.routeWebSocket(/\/api\/sessions\/[^/]+\/ws/, (ws) => {
+      if (offline) return ws.close({ code: 1011, reason: 'offline' });
+      open.push({ ws, upstream: ws.connectToServer() });
+    });
+    await page.goto(links.patient);
+    await page.click('#join-btn');
+    await expect(page.locator('#conn')).toHaveAttribute('data-state', 'online');
+    offline = true;
+    await ctx.setOffline(true);
+    for (const { ws, upstream } of open.splice(0)) {
+      await ws.close({ code: 1011, reason: 'offline' });
+      await upstream.close();
+    }
+    await page.fill('#ask-text', QUESTION);
+    if (await page.locator('#consent').isVisible()) await page.check('#consent-box');
+    await page.click('#ask-btn');
+    await expect(page.locator('#mine .q.local', { hasText: QUESTION })).toHaveCount(1);
+    // the host ends the session while the phone is offline
+    const end = await fetch(`${server.url}/api/sessions/${session.id}/state`, {
+      method: 'POST', headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${server.admin_token}` }, body: JSON.stringify({ state: 'ended' }),
+    });
+    expect(end.status).toBe(200);
+    offline = false;
+    await ctx.setOffline(false);
+    await expect(page.locator('#conn')).toHaveAttribute('data-state', 'online', { timeout: 30_000 });
+    const card = page.locator('#mine .q.local', { hasText: QUESTION });
+    await expect(card.locator('.pill.unsent')).toHaveText(notSent);
+    expect(await page.evaluate((sid) => localStorage.getItem(`oncolive.outbox.${sid}`), session.id)).toBeNull();
+    await page.click('#tab-mine');
+    await card.evaluate((el) => el.scrollIntoView({ block: 'center' }));
+    await shot(page, `unsent-ended-${lang}`, { keepScroll: true });
+    await ctx.close();
+  });
+}

@@ -108,3 +108,41 @@ test('entries as cards for "my questions"', () => {
   assert.equal(cards[0].author, 'Zhang');
   assert.equal(cards[0].asked_at, '2026-12-02T10:00:00.000Z');
 });
+
+test('entries that can never be sent are shown as not sent, with the reason, and dropped from storage', () => {
+  const storage = memoryStorage();
+  const box = new Outbox({ key: KEY, storage });
+  const queued = box.add('Typed offline');
+  const sent = box.add('On the socket when it dropped');
+  box.markSending(sent.id, [1]);
+  const arrived = box.add('Arrived before the end');
+  box.markSending(arrived.id, [1]);
+  // the session ended meanwhile: the one found on the server arrived, the rest never will
+  assert.deepEqual(box.reconcile([{ id: 1, text: 'Earlier' }, { id: 2, text: 'Arrived before the end' }]).map((a) => a.entry.id), [arrived.id]);
+  const given = box.abandon('ended');
+  assert.deepEqual(given.map((e) => e.id), [queued.id, sent.id]);
+  assert.equal(box.size, 0, 'nothing left to send');
+  assert.equal(storage.getItem(KEY), null, 'gone from storage');
+  assert.equal(new Outbox({ key: KEY, storage }).size, 0, 'a reload does not bring them back');
+  const cards = box.asQuestions('Li');
+  assert.deepEqual(cards.map((q) => [q.text, q.status, q.reason]), [
+    ['Typed offline', 'unsent', 'ended'],
+    ['On the socket when it dropped', 'unsent', 'ended'],
+  ]);
+  assert.ok(cards.every((q) => q.local && q.author === 'Li'));
+  assert.deepEqual(box.abandon('ended'), [], 'given up once');
+});
+
+test('a question typed after giving up is kept and sent as usual; the given-up ones stay shown', () => {
+  const box = new Outbox({ key: KEY, storage: memoryStorage() });
+  box.add('Never sent');
+  box.abandon('revoked');
+  const next = box.add('A new one');
+  assert.equal(box.size, 1);
+  assert.deepEqual(box.asQuestions().map((q) => [q.text, q.status, q.reason]), [
+    ['Never sent', 'unsent', 'revoked'],
+    ['A new one', 'queued', undefined],
+  ]);
+  box.remove(next.id);
+  assert.equal(box.asQuestions().length, 1);
+});

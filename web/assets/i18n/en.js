@@ -472,6 +472,9 @@ export default {
   'cal.add': 'Add to my calendar',
   'status.queued': 'Waiting for the network: it will be sent',
   'status.sending': 'Sending…',
+  'unsent.ended': 'Not sent: the session had ended',
+  'unsent.gone': 'Not sent: this session no longer exists',
+  'unsent.revoked': 'Not sent: the host replaced this link',
   'ask.queued': 'No connection right now. Your question is kept and will be sent when the network is back.',
   'ask.flushed': 'The network is back: your question was sent.',
 };

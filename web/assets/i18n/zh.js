@@ -467,6 +467,9 @@ export default {
   'cal.add': '添加到我的日历',
   'status.queued': '等待网络：恢复后自动发送',
   'status.sending': '正在发送…',
+  'unsent.ended': '未发送：直播已结束',
+  'unsent.gone': '未发送：该直播已不存在',
+  'unsent.revoked': '未发送：主持人已更换此链接',
   'ask.queued': '现在没有网络。您的问题已保存，网络恢复后会自动发送。',
   'ask.flushed': '网络已恢复：您的问题已发送。',
 };

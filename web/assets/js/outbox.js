@@ -7,6 +7,10 @@
 // knew at that moment. After reconnecting, a question of mine that is not among those ids and has
 // the same text is this entry arriving: it is not sent again (rule 4 of the reconnect rules in
 // docs/protocol.md). An entry never put on a socket (`queued`) cannot be on the server.
+//
+// Entries that can never be sent (the session ended, or no longer exists, or the host replaced
+// this link) are given up: dropped from storage, and shown for the rest of the visit as not
+// sent, with the reason.
 
 /** The text as the server stores it (trimmed, tabs as spaces, one kind of line break). */
 export function normalText(text) {
@@ -28,6 +32,7 @@ export class Outbox {
     this.storage = storage;
     this.now = now;
     this.items = this.read();
+    this.unsent = []; // given up: in memory only, to say so
   }
 
   read() {
@@ -131,11 +136,26 @@ export class Outbox {
     return arrived;
   }
 
+  /**
+   * Every entry left can never be sent (`reason`: `ended`, `gone` or `revoked`): forget them
+   * (storage too) and keep them only to show as not sent. Run `reconcile` first: an entry
+   * found on the server arrived. Returns the entries given up.
+   */
+  abandon(reason) {
+    const given = this.items.map((e) => ({ ...e, state: 'unsent', reason }));
+    if (!given.length) return [];
+    this.unsent.push(...given);
+    this.items = [];
+    this.save();
+    return given;
+  }
+
   /** The entries as cards for "my questions", oldest first (a status of their own). */
   asQuestions(author = null) {
-    return this.items.map((e) => ({
-      id: e.id, text: e.text, status: e.state === 'queued' ? 'queued' : 'sending', votes: 0, pinned: false,
-      author, asked_at: e.created_at, local: true,
+    const status = (e) => (e.state === 'unsent' || e.state === 'queued' ? e.state : 'sending');
+    return [...this.unsent, ...this.items].map((e) => ({
+      id: e.id, text: e.text, status: status(e), votes: 0, pinned: false,
+      author, asked_at: e.created_at, local: true, ...(e.reason ? { reason: e.reason } : {}),
     }));
   }
 }

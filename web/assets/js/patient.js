@@ -170,6 +170,7 @@ function startLive() {
     store,
     conn,
     onStatus: (s) => {
+      if (s === 'gone' || s === 'revoked') giveUpOutbox(s);
       if (s === 'gone') fail('empty', 'error.notFound', 'error.notFoundDetail');
       // back online (snapshot or resume applied): what was asked meanwhile goes now
       if (s === 'online') flushOutbox();
@@ -193,9 +194,22 @@ function startLive() {
   restoreDraft();
 }
 
+/**
+ * Questions still in the outbox that can never be sent (`reason`: ended, gone, revoked): shown
+ * as not sent under "my questions" and dropped from storage, so no later visit tries again.
+ */
+function giveUpOutbox(reason) {
+  if (!outbox.size) return;
+  // one that may have reached the server before the end is looked for first
+  if (store.loaded) for (const { entry } of outbox.reconcile(store.mine())) if (!inFlight.has(entry.id)) toast(t('ask.arrived'));
+  if (outbox.abandon(reason).length) toast(t(`unsent.${reason}`), { bad: true, ms: 8000 });
+}
+
 let sawEnd = false;
 let sawSnapshot = false;
 function onStoreChange(what) {
+  const ended = store.session && store.session.state === 'ended';
+  if ((what === 'snapshot' || what === 'session') && ended) giveUpOutbox('ended');
   // a returning patient whose session ended meanwhile: the link opens the replay
   if (what === 'snapshot' && !sawSnapshot) {
     sawSnapshot = true;

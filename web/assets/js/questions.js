@@ -68,7 +68,7 @@ export function updateQuestionNode(node, q, { store = null, status = false, mine
 
   const meta = [];
   if (q.status === 'answering') meta.push(h('span', { class: 'pill answering', text: t('status.answering') }));
-  else if (status) meta.push(h('span', { class: `pill ${q.status}`, text: t(`status.${q.status}`) }));
+  else if (status) meta.push(h('span', { class: `pill ${q.status}`, text: t(q.status === 'unsent' ? `unsent.${q.reason}` : `status.${q.status}`) }));
   if (q.pinned) meta.push(h('span', { class: 'pill pin', text: t('q.pinned') }));
   if (review && q.original_shown) meta.push(h('span', { class: 'pill warn', text: t('q.originalShown') }));
   if (review && q.triage) meta.push(h('span', { class: `pill triage-${q.triage}`, text: t(`triage.${q.triage}`) }));

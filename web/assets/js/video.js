@@ -4,6 +4,14 @@
 
 const ICE_WAIT_MS = 2000;
 
+/**
+ * Chromium tells of one network change several times: `offline` and `navigator.connection`
+ * changes as the old address goes, then (about a second later, once the new one is up) `online`
+ * and more changes. One ICE restart when they have settled gathers on the network the phone
+ * ended up on; one made at the first event would offer no address at all.
+ */
+export const NETWORK_SETTLE_MS = 250;
+
 function waitForIce(pc) {
   if (pc.iceGatheringState === 'complete') return Promise.resolve();
   return new Promise((resolve) => {
@@ -188,9 +196,19 @@ export class Viewer {
     this.generation = 0;
     this.negotiating = 0;     // the generation whose offer is being made, 0 when none
     this.restarting = false;
+    this.restartAgain = false; // the network changed while a restart was being made
+    this.settleTimer = null;
     this.onUnload = () => this.teardown();
-    // A phone that changed networks (Wi-Fi ↔ mobile): restart ICE on the same WHEP resource.
-    this.onNetworkChange = () => this.restartIce();
+    // A phone that changed networks (Wi-Fi ↔ mobile): restart ICE on the same WHEP resource,
+    // once the events have settled. Offline there is nothing to gather on: `online` will come.
+    this.onNetworkChange = () => {
+      clearTimeout(this.settleTimer);
+      if (navigator.onLine === false) return;
+      this.settleTimer = setTimeout(() => {
+        if (this.restarting) this.restartAgain = true;
+        else this.restartIce();
+      }, NETWORK_SETTLE_MS);
+    };
     video.addEventListener('playing', () => { if (!this.audioOnly) this.sawFrames(); });
     video.addEventListener('resize', () => { if (video.videoWidth > 0 && !this.audioOnly) this.sawFrames(); });
   }
@@ -216,6 +234,7 @@ export class Viewer {
     window.removeEventListener('online', this.onNetworkChange);
     if (navigator.connection) navigator.connection.removeEventListener('change', this.onNetworkChange);
     clearTimeout(this.timer);
+    clearTimeout(this.settleTimer);
     this.teardown();
     this.setState('idle');
   }
@@ -331,7 +350,8 @@ export class Viewer {
   /**
    * ICE restart (RFC 9725 §4.3.3): new credentials in a `PATCH` with `If-Match: *`, the relay's
    * new ones from its `200`. Same resource, same tracks; the relay asks the expert's camera for a
-   * keyframe once the new path is up. If the relay refuses, a fresh WHEP session is made.
+   * keyframe once the new path is up. If the relay refuses, a fresh WHEP session is made. A
+   * network change during the restart makes one more (its offer may name the old address).
    */
   async restartIce() {
     const pc = this.pc;
@@ -361,6 +381,10 @@ export class Viewer {
       if (gen === this.generation && !this.stopped) this.retryLater('stalled');
     } finally {
       this.restarting = false;
+    }
+    if (this.restartAgain) {
+      this.restartAgain = false;
+      await this.restartIce();
     }
   }
 
