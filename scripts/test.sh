@@ -75,7 +75,7 @@ step "library and replay suites against an S3-compatible server (moto)"
 run_isolated "ONCOLIVE_TEST_STORE=s3 cargo test -p oncolive-server --test library --test replay --locked --offline"
 
 step "hub suite and multi-node tests against a three-master Redis Cluster"
-run_isolated "ONCOLIVE_TEST_BROKER=redis-cluster cargo test -p oncolive-server --test hub --test privacy --test redis_nodes --test redis_broker --locked --offline"
+run_isolated "ONCOLIVE_TEST_BROKER=redis-cluster cargo test -p oncolive-server --test hub --test privacy --test redis_nodes --test video_nodes --test redis_broker --locked --offline"
 
 step "browser tests (Debian chromium, Playwright)"
 export ONCOLIVE_BIN="$CARGO_TARGET_DIR/debug/oncolive"

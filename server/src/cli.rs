@@ -74,6 +74,11 @@ pub struct ServeArgs {
     /// The address patients use, for the links handed out (default: http://LISTEN).
     #[arg(long, env = "ONCOLIVE_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Where the other nodes on the same Redis reach this node's HTTP port to pull a broadcast
+    /// it receives, e.g. `http://10.0.0.5:8080` (default: http://LISTEN unless LISTEN is
+    /// 0.0.0.0 or [::], which name no address another node can use).
+    #[arg(long, env = "ONCOLIVE_NODE_URL")]
+    pub node_url: Option<String>,
     /// Redis URL (`redis://host:port`, or `redis+cluster://h1:p1,h2:p2` for a Redis Cluster);
     /// without it the in-memory broker is used.
     #[arg(long, env = "ONCOLIVE_REDIS_URL")]
@@ -262,6 +267,7 @@ impl ServeArgs {
     pub fn config(&self) -> anyhow::Result<Config> {
         Ok(Config {
             public_url: self.public_url.clone(),
+            node_url: self.node_url.clone(),
             data_dir: self.common.data_dir.clone(),
             secret: self.common.secret()?,
             broker: match self.redis_url()? {

@@ -17,6 +17,9 @@ use crate::site::Site;
 pub struct Config {
     /// The address patients use, for the links handed out; `None`: `http://` + the bound address.
     pub public_url: Option<String>,
+    /// Where the other nodes reach this one's HTTP port to pull a broadcast it receives
+    /// (`--node-url`); `None`: `http://` + the bound address unless that is unspecified.
+    pub node_url: Option<String>,
     /// Where the generated token secret is kept when [`Config::secret`] is `None`.
     pub data_dir: PathBuf,
     /// The HMAC secret for tokens (at least 16 bytes). Never logged.
@@ -208,6 +211,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             public_url: None,
+            node_url: None,
             data_dir: default_data_dir(),
             secret: None,
             broker: BrokerConfig::Memory,
@@ -270,6 +274,7 @@ impl Config {
     pub fn normalized(self) -> Config {
         Config {
             public_url: self.public_url.map(|u| u.trim_end_matches('/').to_owned()),
+            node_url: self.node_url.map(|u| u.trim_end_matches('/').to_owned()),
             limits: self.limits.at_least_workable(),
             ping_interval: self.ping_interval.max(Duration::from_secs(1)),
             token_max_age: self.token_max_age.max(Duration::from_secs(3600)),
@@ -306,6 +311,7 @@ impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
             .field("public_url", &self.public_url)
+            .field("node_url", &self.node_url)
             .field("data_dir", &self.data_dir)
             .field("secret", &self.secret.as_ref().map(|_| "…"))
             .field("broker", &self.broker)

@@ -79,6 +79,18 @@ pub async fn start(
     )
     .context("cannot open the media store (--object-store)")?;
     let keys = Arc::new(Keys::new(&secret));
+    // Where the other nodes pull this node's broadcasts from: `--node-url`, else the bound
+    // address when it is a specific one (0.0.0.0 names no reachable address).
+    let node_url: Option<Arc<str>> = config
+        .node_url
+        .clone()
+        .or_else(|| (!addr.ip().is_unspecified()).then(|| format!("http://{addr}")))
+        .map(Into::into);
+    let authorizer = Arc::new(video::SessionAuthorizer {
+        keys: keys.clone(),
+        broker: broker.clone(),
+        node_url,
+    });
     let relay = oncolive_signaling::Relay::new(
         // One flag says whether a proxy's X-Forwarded-For is believed, for joins and viewers alike.
         RelayConfig {
@@ -89,10 +101,7 @@ pub async fn start(
             }),
             ..config.relay.clone()
         },
-        Arc::new(video::SessionAuthorizer {
-            keys: keys.clone(),
-            broker: broker.clone(),
-        }),
+        authorizer.clone(),
     )?;
     // Every node whose pump forwards a session's end ends its own video of it.
     let ended: hub::SessionEnded = {
@@ -112,6 +121,7 @@ pub async fn start(
         relay.clone(),
         broker.clone(),
         hub.clone(),
+        authorizer,
         shutdown.clone(),
     ));
     let app = AppState {

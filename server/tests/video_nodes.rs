@@ -12,7 +12,9 @@ use anyhow::{Context, bail, ensure};
 use oncolive_server::model::{Moderation, SessionState};
 use oncolive_server::protocol::{ServerMsg, VideoState};
 use oncolive_testkit::hub::HubClient;
-use oncolive_testkit::media::{IceTimeouts, MediaClient, RTCPeerConnectionState};
+use oncolive_testkit::media::{
+    IceTimeouts, MediaClient, RTCPeerConnectionState, Received, collect_until, send_batch, warm_up,
+};
 use oncolive_testkit::node::Node;
 use oncolive_testkit::redis::{TestRedis, unique_prefix};
 
@@ -135,4 +137,148 @@ async fn the_camera_s_state_and_the_end_of_its_video_are_the_same_on_every_node(
     every_node_says(&nodes, id, VideoState::Waiting).await?;
     sending.abort();
     Ok(())
+}
+
+/// Video packets in the order received, with nothing before `from`: markers never go back and
+/// sequence numbers step by one within a stretch of markers that all arrived.
+fn check_in_order(got: &[Received], what: &str) -> anyhow::Result<()> {
+    let video: Vec<&Received> = got.iter().filter(|r| r.kind.is_video()).collect();
+    ensure!(!video.is_empty(), "{what}: no video");
+    for pair in video.windows(2) {
+        ensure!(
+            pair[1].marker > pair[0].marker,
+            "{what}: marker {} after {}",
+            pair[1].marker,
+            pair[0].marker
+        );
+        ensure!(
+            pair[1].seq == pair[0].seq.wrapping_add(1),
+            "{what}: sequence {} after {}",
+            pair[1].seq,
+            pair[0].seq
+        );
+    }
+    Ok(())
+}
+
+/// Origin–edge on three nodes of one Redis: the expert publishes to A; viewers of B and C get
+/// the stream through one pull each from A. A is killed and the expert republishes to B: the
+/// viewer of C recovers without a new WHEP session, its sequence numbers continuing.
+#[tokio::test(flavor = "multi_thread")]
+async fn viewers_on_other_nodes_get_the_stream_through_one_pull_and_follow_a_new_origin()
+-> anyhow::Result<()> {
+    let redis = TestRedis::start();
+    let mut nodes = nodes(&redis, 3);
+    let session = nodes[0].api.live_session(Moderation::Post).await?;
+    let id = session.id;
+    let client =
+        |node: &Node| MediaClient::new(&node.api.url, node.api.http.clone(), IceTimeouts::Short);
+
+    let publisher = client(&nodes[0])?
+        .publisher(id, &session.expert)
+        .connect()
+        .await?;
+    publisher.wait_connected().await?;
+    let mut marker = 0u32;
+    for _ in 0..10 {
+        publisher.send(marker).await?;
+        marker += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    every_node_says(&nodes, id, VideoState::Live).await?;
+
+    // One viewer on each edge (two on B: still one pull from A).
+    let mut on_b = Vec::new();
+    for _ in 0..2 {
+        let token = nodes[1].api.patient(id).await?;
+        let viewer = client(&nodes[1])?.viewer(id, &token).connect().await?;
+        viewer.wait_connected().await?;
+        on_b.push(viewer);
+    }
+    let token = nodes[2].api.patient(id).await?;
+    let mut on_c = client(&nodes[2])?.viewer(id, &token).connect().await?;
+    on_c.wait_connected().await?;
+    let c_resource = on_c.resource_url();
+    {
+        let (b0, b1) = on_b.split_at_mut(1);
+        marker = warm_up(&publisher, &mut [&mut b0[0], &mut b1[0], &mut on_c], marker).await?;
+    }
+    let from = marker;
+    send_batch(&publisher, from, from + 100).await?;
+    for (i, viewer) in on_b.iter_mut().enumerate() {
+        let got = collect_until(viewer, from + 99).await;
+        check_in_order(&got, &format!("viewer {i} on B"))?;
+        ensure!(
+            got.iter().any(|r| r.marker == from + 99),
+            "viewer {i} on B missed the end"
+        );
+    }
+    let got_c = collect_until(&mut on_c, from + 99).await;
+    check_in_order(&got_c, "viewer on C")?;
+    let last_seq = got_c
+        .iter()
+        .filter(|r| r.kind.is_video())
+        .map(|r| r.seq)
+        .next_back()
+        .context("C got video")?;
+    // The origin serves one viewer per edge: B's two viewers are one pull.
+    ensure!(
+        viewers_on(&nodes[0]).await? == 2.0,
+        "the origin serves {} viewers, not one per edge",
+        viewers_on(&nodes[0]).await?
+    );
+
+    // The origin dies; the expert republishes to B.
+    nodes[0].kill();
+    drop(publisher);
+    let publisher = client(&nodes[1])?
+        .publisher(id, &session.expert)
+        .connect()
+        .await?;
+    publisher.wait_connected().await?;
+    let live_nodes = &nodes[1..];
+    every_node_says(live_nodes, id, VideoState::Live).await?;
+    // C's viewer keeps its WHEP session and gets the new stream, sequence numbers continuing.
+    let resumed = 100_000u32;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut first = None;
+    let mut m = resumed;
+    while first.is_none() {
+        ensure!(
+            Instant::now() < deadline,
+            "the viewer on C got nothing from the new origin"
+        );
+        publisher.send(m).await?;
+        m += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        first = on_c
+            .drain()
+            .into_iter()
+            .find(|r| r.kind.is_video() && r.marker >= resumed);
+    }
+    let first = first.context("first packet")?;
+    ensure!(on_c.resource_url() == c_resource, "C's viewer renegotiated");
+    ensure!(
+        first.seq.wrapping_sub(last_seq) < 1000,
+        "sequence numbers jumped from {last_seq} to {}",
+        first.seq
+    );
+    send_batch(&publisher, m, m + 50).await?;
+    let got = collect_until(&mut on_c, m + 49).await;
+    check_in_order(&got, "viewer on C after the move")?;
+    Ok(())
+}
+
+/// `oncolive_video_viewers` in a node's `/metrics` (WHEP viewers its relay serves).
+async fn viewers_on(node: &Node) -> anyhow::Result<f64> {
+    let text = reqwest::get(format!("{}/metrics", node.api.url))
+        .await?
+        .text()
+        .await?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("oncolive_video_viewers "))
+        .context("no oncolive_video_viewers in /metrics")?
+        .trim()
+        .parse()
+        .context("viewers")
 }

@@ -31,6 +31,16 @@ pub enum AuthError {
     Unavailable(String),
 }
 
+/// Where a session's stream comes from when this node does not receive it: another node's
+/// relay (the origin), pulled once over WHEP with a node credential and fanned out here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The origin's WHEP endpoint for the session.
+    pub whep_url: String,
+    /// A bearer token the origin accepts for viewing the session.
+    pub token: String,
+}
+
 /// Checks bearer tokens; the server implements it with its own session store.
 #[async_trait]
 pub trait Authorizer: Send + Sync + 'static {
@@ -43,5 +53,11 @@ pub trait Authorizer: Send + Sync + 'static {
     /// publisher.
     async fn records(&self, _session: &str) -> bool {
         true
+    }
+
+    /// The origin to pull `session` from, when another node receives its publisher; `None`
+    /// when nobody publishes, this node does, or the host runs one node.
+    async fn origin(&self, _session: &str) -> Option<Origin> {
+        None
     }
 }

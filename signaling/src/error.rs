@@ -60,6 +60,10 @@ pub(crate) enum ApiError {
     /// A client candidate the relay will not send to (loopback, link-local, metadata...).
     #[error("{0}")]
     ForbiddenCandidate(String),
+    /// An edge could not pull the session from its origin (never a client's answer: pulls run
+    /// on their own; logged).
+    #[error("pulling from the origin: {0}")]
+    OriginUnavailable(String),
     #[error("internal error")]
     Internal(#[source] SignalingError),
 }
@@ -104,6 +108,7 @@ impl ApiError {
             ApiError::Auth(AuthError::Unavailable(_)) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
             }
+            ApiError::OriginUnavailable(_) => (StatusCode::BAD_GATEWAY, "origin_unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

@@ -9,6 +9,7 @@
 mod auth;
 mod budget;
 mod config;
+mod edge;
 mod engine;
 mod error;
 mod exposure;
@@ -29,7 +30,7 @@ mod sdp;
 mod turn;
 mod viewer;
 
-pub use auth::{Access, AuthError, Authorizer};
+pub use auth::{Access, AuthError, Authorizer, Origin};
 pub use config::{IceServer, RelayConfig};
 pub use error::SignalingError;
 pub use forwarded::last_forwarded_for;

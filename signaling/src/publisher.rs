@@ -114,6 +114,7 @@ pub(crate) async fn publish(
         patching: PatchLock::default(),
         video_ssrc,
         _recording: recording,
+        pulled_from: None,
     };
     let (old, swaps) = match room.install_publisher(publisher, video) {
         Ok(installed) => installed,
@@ -157,7 +158,7 @@ pub(crate) fn remove(room: &Weak<Room>, id: &str) -> bool {
 
 /// Copies one publisher track into the room's shared track until the
 /// publisher goes away or is replaced.
-async fn forward(
+pub(crate) async fn forward(
     room: Arc<Room>,
     remote: Arc<TrackRemote>,
     generation: u64,

@@ -12,15 +12,15 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use webrtc::peer_connection::RTCPeerConnection;
 
-use crate::auth::{Access, AuthError, Authorizer};
+use crate::auth::{Access, AuthError, Authorizer, Origin};
 use crate::budget::{Budgets, Caps};
 use crate::config::{RelayConfig, is_turn_url};
 use crate::engine::{self, Engine, close_pc};
 use crate::error::{ApiError, SignalingError};
 use crate::record::Recorders;
 use crate::room::{PatchLock, Pending, Room};
+use crate::{edge, publisher, viewer};
 use crate::{metrics, sdp};
-use crate::{publisher, viewer};
 
 /// The relay: cheap to clone, every clone shares the same rooms.
 #[derive(Clone)]
@@ -45,6 +45,8 @@ pub(crate) struct Shared {
     closing: AtomicBool,
     /// One recorder per recorded session; `None` when recording is off.
     recorders: Option<Recorders>,
+    /// For an edge's pulls from other nodes (`crate::edge`).
+    http: reqwest::Client,
 }
 
 /// How often idle rooms are looked for even without a ping: a room's last
@@ -101,6 +103,7 @@ impl Relay {
             rooms: Mutex::new(HashMap::new()),
             idle: Arc::new(Notify::new()),
             live_changed: Arc::new(Notify::new()),
+            http: reqwest::Client::new(),
             budgets,
             closing: AtomicBool::new(false),
         });
@@ -160,13 +163,58 @@ impl Relay {
             .is_some_and(|room| *room.subscribe_live().borrow())
     }
 
-    /// The sessions this node holds a room for, and whether a publisher sends media to each.
+    /// The sessions this node holds a room for, and whether a WHIP publisher of this node sends
+    /// media to each (this node is then the session's origin; an edge's pull does not count).
     pub fn rooms_live(&self) -> Vec<(String, bool)> {
         self.shared
             .rooms()
             .iter()
-            .map(|(session, room)| (session.clone(), room.is_live()))
+            .map(|(session, room)| (session.clone(), room.is_origin_live()))
             .collect()
+    }
+
+    /// The sessions this node pulls from another node, with the origin's WHEP URL of each, and
+    /// those whose viewers here wait with nobody to pull from (`""`: the pull failed, or its
+    /// origin died), so that the caller points each at the session's origin ([`Relay::follow`]).
+    pub fn pulls(&self) -> Vec<(String, String)> {
+        let rooms: Vec<(String, Arc<Room>)> = self
+            .shared
+            .rooms()
+            .iter()
+            .map(|(s, r)| (s.clone(), r.clone()))
+            .collect();
+        rooms
+            .into_iter()
+            .filter_map(|(session, room)| match room.pulled_from() {
+                Some(url) => Some((session, url)),
+                None if room.viewer_count() > 0 && !room.has_any_publisher() => {
+                    Some((session, String::new()))
+                }
+                None => None,
+            })
+            .collect()
+    }
+
+    /// The session's origin is now `origin`: a pull from elsewhere moves to it (viewers keep
+    /// their sessions). Nothing changes for a session this node does not pull.
+    pub async fn follow(&self, session: &str, origin: &Origin) {
+        let Some(room) = self.shared.existing_room(session) else {
+            return;
+        };
+        if room.viewer_count() == 0 {
+            return;
+        }
+        match room.pulled_from() {
+            Some(current) if current != origin.whep_url => {
+                tracing::info!(session, from = %current, to = %origin.whep_url, "following the new origin");
+                self.shared.pull(&room, origin).await;
+            }
+            None if !room.has_any_publisher() => {
+                tracing::info!(session, to = %origin.whep_url, "pulling for the waiting viewers");
+                self.shared.pull(&room, origin).await;
+            }
+            _ => {}
+        }
     }
 
     /// Returns once a room's publisher went live or stopped since the last call returned (a
@@ -232,6 +280,13 @@ impl Relay {
         let engine = &self.shared.engine;
         let (resource_id, answer) = match (role, slot) {
             (Role::Viewer, Some(slot)) => {
+                // Another node receives the expert: pull the stream once, before this viewer
+                // negotiates, so it gets the stream's codec from the start.
+                if !room.has_any_publisher()
+                    && let Some(origin) = self.shared.auth.origin(session).await
+                {
+                    self.shared.pull(&room, &origin).await;
+                }
                 viewer::view(engine, &room, offer_sdp, &offer, slot).await?
             }
             _ => {
@@ -384,7 +439,27 @@ impl Shared {
         out
     }
 
+    /// Pulls `room`'s session from `origin` unless a pull is being set up already; a failure is
+    /// logged (the viewers wait for the video as for an absent expert).
+    async fn pull(&self, room: &Arc<Room>, origin: &Origin) {
+        if room.pulling.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Err(err) = edge::pull(&self.engine, &self.http, room, origin).await {
+            tracing::warn!(session = %room.session, origin = %origin.whep_url, error = %err, "cannot pull the session");
+        }
+        room.pulling.store(false, Ordering::Release);
+    }
+
     fn free_idle_rooms(&self) {
+        // A pull nobody here watches any more is released first.
+        let rooms: Vec<Arc<Room>> = self.rooms().values().cloned().collect();
+        for room in rooms {
+            if let Some(pull) = room.take_unwatched_pull() {
+                tracing::info!(session = %room.session, "last viewer gone: pull released");
+                tokio::spawn(async move { close_pc(&pull.pc, &pull.id).await });
+            }
+        }
         let mut rooms = self.rooms();
         rooms.retain(|session, room| {
             let idle = room.is_idle();

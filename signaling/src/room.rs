@@ -2,7 +2,7 @@
 //! all viewers share, the current publisher and the viewers.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -44,6 +44,9 @@ pub(crate) struct Publisher {
     /// Tells the recorder this publisher's span is over when it is dropped
     /// (removed, replaced, or the session ended).
     pub _recording: Option<crate::record::GoneOnDrop>,
+    /// An edge's pull: the origin's WHEP URL this stream comes from (`None`: a WHIP publisher
+    /// of this node, which makes this node the session's origin).
+    pub pulled_from: Option<String>,
 }
 
 pub(crate) struct Viewer {
@@ -94,6 +97,8 @@ pub(crate) struct Room {
     live: watch::Sender<bool>,
     /// The relay's: told whenever `live` flips (the node reports it to the other nodes).
     live_changed: Arc<Notify>,
+    /// An edge's pull is being negotiated (one at a time).
+    pub(crate) pulling: AtomicBool,
     keyframes: KeyframeGate,
     /// Generation of the current publisher; forwarding loops of older
     /// generations stop at their next packet. Read per packet, hence atomic.
@@ -143,6 +148,7 @@ impl Room {
             session: session.to_owned(),
             live: watch::channel(false).0,
             live_changed,
+            pulling: AtomicBool::new(false),
             keyframes: KeyframeGate::new(keyframe_min_interval),
             generation: AtomicU64::new(0),
             viewer_count: AtomicUsize::new(0),
@@ -329,6 +335,48 @@ impl Room {
         metrics::viewers(&self.session, state.viewers.len());
         self.idle.notify_one();
         Some(viewer)
+    }
+
+    /// Whether the room has a publisher (a WHIP one or an edge's pull).
+    pub(crate) fn has_any_publisher(&self) -> bool {
+        self.state().publisher.is_some()
+    }
+
+    /// The origin this room's stream is pulled from, if it is an edge's pull.
+    pub(crate) fn pulled_from(&self) -> Option<String> {
+        self.state()
+            .publisher
+            .as_ref()
+            .and_then(|p| p.pulled_from.clone())
+    }
+
+    /// Whether a WHIP publisher of this node sends media (this node is the origin).
+    pub(crate) fn is_origin_live(&self) -> bool {
+        self.is_live()
+            && self
+                .state()
+                .publisher
+                .as_ref()
+                .is_some_and(|p| p.pulled_from.is_none())
+    }
+
+    /// An edge's pull with nobody left to watch it: taken out, for the caller to close.
+    pub(crate) fn take_unwatched_pull(&self) -> Option<Publisher> {
+        let mut state = self.state();
+        let unwatched = state.viewers.is_empty()
+            && state
+                .publisher
+                .as_ref()
+                .is_some_and(|p| p.pulled_from.is_some());
+        if !unwatched {
+            return None;
+        }
+        self.generation.store(0, Ordering::Release);
+        let publisher = state.publisher.take();
+        drop(state);
+        self.set_live(false);
+        metrics::publishers(&self.session, 0);
+        publisher
     }
 
     pub(crate) fn has_publisher(&self, id: &str) -> bool {

@@ -16,6 +16,16 @@ use crate::protocol::Event;
 
 /// A node that has not reported its viewers for this long is no longer counted.
 const PRESENCE_TTL: Duration = Duration::from_secs(10);
+
+/// One node's report that its relay has a session's publisher sending.
+struct VideoReport {
+    /// Where other nodes pull the session from.
+    url: String,
+    /// Since when this node has had it (the newest is the origin).
+    since: Instant,
+    /// The last report (a heartbeat).
+    at: Instant,
+}
 /// Live events buffered per session for subscribers; a subscriber further behind replays.
 const LIVE_CAPACITY: usize = 4096;
 
@@ -24,8 +34,8 @@ pub struct MemoryBroker {
     sessions: RwLock<HashMap<SessionId, Arc<MemSession>>>,
     history: usize,
     presence: Mutex<HashMap<(SessionId, Uuid), (u64, Instant)>>,
-    /// Nodes whose relay has a session's publisher sending, and when they last said so.
-    video: Mutex<HashMap<(SessionId, Uuid), Instant>>,
+    /// Nodes whose relay has a session's publisher sending.
+    video: Mutex<HashMap<(SessionId, Uuid), VideoReport>>,
     rules: Rules,
 }
 
@@ -226,24 +236,47 @@ impl Broker for MemoryBroker {
         &self,
         id: SessionId,
         node: Uuid,
-        live: bool,
-    ) -> Result<bool, BrokerError> {
+        origin: Option<&str>,
+    ) -> Result<Option<String>, BrokerError> {
         {
+            let now = Instant::now();
             let mut video = lock(&self.video);
-            if live {
-                video.insert((id, node), Instant::now());
-            } else {
-                video.remove(&(id, node));
+            match origin {
+                Some(url) => {
+                    let since = match video.get(&(id, node)) {
+                        Some(old)
+                            if old.url == url && now.duration_since(old.at) < PRESENCE_TTL =>
+                        {
+                            old.since
+                        }
+                        _ => now,
+                    };
+                    video.insert(
+                        (id, node),
+                        VideoReport {
+                            url: url.to_owned(),
+                            since,
+                            at: now,
+                        },
+                    );
+                }
+                None => {
+                    video.remove(&(id, node));
+                }
             }
         }
-        self.video_live(id).await
+        self.video_origin(id).await
     }
 
-    async fn video_live(&self, id: SessionId) -> Result<bool, BrokerError> {
+    async fn video_origin(&self, id: SessionId) -> Result<Option<String>, BrokerError> {
         let now = Instant::now();
         let mut video = lock(&self.video);
-        video.retain(|_, at| now.duration_since(*at) < PRESENCE_TTL);
-        Ok(video.keys().any(|(sid, _)| *sid == id))
+        video.retain(|_, r| now.duration_since(r.at) < PRESENCE_TTL);
+        Ok(video
+            .iter()
+            .filter(|((sid, _), _)| *sid == id)
+            .max_by_key(|(_, r)| r.since)
+            .map(|(_, r)| r.url.clone()))
     }
 
     async fn record_consent(

@@ -127,18 +127,25 @@ pub trait Broker: Send + Sync + 'static {
         count: u64,
     ) -> Result<u64, BrokerError>;
 
-    /// Records whether `node`'s relay has the session's publisher sending now (a heartbeat while
-    /// it does: a report expires like a viewer count) and returns whether any node's does.
+    /// Records whether `node`'s relay has the session's publisher sending now: `Some(url)`, where
+    /// other nodes pull it from (a heartbeat while it does: a report expires like a viewer
+    /// count), or `None`. Returns the session's origin: the URL of the node whose publisher
+    /// started last, if any node has one.
     async fn report_video(
         &self,
         id: SessionId,
         node: Uuid,
-        live: bool,
-    ) -> Result<bool, BrokerError>;
+        origin: Option<&str>,
+    ) -> Result<Option<String>, BrokerError>;
+
+    /// The session's origin (see [`Broker::report_video`]); `None` while nobody publishes.
+    async fn video_origin(&self, id: SessionId) -> Result<Option<String>, BrokerError>;
 
     /// Whether any node's relay has the session's publisher sending now: the one answer to
     /// "is the camera live" that every node gives.
-    async fn video_live(&self, id: SessionId) -> Result<bool, BrokerError>;
+    async fn video_live(&self, id: SessionId) -> Result<bool, BrokerError> {
+        Ok(self.video_origin(id).await?.is_some())
+    }
 
     /// Records that `user` agreed to the privacy notice of session `id`. Only the first time
     /// is kept, and returned.

@@ -190,13 +190,13 @@ impl Broker for RedisBroker {
         &self,
         id: SessionId,
         node: Uuid,
-        live: bool,
-    ) -> Result<bool, BrokerError> {
-        self.store.report_video(id, Some(node), live).await
+        origin: Option<&str>,
+    ) -> Result<Option<String>, BrokerError> {
+        self.store.report_video(id, Some(node), origin).await
     }
 
-    async fn video_live(&self, id: SessionId) -> Result<bool, BrokerError> {
-        self.store.report_video(id, None, false).await
+    async fn video_origin(&self, id: SessionId) -> Result<Option<String>, BrokerError> {
+        self.store.report_video(id, None, None).await
     }
 
     async fn record_consent(

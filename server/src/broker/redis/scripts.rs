@@ -18,6 +18,7 @@ pub struct Scripts {
     vote: Script,
     flush: Script,
     viewers: Script,
+    video: Script,
 }
 
 impl Scripts {
@@ -30,6 +31,7 @@ impl Scripts {
             vote: Script::new(include_str!("vote.lua")),
             flush: Script::new(include_str!("flush.lua")),
             viewers: Script::new(include_str!("viewers.lua")),
+            video: Script::new(include_str!("video.lua")),
         }
     }
 }
@@ -252,29 +254,27 @@ impl Store {
             .await
     }
 
-    /// `viewers.lua` on the `video` key: `node` (when given) reports whether its relay has the
-    /// session's publisher sending; returns whether any node does. `None` only reads.
+    /// `video.lua`: `node` (when given) reports the URL other nodes pull the session from while
+    /// its relay has the publisher sending (`None`: not any more); returns the URL of the node
+    /// whose publisher started last, if any. `None` for `node` only reads.
     pub async fn report_video(
         &self,
         id: SessionId,
         node: Option<Uuid>,
-        live: bool,
-    ) -> Result<bool, BrokerError> {
+        url: Option<&str>,
+    ) -> Result<Option<String>, BrokerError> {
         let ttl = self.config.presence_ttl;
-        let live_nodes: u64 = self
-            .conn
+        self.conn
             .call(
                 self.scripts
-                    .viewers
+                    .video
                     .key(self.keys.video(id))
-                    // No node id is empty: with "" and 0 the script removes nothing and reads.
                     .arg(node.map_or_else(String::new, |n| n.to_string()))
-                    .arg(u64::from(live))
+                    .arg(url.unwrap_or(""))
                     .arg(ttl.as_millis() as u64)
                     .arg(ttl.as_secs().saturating_mul(6).max(60))
                     .invoke_async(&mut self.conn.handle()),
             )
-            .await?;
-        Ok(live_nodes > 0)
+            .await
     }
 }

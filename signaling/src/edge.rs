@@ -1,0 +1,172 @@
+//! Origin–edge: a node whose viewers want a session that another node receives pulls the stream
+//! once from that node (the origin) over WHEP, with a node credential, and fans it out to its own
+//! viewers as if it were the session's publisher. Keyframe requests of its viewers go through
+//! the room's gate to the pull, and so to the origin, whose own gate coalesces them toward the
+//! expert. When the last local viewer leaves, the pull is released; when the origin changes (the
+//! expert reconnected to another node), a new pull replaces the old one in the room, and the
+//! room's rewriters keep every viewer's sequence numbers and timestamps continuous, so viewers
+//! do not renegotiate.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION};
+use tracing::Instrument;
+use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
+use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
+use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
+use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
+use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
+use webrtc::track::track_local::TrackLocal;
+
+use crate::auth::Origin;
+use crate::engine::{Engine, close_pc};
+use crate::error::{ApiError, SignalingError};
+use crate::keyframe::KeyframeSource;
+use crate::publisher;
+use crate::room::{PatchLock, Publisher, Room, new_resource_id};
+use crate::sdp;
+
+/// Longest wait for the origin's answer.
+const ORIGIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Pulls the session from `origin` into `room`, replacing whatever the room's publisher was.
+pub(crate) async fn pull(
+    engine: &Engine,
+    http: &reqwest::Client,
+    room: &Arc<Room>,
+    origin: &Origin,
+) -> Result<(), ApiError> {
+    let pc = engine.viewer_peer().await?;
+    let id = new_resource_id();
+    let span = tracing::info_span!("pull", session = %room.session, origin = %origin.whep_url);
+    for kind in [RTPCodecType::Audio, RTPCodecType::Video] {
+        pc.add_transceiver_from_kind(
+            kind,
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Recvonly,
+                send_encodings: Vec::new(),
+            }),
+        )
+        .await
+        .map_err(SignalingError::from)?;
+    }
+    let generation = room.next_generation();
+    let video_ssrc = Arc::new(AtomicU32::new(0));
+    {
+        let room = Arc::downgrade(room);
+        let video_ssrc = video_ssrc.clone();
+        let span = span.clone();
+        pc.on_track(Box::new(move |remote, _receiver, _transceiver| {
+            if let Some(room) = room.upgrade() {
+                if remote.kind() == RTPCodecType::Video {
+                    video_ssrc.store(remote.ssrc(), Ordering::Relaxed);
+                    room.request_keyframe(KeyframeSource::PublisherChange);
+                }
+                tokio::spawn(
+                    publisher::forward(room, remote, generation, None).instrument(span.clone()),
+                );
+            }
+            Box::pin(async {})
+        }));
+    }
+    {
+        let room = Arc::downgrade(room);
+        let id = id.clone();
+        pc.on_peer_connection_state_change(Box::new(move |state| {
+            if matches!(
+                state,
+                RTCPeerConnectionState::Failed
+                    | RTCPeerConnectionState::Disconnected
+                    | RTCPeerConnectionState::Closed
+            ) {
+                publisher::remove(&room, &id);
+            }
+            Box::pin(async {})
+        }));
+    }
+    let negotiated = async {
+        let offer = pc.create_offer(None).await.map_err(SignalingError::from)?;
+        let mut gathered = pc.gathering_complete_promise().await;
+        pc.set_local_description(offer)
+            .await
+            .map_err(SignalingError::from)?;
+        let _ = tokio::time::timeout(ORIGIN_TIMEOUT, gathered.recv()).await;
+        let local = pc
+            .local_description()
+            .await
+            .ok_or(SignalingError::GatheringTimeout)?;
+        let res = http
+            .post(&origin.whep_url)
+            .header(CONTENT_TYPE, "application/sdp")
+            .header(AUTHORIZATION, format!("Bearer {}", origin.token))
+            .body(local.sdp)
+            .timeout(ORIGIN_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| ApiError::OriginUnavailable(e.to_string()))?;
+        let status = res.status();
+        let location = res
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let answer = res
+            .text()
+            .await
+            .map_err(|e| ApiError::OriginUnavailable(e.to_string()))?;
+        if status != reqwest::StatusCode::CREATED {
+            return Err(ApiError::OriginUnavailable(format!(
+                "the origin answered {status}: {}",
+                answer.chars().take(200).collect::<String>()
+            )));
+        }
+        let video = sdp::parse_offer(&answer)
+            .ok()
+            .and_then(|a| a.video.into_iter().next());
+        let answer = RTCSessionDescription::answer(answer)
+            .map_err(|e| ApiError::OriginUnavailable(format!("not an SDP answer: {e}")))?;
+        pc.set_remote_description(answer)
+            .await
+            .map_err(|e| ApiError::OriginUnavailable(format!("answer rejected: {e}")))?;
+        Ok::<_, ApiError>((video, location))
+    }
+    .await;
+    let (video, location) = match negotiated {
+        Ok(done) => done,
+        Err(err) => {
+            close_pc(&pc, &id).await;
+            return Err(err);
+        }
+    };
+    span.in_scope(|| tracing::info!(resource = ?location, "pulling from the origin"));
+    let publisher = Publisher {
+        id: id.clone(),
+        generation,
+        pc,
+        patching: PatchLock::default(),
+        video_ssrc,
+        _recording: None,
+        pulled_from: Some(origin.whep_url.clone()),
+    };
+    let (old, swaps) = match room.install_publisher(publisher, video) {
+        Ok(installed) => installed,
+        Err((err, publisher)) => {
+            close_pc(&publisher.pc, &publisher.id).await;
+            return Err(err);
+        }
+    };
+    if let Some(old) = old {
+        tokio::spawn(async move { close_pc(&old.pc, &old.id).await });
+    }
+    for (sender, track) in swaps {
+        let track: Arc<dyn TrackLocal + Send + Sync> = track;
+        if let Err(err) = sender.replace_track(Some(track)).await {
+            span.in_scope(
+                || tracing::warn!(error = %err, "a viewer cannot receive the new video codec"),
+            );
+        }
+    }
+    Ok(())
+}
