@@ -79,6 +79,11 @@ impl NetNamespace {
         &self.name
     }
 
+    /// `/proc/PID/task/TID/ns/net`: what `ip link set … netns` and `nsenter --net=` take.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
     /// Runs `future` on the namespace's runtime: every socket it opens is in the namespace.
     pub async fn run<F>(&self, future: F) -> Result<F::Output>
     where

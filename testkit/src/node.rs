@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use crate::api::ApiClient;
+use crate::netns::NetNamespace;
 
 /// The token secret every node of a test shares, as nodes of one deployment do.
 pub const SHARED_SECRET: &str = "test-secret-shared-by-all-nodes-0123456789";
@@ -36,12 +37,27 @@ impl Node {
     /// `env!("CARGO_BIN_EXE_oncolive")`) on the Redis `(url, key prefix)` if given, in memory
     /// otherwise, and waits until it is listening. `extra` are more `serve` flags.
     pub fn start(bin: &str, redis: Option<(&str, &str)>, extra: &[&str]) -> anyhow::Result<Node> {
+        Node::start_in(None, "127.0.0.1:0", bin, redis, extra)
+    }
+
+    /// As [`Node::start`], inside the network namespace `netns` when given (it must hold an
+    /// interface with the address of `listen`), listening on `listen`.
+    pub fn start_in(
+        netns: Option<&NetNamespace>,
+        listen: &str,
+        bin: &str,
+        redis: Option<(&str, &str)>,
+        extra: &[&str],
+    ) -> anyhow::Result<Node> {
         let data = tempfile::tempdir().context("node data dir")?;
         let ready: PathBuf = data.path().join("ready.json");
         let logs = std::env::var_os("TEST_LOG").is_some();
-        let mut command = Command::new(bin);
+        let mut command = match netns {
+            Some(ns) => ns.command(bin),
+            None => Command::new(bin),
+        };
         command
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["serve", "--listen", listen])
             .arg("--data-dir")
             .arg(data.path())
             .arg("--ready-file")
