@@ -141,6 +141,11 @@ struct VideoArgs {
     connect_rate: f64,
     #[arg(long, default_value_t = 2.0)]
     keyframe_every: f64,
+    /// Nodes the viewers connect to, round-robin (repeatable; default: the first --url). The
+    /// publisher uses the first --url: with nodes on one Redis, viewers of the others go
+    /// through origin–edge.
+    #[arg(long = "viewer-url")]
+    viewer_urls: Vec<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -223,6 +228,7 @@ async fn run_video(args: VideoArgs) -> anyhow::Result<bool> {
         keyframe_every_s: args.keyframe_every,
         server_pids: t.server_pids.clone(),
         progress: !t.quiet,
+        viewer_urls: args.viewer_urls.clone(),
     };
     let mut result = video::run(config).await?;
     result.config.admin_token = None;

@@ -209,6 +209,34 @@ pub fn video_markdown(r: &VideoReport) -> String {
     for (k, v) in rows {
         let _ = writeln!(t, "| {k} | {v} |");
     }
+    if r.nodes.len() > 1 {
+        let _ = writeln!(
+            t,
+            "\n| viewer node | viewers | video loss | one-way delay p50/p95/p99/max ms |\n|---|---|---|---|"
+        );
+        for n in &r.nodes {
+            let _ = writeln!(
+                t,
+                "| {} | {} | {:.3}% | {} |",
+                n.url,
+                n.viewers,
+                n.video_loss_pct,
+                lat(&n.delay)
+            );
+        }
+    }
+    if r.pids.len() > 1 {
+        let _ = writeln!(t, "\n| server pid | CPU cores | RSS MiB |\n|---|---|---|");
+        for p in &r.pids {
+            let _ = writeln!(
+                t,
+                "| {} | {:.2} | {:.1} |",
+                p.pid,
+                p.cpu_cores,
+                p.rss_kib as f64 / 1024.0
+            );
+        }
+    }
     t
 }
 

@@ -46,6 +46,10 @@ pub struct VideoConfig {
     pub keyframe_every_s: f64,
     pub server_pids: Vec<u32>,
     pub progress: bool,
+    /// Nodes the viewers connect to, round-robin (the publisher uses `url`); empty: `url`
+    /// alone. With several nodes on one Redis, viewers of the others go through origin–edge.
+    #[serde(default)]
+    pub viewer_urls: Vec<String>,
 }
 
 impl Default for VideoConfig {
@@ -63,8 +67,27 @@ impl Default for VideoConfig {
             keyframe_every_s: 2.0,
             server_pids: vec![],
             progress: true,
+            viewer_urls: vec![],
         }
     }
+}
+
+/// What the viewers of one node saw (origin–edge: each hop's added delay is the difference of
+/// the nodes' delays).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NodeReport {
+    pub url: String,
+    pub viewers: usize,
+    pub video_loss_pct: f64,
+    pub delay: Summary,
+}
+
+/// One server process's share of the steady phase.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PidReport {
+    pub pid: u32,
+    pub cpu_cores: f64,
+    pub rss_kib: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -104,6 +127,12 @@ pub struct VideoReport {
     pub server_rss_kib: u64,
     pub server_kib_per_viewer: f64,
     pub generator_cpu_cores: f64,
+    /// Per viewer node (one entry without `viewer_urls`).
+    #[serde(default)]
+    pub nodes: Vec<NodeReport>,
+    /// Per `--server-pid`, in the order given.
+    #[serde(default)]
+    pub pids: Vec<PidReport>,
 }
 
 const MAX_PAYLOAD: usize = 1100;
@@ -194,10 +223,13 @@ struct ViewerState {
 struct MeasuredViewer {
     peer: Viewer,
     state: Arc<Mutex<ViewerState>>,
+    node: usize,
 }
 
 struct Shared {
     delay: Mutex<Histogram<u64>>,
+    /// The same, per viewer node.
+    node_delays: Vec<Mutex<Histogram<u64>>>,
     steady: AtomicBool,
     connected: AtomicUsize,
 }
@@ -207,6 +239,7 @@ async fn connect_viewer(
     media: &MediaClient,
     session: SessionId,
     shared: Arc<Shared>,
+    node: usize,
 ) -> anyhow::Result<MeasuredViewer> {
     let token = http.join(session, Some("viewer")).await?.token;
     let state = Arc::new(Mutex::new(ViewerState::default()));
@@ -214,17 +247,17 @@ async fn connect_viewer(
         .viewer(session, &token)
         .on_packet({
             let state = state.clone();
-            move |packet| record(&state, &shared, packet)
+            move |packet| record(&state, &shared, node, packet)
         })
         .connect()
         .await
         .context("WHEP")?;
     peer.wait_connected().await?;
-    Ok(MeasuredViewer { peer, state })
+    Ok(MeasuredViewer { peer, state, node })
 }
 
 /// One packet arrived at a viewer (on its track's reader task).
-fn record(state: &Mutex<ViewerState>, shared: &Shared, packet: Received) {
+fn record(state: &Mutex<ViewerState>, shared: &Shared, node: usize, packet: Received) {
     let received = now_ns();
     let at = Instant::now();
     let steady = shared.steady.load(Ordering::Relaxed);
@@ -255,11 +288,13 @@ fn record(state: &Mutex<ViewerState>, shared: &Shared, packet: Received) {
         stream.jitter_ns += (d - stream.jitter_ns) / 16.0;
     }
     stream.prev_transit = Some(transit);
-    if steady
-        && packet.kind.is_video()
-        && let Ok(mut h) = shared.delay.lock()
-    {
-        record_ns(&mut h, transit.max(0) as u64);
+    if steady && packet.kind.is_video() {
+        if let Ok(mut h) = shared.delay.lock() {
+            record_ns(&mut h, transit.max(0) as u64);
+        }
+        if let Some(Ok(mut h)) = shared.node_delays.get(node).map(Mutex::lock) {
+            record_ns(&mut h, transit.max(0) as u64);
+        }
     }
 }
 
@@ -284,6 +319,11 @@ pub async fn run(config: VideoConfig) -> anyhow::Result<VideoReport> {
     go_live(&http, session, &expert).await?;
     let pids = config.server_pids.clone();
     let server_before = proc_samples(&pids);
+    let each_pid = |pids: &[u32]| -> Vec<crate::common::ProcSample> {
+        pids.iter()
+            .map(|p| crate::common::proc_sample(Some(*p)).unwrap_or_default())
+            .collect()
+    };
 
     // The crate's ICE timeouts: a busy generator must not lose viewers to a hiccup.
     let media = MediaClient::new(&http.url, http.http.clone(), IceTimeouts::Default)?
@@ -305,8 +345,24 @@ pub async fn run(config: VideoConfig) -> anyhow::Result<VideoReport> {
         stop.clone(),
     ));
 
+    let viewer_urls = if config.viewer_urls.is_empty() {
+        vec![config.url.clone()]
+    } else {
+        config.viewer_urls.clone()
+    };
+    let mut targets = Vec::new();
+    for url in &viewer_urls {
+        let api = ApiClient::new(url.as_str(), config.admin_token.clone().unwrap_or_default());
+        let media = MediaClient::new(&api.url, api.http.clone(), IceTimeouts::Default)?
+            .patience(Duration::from_secs(30));
+        targets.push((api, media));
+    }
     let shared = Arc::new(Shared {
         delay: Mutex::new(histogram()),
+        node_delays: viewer_urls
+            .iter()
+            .map(|_| Mutex::new(histogram()))
+            .collect(),
         steady: AtomicBool::new(false),
         connected: AtomicUsize::new(0),
     });
@@ -331,10 +387,12 @@ pub async fn run(config: VideoConfig) -> anyhow::Result<VideoReport> {
     for i in 0..config.viewers {
         let due = start + Duration::from_secs_f64(i as f64 / config.connect_rate.max(0.01));
         tokio::time::sleep_until(due.into()).await;
-        let (http, media, shared) = (http.clone(), media.clone(), shared.clone());
+        let node = i % targets.len();
+        let (http, media) = targets[node].clone();
+        let shared = shared.clone();
         let bar = bar.clone();
         joins.push(tokio::spawn(async move {
-            let viewer = connect_viewer(&http, &media, session, shared.clone()).await;
+            let viewer = connect_viewer(&http, &media, session, shared.clone(), node).await;
             if viewer.is_ok() {
                 shared.connected.fetch_add(1, Ordering::Relaxed);
                 bar.inc(1);
@@ -357,6 +415,7 @@ pub async fn run(config: VideoConfig) -> anyhow::Result<VideoReport> {
 
     // Steady phase.
     let server_start = proc_samples(&pids);
+    let pids_start = each_pid(&pids);
     let gen_start = proc_sample(None).unwrap_or_default();
     let steady_start = Instant::now();
     shared.steady.store(true, Ordering::Relaxed);
@@ -371,6 +430,7 @@ pub async fn run(config: VideoConfig) -> anyhow::Result<VideoReport> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let steady_s = steady_start.elapsed().as_secs_f64();
     let server_end = proc_samples(&pids);
+    let pids_end = each_pid(&pids);
     let gen_end = proc_sample(None).unwrap_or_default();
     bar.finish_and_clear();
 
@@ -387,6 +447,8 @@ pub async fn run(config: VideoConfig) -> anyhow::Result<VideoReport> {
     let (mut first_packet, mut first_frame) = (histogram(), histogram());
     let mut jitters = Vec::new();
     let mut bytes = 0u64;
+    // Per node: viewers, expected, received.
+    let mut per_node = vec![(0usize, 0u64, 0u64); viewer_urls.len()];
     for v in &viewers {
         let Ok(s) = v.state.lock() else { continue };
         let since_post = |t: Instant| t.duration_since(v.peer.posted_at()).as_nanos() as u64;
@@ -416,6 +478,11 @@ pub async fn run(config: VideoConfig) -> anyhow::Result<VideoReport> {
             100.0
         };
         report.worst_viewer_loss_pct = report.worst_viewer_loss_pct.max(loss);
+        if let Some(n) = per_node.get_mut(v.node) {
+            n.0 += 1;
+            n.1 += ve;
+            n.2 += vr;
+        }
         jitters.push(s.video.jitter_ns / 1e6);
         bytes += s.video.steady_bytes + s.audio.steady_bytes;
     }
@@ -456,6 +523,28 @@ pub async fn run(config: VideoConfig) -> anyhow::Result<VideoReport> {
         0.0
     };
     report.generator_cpu_cores = (gen_end.cpu_s - gen_start.cpu_s) / steady_s;
+    report.nodes = viewer_urls
+        .iter()
+        .zip(&per_node)
+        .zip(&shared.node_delays)
+        .map(
+            |((url, &(viewers, expected, received)), delay)| NodeReport {
+                url: url.clone(),
+                viewers,
+                video_loss_pct: pct(expected, received),
+                delay: delay.lock().map(|h| Summary::of(&h)).unwrap_or_default(),
+            },
+        )
+        .collect();
+    report.pids = pids
+        .iter()
+        .zip(pids_start.iter().zip(&pids_end))
+        .map(|(&pid, (a, b))| PidReport {
+            pid,
+            cpu_cores: (b.cpu_s - a.cpu_s) / steady_s,
+            rss_kib: b.rss_kib,
+        })
+        .collect();
 
     // Leave cleanly: DELETE every resource, then close the peers.
     for v in &viewers {
