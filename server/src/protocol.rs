@@ -469,6 +469,24 @@ mod tests {
     }
 
     #[test]
+    fn only_a_session_frame_in_state_ended_ends_the_session() {
+        let event = |frame: &str| Event {
+            seq: 1,
+            audience: Audience::Public,
+            frame: Utf8Bytes::from(frame.to_owned()),
+        };
+        let ended = r#"{"type":"session","seq":9,"session":{"title":"\"state\":\"live\"","state":"ended"}}"#;
+        assert!(event(ended).ends_session());
+        for other in [
+            r#"{"type":"session","seq":9,"session":{"title":"\"state\":\"ended\"","state":"live"}}"#,
+            r#"{"type":"question","seq":9,"question":{"text":"\"state\":\"ended\"","state":"ended"}}"#,
+            r#"{"type":"session","seq":9}"#,
+        ] {
+            assert!(!event(other).ends_session(), "{other}");
+        }
+    }
+
+    #[test]
     fn server_messages_carry_their_type_tag() {
         let v = serde_json::to_value(ServerMsg::Viewers { seq: 3, count: 9 }).unwrap();
         assert_eq!(v, serde_json::json!({"type":"viewers","seq":3,"count":9}));
