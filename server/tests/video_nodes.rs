@@ -19,6 +19,10 @@ use oncolive_testkit::netns::NetNamespace;
 use oncolive_testkit::node::Node;
 use oncolive_testkit::redis::{RedisServer, TestRedis, unique_prefix};
 
+/// One test at a time: the namespaced one adds interfaces to this namespace, and a peer of
+/// another test gathering candidates on them would lose them when they go.
+static NETWORK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn nodes(redis: &TestRedis, n: usize) -> Vec<Node> {
     let prefix = unique_prefix();
     (0..n)
@@ -81,6 +85,7 @@ async fn rooms(node: &Node) -> anyhow::Result<f64> {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_camera_s_state_and_the_end_of_its_video_are_the_same_on_every_node()
 -> anyhow::Result<()> {
+    let _one_at_a_time = NETWORK.lock().await;
     let redis = TestRedis::start();
     let nodes = nodes(&redis, 2);
     let (a, b) = (&nodes[0], &nodes[1]);
@@ -168,6 +173,7 @@ fn check_in_order(got: &[Received], what: &str) -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn viewers_on_other_nodes_get_the_stream_through_one_pull_and_follow_a_new_origin()
 -> anyhow::Result<()> {
+    let _one_at_a_time = NETWORK.lock().await;
     let redis = TestRedis::start();
     let mut nodes = nodes(&redis, 3);
     one_pull_per_edge_then_a_new_origin(&mut nodes).await
@@ -178,6 +184,7 @@ async fn viewers_on_other_nodes_get_the_stream_through_one_pull_and_follow_a_new
 /// three hosts on one network would be.
 #[tokio::test(flavor = "multi_thread")]
 async fn three_nodes_in_three_network_namespaces() -> anyhow::Result<()> {
+    let _one_at_a_time = NETWORK.lock().await;
     // What this namespace has (netlink answers for the caller's namespace; /sys may not).
     let links = std::process::Command::new("ip")
         .args(["-o", "link", "show"])
@@ -363,6 +370,20 @@ async fn one_pull_per_edge_then_a_new_origin(nodes: &mut [Node]) -> anyhow::Resu
             "the joiner's keyframe request never reached the expert"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // C's viewers leave: C releases its pull, and B (the origin now) serves only its own two.
+    ensure!(
+        viewers_on(&nodes[1]).await? == 3.0,
+        "B serves its two and C's pull"
+    );
+    for viewer in [&on_c, &joiner] {
+        viewer.delete().await?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while viewers_on(&nodes[1]).await? != 2.0 {
+        ensure!(Instant::now() < deadline, "C's pull was not released");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Ok(())
 }

@@ -25,7 +25,7 @@ use crate::engine::{Engine, close_pc};
 use crate::error::{ApiError, SignalingError};
 use crate::keyframe::KeyframeSource;
 use crate::publisher;
-use crate::room::{PatchLock, Publisher, Room, new_resource_id};
+use crate::room::{PatchLock, Publisher, Pulled, Room, new_resource_id};
 use crate::sdp;
 
 /// Longest wait for the origin's answer.
@@ -148,7 +148,11 @@ pub(crate) async fn pull(
         patching: PatchLock::default(),
         video_ssrc,
         _recording: None,
-        pulled_from: Some(origin.whep_url.clone()),
+        pulled: Some(Pulled {
+            whep_url: origin.whep_url.clone(),
+            resource_url: location.as_deref().and_then(|l| resolve(&origin.whep_url, l)),
+            token: origin.token.clone(),
+        }),
     };
     let (old, swaps) = match room.install_publisher(publisher, video) {
         Ok(installed) => installed,
@@ -158,7 +162,8 @@ pub(crate) async fn pull(
         }
     };
     if let Some(old) = old {
-        tokio::spawn(async move { close_pc(&old.pc, &old.id).await });
+        let http = http.clone();
+        tokio::spawn(async move { release(&http, old).await });
     }
     for (sender, track) in swaps {
         let track: Arc<dyn TrackLocal + Send + Sync> = track;
@@ -169,4 +174,35 @@ pub(crate) async fn pull(
         }
     }
     Ok(())
+}
+
+/// Closes a publisher; a pull also tells its origin (`DELETE` of its resource), so the origin
+/// frees its viewer at once rather than when ICE notices.
+pub(crate) async fn release(http: &reqwest::Client, publisher: Publisher) {
+    if let Some(Pulled {
+        resource_url: Some(url),
+        token,
+        ..
+    }) = &publisher.pulled
+    {
+        let deleted = http
+            .delete(url)
+            .header(AUTHORIZATION, format!("Bearer {token}"))
+            .timeout(ORIGIN_TIMEOUT)
+            .send()
+            .await;
+        if let Err(err) = deleted {
+            tracing::debug!(%url, error = %err, "releasing a pull at its origin");
+        }
+    }
+    close_pc(&publisher.pc, &publisher.id).await;
+}
+
+/// `location` (absolute, or a path on the origin) as an absolute URL.
+fn resolve(whep_url: &str, location: &str) -> Option<String> {
+    reqwest::Url::parse(whep_url)
+        .ok()?
+        .join(location)
+        .ok()
+        .map(String::from)
 }

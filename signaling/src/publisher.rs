@@ -114,7 +114,7 @@ pub(crate) async fn publish(
         patching: PatchLock::default(),
         video_ssrc,
         _recording: recording,
-        pulled_from: None,
+        pulled: None,
     };
     let (old, swaps) = match room.install_publisher(publisher, video) {
         Ok(installed) => installed,

@@ -457,7 +457,8 @@ impl Shared {
         for room in rooms {
             if let Some(pull) = room.take_unwatched_pull() {
                 tracing::info!(session = %room.session, "last viewer gone: pull released");
-                tokio::spawn(async move { close_pc(&pull.pc, &pull.id).await });
+                let http = self.http.clone();
+                tokio::spawn(async move { edge::release(&http, pull).await });
             }
         }
         let mut rooms = self.rooms();

@@ -44,9 +44,18 @@ pub(crate) struct Publisher {
     /// Tells the recorder this publisher's span is over when it is dropped
     /// (removed, replaced, or the session ended).
     pub _recording: Option<crate::record::GoneOnDrop>,
-    /// An edge's pull: the origin's WHEP URL this stream comes from (`None`: a WHIP publisher
-    /// of this node, which makes this node the session's origin).
-    pub pulled_from: Option<String>,
+    /// An edge's pull: where this stream comes from (`None`: a WHIP publisher of this node,
+    /// which makes this node the session's origin).
+    pub pulled: Option<Pulled>,
+}
+
+/// An edge's pull, as the origin knows it: its WHEP endpoint and the resource to `DELETE`.
+#[derive(Debug, Clone)]
+pub(crate) struct Pulled {
+    pub whep_url: String,
+    /// The absolute URL of the origin's resource for the pull, if it said (`Location`).
+    pub resource_url: Option<String>,
+    pub token: String,
 }
 
 pub(crate) struct Viewer {
@@ -347,7 +356,7 @@ impl Room {
         self.state()
             .publisher
             .as_ref()
-            .and_then(|p| p.pulled_from.clone())
+            .and_then(|p| p.pulled.as_ref().map(|pulled| pulled.whep_url.clone()))
     }
 
     /// Whether a WHIP publisher of this node sends media (this node is the origin).
@@ -357,7 +366,7 @@ impl Room {
                 .state()
                 .publisher
                 .as_ref()
-                .is_some_and(|p| p.pulled_from.is_none())
+                .is_some_and(|p| p.pulled.is_none())
     }
 
     /// An edge's pull with nobody left to watch it: taken out, for the caller to close.
@@ -367,7 +376,7 @@ impl Room {
             && state
                 .publisher
                 .as_ref()
-                .is_some_and(|p| p.pulled_from.is_some());
+                .is_some_and(|p| p.pulled.is_some());
         if !unwatched {
             return None;
         }
