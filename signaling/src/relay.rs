@@ -306,7 +306,8 @@ impl Relay {
             resource_id,
             answer,
             ice_session,
-            publisher_live: room.is_live(),
+            // An edge's pull stands for an origin whose expert is live, media or not yet.
+            publisher_live: room.is_live() || room.pulled_from().is_some(),
         })
     }
 
