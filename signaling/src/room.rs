@@ -372,7 +372,9 @@ impl Room {
     /// An edge's pull with nobody left to watch it: taken out, for the caller to close.
     pub(crate) fn take_unwatched_pull(&self) -> Option<Publisher> {
         let mut state = self.state();
-        let unwatched = state.viewers.is_empty()
+        // A viewer still negotiating (its pull set up just for it) counts as watching.
+        let unwatched = self.pending.load(Ordering::Acquire) == 0
+            && state.viewers.is_empty()
             && state
                 .publisher
                 .as_ref()
