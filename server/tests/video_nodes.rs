@@ -212,9 +212,12 @@ async fn three_nodes_in_three_network_namespaces() -> anyhow::Result<()> {
     ];
     let url = format!("redis://{}:{}", links[0].1, redis.port());
     let mut spaces = Vec::new();
+    // Dropped after the nodes: the links go before the next test starts its nodes here.
+    let mut made = Veths(Vec::new());
     let mut nodes = Vec::new();
     for (name, here, there) in links {
         let ns = NetNamespace::new(&format!("node-{name}"))?;
+        made.0.push(name);
         ip(&[
             "link",
             "add",
@@ -242,7 +245,22 @@ async fn three_nodes_in_three_network_namespaces() -> anyhow::Result<()> {
         )?);
         spaces.push(ns);
     }
-    one_pull_per_edge_then_a_new_origin(&mut nodes).await
+    let result = one_pull_per_edge_then_a_new_origin(&mut nodes).await;
+    drop(nodes);
+    drop(made);
+    result
+}
+
+/// The veth pairs a test made here, deleted when it ends (a node of the next test must find
+/// only loopback, or it refuses loopback candidates).
+struct Veths(Vec<&'static str>);
+
+impl Drop for Veths {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            let _ = ip(&["link", "del", name]);
+        }
+    }
 }
 
 /// `ip ARGS…` in this test's namespace.
@@ -288,12 +306,28 @@ async fn one_pull_per_edge_then_a_new_origin(nodes: &mut [Node]) -> anyhow::Resu
     let mut on_c = client(&nodes[2])?.viewer(id, &token).connect().await?;
     on_c.wait_connected().await?;
     let c_resource = on_c.resource_url();
+    // A viewer of the origin itself, bound after the edges' pulls (whose header extensions are
+    // numbered as the relay numbers them, not as this viewer does).
+    let token = nodes[0].api.patient(id).await?;
+    let mut on_a = client(&nodes[0])?.viewer(id, &token).connect().await?;
+    on_a.wait_connected().await?;
     {
         let (b0, b1) = on_b.split_at_mut(1);
-        marker = warm_up(&publisher, &mut [&mut b0[0], &mut b1[0], &mut on_c], marker).await?;
+        marker = warm_up(
+            &publisher,
+            &mut [&mut b0[0], &mut b1[0], &mut on_c, &mut on_a],
+            marker,
+        )
+        .await?;
     }
     let from = marker;
     send_batch(&publisher, from, from + 100).await?;
+    let got_a = collect_until(&mut on_a, from + 99).await;
+    check_in_order(&got_a, "viewer on A")?;
+    ensure!(
+        got_a.iter().any(|r| r.marker == from + 99),
+        "the viewer on A missed the end"
+    );
     for (i, viewer) in on_b.iter_mut().enumerate() {
         let got = collect_until(viewer, from + 99).await;
         check_in_order(&got, &format!("viewer {i} on B"))?;
@@ -310,16 +344,16 @@ async fn one_pull_per_edge_then_a_new_origin(nodes: &mut [Node]) -> anyhow::Resu
         .map(|r| r.seq)
         .next_back()
         .context("C got video")?;
-    // The origin serves one viewer per edge: B's two viewers are one pull.
+    // The origin serves its own viewer and one per edge: B's two viewers are one pull.
     ensure!(
-        viewers_on(&nodes[0]).await? == 2.0,
+        viewers_on(&nodes[0]).await? == 3.0,
         "the origin serves {} viewers, not one per edge",
         viewers_on(&nodes[0]).await?
     );
 
     // The origin dies; the expert republishes to B.
     nodes[0].kill();
-    drop(publisher);
+    drop((publisher, on_a));
     let publisher = client(&nodes[1])?
         .publisher(id, &session.expert)
         .connect()

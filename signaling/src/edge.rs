@@ -150,7 +150,9 @@ pub(crate) async fn pull(
         _recording: None,
         pulled: Some(Pulled {
             whep_url: origin.whep_url.clone(),
-            resource_url: location.as_deref().and_then(|l| resolve(&origin.whep_url, l)),
+            resource_url: location
+                .as_deref()
+                .and_then(|l| resolve(&origin.whep_url, l)),
             token: origin.token.clone(),
         }),
     };

@@ -13,6 +13,7 @@ mod edge;
 mod engine;
 mod error;
 mod exposure;
+mod fanout;
 mod forwarded;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -11,11 +11,11 @@ use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 use webrtc::track::track_local::TrackLocal;
-use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 
 use crate::budget::Slot;
 use crate::engine::{close_pc, opus_capability};
 use crate::error::ApiError;
+use crate::fanout::FanoutTrack;
 use crate::keyframe::{Decision, KeyframeGate, KeyframeSource};
 use crate::kind::Kind;
 use crate::metrics;
@@ -99,7 +99,7 @@ impl Drop for Pending {
 }
 
 /// A viewer sender bound to an old track, to be moved to the room's new one.
-pub(crate) type TrackSwap = (Arc<RTCRtpSender>, Arc<TrackLocalStaticRTP>);
+pub(crate) type TrackSwap = (Arc<RTCRtpSender>, Arc<FanoutTrack>);
 
 pub(crate) struct Room {
     pub session: String,
@@ -127,8 +127,8 @@ pub(crate) struct Room {
 
 struct RoomState {
     ended: bool,
-    audio: Arc<TrackLocalStaticRTP>,
-    video: Arc<TrackLocalStaticRTP>,
+    audio: Arc<FanoutTrack>,
+    video: Arc<FanoutTrack>,
     video_codec: Codec,
     publisher: Option<Publisher>,
     viewers: HashMap<String, Viewer>,
@@ -143,16 +143,8 @@ impl Room {
     ) -> Arc<Room> {
         let codec = Codec::vp8();
         let stream_id = format!("oncolive-{session}");
-        let audio = Arc::new(TrackLocalStaticRTP::new(
-            opus_capability(),
-            "audio".to_owned(),
-            stream_id.clone(),
-        ));
-        let video = Arc::new(TrackLocalStaticRTP::new(
-            codec.capability(),
-            "video".to_owned(),
-            stream_id,
-        ));
+        let audio = Arc::new(FanoutTrack::new(opus_capability(), "audio", &stream_id));
+        let video = Arc::new(FanoutTrack::new(codec.capability(), "video", &stream_id));
         Arc::new(Room {
             session: session.to_owned(),
             live: watch::channel(false).0,
@@ -214,12 +206,12 @@ impl Room {
         *self.live.borrow()
     }
 
-    pub(crate) fn tracks(&self) -> (Arc<TrackLocalStaticRTP>, Arc<TrackLocalStaticRTP>) {
+    pub(crate) fn tracks(&self) -> (Arc<FanoutTrack>, Arc<FanoutTrack>) {
         let state = self.state();
         (state.audio.clone(), state.video.clone())
     }
 
-    pub(crate) fn track(&self, kind: Kind) -> Arc<TrackLocalStaticRTP> {
+    pub(crate) fn track(&self, kind: Kind) -> Arc<FanoutTrack> {
         let state = self.state();
         match kind {
             Kind::Audio => state.audio.clone(),
@@ -265,10 +257,10 @@ impl Room {
         }
         let mut swaps = Vec::new();
         if let Some(codec) = video_codec.filter(|c| *c != state.video_codec) {
-            let track = Arc::new(TrackLocalStaticRTP::new(
+            let track = Arc::new(FanoutTrack::new(
                 codec.capability(),
-                "video".to_owned(),
-                state.video.stream_id().to_owned(),
+                "video",
+                state.video.stream_id(),
             ));
             tracing::info!(session = %self.session, codec = %codec.mime_type, fmtp = %codec.fmtp, "room video codec changes");
             swaps = state
@@ -317,7 +309,7 @@ impl Room {
     pub(crate) fn add_viewer(
         &self,
         viewer: Viewer,
-        bound_video: &Arc<TrackLocalStaticRTP>,
+        bound_video: &Arc<FanoutTrack>,
     ) -> Result<Option<TrackSwap>, (ApiError, Box<Viewer>)> {
         let mut state = self.state();
         if state.ended {
@@ -375,10 +367,7 @@ impl Room {
         // A viewer still negotiating (its pull set up just for it) counts as watching.
         let unwatched = self.pending.load(Ordering::Acquire) == 0
             && state.viewers.is_empty()
-            && state
-                .publisher
-                .as_ref()
-                .is_some_and(|p| p.pulled.is_some());
+            && state.publisher.as_ref().is_some_and(|p| p.pulled.is_some());
         if !unwatched {
             return None;
         }
