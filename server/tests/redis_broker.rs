@@ -272,6 +272,50 @@ async fn votes_count_once_and_are_flushed_once() {
     assert_eq!(view.questions[0].votes, 29);
 }
 
+/// Every node flushes vote counts on its own timer; together they still send about one
+/// `votes` event per flush interval, not one per node and tick.
+#[tokio::test]
+async fn vote_updates_are_coalesced_over_nodes() {
+    let redis = TestRedis::start();
+    let (a, b) = two_nodes(&redis).await;
+    let id = live_session(&a, Moderation::Post).await;
+    let q = ask(&a, id, &actor(Role::Patient), "Does a mammogram hurt?").await;
+    let mut rx = b.subscribe(id).await.expect("subscribe");
+    // For about a second: a vote, then both nodes flush, 40 times (each flush has a change).
+    let started = std::time::Instant::now();
+    let rounds = 40;
+    for _ in 0..rounds {
+        a.apply(id, &actor(Role::Patient), Command::Vote { question: q })
+            .await
+            .expect("vote");
+        let (fa, fb) = tokio::join!(a.flush_votes(id), b.flush_votes(id));
+        fa.expect("flush a");
+        fb.expect("flush b");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let took = started.elapsed();
+    // The last changes go out with the next flush after the interval.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.flush_votes(id).await.expect("flush");
+    let mut events = Vec::new();
+    while let Ok(Ok(event)) = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await {
+        events.push(frame(&event));
+    }
+    let votes: Vec<&serde_json::Value> = events.iter().filter(|e| e["type"] == "votes").collect();
+    // One per 200 ms at most (and the final one): without coalescing, one per round.
+    let most = took.as_millis() as usize / 200 + 2;
+    assert!(
+        !votes.is_empty() && votes.len() <= most,
+        "{} votes events in {took:?} ({rounds} rounds)",
+        votes.len()
+    );
+    assert_eq!(
+        votes.last().map(|e| e["votes"].clone()),
+        Some(serde_json::json!([{ "id": q, "votes": rounds }])),
+        "the last event has every vote"
+    );
+}
+
 #[tokio::test]
 async fn merge_moves_voters_and_counts_a_double_voter_once() {
     let redis = TestRedis::start();
