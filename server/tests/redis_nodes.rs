@@ -14,20 +14,10 @@ use oncolive_server::protocol::{ErrorCode, ServerMsg};
 use oncolive_testkit::api::WsTarget;
 use oncolive_testkit::hub::{HubClient, WAIT};
 use oncolive_testkit::node::Node;
-use oncolive_testkit::redis::{TestRedis, unique_prefix};
+use oncolive_testkit::redis::TestRedis;
 
 fn nodes(redis: &TestRedis, n: usize) -> Vec<Node> {
-    let prefix = unique_prefix();
-    (0..n)
-        .map(|_| {
-            Node::start(
-                env!("CARGO_BIN_EXE_oncolive"),
-                Some((redis.url(), &prefix)),
-                &[],
-            )
-            .expect("node starts")
-        })
-        .collect()
+    Node::on_redis(env!("CARGO_BIN_EXE_oncolive"), redis, n)
 }
 
 /// The approvals a client saw, as (seq, question id), in the order received.

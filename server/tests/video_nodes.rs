@@ -24,17 +24,7 @@ use oncolive_testkit::redis::{RedisServer, TestRedis, unique_prefix};
 static NETWORK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn nodes(redis: &TestRedis, n: usize) -> Vec<Node> {
-    let prefix = unique_prefix();
-    (0..n)
-        .map(|_| {
-            Node::start(
-                env!("CARGO_BIN_EXE_oncolive"),
-                Some((redis.url(), &prefix)),
-                &[],
-            )
-            .expect("node starts")
-        })
-        .collect()
+    Node::on_redis(env!("CARGO_BIN_EXE_oncolive"), redis, n)
 }
 
 /// The next `video` message the socket gets.

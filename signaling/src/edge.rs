@@ -18,7 +18,6 @@ use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
 use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
 use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
-use webrtc::track::track_local::TrackLocal;
 
 use crate::auth::Origin;
 use crate::engine::{Engine, close_pc};
@@ -156,24 +155,9 @@ pub(crate) async fn pull(
             token: origin.token.clone(),
         }),
     };
-    let (old, swaps) = match room.install_publisher(publisher, video) {
-        Ok(installed) => installed,
-        Err((err, publisher)) => {
-            close_pc(&publisher.pc, &publisher.id).await;
-            return Err(err);
-        }
-    };
-    if let Some(old) = old {
+    if let Some(old) = publisher::install(room, publisher, video, &span).await? {
         let http = http.clone();
         tokio::spawn(async move { release(&http, old).await });
-    }
-    for (sender, track) in swaps {
-        let track: Arc<dyn TrackLocal + Send + Sync> = track;
-        if let Err(err) = sender.replace_track(Some(track)).await {
-            span.in_scope(
-                || tracing::warn!(error = %err, "a viewer cannot receive the new video codec"),
-            );
-        }
     }
     Ok(())
 }

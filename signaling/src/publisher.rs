@@ -115,6 +115,25 @@ pub(crate) async fn publish(
         _recording: recording,
         pulled: None,
     };
+    // Before the answer goes out, so the new publisher's first keyframe
+    // already reaches the viewers through the new track.
+    if let Some(old) = install(room, publisher, video, &span).await? {
+        span.in_scope(|| tracing::info!(replaced = %old.id, "publisher replaced"));
+        tokio::spawn(async move { close_pc(&old.pc, &old.id).await });
+    }
+    span.in_scope(|| tracing::info!("publisher accepted"));
+    Ok((id, answer))
+}
+
+/// Makes `publisher` the room's (a WHIP publisher or an edge's pull) and moves the viewers to
+/// its video track if the codec changed. Returns the publisher it replaced, for the caller to
+/// close; a room that ended refuses it (closed here).
+pub(crate) async fn install(
+    room: &Room,
+    publisher: Publisher,
+    video: Option<crate::sdp::Codec>,
+    span: &tracing::Span,
+) -> Result<Option<Publisher>, ApiError> {
     let (old, swaps) = match room.install_publisher(publisher, video) {
         Ok(installed) => installed,
         Err((err, publisher)) => {
@@ -122,12 +141,6 @@ pub(crate) async fn publish(
             return Err(err);
         }
     };
-    if let Some(old) = old {
-        span.in_scope(|| tracing::info!(replaced = %old.id, "publisher replaced"));
-        tokio::spawn(async move { close_pc(&old.pc, &old.id).await });
-    }
-    // Before the answer goes out, so the new publisher's first keyframe
-    // already reaches the viewers through the new track.
     for (sender, track) in swaps {
         let track: Arc<dyn TrackLocal + Send + Sync> = track;
         if let Err(err) = sender.replace_track(Some(track)).await {
@@ -136,8 +149,7 @@ pub(crate) async fn publish(
             );
         }
     }
-    span.in_scope(|| tracing::info!("publisher accepted"));
-    Ok((id, answer))
+    Ok(old)
 }
 
 /// Takes the publisher `id` out of its room (if still current) and closes it.

@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 
 use crate::api::ApiClient;
 use crate::netns::NetNamespace;
+use crate::redis::{TestRedis, unique_prefix};
 
 /// The token secret every node of a test shares, as nodes of one deployment do.
 pub const SHARED_SECRET: &str = "test-secret-shared-by-all-nodes-0123456789";
@@ -38,6 +39,14 @@ impl Node {
     /// otherwise, and waits until it is listening. `extra` are more `serve` flags.
     pub fn start(bin: &str, redis: Option<(&str, &str)>, extra: &[&str]) -> anyhow::Result<Node> {
         Node::start_in(None, "127.0.0.1:0", bin, redis, extra)
+    }
+
+    /// `n` nodes of `bin` on `redis`, under one fresh key prefix: one deployment.
+    pub fn on_redis(bin: &str, redis: &TestRedis, n: usize) -> Vec<Node> {
+        let prefix = unique_prefix();
+        (0..n)
+            .map(|_| Node::start(bin, Some((redis.url(), &prefix)), &[]).expect("node starts"))
+            .collect()
     }
 
     /// As [`Node::start`], inside the network namespace `netns` when given (it must hold an
