@@ -8,11 +8,9 @@
 //! do not renegotiate.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION};
-use tracing::Instrument;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
@@ -22,7 +20,6 @@ use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirecti
 use crate::auth::Origin;
 use crate::engine::{Engine, close_pc};
 use crate::error::{ApiError, SignalingError};
-use crate::keyframe::KeyframeSource;
 use crate::publisher;
 use crate::room::{PatchLock, Publisher, Pulled, Room, new_resource_id};
 use crate::sdp;
@@ -52,20 +49,15 @@ pub(crate) async fn pull(
         .map_err(SignalingError::from)?;
     }
     let generation = room.next_generation();
-    let video_ssrc = Arc::new(AtomicU32::new(0));
+    // The origin sends one layer to a pull: its top one (see `prefer_high`).
+    let layers = room.new_layers(&[]);
     {
         let room = Arc::downgrade(room);
-        let video_ssrc = video_ssrc.clone();
+        let layers = layers.clone();
         let span = span.clone();
         pc.on_track(Box::new(move |remote, _receiver, _transceiver| {
             if let Some(room) = room.upgrade() {
-                if remote.kind() == RTPCodecType::Video {
-                    video_ssrc.store(remote.ssrc(), Ordering::Relaxed);
-                    room.request_keyframe(KeyframeSource::PublisherChange);
-                }
-                tokio::spawn(
-                    publisher::forward(room, remote, generation, None).instrument(span.clone()),
-                );
+                publisher::spawn_forward(room, remote, generation, &layers, None, &span);
             }
             Box::pin(async {})
         }));
@@ -140,18 +132,22 @@ pub(crate) async fn pull(
         }
     };
     span.in_scope(|| tracing::info!(resource = ?location, "pulling from the origin"));
+    let resource_url = location
+        .as_deref()
+        .and_then(|l| resolve(&origin.whep_url, l));
+    if let Some(url) = &resource_url {
+        prefer_high(http, url, &origin.token).await;
+    }
     let publisher = Publisher {
         id: id.clone(),
         generation,
         pc,
         patching: PatchLock::default(),
-        video_ssrc,
+        layers,
         _recording: None,
         pulled: Some(Pulled {
             whep_url: origin.whep_url.clone(),
-            resource_url: location
-                .as_deref()
-                .and_then(|l| resolve(&origin.whep_url, l)),
+            resource_url,
             token: origin.token.clone(),
         }),
     };
@@ -182,6 +178,25 @@ pub(crate) async fn release(http: &reqwest::Client, publisher: Publisher) {
         }
     }
     close_pc(&publisher.pc, &publisher.id).await;
+}
+
+/// Asks the origin for its top layer on this pull (WHEP's layer extension, `…/layer`): the
+/// edge's viewers get the full picture, and its own viewers on weak links fall back to audio
+/// only. Without it the origin's auto choice would start the pull on the lowest layer.
+async fn prefer_high(http: &reqwest::Client, resource_url: &str, token: &str) {
+    let asked = http
+        .post(format!("{resource_url}/layer"))
+        .header(AUTHORIZATION, format!("Bearer {token}"))
+        .header(CONTENT_TYPE, "application/json")
+        .body(r#"{"prefer":"high"}"#)
+        .timeout(ORIGIN_TIMEOUT)
+        .send()
+        .await;
+    match asked {
+        Ok(res) if res.status().is_success() => {}
+        Ok(res) => tracing::warn!(status = %res.status(), "the origin refused the pull's layer"),
+        Err(err) => tracing::warn!(error = %err, "asking the origin for the pull's layer"),
+    }
 }
 
 /// `location` (absolute, or a path on the origin) as an absolute URL.

@@ -15,7 +15,6 @@ use webrtc::ice::udp_network::{EphemeralUDP, UDPNetwork};
 use webrtc::ice_transport::ice_candidate::RTCIceCandidateInit;
 use webrtc::ice_transport::ice_candidate_type::RTCIceCandidateType;
 use webrtc::interceptor::nack::generator::Generator;
-use webrtc::interceptor::nack::responder::Responder;
 use webrtc::interceptor::registry::Registry;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::peer_connection::configuration::RTCConfiguration;
@@ -69,12 +68,28 @@ impl Engine {
     }
 
     /// A peer connection that accepts Opus and exactly one video codec, so a
-    /// publisher cannot switch codecs under the viewers' feet.
+    /// publisher cannot switch codecs under the viewers' feet; with `simulcast`, the
+    /// video's layers too (the `rid` header extensions name each layer's stream).
     pub(crate) async fn publisher_peer(
         &self,
         video: Option<&Codec>,
+        simulcast: bool,
     ) -> Result<Arc<RTCPeerConnection>, SignalingError> {
         let mut media = MediaEngine::default();
+        if simulcast {
+            for uri in [
+                webrtc::sdp::extmap::SDES_RTP_STREAM_ID_URI,
+                webrtc::sdp::extmap::SDES_REPAIR_RTP_STREAM_ID_URI,
+            ] {
+                media.register_header_extension(
+                    RTCRtpHeaderExtensionCapability {
+                        uri: uri.to_owned(),
+                    },
+                    RTPCodecType::Video,
+                    None,
+                )?;
+            }
+        }
         media.register_codec(
             RTCRtpCodecParameters {
                 capability: opus_capability(),
@@ -150,7 +165,8 @@ fn build_api(mut media: MediaEngine, settings: SettingEngine) -> Result<API, Sig
 /// The crate's default, 2^13, costs about 0.9 MiB per viewer in `Option<Packet>` slots alone.
 const NACK_HISTORY_LOG2: u8 = 10;
 
-/// `webrtc`'s `configure_nack` with a responder of [`NACK_HISTORY_LOG2`].
+/// `webrtc`'s `configure_nack` with the relay's own responder (limited resends, see
+/// [`crate::nack`]) keeping [`NACK_HISTORY_LOG2`] packets.
 fn configure_nack(mut registry: Registry, media: &mut MediaEngine) -> Registry {
     for parameter in ["", "pli"] {
         media.register_feedback(
@@ -161,9 +177,9 @@ fn configure_nack(mut registry: Registry, media: &mut MediaEngine) -> Registry {
             RTPCodecType::Video,
         );
     }
-    registry.add(Box::new(
-        Responder::builder().with_log2_size(NACK_HISTORY_LOG2),
-    ));
+    registry.add(Box::new(crate::nack::ResponderBuilder {
+        history_log2: NACK_HISTORY_LOG2,
+    }));
     registry.add(Box::new(Generator::builder()));
     registry
 }

@@ -12,6 +12,7 @@
 use std::any::Any;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -20,6 +21,8 @@ use webrtc::rtp_transceiver::rtp_codec::{
     RTCRtpCodecCapability, RTCRtpCodecParameters, RTPCodecType,
 };
 use webrtc::track::track_local::{TrackLocal, TrackLocalContext, TrackLocalWriter};
+
+use crate::layers::{Selection, Selections};
 
 /// One viewer's end of the track.
 struct Binding {
@@ -33,6 +36,15 @@ struct Binding {
     /// type comes from a crate we do not name).
     paused: Box<dyn Fn() -> bool + Send + Sync>,
     writer: Arc<dyn TrackLocalWriter + Send + Sync>,
+    /// A video viewer's choice of layer and its own numbering (`None` on audio tracks, whose
+    /// numbering the room rewrites once for all).
+    selection: Option<Arc<Selection>>,
+}
+
+/// What one write did: how many viewers got the packet, and the first failure, if any.
+pub(crate) struct Written {
+    pub viewers: usize,
+    pub first_error: Option<webrtc::Error>,
 }
 
 pub(crate) struct FanoutTrack {
@@ -41,6 +53,8 @@ pub(crate) struct FanoutTrack {
     stream_id: String,
     /// Copy-on-write: a write takes the current list without waiting for a bind.
     bindings: RwLock<Arc<Vec<Arc<Binding>>>>,
+    /// The room's viewers' layer selections (video tracks only).
+    selections: Option<Arc<Selections>>,
 }
 
 impl FanoutTrack {
@@ -50,6 +64,19 @@ impl FanoutTrack {
             id: id.to_owned(),
             stream_id: stream_id.to_owned(),
             bindings: RwLock::new(Arc::new(Vec::new())),
+            selections: None,
+        }
+    }
+
+    /// A video track: each viewer bound to it gets the layer its selection names.
+    pub(crate) fn video(
+        codec: RTCRtpCodecCapability,
+        stream_id: &str,
+        selections: Arc<Selections>,
+    ) -> FanoutTrack {
+        FanoutTrack {
+            selections: Some(selections),
+            ..FanoutTrack::new(codec, "video", stream_id)
         }
     }
 
@@ -68,17 +95,37 @@ impl FanoutTrack {
     }
 
     /// Sends `packet` to every bound viewer that is not paused. A viewer whose write fails is
-    /// skipped (its connection's state handler removes it); the others get the packet. Returns
-    /// the first error, if any.
-    pub(crate) async fn write_rtp(&self, packet: &Packet) -> Result<usize, webrtc::Error> {
+    /// skipped (its connection's state handler removes it); the others get the packet.
+    pub(crate) async fn write_rtp(&self, packet: &Packet) -> Written {
+        self.write(packet, None).await
+    }
+
+    /// Sends a video packet of layer `source` to the viewers whose selection takes it;
+    /// `switch_here`: a viewer waiting for this layer may start at this packet.
+    pub(crate) async fn write_layer(
+        &self,
+        packet: &Packet,
+        source: u64,
+        switch_here: bool,
+    ) -> Written {
+        self.write(packet, Some((source, switch_here))).await
+    }
+
+    async fn write(&self, packet: &Packet, layer: Option<(u64, bool)>) -> Written {
         let mut written = 0;
         let mut first_error = None;
+        let now = Instant::now();
         for binding in self.bindings().iter() {
             if (binding.paused)() {
                 continue;
             }
             // The payload is shared; only the header is per viewer.
             let mut own = packet.clone();
+            if let (Some(selection), Some((source, switch_here))) = (&binding.selection, layer)
+                && !selection.admit(&mut own.header, source, switch_here, now)
+            {
+                continue;
+            }
             own.header.ssrc = binding.ssrc;
             own.header.payload_type = binding.payload_type;
             if let Some((id, mid)) = &binding.mid
@@ -88,15 +135,15 @@ impl FanoutTrack {
                 continue;
             }
             match binding.writer.write_rtp(&own).await {
-                Ok(n) => written += n,
+                Ok(_) => written += 1,
                 Err(err) => {
                     first_error.get_or_insert(err);
                 }
             }
         }
-        match first_error {
-            Some(err) => Err(err),
-            None => Ok(written),
+        Written {
+            viewers: written,
+            first_error,
         }
     }
 
@@ -143,6 +190,10 @@ impl TrackLocal for FanoutTrack {
                 Box::new(move || flag.load(Ordering::SeqCst))
             },
             writer: t.write_stream(),
+            selection: self
+                .selections
+                .as_ref()
+                .map(|all| all.get_or_create(t.ssrc())),
         });
         self.change(|all| all.push(binding));
         Ok(codec)

@@ -12,7 +12,7 @@ use axum::http::header::{
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Extension, Router};
 use axum_extra::TypedHeader;
 use axum_extra::headers::Authorization;
@@ -22,10 +22,16 @@ use serde::Deserialize;
 use crate::auth::AuthError;
 use crate::config::link_value;
 use crate::error::ApiError;
+use crate::layer_choice::Preference;
 use crate::relay::{Relay, Role};
 
 const SDP: &str = "application/sdp";
 const SDP_FRAGMENT: &str = "application/trickle-ice-sdpfrag";
+const JSON: &str = "application/json";
+/// The WHEP draft's link relation for its video layer selection extension.
+const LAYER_REL: &str = "urn:ietf:params:whep:ext:core:layer";
+/// Largest body of a layer request (`{"prefer":"auto"}` is 17 bytes).
+const MAX_LAYER_BODY: usize = 1024;
 const PUBLISHER_STATE: HeaderName = HeaderName::from_static("x-oncolive-publisher");
 const EXPOSED: HeaderValue = HeaderValue::from_static("Location, Link, ETag, X-Oncolive-Publisher");
 
@@ -50,6 +56,7 @@ fn side_routes(role: Role) -> Router<Relay> {
             "/{resource}",
             axum::routing::delete(delete).patch(patch).options(options),
         )
+        .route("/{resource}/layer", get(get_layer).post(post_layer))
         .layer(Extension(role))
 }
 
@@ -177,6 +184,12 @@ async fn create(
         out.insert(PUBLISHER_STATE, HeaderValue::from_static(state));
     }
     add_links(&relay, out, &created.resource_id);
+    if caller.role == Role::Viewer
+        && let Ok(value) =
+            HeaderValue::from_str(&format!("<{location}/layer>; rel=\"{LAYER_REL}\""))
+    {
+        out.append(LINK, value);
+    }
     Ok(response)
 }
 
@@ -191,6 +204,59 @@ async fn delete(
     } else {
         Err(ApiError::ResourceNotFound)
     }
+}
+
+/// A layer request's body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LayerRequest {
+    prefer: Preference,
+}
+
+/// `GET …/whep/{resource}/layer`: the viewer's layer choice and the publisher's layers.
+#[tracing::instrument(name = "whep_layer_get", skip_all, fields(session = %caller.session, resource = %resource))]
+async fn get_layer(
+    State(relay): State<Relay>,
+    caller: Authorized,
+    Path(ResourcePath { resource }): Path<ResourcePath>,
+) -> Result<Response, ApiError> {
+    if caller.role != Role::Viewer {
+        return Err(ApiError::ResourceNotFound);
+    }
+    let state = relay.layer(&caller.session, &resource, None)?;
+    Ok(axum::Json(state).into_response())
+}
+
+/// `POST …/whep/{resource}/layer` with `{"prefer": "auto" | "low" | "high"}`: the viewer's
+/// choice (auto, data saver, high). Answers as `GET` does, after the change.
+#[tracing::instrument(name = "whep_layer_post", skip_all, fields(session = %caller.session, resource = %resource))]
+async fn post_layer(
+    State(relay): State<Relay>,
+    caller: Authorized,
+    Path(ResourcePath { resource }): Path<ResourcePath>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    if caller.role != Role::Viewer {
+        return Err(ApiError::ResourceNotFound);
+    }
+    require_content_type(&headers, JSON)?;
+    let bytes = axum::body::to_bytes(body, MAX_LAYER_BODY)
+        .await
+        .map_err(|_| {
+            ApiError::BadRequest(
+                "bad_request",
+                format!("the body is larger than {MAX_LAYER_BODY} bytes"),
+            )
+        })?;
+    let request: LayerRequest = serde_json::from_slice(&bytes).map_err(|err| {
+        ApiError::BadRequest(
+            "bad_request",
+            format!("expected {{\"prefer\": \"auto\" | \"low\" | \"high\"}}: {err}"),
+        )
+    })?;
+    let state = relay.layer(&caller.session, &resource, Some(request.prefer))?;
+    Ok(axum::Json(state).into_response())
 }
 
 /// Trickle ICE and ICE restarts (RFC 9725 §4.3): late candidates get `204`;

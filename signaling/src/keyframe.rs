@@ -18,14 +18,17 @@ pub(crate) enum KeyframeSource {
     PublisherChange,
     /// The recorder: a segment is due, or video resumes after loss.
     Recording,
+    /// A viewer moves to another simulcast layer and waits for its keyframe.
+    LayerSwitch,
 }
 
 impl KeyframeSource {
-    pub(crate) const ALL: [KeyframeSource; 4] = [
+    pub(crate) const ALL: [KeyframeSource; 5] = [
         KeyframeSource::ViewerJoin,
         KeyframeSource::ViewerPli,
         KeyframeSource::PublisherChange,
         KeyframeSource::Recording,
+        KeyframeSource::LayerSwitch,
     ];
 
     pub(crate) fn label(self) -> &'static str {
@@ -34,6 +37,7 @@ impl KeyframeSource {
             KeyframeSource::ViewerPli => "viewer_pli",
             KeyframeSource::PublisherChange => "publisher_change",
             KeyframeSource::Recording => "recording",
+            KeyframeSource::LayerSwitch => "layer_switch",
         }
     }
 }

@@ -1,6 +1,6 @@
 //! WHIP: accepting a publisher and forwarding its media into the room's tracks.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
@@ -13,8 +13,10 @@ use webrtc::util::MarshalSize;
 
 use crate::engine::{self, Engine, close_pc};
 use crate::error::ApiError;
+use crate::frames::{KeyframeStarts, VideoFormat};
 use crate::keyframe::KeyframeSource;
 use crate::kind::Kind;
+use crate::layers::{Layer, Layers};
 use crate::metrics::Forwarded;
 use crate::record::{RecorderHandle, SpanInfo, Tap};
 use crate::room::{PatchLock, Publisher, Room, new_resource_id};
@@ -47,10 +49,11 @@ pub(crate) async fn publish(
         None
     };
 
-    let pc = engine.publisher_peer(video.as_ref()).await?;
+    let simulcast = video.is_some() && !offer.rids.is_empty();
+    let pc = engine.publisher_peer(video.as_ref(), simulcast).await?;
     let id = new_resource_id();
     let generation = room.next_generation();
-    let video_ssrc = Arc::new(AtomicU32::new(0));
+    let layers = room.new_layers(if simulcast { &offer.rids } else { &[] });
     let span = tracing::info_span!("publisher", session = %room.session, publisher = %id);
     let (tap, recording) = match recorder {
         Some(recorder) => {
@@ -67,20 +70,12 @@ pub(crate) async fn publish(
 
     {
         let room = Arc::downgrade(room);
-        let video_ssrc = video_ssrc.clone();
+        let layers = layers.clone();
         let span = span.clone();
         let tap = tap.clone();
         pc.on_track(Box::new(move |remote, _receiver, _transceiver| {
             if let Some(room) = room.upgrade() {
-                if remote.kind() == RTPCodecType::Video {
-                    video_ssrc.store(remote.ssrc(), Ordering::Relaxed);
-                    if room.viewer_count() > 0 {
-                        room.request_keyframe(KeyframeSource::PublisherChange);
-                    }
-                }
-                tokio::spawn(
-                    forward(room, remote, generation, tap.clone()).instrument(span.clone()),
-                );
+                spawn_forward(room, remote, generation, &layers, tap.clone(), &span);
             }
             Box::pin(async {})
         }));
@@ -111,7 +106,7 @@ pub(crate) async fn publish(
         generation,
         pc,
         patching: PatchLock::default(),
-        video_ssrc,
+        layers,
         _recording: recording,
         pulled: None,
     };
@@ -167,13 +162,61 @@ pub(crate) fn remove(room: &Weak<Room>, id: &str) -> bool {
     }
 }
 
+/// Starts forwarding a publisher's new track (audio, or one of its video layers) into the
+/// room. The recorder gets the audio and the top video layer.
+pub(crate) fn spawn_forward(
+    room: Arc<Room>,
+    remote: Arc<TrackRemote>,
+    generation: u64,
+    layers: &Arc<Layers>,
+    tap: Option<Arc<Tap>>,
+    span: &tracing::Span,
+) {
+    let layer = match remote.kind() {
+        RTPCodecType::Video => {
+            let Some(layer) = layers.by_rid(remote.rid()) else {
+                span.in_scope(|| {
+                    tracing::warn!(
+                        rid = remote.rid(),
+                        "a video layer the offer did not announce; ignored"
+                    )
+                });
+                return;
+            };
+            layer.ssrc.store(remote.ssrc(), Ordering::Relaxed);
+            if room.viewer_count() > 0 {
+                room.request_keyframe(KeyframeSource::PublisherChange, Some(layer.source));
+            }
+            Some(Source {
+                layer: layer.clone(),
+                single: layers.layers.len() == 1,
+            })
+        }
+        _ => None,
+    };
+    let tap = match &layer {
+        Some(video) if video.layer.source != layers.top().source => None,
+        _ => tap,
+    };
+    tokio::spawn(forward(room, remote, generation, tap, layer).instrument(span.clone()));
+}
+
+/// The video layer a forwarding loop carries.
+pub(crate) struct Source {
+    layer: Arc<Layer>,
+    /// The publisher's only layer: viewers take it from any packet (their decoders ask for a
+    /// keyframe), as they always did before simulcast.
+    single: bool,
+}
+
 /// Copies one publisher track into the room's shared track until the
 /// publisher goes away or is replaced.
-pub(crate) async fn forward(
+async fn forward(
     room: Arc<Room>,
     remote: Arc<TrackRemote>,
     generation: u64,
     tap: Option<Arc<Tap>>,
+    video: Option<Source>,
 ) {
     let kind = match remote.kind() {
         RTPCodecType::Audio => Kind::Audio,
@@ -182,7 +225,8 @@ pub(crate) async fn forward(
     };
     let track = room.track(kind);
     let counters = Forwarded::new(kind);
-    tracing::info!(kind = kind.label(), codec = %remote.codec().capability.mime_type, ssrc = remote.ssrc(), "publisher track");
+    let mut starts = KeyframeStarts::new(VideoFormat::of(&remote.codec().capability.mime_type));
+    tracing::info!(kind = kind.label(), codec = %remote.codec().capability.mime_type, ssrc = remote.ssrc(), rid = remote.rid(), "publisher track");
     loop {
         let mut packet = match remote.read_rtp().await {
             Ok((packet, _attributes)) => packet,
@@ -205,16 +249,28 @@ pub(crate) async fn forward(
         packet.header.extension_profile = 0;
         packet.header.extensions.clear();
         packet.header.extensions_padding = 0;
-        room.rewriter(kind)
-            .rewrite(&mut packet.header, generation, Instant::now());
-        let viewers = room.viewer_count();
         let bytes = packet.header.marshal_size() + packet.payload.len();
+        let written = match &video {
+            Some(video) => {
+                let now = Instant::now();
+                video.layer.count(bytes, now);
+                let keyframe = starts.check(packet.header.timestamp, &packet.payload);
+                track
+                    .write_layer(&packet, video.layer.source, video.single || keyframe)
+                    .await
+            }
+            None => {
+                room.audio_rewriter()
+                    .rewrite(&mut packet.header, generation, Instant::now());
+                track.write_rtp(&packet).await
+            }
+        };
         // An error names viewers whose write failed; they are removed by
         // their own connection-state handlers, the others did get the packet.
-        if let Err(err) = track.write_rtp(&packet).await {
+        if let Some(err) = written.first_error {
             tracing::trace!(error = %err, "write to some viewers failed");
         }
-        counters.add(bytes, viewers);
+        counters.add(bytes, written.viewers);
     }
 }
 

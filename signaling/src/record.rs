@@ -600,7 +600,7 @@ impl Recorder {
         }
         if let Some(room) = span.info.room.upgrade() {
             self.last_keyframe_request = Some(now);
-            room.request_keyframe(KeyframeSource::Recording);
+            room.request_keyframe(KeyframeSource::Recording, None);
         }
     }
 }

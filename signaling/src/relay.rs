@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
@@ -17,6 +17,9 @@ use crate::budget::{Budgets, Caps};
 use crate::config::{RelayConfig, is_turn_url};
 use crate::engine::{self, Engine, close_pc};
 use crate::error::{ApiError, SignalingError};
+use crate::keyframe::KeyframeSource;
+use crate::layer_choice::Preference;
+use crate::layers::LayerState;
 use crate::record::Recorders;
 use crate::room::{PatchLock, Pending, Room};
 use crate::{edge, publisher, viewer};
@@ -379,6 +382,32 @@ impl Relay {
             },
             ice_session,
         })
+    }
+
+    /// A viewer's layer selection (`…/layer`): sets its preference if given, and says where
+    /// it stands among the publisher's layers.
+    pub(crate) fn layer(
+        &self,
+        session: &str,
+        resource: &str,
+        prefer: Option<Preference>,
+    ) -> Result<LayerState, ApiError> {
+        let room = self
+            .shared
+            .existing_room(session)
+            .ok_or(ApiError::ResourceNotFound)?;
+        let (selection, layers) = room
+            .layer_state(resource)
+            .ok_or(ApiError::ResourceNotFound)?;
+        let now = Instant::now();
+        if let Some(prefer) = prefer {
+            tracing::info!(session, viewer = resource, ?prefer, "layer preference");
+            selection.set_preference(prefer);
+            if let Some(target) = selection.decide(&layers, now) {
+                room.request_keyframe(KeyframeSource::LayerSwitch, Some(target));
+            }
+        }
+        Ok(selection.state(&layers, now))
     }
 
     fn peer(

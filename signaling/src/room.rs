@@ -2,7 +2,7 @@
 //! all viewers share, the current publisher and the viewers.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -16,8 +16,9 @@ use crate::budget::Slot;
 use crate::engine::{close_pc, opus_capability};
 use crate::error::ApiError;
 use crate::fanout::FanoutTrack;
-use crate::keyframe::{Decision, KeyframeGate, KeyframeSource};
+use crate::keyframe::{Decision, KeyframeSource};
 use crate::kind::Kind;
+use crate::layers::{Layer, Layers, Selection, Selections};
 use crate::metrics;
 use crate::rewrite::StreamRewriter;
 use crate::sdp::Codec;
@@ -38,9 +39,8 @@ pub(crate) struct Publisher {
     pub generation: u64,
     pub pc: Arc<RTCPeerConnection>,
     pub patching: PatchLock,
-    /// SSRC of the publisher's video, known once its track arrives (0 before),
-    /// needed to address PLIs.
-    pub video_ssrc: Arc<AtomicU32>,
+    /// The publisher's video layers (one without simulcast), with their SSRCs once known.
+    pub layers: Arc<Layers>,
     /// Tells the recorder this publisher's span is over when it is dropped
     /// (removed, replaced, or the session ended).
     pub _recording: Option<crate::record::GoneOnDrop>,
@@ -64,6 +64,8 @@ pub(crate) struct Viewer {
     pub patching: PatchLock,
     pub audio: Option<Arc<RTCRtpSender>>,
     pub video: Option<Arc<RTCRtpSender>>,
+    /// The video sender's SSRC: the key of the viewer's layer selection.
+    pub video_ssrc: Option<u32>,
     /// The viewer's share of the budgets, given back when the viewer is gone.
     pub _slot: Slot,
 }
@@ -108,14 +110,17 @@ pub(crate) struct Room {
     live_changed: Arc<Notify>,
     /// An edge's pull is being negotiated (one at a time).
     pub(crate) pulling: AtomicBool,
-    keyframes: KeyframeGate,
+    keyframe_min_interval: Duration,
+    /// Every video viewer's layer choice and numbering, shared with the room's video tracks.
+    selections: Arc<Selections>,
     /// Generation of the current publisher; forwarding loops of older
     /// generations stop at their next packet. Read per packet, hence atomic.
     generation: AtomicU64,
     /// `state.viewers.len()`, read per forwarded packet for the metrics.
     viewer_count: AtomicUsize,
+    /// Audio has no layers: one numbering for all viewers (video's is per viewer, see
+    /// [`Selection`]).
     audio_rewriter: Mutex<StreamRewriter>,
-    video_rewriter: Mutex<StreamRewriter>,
     /// Requests negotiating in this room; the room is not freed while any is.
     pending: AtomicUsize,
     /// Wakes the relay's sweeper when the room may have become idle.
@@ -130,6 +135,9 @@ struct RoomState {
     audio: Arc<FanoutTrack>,
     video: Arc<FanoutTrack>,
     video_codec: Codec,
+    /// The current publisher's layers, or the last one's (viewers keep their rank when the
+    /// next publisher comes).
+    layers: Arc<Layers>,
     publisher: Option<Publisher>,
     viewers: HashMap<String, Viewer>,
 }
@@ -144,17 +152,22 @@ impl Room {
         let codec = Codec::vp8();
         let stream_id = format!("oncolive-{session}");
         let audio = Arc::new(FanoutTrack::new(opus_capability(), "audio", &stream_id));
-        let video = Arc::new(FanoutTrack::new(codec.capability(), "video", &stream_id));
+        let selections = Arc::new(Selections::default());
+        let video = Arc::new(FanoutTrack::video(
+            codec.capability(),
+            &stream_id,
+            selections.clone(),
+        ));
         Arc::new(Room {
             session: session.to_owned(),
             live: watch::channel(false).0,
             live_changed,
             pulling: AtomicBool::new(false),
-            keyframes: KeyframeGate::new(keyframe_min_interval),
+            keyframe_min_interval,
+            selections,
             generation: AtomicU64::new(0),
             viewer_count: AtomicUsize::new(0),
             audio_rewriter: Mutex::new(StreamRewriter::new(48_000)),
-            video_rewriter: Mutex::new(StreamRewriter::new(90_000)),
             pending: AtomicUsize::new(0),
             idle,
             state: Mutex::new(RoomState {
@@ -162,6 +175,7 @@ impl Room {
                 audio,
                 video,
                 video_codec: codec,
+                layers: Layers::new(&[], keyframe_min_interval),
                 publisher: None,
                 viewers: HashMap::new(),
             }),
@@ -257,10 +271,10 @@ impl Room {
         }
         let mut swaps = Vec::new();
         if let Some(codec) = video_codec.filter(|c| *c != state.video_codec) {
-            let track = Arc::new(FanoutTrack::new(
+            let track = Arc::new(FanoutTrack::video(
                 codec.capability(),
-                "video",
                 state.video.stream_id(),
+                self.selections.clone(),
             ));
             tracing::info!(session = %self.session, codec = %codec.mime_type, fmtp = %codec.fmtp, "room video codec changes");
             swaps = state
@@ -274,6 +288,10 @@ impl Room {
         }
         self.generation
             .store(publisher.generation, Ordering::Release);
+        for selection in self.selections.all() {
+            selection.carry_over(&state.layers, &publisher.layers);
+        }
+        state.layers = publisher.layers.clone();
         let old = state.publisher.replace(publisher);
         // Live again once the new publisher's first packet arrives.
         self.set_live(false);
@@ -331,6 +349,9 @@ impl Room {
     pub(crate) fn remove_viewer(&self, id: &str) -> Option<Viewer> {
         let mut state = self.state();
         let viewer = state.viewers.remove(id)?;
+        if let Some(ssrc) = viewer.video_ssrc {
+            self.selections.remove(ssrc);
+        }
         self.viewer_count
             .store(state.viewers.len(), Ordering::Relaxed);
         metrics::viewers(&self.session, state.viewers.len());
@@ -402,62 +423,85 @@ impl Room {
         self.set_live(false);
         let publisher = state.publisher.take();
         let viewers: Vec<Viewer> = state.viewers.drain().map(|(_, v)| v).collect();
+        for ssrc in viewers.iter().filter_map(|v| v.video_ssrc) {
+            self.selections.remove(ssrc);
+        }
         self.viewer_count.store(0, Ordering::Relaxed);
         metrics::publishers(&self.session, 0);
         metrics::viewers(&self.session, 0);
         (publisher, viewers)
     }
 
-    pub(crate) fn rewriter(&self, kind: Kind) -> MutexGuard<'_, StreamRewriter> {
-        let lock = match kind {
-            Kind::Audio => &self.audio_rewriter,
-            Kind::Video => &self.video_rewriter,
-        };
-        lock.lock().unwrap_or_else(|e| e.into_inner())
+    pub(crate) fn audio_rewriter(&self) -> MutexGuard<'_, StreamRewriter> {
+        self.audio_rewriter
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Asks the publisher for a keyframe, coalesced by the room's gate.
-    pub(crate) fn request_keyframe(self: &Arc<Self>, source: KeyframeSource) {
-        if self.publisher_video().is_none() {
+    /// The layers of a new publisher announcing `rids` (none: one layer).
+    pub(crate) fn new_layers(&self, rids: &[String]) -> Arc<Layers> {
+        Layers::new(rids, self.keyframe_min_interval)
+    }
+
+    /// The current (or last) publisher's layers.
+    pub(crate) fn layers(&self) -> Arc<Layers> {
+        self.state().layers.clone()
+    }
+
+    /// The layer selection of the viewer whose video sender has `ssrc`.
+    pub(crate) fn selection(&self, ssrc: u32) -> Arc<Selection> {
+        self.selections.get_or_create(ssrc)
+    }
+
+    /// Where viewer `id` stands among the layers (`None`: no such viewer, or no video).
+    pub(crate) fn layer_state(&self, id: &str) -> Option<(Arc<Selection>, Arc<Layers>)> {
+        let state = self.state();
+        let ssrc = state.viewers.get(id)?.video_ssrc?;
+        Some((self.selections.get_or_create(ssrc), state.layers.clone()))
+    }
+
+    /// Asks the publisher for a keyframe of layer `source` (`None`: its top layer, the one
+    /// recorded and pulled), coalesced by that layer's gate.
+    pub(crate) fn request_keyframe(self: &Arc<Self>, reason: KeyframeSource, source: Option<u64>) {
+        let Some((pc, layer)) = self.publisher_layer(source) else {
             // Nobody to ask; a new publisher starts with a keyframe anyway.
             return;
-        }
-        match self.keyframes.request(Instant::now()) {
+        };
+        match layer.keyframes.request(Instant::now()) {
             Decision::SendNow => {
-                metrics::keyframe_request(source, true);
-                let room = self.clone();
-                tokio::spawn(async move { room.send_pli().await });
+                metrics::keyframe_request(reason, true);
+                tokio::spawn(async move { send_pli(&pc, &layer).await });
             }
             Decision::SendAfter(delay) => {
-                metrics::keyframe_request(source, true);
-                let room = self.clone();
+                metrics::keyframe_request(reason, true);
                 tokio::spawn(async move {
                     tokio::time::sleep(delay).await;
-                    room.keyframes.deferred_sent(Instant::now());
-                    room.send_pli().await;
+                    layer.keyframes.deferred_sent(Instant::now());
+                    send_pli(&pc, &layer).await;
                 });
             }
-            Decision::Suppressed => metrics::keyframe_request(source, false),
+            Decision::Suppressed => metrics::keyframe_request(reason, false),
         }
     }
 
-    fn publisher_video(&self) -> Option<(Arc<RTCPeerConnection>, u32)> {
+    /// The publisher's connection and its layer `source` (or top layer), once its SSRC is known.
+    fn publisher_layer(&self, source: Option<u64>) -> Option<(Arc<RTCPeerConnection>, Arc<Layer>)> {
         let state = self.state();
         let publisher = state.publisher.as_ref()?;
-        let ssrc = publisher.video_ssrc.load(Ordering::Relaxed);
-        (ssrc != 0).then(|| (publisher.pc.clone(), ssrc))
+        let layer = match source {
+            Some(source) => publisher.layers.by_source(source)?,
+            None => publisher.layers.top(),
+        };
+        (layer.ssrc.load(Ordering::Relaxed) != 0).then(|| (publisher.pc.clone(), layer.clone()))
     }
+}
 
-    async fn send_pli(&self) {
-        let Some((pc, media_ssrc)) = self.publisher_video() else {
-            return;
-        };
-        let pli = PictureLossIndication {
-            sender_ssrc: 0,
-            media_ssrc,
-        };
-        if let Err(err) = pc.write_rtcp(&[Box::new(pli)]).await {
-            tracing::debug!(session = %self.session, error = %err, "sending a PLI");
-        }
+async fn send_pli(pc: &RTCPeerConnection, layer: &Layer) {
+    let pli = PictureLossIndication {
+        sender_ssrc: 0,
+        media_ssrc: layer.ssrc.load(Ordering::Relaxed),
+    };
+    if let Err(err) = pc.write_rtcp(&[Box::new(pli)]).await {
+        tracing::debug!(error = %err, "sending a PLI");
     }
 }

@@ -96,7 +96,13 @@ pub(crate) struct Offer {
     pub video: Vec<Codec>,
     pub has_audio: bool,
     pub has_video: bool,
+    /// The simulcast layers (`rid`s) the video section sends, in its `a=simulcast` order;
+    /// empty without simulcast.
+    pub rids: Vec<String>,
 }
+
+/// Most simulcast layers a publisher may send (browsers send up to three).
+pub(crate) const MAX_LAYERS: usize = 4;
 
 /// Parses an offer and rejects what cannot be one, with a reason for the client.
 pub(crate) fn parse_offer(text: &str) -> Result<Offer, String> {
@@ -112,12 +118,19 @@ pub(crate) fn parse_offer(text: &str) -> Result<Offer, String> {
             "video" if !offer.has_video => {
                 offer.has_video = true;
                 offer.video = media_codecs(media);
+                offer.rids = send_rids(media);
             }
             _ => {}
         }
     }
     if !offer.has_audio && !offer.has_video {
         return Err("the offer has neither an audio nor a video section".to_owned());
+    }
+    if offer.rids.len() > MAX_LAYERS {
+        return Err(format!(
+            "the offer sends {} simulcast layers; at most {MAX_LAYERS} are accepted",
+            offer.rids.len()
+        ));
     }
     let has_ice = |key: &str| {
         description.attribute(key).is_some()
@@ -133,6 +146,43 @@ pub(crate) fn parse_offer(text: &str) -> Result<Offer, String> {
         return Err("the offer lacks a DTLS fingerprint (a=fingerprint)".to_owned());
     }
     Ok(offer)
+}
+
+/// The `rid`s a media section sends (RFC 8851, RFC 8853): in the order of `a=simulcast:send`
+/// (the first of each group of alternatives, paused ones too), else of the `a=rid` lines.
+fn send_rids(media: &webrtc::sdp::MediaDescription) -> Vec<String> {
+    let values = |key: &'static str| {
+        media
+            .attributes
+            .iter()
+            .filter(move |a| a.key == key)
+            .filter_map(|a| a.value.as_deref())
+    };
+    let declared: Vec<&str> = values("rid")
+        .filter_map(|v| {
+            let mut parts = v.split_whitespace();
+            let id = parts.next()?;
+            (parts.next() == Some("send")).then_some(id)
+        })
+        .collect();
+    let ordered: Vec<String> = values("simulcast")
+        .filter_map(|v| {
+            let mut parts = v.split_whitespace();
+            (parts.next() == Some("send"))
+                .then(|| parts.next())
+                .flatten()
+        })
+        .flat_map(|list| list.split(';'))
+        .filter_map(|group| group.split(',').next())
+        .map(|id| id.trim_start_matches('~'))
+        .filter(|id| declared.contains(id))
+        .map(str::to_owned)
+        .collect();
+    if ordered.is_empty() {
+        declared.into_iter().map(str::to_owned).collect()
+    } else {
+        ordered
+    }
 }
 
 fn media_codecs(media: &webrtc::sdp::MediaDescription) -> Vec<Codec> {
@@ -376,6 +426,23 @@ mod tests {
             offer.video[0].fmtp,
             "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
         );
+    }
+
+    #[test]
+    fn reads_simulcast_layers_in_their_order() {
+        let simulcast = CHROME_LIKE.replace(
+            "a=rtpmap:96 VP8/90000\r\n",
+            "a=rtpmap:96 VP8/90000\r\na=rid:h send\r\na=rid:l send\r\na=rid:m send\r\na=rid:x recv\r\na=simulcast:send l;~m,mm;h\r\n",
+        );
+        let offer = parse_offer(&simulcast).unwrap();
+        assert_eq!(offer.rids, ["l", "m", "h"]);
+        assert!(parse_offer(CHROME_LIKE).unwrap().rids.is_empty());
+        let many: String = (0..5).map(|i| format!("a=rid:r{i} send\r\n")).collect();
+        let too_many = CHROME_LIKE.replace(
+            "a=rtpmap:96 VP8/90000\r\n",
+            &format!("a=rtpmap:96 VP8/90000\r\n{many}"),
+        );
+        assert!(parse_offer(&too_many).unwrap_err().contains("at most 4"));
     }
 
     #[test]

@@ -2,10 +2,14 @@
 //! keyframe requests to the publisher.
 
 use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use webrtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
+use webrtc::rtcp::receiver_report::ReceiverReport;
+use webrtc::rtcp::sender_report::SenderReport;
 use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 use webrtc::track::track_local::TrackLocal;
 
@@ -13,6 +17,7 @@ use crate::budget::Slot;
 use crate::engine::{self, Engine, close_pc};
 use crate::error::{ApiError, SignalingError};
 use crate::keyframe::KeyframeSource;
+use crate::layers::Selection;
 use crate::room::{PatchLock, Room, Viewer, new_resource_id};
 use crate::sdp::Offer;
 
@@ -68,16 +73,33 @@ pub(crate) async fn view(
             return Err(SignalingError::from(err).into());
         }
     };
+    // The viewer's layer selection, keyed by its video SSRC (what its track binding knows).
+    let video_ssrc = match &video {
+        Some(sender) => sender
+            .get_parameters()
+            .await
+            .encodings
+            .first()
+            .map(|e| e.ssrc),
+        None => None,
+    };
+    let selection = video_ssrc.map(|ssrc| {
+        let selection = room.selection(ssrc);
+        selection.decide(&room.layers(), Instant::now());
+        (ssrc, selection)
+    });
 
     {
         let room = Arc::downgrade(room);
         let id = id.clone();
+        let joining = selection.as_ref().map(|(_, s)| s.clone());
         pc.on_peer_connection_state_change(Box::new(move |state| {
             tracing::debug!(viewer = %id, ?state, "viewer connection state");
             match state {
                 RTCPeerConnectionState::Connected => {
                     if let Some(room) = room.upgrade() {
-                        room.request_keyframe(KeyframeSource::ViewerJoin);
+                        let layer = joining.as_ref().and_then(|s| s.target());
+                        room.request_keyframe(KeyframeSource::ViewerJoin, layer);
                     }
                 }
                 // Disconnected is when a phone that changed networks restarts
@@ -95,10 +117,15 @@ pub(crate) async fn view(
     let answer = engine::answer(&pc, &id, offer_sdp, engine.allow_loopback).await?;
 
     if let Some(audio) = &audio {
-        tokio::spawn(read_rtcp(Arc::downgrade(room), audio.clone(), false));
+        tokio::spawn(drain_rtcp(audio.clone()));
     }
-    if let Some(video) = &video {
-        tokio::spawn(read_rtcp(Arc::downgrade(room), video.clone(), true));
+    if let (Some(video), Some((ssrc, selection))) = (&video, &selection) {
+        tokio::spawn(read_video_rtcp(
+            Arc::downgrade(room),
+            video.clone(),
+            *ssrc,
+            selection.clone(),
+        ));
     }
     let viewer = Viewer {
         id: id.clone(),
@@ -106,6 +133,7 @@ pub(crate) async fn view(
         patching: PatchLock::default(),
         audio,
         video,
+        video_ssrc,
         _slot: slot,
     };
     match room.add_viewer(viewer, &video_track) {
@@ -135,20 +163,59 @@ fn remove(room: &Weak<Room>, id: &str) {
     }
 }
 
-/// Drains a viewer's RTCP (the interceptors answer NACKs while it is read)
-/// and turns PLI/FIR into a keyframe request to the publisher.
-async fn read_rtcp(room: Weak<Room>, sender: Arc<RTCRtpSender>, video: bool) {
-    while let Ok((packets, _)) = sender.read_rtcp().await {
-        if !video {
-            continue;
+/// Drains a viewer's audio RTCP (the interceptors answer NACKs and read reports while it is read).
+async fn drain_rtcp(sender: Arc<RTCRtpSender>) {
+    while sender.read_rtcp().await.is_ok() {}
+}
+
+/// How often a viewer's layer is decided again without any RTCP (a layer appears or vanishes).
+const DECIDE_EVERY: Duration = Duration::from_millis(500);
+
+/// Reads a viewer's video RTCP: PLI/FIR become keyframe requests to the publisher (for the
+/// layer the viewer gets), receiver reports and REMB drive its layer choice.
+async fn read_video_rtcp(
+    room: Weak<Room>,
+    sender: Arc<RTCRtpSender>,
+    ssrc: u32,
+    selection: Arc<Selection>,
+) {
+    let mut tick = tokio::time::interval(DECIDE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let packets = tokio::select! {
+            read = sender.read_rtcp() => match read {
+                Ok((packets, _)) => Some(packets),
+                Err(_) => break,
+            },
+            _ = tick.tick() => None,
+        };
+        let Some(room) = room.upgrade() else { break };
+        let now = Instant::now();
+        let layers = room.layers();
+        let mut wants_keyframe = false;
+        for packet in packets.iter().flatten() {
+            let any = packet.as_any();
+            if any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>() {
+                wants_keyframe = true;
+            } else if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
+                for report in rr.reports.iter().filter(|r| r.ssrc == ssrc) {
+                    selection.report(report.fraction_lost, &layers, now);
+                }
+            } else if let Some(sr) = any.downcast_ref::<SenderReport>() {
+                for report in sr.reports.iter().filter(|r| r.ssrc == ssrc) {
+                    selection.report(report.fraction_lost, &layers, now);
+                }
+            } else if let Some(remb) = any.downcast_ref::<ReceiverEstimatedMaximumBitrate>()
+                && remb.ssrcs.contains(&ssrc)
+            {
+                selection.remb(remb.bitrate as u64);
+            }
         }
-        let wants_keyframe = packets.iter().any(|p| {
-            let any = p.as_any();
-            any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
-        });
         if wants_keyframe {
-            let Some(room) = room.upgrade() else { break };
-            room.request_keyframe(KeyframeSource::ViewerPli);
+            room.request_keyframe(KeyframeSource::ViewerPli, selection.current());
+        }
+        if let Some(target) = selection.decide(&layers, now) {
+            room.request_keyframe(KeyframeSource::LayerSwitch, Some(target));
         }
     }
 }

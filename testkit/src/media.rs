@@ -42,8 +42,8 @@ use webrtc::rtp_transceiver::rtp_codec::{
     RTCRtpCodecCapability, RTCRtpCodecParameters, RTPCodecType,
 };
 use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
-use webrtc::track::track_local::TrackLocalWriter;
 use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
+use webrtc::track::track_local::{TrackLocal, TrackLocalWriter};
 
 /// Upper bound of every wait (never a speed assertion).
 pub const PATIENCE: Duration = Duration::from_secs(15);
@@ -62,18 +62,21 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The byte after the VP8 payload descriptor, where a VP8 frame header begins: its low bit
+    /// (P, "inter frame") is clear only for keyframes, so the relay, which looks there to
+    /// switch simulcast layers, sees the same keyframes a decoder would.
     fn tag(self) -> u8 {
         match self {
-            Kind::Keyframe => b'K',
-            Kind::Video => b'V',
+            Kind::Keyframe => b'J',
+            Kind::Video => b'W',
             Kind::Audio => b'A',
         }
     }
 
     fn from_tag(tag: u8) -> Option<Kind> {
         match tag {
-            b'K' => Some(Kind::Keyframe),
-            b'V' => Some(Kind::Video),
+            b'J' => Some(Kind::Keyframe),
+            b'W' => Some(Kind::Video),
             b'A' => Some(Kind::Audio),
             _ => None,
         }
@@ -174,11 +177,26 @@ fn opus() -> RTCRtpCodecParameters {
 }
 
 /// A media engine that knows Opus and, if given, exactly one video codec.
-fn media_engine(video: Option<VideoCodec>) -> Result<MediaEngine> {
+fn media_engine(video: Option<VideoCodec>, simulcast: bool) -> Result<MediaEngine> {
     let mut media = MediaEngine::default();
     media.register_codec(opus(), RTPCodecType::Audio)?;
     if let Some(codec) = video {
         media.register_codec(codec.parameters(), RTPCodecType::Video)?;
+    }
+    if simulcast {
+        // Each layer's packets carry its MID and rid, as a browser's do.
+        for uri in [
+            webrtc::sdp::extmap::SDES_MID_URI,
+            webrtc::sdp::extmap::SDES_RTP_STREAM_ID_URI,
+        ] {
+            media.register_header_extension(
+                webrtc::rtp_transceiver::rtp_codec::RTCRtpHeaderExtensionCapability {
+                    uri: uri.to_owned(),
+                },
+                RTPCodecType::Video,
+                None,
+            )?;
+        }
     }
     Ok(media)
 }
@@ -247,6 +265,7 @@ impl MediaClient {
             url: format!("{}/api/sessions/{session}/whip", self.base),
             token: token.to_owned(),
             video: Some(VideoCodec::Vp8),
+            simulcast: Vec::new(),
         }
     }
 
@@ -585,9 +604,17 @@ pub struct PublisherBuilder<'a> {
     url: String,
     token: String,
     video: Option<VideoCodec>,
+    simulcast: Vec<String>,
 }
 
 impl PublisherBuilder<'_> {
+    /// Send the video as simulcast layers named `rids` (lowest first, as a browser lists
+    /// them); write each with [`Publisher::write_layer`].
+    pub fn simulcast(mut self, rids: &[&str]) -> Self {
+        self.simulcast = rids.iter().map(|r| (*r).to_owned()).collect();
+        self
+    }
+
     /// Offer this video codec (and Opus).
     pub fn video(mut self, codec: VideoCodec) -> Self {
         self.video = Some(codec);
@@ -603,16 +630,38 @@ impl PublisherBuilder<'_> {
     /// Negotiates (`POST` → `201`). Call [`Peer::wait_connected`] before sending.
     pub async fn connect(self) -> Result<Publisher> {
         let client = self.client;
-        let api = client.api(media_engine(self.video)?)?;
+        let simulcast = self.video.is_some() && !self.simulcast.is_empty();
+        let api = client.api(media_engine(self.video, simulcast)?)?;
         let pc = client.peer_connection(&api).await?;
         let stream = "testkit".to_owned();
-        let video = self.video.map(|codec| {
-            Arc::new(TrackLocalStaticRTP::new(
+        let layers: Vec<Arc<TrackLocalStaticRTP>> = match self.video {
+            Some(codec) if simulcast => self
+                .simulcast
+                .iter()
+                .map(|rid| {
+                    Arc::new(TrackLocalStaticRTP::new_with_rid(
+                        codec.parameters().capability,
+                        "video".to_owned(),
+                        rid.clone(),
+                        stream.clone(),
+                    ))
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let video = match (self.video, layers.first()) {
+            (_, Some(first)) => Some(first.clone()),
+            (Some(codec), None) => Some(Arc::new(TrackLocalStaticRTP::new(
                 codec.parameters().capability,
                 "video".to_owned(),
                 stream.clone(),
-            ))
-        });
+            ))),
+            (None, None) => None,
+        };
+        let layer_wanted: Vec<Arc<AtomicBool>> = layers
+            .iter()
+            .map(|_| Arc::new(AtomicBool::new(true)))
+            .collect();
         let audio = Arc::new(TrackLocalStaticRTP::new(
             opus().capability,
             "audio".to_owned(),
@@ -630,6 +679,29 @@ impl PublisherBuilder<'_> {
                 .await?
                 .sender()
                 .await;
+            for layer in layers.iter().skip(1) {
+                sender.add_encoding(layer.clone()).await?;
+            }
+            for (layer, wanted) in layers.iter().zip(&layer_wanted) {
+                let (sender, wanted) = (sender.clone(), wanted.clone());
+                let requests = keyframe_requests.clone();
+                let rid = layer.rid().unwrap_or_default().to_owned();
+                tokio::spawn(async move {
+                    while let Ok((packets, _)) = sender.read_rtcp_simulcast(&rid).await {
+                        let n = packets
+                            .iter()
+                            .filter(|p| {
+                                let any = p.as_any();
+                                any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
+                            })
+                            .count();
+                        if n > 0 {
+                            requests.fetch_add(n, Ordering::SeqCst);
+                            wanted.store(true, Ordering::SeqCst);
+                        }
+                    }
+                });
+            }
             let (requests, wanted) = (keyframe_requests.clone(), keyframe_wanted.clone());
             tokio::spawn(async move {
                 while let Ok((packets, _)) = sender.read_rtcp().await {
@@ -661,9 +733,19 @@ impl PublisherBuilder<'_> {
             .negotiate(pc, &self.url, &self.token, &|answer| Ok(answer))
             .await?;
         let seq = initial_seq();
+        let layers = layers
+            .into_iter()
+            .zip(layer_wanted)
+            .map(|(track, wanted)| Layer {
+                track,
+                seq: AtomicU16::new(initial_seq()),
+                wanted,
+            })
+            .collect();
         Ok(Publisher {
             peer,
             video,
+            layers,
             audio,
             video_seq: AtomicU16::new(seq),
             audio_seq: AtomicU16::new(seq),
@@ -671,6 +753,13 @@ impl PublisherBuilder<'_> {
             keyframe_wanted,
         })
     }
+}
+
+/// One simulcast layer of a publisher: its own stream, numbering and keyframe requests.
+struct Layer {
+    track: Arc<TrackLocalStaticRTP>,
+    seq: AtomicU16,
+    wanted: Arc<AtomicBool>,
 }
 
 /// A different first sequence number per publisher, as real encoders have: the relay must
@@ -689,6 +778,8 @@ fn initial_seq() -> u16 {
 pub struct Publisher {
     peer: Peer,
     video: Option<Arc<TrackLocalStaticRTP>>,
+    /// Simulcast layers, lowest first (empty without simulcast).
+    layers: Vec<Layer>,
     audio: Arc<TrackLocalStaticRTP>,
     video_seq: AtomicU16,
     audio_seq: AtomicU16,
@@ -737,6 +828,37 @@ impl Publisher {
         };
         track.write_rtp(&packet).await?;
         Ok(())
+    }
+
+    /// Writes one video packet on simulcast layer `layer` (0 is the lowest).
+    pub async fn write_layer(
+        &self,
+        layer: usize,
+        payload: Bytes,
+        timestamp: u32,
+        end_of_frame: bool,
+    ) -> Result<()> {
+        let layer = self.layers.get(layer).context("no such simulcast layer")?;
+        let packet = Packet {
+            header: Header {
+                version: 2,
+                marker: end_of_frame,
+                sequence_number: next(&layer.seq),
+                timestamp,
+                ..Header::default()
+            },
+            payload,
+        };
+        layer.track.write_rtp(&packet).await?;
+        Ok(())
+    }
+
+    /// Whether layer `layer`'s next frame should be a keyframe (its first, or one was asked
+    /// for since the last call).
+    pub fn take_layer_keyframe_request(&self, layer: usize) -> bool {
+        self.layers
+            .get(layer)
+            .is_some_and(|l| l.wanted.swap(false, Ordering::SeqCst))
     }
 
     /// Writes one audio packet.
@@ -814,7 +936,7 @@ impl<'a> ViewerBuilder<'a> {
         let client = self.client;
         let pc = match self.only {
             Some(codec) => {
-                let api = client.api(media_engine(Some(codec))?)?;
+                let api = client.api(media_engine(Some(codec), false)?)?;
                 client.peer_connection(&api).await?
             }
             None => client.peer_connection(&client.viewer_api).await?,

@@ -148,15 +148,24 @@ impl NetNamespace {
 
     /// `ip ARGS…` inside the namespace.
     pub fn ip(&self, args: &[&str]) -> Result<()> {
+        self.run_tool("ip", args)
+    }
+
+    /// `tc ARGS…` inside the namespace (iproute2), e.g. a `tbf` rate limit on a veth end.
+    pub fn tc(&self, args: &[&str]) -> Result<()> {
+        self.run_tool("tc", args)
+    }
+
+    fn run_tool(&self, tool: &str, args: &[&str]) -> Result<()> {
         let output = Command::new("nsenter")
             .arg(format!("--net={}", self.path))
-            .arg("ip")
+            .arg(tool)
             .args(args)
             .output()
-            .context("run nsenter (util-linux) and ip (iproute2)")?;
+            .with_context(|| format!("run nsenter (util-linux) and {tool} (iproute2)"))?;
         if !output.status.success() {
             bail!(
-                "ip {} in namespace {}: {}",
+                "{tool} {} in namespace {}: {}",
                 args.join(" "),
                 self.name,
                 String::from_utf8_lossy(&output.stderr).trim()
