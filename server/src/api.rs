@@ -265,6 +265,7 @@ async fn join(
         StatusCode::CREATED,
         Json(Joined {
             token,
+            ice_servers: app.relay.ice_servers(&claims.sub.to_string()),
             patient_id: claims.sub,
             name,
             session: session.public_view(),

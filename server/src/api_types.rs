@@ -63,6 +63,10 @@ pub struct Joined {
     pub patient_id: UserId,
     pub name: Option<String>,
     pub session: Session,
+    /// The relay's STUN/TURN servers (TURN with a short-lived credential), so the page can
+    /// gather for WHEP without asking for them first (one round trip less on a slow link).
+    #[serde(default)]
+    pub ice_servers: Vec<oncolive_signaling::IceServerEntry>,
 }
 
 /// The body of `POST /api/sessions/{id}/state`.

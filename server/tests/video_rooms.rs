@@ -55,3 +55,44 @@ async fn sockets_hold_no_relay_room_and_an_ended_session_s_video_is_freed() -> a
     drop(moderator);
     Ok(())
 }
+
+/// The join answer carries the relay's ICE servers, TURN with a credential minted for the
+/// patient, so the page gathers for WHEP without an `OPTIONS` first.
+#[tokio::test]
+async fn the_join_answer_names_the_ice_servers() -> anyhow::Result<()> {
+    let mut config = Config::for_tests();
+    config.relay.ice_servers = vec![oncolive_server::config::IceServer {
+        urls: vec![
+            "stun:stun.example.org:3478".into(),
+            "turn:turn.example.org:3478?transport=tcp".into(),
+        ],
+    }];
+    config.relay.turn = Some(oncolive_signaling::TurnAuth {
+        secret: oncolive_signaling::TurnSecret::new("test-secret").map_err(anyhow::Error::msg)?,
+        ttl: Duration::from_secs(600),
+    });
+    let app = spawn_app(config).await?;
+    let s = app.live_session(Moderation::Post).await?;
+    let joined = app.api.join(s.id, None).await?;
+    let servers = &joined.ice_servers;
+    if servers.len() != 2 {
+        bail!("two ICE server URLs, got {servers:?}");
+    }
+    let (stun, turn) = (&servers[0], &servers[1]);
+    if stun.urls != "stun:stun.example.org:3478" || stun.username.is_some() {
+        bail!("STUN without a credential: {stun:?}");
+    }
+    let username = turn.username.as_deref().unwrap_or_default();
+    let (expiry, user) = username.split_once(':').unwrap_or_default();
+    let expiry: u64 = expiry.parse()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    if user != joined.patient_id.to_string() || !(now..=now + 601).contains(&expiry) {
+        bail!("the TURN user is the patient, for the configured lifetime: {turn:?}");
+    }
+    if turn.credential.as_deref().is_none_or(str::is_empty) {
+        bail!("no TURN credential: {turn:?}");
+    }
+    Ok(())
+}

@@ -79,6 +79,35 @@ pub(crate) fn is_turn_url(url: &str) -> bool {
     scheme.eq_ignore_ascii_case("turn") || scheme.eq_ignore_ascii_case("turns")
 }
 
+/// One ICE server as a browser's `RTCIceServer` takes it (what a `Link` header says, as JSON).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IceServerEntry {
+    pub urls: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+/// The configured ICE servers, one entry per URL, TURN ones with `credential`.
+pub(crate) fn ice_entries(
+    servers: &[IceServer],
+    credential: Option<&crate::turn::TurnCredential>,
+) -> Vec<IceServerEntry> {
+    servers
+        .iter()
+        .flat_map(|s| &s.urls)
+        .map(|url| {
+            let credential = credential.filter(|_| is_turn_url(url));
+            IceServerEntry {
+                urls: url.clone(),
+                username: credential.map(|c| c.username.clone()),
+                credential: credential.map(|c| c.credential.clone()),
+            }
+        })
+        .collect()
+}
+
 /// One `Link` header value (RFC 9725 §4.6) for `url`, with `credential` for TURN URLs.
 pub(crate) fn link_value(url: &str, credential: Option<&crate::turn::TurnCredential>) -> String {
     let mut value = format!("<{url}>; rel=\"ice-server\"");

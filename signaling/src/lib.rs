@@ -36,7 +36,7 @@ mod turn;
 mod viewer;
 
 pub use auth::{Access, AuthError, Authorizer, Origin};
-pub use config::{IceServer, RelayConfig};
+pub use config::{IceServer, IceServerEntry, RelayConfig};
 pub use error::SignalingError;
 pub use forwarded::last_forwarded_for;
 pub use layer_choice::Preference;

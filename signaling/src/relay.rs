@@ -14,7 +14,7 @@ use webrtc::peer_connection::RTCPeerConnection;
 
 use crate::auth::{Access, AuthError, Authorizer, Origin};
 use crate::budget::{Budgets, Caps};
-use crate::config::{RelayConfig, is_turn_url};
+use crate::config::{IceServerEntry, RelayConfig, is_turn_url};
 use crate::engine::{self, Engine, close_pc};
 use crate::error::{ApiError, SignalingError};
 use crate::keyframe::KeyframeSource;
@@ -255,6 +255,14 @@ impl Relay {
             .into()),
             _ => Ok(()),
         }
+    }
+
+    /// The ICE servers a client should gather with, TURN ones with a credential minted for
+    /// `user` (what the `Link` headers of WHIP/WHEP carry, for a client that has not asked yet).
+    pub fn ice_servers(&self, user: &str) -> Vec<IceServerEntry> {
+        let config = self.config();
+        let credential = config.turn.as_ref().map(|turn| turn.mint(user));
+        crate::config::ice_entries(&config.ice_servers, credential.as_ref())
     }
 
     pub(crate) fn config(&self) -> &RelayConfig {
