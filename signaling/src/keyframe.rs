@@ -20,15 +20,18 @@ pub(crate) enum KeyframeSource {
     Recording,
     /// A viewer moves to another simulcast layer and waits for its keyframe.
     LayerSwitch,
+    /// A viewer restarted ICE (a new network): what was sent meanwhile is lost.
+    IceRestart,
 }
 
 impl KeyframeSource {
-    pub(crate) const ALL: [KeyframeSource; 5] = [
+    pub(crate) const ALL: [KeyframeSource; 6] = [
         KeyframeSource::ViewerJoin,
         KeyframeSource::ViewerPli,
         KeyframeSource::PublisherChange,
         KeyframeSource::Recording,
         KeyframeSource::LayerSwitch,
+        KeyframeSource::IceRestart,
     ];
 
     pub(crate) fn label(self) -> &'static str {
@@ -38,6 +41,7 @@ impl KeyframeSource {
             KeyframeSource::PublisherChange => "publisher_change",
             KeyframeSource::Recording => "recording",
             KeyframeSource::LayerSwitch => "layer_switch",
+            KeyframeSource::IceRestart => "ice_restart",
         }
     }
 }

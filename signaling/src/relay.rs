@@ -380,6 +380,15 @@ impl Relay {
             engine::Patched::Trickled => current,
             engine::Patched::Restarted(_) => {
                 tracing::info!(session, resource, "ICE restarted");
+                // The viewer lost what was sent to its old address, long enough that resends are
+                // refused (see `nack`): its picture comes back with the next keyframe, so ask
+                // for one now rather than when its decoder gives up.
+                if role == Role::Viewer
+                    && let Some(room) = self.shared.existing_room(session)
+                    && let Some((selection, _)) = room.layer_state(resource)
+                {
+                    room.request_keyframe(KeyframeSource::IceRestart, selection.current());
+                }
                 ice_session(&pc).await?
             }
         };

@@ -453,6 +453,11 @@ impl Room {
         self.selections.get_or_create(ssrc)
     }
 
+    /// Drops the selection of a viewer that never joined (its negotiation failed).
+    pub(crate) fn forget_selection(&self, ssrc: u32) {
+        self.selections.remove(ssrc);
+    }
+
     /// Where viewer `id` stands among the layers (`None`: no such viewer, or no video).
     pub(crate) fn layer_state(&self, id: &str) -> Option<(Arc<Selection>, Arc<Layers>)> {
         let state = self.state();

@@ -114,7 +114,15 @@ pub(crate) async fn view(
         }));
     }
 
-    let answer = engine::answer(&pc, &id, offer_sdp, engine.allow_loopback).await?;
+    let answer = match engine::answer(&pc, &id, offer_sdp, engine.allow_loopback).await {
+        Ok(answer) => answer,
+        Err(err) => {
+            if let Some(ssrc) = video_ssrc {
+                room.forget_selection(ssrc);
+            }
+            return Err(err);
+        }
+    };
 
     if let Some(audio) = &audio {
         tokio::spawn(drain_rtcp(audio.clone()));
@@ -145,6 +153,9 @@ pub(crate) async fn view(
             }
         }
         Err((err, viewer)) => {
+            if let Some(ssrc) = viewer.video_ssrc {
+                room.forget_selection(ssrc);
+            }
             viewer.teardown().await;
             return Err(err);
         }
