@@ -125,10 +125,12 @@ impl Layers {
         &self.layers[self.layers.len() - 1]
     }
 
-    /// The layers sending now, lowest bitrate first (the offer's order until every one of
-    /// them has a measured bitrate).
+    /// The layers sending now, in the offer's order: smallest first, as browsers list their
+    /// encodings (ours does). Not by measured bitrate: a browser ramps its layers up from its
+    /// smallest, so for seconds the full-size layer is the lightest (measured in Chromium:
+    /// 16, 113 and 286 kbit/s for its 1280, 320 and 640 pixel wide layers).
     pub(crate) fn active(&self, now: Instant) -> Vec<LayerView> {
-        let mut views: Vec<LayerView> = self
+        let views: Vec<LayerView> = self
             .layers
             .iter()
             .filter_map(|l| {
@@ -150,9 +152,6 @@ impl Layers {
                     bitrate_bps: 0,
                 })
                 .collect();
-        }
-        if views.iter().all(|v| v.bitrate_bps > 0) {
-            views.sort_by_key(|v| v.bitrate_bps);
         }
         views
     }

@@ -458,6 +458,10 @@ export default {
   'host.detached': 'Video removed from the session.',
   'host.attachNoVideos': 'Upload a video to the library first.',
   // issue 13 (patient page)
+  'quality.label': 'Picture quality',
+  'quality.auto': 'Picture: auto',
+  'quality.low': 'Picture: save data',
+  'quality.high': 'Picture: sharpest',
   'audio.switch': 'Sound only',
   'audio.back': 'Show the video',
   'audio.title': 'Sound only',

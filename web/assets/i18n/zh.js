@@ -453,6 +453,10 @@ export default {
   'host.detached': '已从这场直播移除视频。',
   'host.attachNoVideos': '请先向视频库上传视频。',
   // issue 13 (patient page)
+  'quality.label': '画质',
+  'quality.auto': '画质：自动',
+  'quality.low': '画质：省流量',
+  'quality.high': '画质：最清晰',
   'audio.switch': '只听声音',
   'audio.back': '恢复画面',
   'audio.title': '只听声音',

@@ -5,7 +5,7 @@ import { t, formatDateTime, formatRelative, formatCountdown } from './i18n.js';
 import { api, ApiError, sessionIdFromPath, loadJSON, saveJSON } from './api.js';
 import { SessionStore, newestFirst } from './store.js';
 import { initChrome, viewersLabel, fatalScreen } from './ui.js';
-import { Viewer } from './video.js';
+import { Viewer, seedIceServers } from './video.js';
 import { createQuestionNode, updateQuestionNode, renderQuestions, renderAnswering } from './questions.js';
 import { connectSession } from './connection.js';
 import { errorText } from './errors.js';
@@ -33,6 +33,8 @@ let videoState = 'idle';
 const outbox = new Outbox({ key: `oncolive.outbox.${sid}` });
 const inFlight = new Set();  // outbox ids whose `ask` is on the socket now
 let audioOnly = loadJSON(AUDIO_KEY) === true;
+const QUALITY_KEY = 'oncolive.quality'; // auto, data saver or high, for every session
+let quality = ['low', 'high'].includes(loadJSON(QUALITY_KEY)) ? loadJSON(QUALITY_KEY) : 'auto';
 let audioOffer = null;       // why the page suggests sound only: 'stall' | 'slow' | null
 // HLS: `mode` is 'rtc' (WebRTC, the default), 'start' (watching from the start) or 'fallback'
 // (WebRTC cannot connect here: the live HLS playlist, a few seconds behind).
@@ -147,6 +149,8 @@ $('#join-form').addEventListener('submit', async (e) => {
 async function join(name) {
   const data = await api(`/api/sessions/${encodeURIComponent(sid)}/join`, { method: 'POST', body: name ? { name } : {} });
   identity = { token: data.token, patient_id: data.patient_id, name: data.name || '' };
+  // the relay's STUN/TURN servers came with the join: the picture needs no extra round trip
+  seedIceServers(`/api/sessions/${encodeURIComponent(sid)}/whep`, data.ice_servers);
   saveJSON(identityKey, identity);
   preview = data.session;
   return identity;
@@ -164,6 +168,7 @@ function startLive() {
       if (s === 'unsupported' || s === 'error') checkRtc();
     },
   });
+  viewer.setPrefer(quality);
   hub = connectSession({
     sid,
     token: identity.token,
@@ -345,6 +350,9 @@ function renderStage() {
   show(audioButton, live && mode === 'rtc');
   setText(audioButton, t(audioOnly ? 'audio.back' : 'audio.switch'));
   audioButton.setAttribute('aria-pressed', String(audioOnly));
+  const qualitySelect = $('#sel-quality');
+  show(qualitySelect, live && mode === 'rtc' && !audioOnly);
+  qualitySelect.value = quality;
   const fs = $('#btn-fullscreen');
   show(fs, live && (mode !== 'rtc' || !audioOnly));
   setText(fs, t(fullscreenElement() ? 'fs.exit' : 'fs.enter'));
@@ -408,6 +416,12 @@ function setAudioOnly(on) {
   renderStage();
 }
 $('#btn-audio').addEventListener('click', () => setAudioOnly(!audioOnly));
+// picture quality: the relay sends the layer asked for, on the same connection
+$('#sel-quality').addEventListener('change', (e) => {
+  quality = e.target.value;
+  saveJSON(QUALITY_KEY, quality === 'auto' ? null : quality);
+  if (viewer) viewer.setPrefer(quality);
+});
 $('#btn-offer-audio').addEventListener('click', () => setAudioOnly(true));
 
 /** Is this a weak link? The browser's own estimate, or the picture arriving thin and slow. */

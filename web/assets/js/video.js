@@ -31,6 +31,27 @@ function waitForIce(pc) {
  * size starts a new part of the recording (a new init segment); a lower frame rate at the same
  * size keeps one part, and a talking expert loses little by it.
  */
+/**
+ * The simulcast layers the expert's camera is sent in, lowest first (the relay ranks them by
+ * bitrate, the offer's order until measured): each patient gets the one their link carries.
+ */
+export const LAYERS = [
+  { rid: 'l', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+  { rid: 'm', scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+  { rid: 'h', scaleResolutionDownBy: 1, maxBitrate: 1_200_000 },
+];
+
+/** The camera's transceiver with the simulcast layers, or one layer where the browser refuses. */
+export function addVideoTransceiver(pc, track, stream) {
+  try {
+    return pc.addTransceiver(track, {
+      direction: 'sendonly', streams: [stream], sendEncodings: LAYERS.map((l) => ({ ...l })),
+    });
+  } catch {
+    return pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
+  }
+}
+
 function keepResolution(sender) {
   try {
     const params = sender.getParameters();
@@ -46,6 +67,12 @@ function keepResolution(sender) {
  * for once with `OPTIONS` and reused; without them the direct path is tried alone.
  */
 const iceCache = new Map();
+
+/** ICE servers learned another way (the join answer), so the first WHEP needs no `OPTIONS`. */
+export function seedIceServers(url, servers) {
+  if (Array.isArray(servers)) iceCache.set(url, servers.map((s) => ({ ...s })));
+}
+
 async function iceServers(url, token) {
   if (iceCache.has(url)) return iceCache.get(url);
   try {
@@ -197,6 +224,8 @@ export class Viewer {
     this.negotiating = 0;     // the generation whose offer is being made, 0 when none
     this.restarting = false;
     this.restartAgain = false; // the network changed while a restart was being made
+    // the picture quality asked of the relay: auto, low (data saver) or high (WHEP layer extension)
+    this.prefer = 'auto';
     this.settleTimer = null;
     this.onUnload = () => this.teardown();
     // A phone that changed networks (Wi-Fi ↔ mobile): restart ICE on the same WHEP resource,
@@ -251,6 +280,28 @@ export class Viewer {
     this.attempt = 0;
     this.setState('connecting');
     this.connect();
+  }
+
+  /**
+   * The patient's picture quality: 'auto' (what the link carries), 'low' (data saver) or 'high'.
+   * The relay switches layers at the next keyframe, on the same connection.
+   */
+  setPrefer(prefer) {
+    if (!['auto', 'low', 'high'].includes(prefer) || prefer === this.prefer) return;
+    this.prefer = prefer;
+    this.postPrefer();
+  }
+
+  postPrefer() {
+    const resource = this.resource;
+    if (!resource || this.audioOnly) return;
+    // an older relay answers 404: the picture stays on what it sends
+    fetch(`${resource}/layer`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${this.token}` },
+      body: JSON.stringify({ prefer: this.prefer }),
+      cache: 'no-store',
+    }).catch(() => {});
   }
 
   /** Retry now, unless a connection is up (a connected viewer gets the picture by itself). */
@@ -341,6 +392,8 @@ export class Viewer {
       return;
     }
     this.resource = result.location;
+    // a new resource starts on auto: ask again for what the patient chose
+    if (this.prefer !== 'auto') this.postPrefer();
     if (result.publisher === 'waiting') this.setState('waiting');
     this.lastFrames = -1;
     this.stuckSince = Date.now();
@@ -545,7 +598,9 @@ export class Publisher {
     const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', iceServers: ice });
     this.pc = pc;
     for (const track of this.stream.getTracks()) {
-      const transceiver = pc.addTransceiver(track, { direction: 'sendonly', streams: [this.stream] });
+      const transceiver = track.kind === 'video'
+        ? addVideoTransceiver(pc, track, this.stream)
+        : pc.addTransceiver(track, { direction: 'sendonly', streams: [this.stream] });
       if (track.kind === 'video') {
         preferRecordable(transceiver);
         keepResolution(transceiver.sender);
