@@ -68,6 +68,8 @@ test('simulcast: three layers from the expert; data saver and sharpest on one co
 
   const expertCtx = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: 'en-US', permissions: ['camera', 'microphone'] });
   await recordPeerConnections(expertCtx);
+  // simulcast is the expert's choice, off by default (see video.js `simulcastWanted`)
+  await expertCtx.addInitScript(() => localStorage.setItem('oncolive.simulcast', 'true'));
   const expert = await expertCtx.newPage();
   expert.on('pageerror', (e) => errors.push(`expert: ${e.message}`));
   await expert.goto(links.expert);

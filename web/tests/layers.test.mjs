@@ -27,11 +27,18 @@ function viewer() {
 test('the camera is sent in three layers, lowest first', () => {
   const calls = [];
   const pc = { addTransceiver: (track, init) => { calls.push(init); return { sender: {} }; } };
-  addVideoTransceiver(pc, { kind: 'video' }, {});
+  addVideoTransceiver(pc, { kind: 'video' }, {}, true);
   assert.deepEqual(calls[0].sendEncodings.map((e) => e.rid), ['l', 'm', 'h']);
   assert.deepEqual(calls[0].sendEncodings.map((e) => e.scaleResolutionDownBy), [4, 2, 1]);
   assert.ok(calls[0].sendEncodings.every((e, i) => i === 0 || e.maxBitrate > calls[0].sendEncodings[i - 1].maxBitrate));
   assert.equal(LAYERS.length, 3);
+});
+
+test('without the expert asking for layers, one layer', () => {
+  const calls = [];
+  const pc = { addTransceiver: (track, init) => { calls.push(init); return { sender: {} }; } };
+  addVideoTransceiver(pc, { kind: 'video' }, {});
+  assert.equal(calls[0].sendEncodings, undefined);
 });
 
 test('a browser that refuses simulcast sends one layer', () => {
@@ -43,7 +50,7 @@ test('a browser that refuses simulcast sends one layer', () => {
       return { sender: {} };
     },
   };
-  addVideoTransceiver(pc, { kind: 'video' }, {});
+  addVideoTransceiver(pc, { kind: 'video' }, {}, true);
   assert.equal(calls.length, 1);
   assert.equal(calls[0].sendEncodings, undefined);
 });

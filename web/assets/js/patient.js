@@ -351,7 +351,8 @@ function renderStage() {
   setText(audioButton, t(audioOnly ? 'audio.back' : 'audio.switch'));
   audioButton.setAttribute('aria-pressed', String(audioOnly));
   const qualitySelect = $('#sel-quality');
-  show(qualitySelect, live && mode === 'rtc' && !audioOnly);
+  // a choice only where there is one: an expert sending several layers
+  show(qualitySelect, live && mode === 'rtc' && !audioOnly && !!viewer && viewer.layerCount > 1);
   qualitySelect.value = quality;
   const fs = $('#btn-fullscreen');
   show(fs, live && (mode !== 'rtc' || !audioOnly));

@@ -41,8 +41,19 @@ export const LAYERS = [
   { rid: 'h', scaleResolutionDownBy: 1, maxBitrate: 1_200_000 },
 ];
 
+/**
+ * Whether the camera goes out in layers: off unless `localStorage['oncolive.simulcast']` is
+ * `true`. A recording takes the top layer, which Chromium ramps up last (its first keyframe came
+ * 3.8 s after the first sound in the replay test), so by default the expert sends one layer and
+ * recordings start with the picture.
+ */
+export function simulcastWanted() {
+  try { return localStorage.getItem('oncolive.simulcast') === 'true'; } catch { return false; }
+}
+
 /** The camera's transceiver with the simulcast layers, or one layer where the browser refuses. */
-export function addVideoTransceiver(pc, track, stream) {
+export function addVideoTransceiver(pc, track, stream, layered = simulcastWanted()) {
+  if (!layered) return pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
   try {
     return pc.addTransceiver(track, {
       direction: 'sendonly', streams: [stream], sendEncodings: LAYERS.map((l) => ({ ...l })),
@@ -226,6 +237,8 @@ export class Viewer {
     this.restartAgain = false; // the network changed while a restart was being made
     // the picture quality asked of the relay: auto, low (data saver) or high (WHEP layer extension)
     this.prefer = 'auto';
+    this.layerCount = 0; // simulcast layers the relay reports for this resource
+    this.layerTimer = null;
     this.settleTimer = null;
     this.onUnload = () => this.teardown();
     // A phone that changed networks (Wi-Fi ↔ mobile): restart ICE on the same WHEP resource,
@@ -290,6 +303,24 @@ export class Viewer {
     if (!['auto', 'low', 'high'].includes(prefer) || prefer === this.prefer) return;
     this.prefer = prefer;
     this.postPrefer();
+  }
+
+  /** How many layers the expert sends (the quality choice matters only with more than one). */
+  async readLayers() {
+    const resource = this.resource;
+    if (!resource || this.audioOnly) return;
+    try {
+      const res = await fetch(`${resource}/layer`, { headers: { Authorization: `Bearer ${this.token}` }, cache: 'no-store' });
+      if (!res.ok || resource !== this.resource) return;
+      const count = ((await res.json()).layers || []).length;
+      if (count !== this.layerCount) {
+        this.layerCount = count;
+        this.onState(this.state);
+      }
+    } catch { /* an older relay: no choice offered */ }
+    // the expert's layers come and go (a new publisher, a ramp-up): look again now and then
+    clearTimeout(this.layerTimer);
+    if (resource === this.resource) this.layerTimer = setTimeout(() => this.readLayers(), 5000);
   }
 
   postPrefer() {
@@ -394,6 +425,7 @@ export class Viewer {
     this.resource = result.location;
     // a new resource starts on auto: ask again for what the patient chose
     if (this.prefer !== 'auto') this.postPrefer();
+    this.readLayers();
     if (result.publisher === 'waiting') this.setState('waiting');
     this.lastFrames = -1;
     this.stuckSince = Date.now();
