@@ -13,10 +13,9 @@
 //!   camera, or a camera that stopped), segments are cut by time at audio
 //!   frame boundaries; video then resumes at its next keyframe.
 //! - Audio that comes before the first video keyframe of a recording is held
-//!   (up to [`EARLY_AUDIO_TARGETS`] target durations) and written at the start
-//!   of the first video part: a browser's camera often sends its first keyframe
-//!   seconds after its microphone's first packet, and what the expert says then
-//!   is kept.
+//!   (up to two target durations) and written at the start of the first video
+//!   part: a browser's camera often sends its first keyframe seconds after
+//!   its microphone's first packet, and what the expert says then is kept.
 //!   If no keyframe comes within the hold, the audio starts an audio-only
 //!   part.
 //! - A new part (a new init segment) starts when what the init describes
@@ -29,12 +28,6 @@
 //!   with the last durations seen.
 
 use std::time::Duration;
-
-/// Target durations of audio held for the first video keyframe. A simulcast publisher's top
-/// layer, the one recorded, starts last: Chromium ramps its layers up from the smallest, and the
-/// replay test measured its first keyframe 3.8 s after the first audio (two target durations, 4 s,
-/// were at the edge). Five (10 s at the default 2 s) is about 60 KB of Opus.
-pub const EARLY_AUDIO_TARGETS: u64 = 5;
 
 use bytes::{Bytes, BytesMut};
 
@@ -354,7 +347,7 @@ impl Segmenter {
         let audio_only = self.span_video.is_none();
         match &self.part {
             // A video part starts with its first keyframe; until then the
-            // audio waits for it, for at most EARLY_AUDIO_TARGETS target durations.
+            // audio waits for it, for at most two target durations.
             None if !audio_only => {
                 let held_since = self.early_audio.first().map_or(frame.pts, |p| p.pts);
                 self.early_audio.push(Pending {
@@ -362,9 +355,7 @@ impl Segmenter {
                     keyframe: true,
                     data: frame.data,
                 });
-                if frame.pts - held_since
-                    >= EARLY_AUDIO_TARGETS * self.target_ticks(AUDIO_TIMESCALE)
-                {
+                if frame.pts - held_since >= 2 * self.target_ticks(AUDIO_TIMESCALE) {
                     out.push(self.start_part(Layout::AudioOnly));
                     self.take_early_audio();
                 }
@@ -1226,29 +1217,29 @@ mod tests {
     }
 
     #[test]
-    fn audio_waits_five_target_durations_for_video_then_starts_an_audio_part() {
+    fn audio_waits_two_target_durations_for_video_then_starts_an_audio_part() {
         let dir = tempfile::tempdir().unwrap();
         let video = h264_frames(dir.path(), 4, 60);
         let mut seg = Segmenter::new(Duration::from_secs(2), Resume::default());
         let mut stored = Stored { parts: Vec::new() };
         stored.take(seg.begin_span(Some(VideoCodec::H264)));
-        push_silence(&mut seg, &mut stored, 0, 9900);
+        push_silence(&mut seg, &mut stored, 0, 3900);
         assert!(stored.parts.is_empty(), "still waiting for the camera");
-        push_silence(&mut seg, &mut stored, 9900, 12000);
+        push_silence(&mut seg, &mut stored, 3900, 6000);
         assert_eq!(
             stored.parts.len(),
             1,
-            "after 10 s the audio has a part of its own"
+            "after 4 s the audio has a part of its own"
         );
         assert_eq!(stored.parts[0].0.codecs, "opus");
-        feed(&mut seg, &mut stored, &video, 12000, true);
+        feed(&mut seg, &mut stored, &video, 6000, true);
         stored.take(seg.flush());
         assert_eq!(stored.parts.len(), 2);
         assert!(stored.parts[1].0.codecs.starts_with("avc1."));
         let first = &stored.parts[0].0.segments;
         assert_eq!(first[0].start_ms, 0);
         let audio_end = first.last().map(|s| s.start_ms + u64::from(s.duration_ms));
-        assert!(audio_end.is_some_and(|e| e >= 11_900), "{audio_end:?}");
+        assert!(audio_end.is_some_and(|e| e >= 5_900), "{audio_end:?}");
         let (a_first, _, a_gap) = span_of(&probe(&write_part(dir.path(), &stored.parts[0])), 0);
         assert!(a_first < 0.05 && a_gap < 0.05, "{a_first} {a_gap}");
     }
