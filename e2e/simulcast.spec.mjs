@@ -2,7 +2,7 @@
 // patient picks the picture's quality (auto, data saver, sharpest) without a reload or a new WHEP
 // session. Real server and relay, Chromium's fake camera. The relay's view comes from the WHEP
 // layer extension (GET …/layer with the patient's token). Sizes are asserted, times printed.
-// Screenshots: artifacts/screenshots/simulcast-{en,zh}.png.
+// Screenshots: artifacts/screenshots/simulcast-{en,zh}.png, simulcast-offer-{en,zh}.png (a slow network).
 import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,7 +25,7 @@ function sentLayers(expert) {
       if (pc.connectionState === 'closed') continue;
       (await pc.getStats()).forEach((r) => {
         if (r.type === 'outbound-rtp' && (r.kind || r.mediaType) === 'video') {
-          out.push({ rid: r.rid || '', width: r.frameWidth || 0, height: r.frameHeight || 0, bytes: r.bytesSent || 0, active: r.active !== false, limit: r.qualityLimitationReason });
+          out.push({ rid: r.rid || '', width: r.frameWidth || 0, height: r.frameHeight || 0, bytes: r.bytesSent || 0, frames: r.framesEncoded || 0, active: r.active !== false, limit: r.qualityLimitationReason });
         }
         if (r.type === 'candidate-pair' && r.nominated && r.availableOutgoingBitrate) {
           out.push({ rid: 'bwe', width: -1, bytes: r.availableOutgoingBitrate });
@@ -76,8 +76,12 @@ test('simulcast: three layers from the expert; data saver and sharpest on one co
   await expect(expert.locator('#console')).toBeVisible();
   await expert.click('#btn-live');
   await expect(expert.locator('#pub-status')).toHaveText('Broadcasting.', { timeout: 20_000 });
+  const liveAt = Date.now();
   const whip = await expert.evaluate(() => window.__pcs.at(-1).localDescription.sdp);
   expect(whip).toMatch(/a=simulcast:send l;m;h/);
+  // the top layer is the one recorded: how long after going live does it send its first frame?
+  await expect.poll(async () => (await sentLayers(expert)).find((l) => l.rid === 'h')?.frames || 0, { timeout: 30_000 }).toBeGreaterThan(0);
+  console.log(`the expert's top layer sent its first frame ${Date.now() - liveAt} ms after "Broadcasting."`);
 
   const ctx = await browser.newContext({ ...PHONE, locale: 'en-US' });
   await recordPeerConnections(ctx);
@@ -154,8 +158,31 @@ test('simulcast: three layers from the expert; data saver and sharpest on one co
   await mkdir(SHOTS, { recursive: true });
   expect(await tooSmallOrCut(page, 14)).toEqual([]);
   await page.screenshot({ path: join(SHOTS, 'simulcast-en.png') });
+
+  // A slow network (the browser says so): the page suggests the smaller picture first, and
+  // sound only once the patient is on it.
+  await page.evaluate(() => Object.defineProperty(navigator, 'connection', {
+    configurable: true, value: { effectiveType: '2g', downlink: 0.2, saveData: false, addEventListener() {} },
+  }));
+  await expect(page.locator('#btn-offer-saver')).toBeVisible({ timeout: 15_000 });
+  await expect(page.locator('#btn-offer-audio')).toBeHidden();
+  await expect(page.locator('#v-offer-text')).toHaveText('Your network is slow. A smaller picture uses less data and keeps moving.');
+  expect(await tooSmallOrCut(page, 14)).toEqual([]);
+  await page.screenshot({ path: join(SHOTS, 'simulcast-offer-en.png') });
   await page.click('#lang');
   await expect(page.locator('#sel-quality option[value="low"]')).toHaveText('画质：省流量');
+  await expect(page.locator('#btn-offer-saver')).toHaveText('省流量');
+  expect(await tooSmallOrCut(page, 14)).toEqual([]);
+  await page.screenshot({ path: join(SHOTS, 'simulcast-offer-zh.png') });
+  const postsBefore = layerPosts.length;
+  await page.click('#btn-offer-saver');
+  await expect(page.locator('#sel-quality')).toHaveValue('low');
+  await expect.poll(() => layerPosts.length).toBe(postsBefore + 1);
+  expect(JSON.parse(layerPosts.at(-1)).prefer).toBe('low');
+  await expect.poll(() => page.$eval('#video', (v) => v.videoWidth), { timeout: 20_000 }).toBeLessThanOrEqual(smallest.width);
+  await expect(page.locator('#btn-offer-audio')).toBeVisible({ timeout: 15_000 });
+  await expect(page.locator('#btn-offer-saver')).toBeHidden();
+  expect(await page.evaluate(() => localStorage.getItem('oncolive.quality'))).toBe('"low"');
   expect(await tooSmallOrCut(page, 14)).toEqual([]);
   await page.screenshot({ path: join(SHOTS, 'simulcast-zh.png') });
   expect(errors).toEqual([]);

@@ -462,6 +462,8 @@ export default {
   'quality.auto': 'Picture: auto',
   'quality.low': 'Picture: save data',
   'quality.high': 'Picture: sharpest',
+  'quality.offerSlow': 'Your network is slow. A smaller picture uses less data and keeps moving.',
+  'quality.offerButton': 'Save data',
   'audio.switch': 'Sound only',
   'audio.back': 'Show the video',
   'audio.title': 'Sound only',

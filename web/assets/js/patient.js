@@ -35,7 +35,9 @@ const inFlight = new Set();  // outbox ids whose `ask` is on the socket now
 let audioOnly = loadJSON(AUDIO_KEY) === true;
 const QUALITY_KEY = 'oncolive.quality'; // auto, data saver or high, for every session
 let quality = ['low', 'high'].includes(loadJSON(QUALITY_KEY)) ? loadJSON(QUALITY_KEY) : 'auto';
-let audioOffer = null;       // why the page suggests sound only: 'stall' | 'slow' | null
+// what the page suggests on a weak link: 'saver' (a smaller picture, while the expert sends several),
+// then sound only: 'slow' (thin picture) or 'stall' (no picture); null when none
+let audioOffer = null;
 // HLS: `mode` is 'rtc' (WebRTC, the default), 'start' (watching from the start) or 'fallback'
 // (WebRTC cannot connect here: the live HLS playlist, a few seconds behind).
 let mode = 'rtc';
@@ -341,7 +343,10 @@ function renderStage() {
   setText($('#v-note'), note);
   show($('#v-note'), !!note);
   const offer = live && mode === 'rtc' && !audioOnly && !!audioOffer;
-  setText($('#v-offer-text'), offer ? t(audioOffer === 'stall' ? 'audio.offerStall' : 'audio.offerSlow') : '');
+  const offerText = { stall: 'audio.offerStall', slow: 'audio.offerSlow', saver: 'quality.offerSlow' }[audioOffer];
+  setText($('#v-offer-text'), offer ? t(offerText) : '');
+  show($('#btn-offer-saver'), offer && audioOffer === 'saver');
+  show($('#btn-offer-audio'), offer && audioOffer !== 'saver');
   show($('#v-offer'), offer);
   show($('#stage-bar'), fromStart || backToLive || toReplay || calendar || !!note || offer);
 
@@ -418,12 +423,16 @@ function setAudioOnly(on) {
 }
 $('#btn-audio').addEventListener('click', () => setAudioOnly(!audioOnly));
 // picture quality: the relay sends the layer asked for, on the same connection
-$('#sel-quality').addEventListener('change', (e) => {
-  quality = e.target.value;
+function setQuality(choice) {
+  quality = choice;
   saveJSON(QUALITY_KEY, quality === 'auto' ? null : quality);
   if (viewer) viewer.setPrefer(quality);
-});
+  if (audioOffer === 'saver') audioOffer = null;
+  renderStage();
+}
+$('#sel-quality').addEventListener('change', (e) => setQuality(e.target.value));
 $('#btn-offer-audio').addEventListener('click', () => setAudioOnly(true));
+$('#btn-offer-saver').addEventListener('click', () => setQuality('low'));
 
 /** Is this a weak link? The browser's own estimate, or the picture arriving thin and slow. */
 function weakLink() {
@@ -570,7 +579,8 @@ function checkRtc() {
   const before = audioOffer;
   if (audioOnly) audioOffer = null;
   else if (notPlayingSince && Date.now() - notPlayingSince > 6000) audioOffer = 'stall';
-  else if (weakLink()) audioOffer = 'slow';
+  // a slow link: the smallest picture first where there is one, sound only after that
+  else if (weakLink()) audioOffer = quality !== 'low' && viewer && viewer.layerCount > 1 ? 'saver' : 'slow';
   else if (videoState === 'playing') audioOffer = null;
   if (before !== audioOffer) renderStage();
 }

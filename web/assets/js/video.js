@@ -27,11 +27,6 @@ function waitForIce(pc) {
 }
 
 /**
- * Under load or a weak uplink the browser would scale the picture down, and every new picture
- * size starts a new part of the recording (a new init segment); a lower frame rate at the same
- * size keeps one part, and a talking expert loses little by it.
- */
-/**
  * The simulcast layers the expert's camera is sent in, lowest first (the relay ranks them by
  * bitrate, the offer's order until measured): each patient gets the one their link carries.
  */
@@ -63,6 +58,11 @@ export function addVideoTransceiver(pc, track, stream, layered = simulcastWanted
   }
 }
 
+/**
+ * Under load or a weak uplink the browser would scale the picture down, and every new picture
+ * size starts a new part of the recording (a new init segment); a lower frame rate at the same
+ * size keeps one part, and a talking expert loses little by it.
+ */
 function keepResolution(sender) {
   try {
     const params = sender.getParameters();
@@ -121,7 +121,22 @@ export class VideoError extends Error {
   }
 }
 
-/** POST the local offer; returns { answer, location, publisher }. */
+/** The WHEP layer extension's link relation (the URL a viewer's picture quality is asked at). */
+export const LAYER_REL = 'urn:ietf:params:whep:ext:core:layer';
+
+/** The URL of the first link in a `Link` header (RFC 8288) with relation `rel`, resolved against `base`. */
+export function linkWithRel(header, rel, base) {
+  for (const link of String(header || '').split(/,(?=\s*<)/)) {
+    const m = /^\s*<([^>]*)>(.*)$/.exec(link);
+    const rels = m && /;\s*rel="?([^";]*)"?/i.exec(m[2]);
+    if (rels && rels[1].split(/\s+/).includes(rel)) {
+      try { return new URL(m[1], base).href; } catch { return null; }
+    }
+  }
+  return null;
+}
+
+/** POST the local offer and apply the answer; returns { location, layer, publisher }. */
 async function exchange(pc, url, token) {
   const offer = await pc.createOffer();
   await pc.setLocalDescription(offer);
@@ -145,8 +160,11 @@ async function exchange(pc, url, token) {
   const answer = await res.text();
   const loc = res.headers.get('Location');
   await pc.setRemoteDescription({ type: 'answer', sdp: answer });
+  const base = url.startsWith('http') ? url : new URL(url, `${location.protocol}//${location.host}`).href;
   return {
-    location: loc ? new URL(loc, url.startsWith('http') ? url : location.href).href : null,
+    location: loc ? new URL(loc, base).href : null,
+    // where this resource's picture quality is read and asked (absent from an older relay)
+    layer: linkWithRel(res.headers.get('Link'), LAYER_REL, base),
     publisher: res.headers.get('X-Oncolive-Publisher'),
   };
 }
@@ -237,6 +255,7 @@ export class Viewer {
     this.restartAgain = false; // the network changed while a restart was being made
     // the picture quality asked of the relay: auto, low (data saver) or high (WHEP layer extension)
     this.prefer = 'auto';
+    this.layerUrl = null;  // the resource's layer URL (WHEP layer extension), from its `Link`
     this.layerCount = 0; // simulcast layers the relay reports for this resource
     this.layerTimer = null;
     this.settleTimer = null;
@@ -307,27 +326,26 @@ export class Viewer {
 
   /** How many layers the expert sends (the quality choice matters only with more than one). */
   async readLayers() {
-    const resource = this.resource;
-    if (!resource || this.audioOnly) return;
+    const layerUrl = this.layerUrl;
+    if (!layerUrl || this.audioOnly) return;
     try {
-      const res = await fetch(`${resource}/layer`, { headers: { Authorization: `Bearer ${this.token}` }, cache: 'no-store' });
-      if (!res.ok || resource !== this.resource) return;
+      const res = await fetch(layerUrl, { headers: { Authorization: `Bearer ${this.token}` }, cache: 'no-store' });
+      if (!res.ok || layerUrl !== this.layerUrl) return;
       const count = ((await res.json()).layers || []).length;
       if (count !== this.layerCount) {
         this.layerCount = count;
         this.onState(this.state);
       }
-    } catch { /* an older relay: no choice offered */ }
+    } catch { /* not answered this time: the next look may be */ }
     // the expert's layers come and go (a new publisher, a ramp-up): look again now and then
     clearTimeout(this.layerTimer);
-    if (resource === this.resource) this.layerTimer = setTimeout(() => this.readLayers(), 5000);
+    if (layerUrl === this.layerUrl) this.layerTimer = setTimeout(() => this.readLayers(), 5000);
   }
 
+  /** Ask the relay for the patient's choice on this resource; a refusal leaves what it sends. */
   postPrefer() {
-    const resource = this.resource;
-    if (!resource || this.audioOnly) return;
-    // an older relay answers 404: the picture stays on what it sends
-    fetch(`${resource}/layer`, {
+    if (!this.layerUrl || this.audioOnly) return;
+    fetch(this.layerUrl, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${this.token}` },
       body: JSON.stringify({ prefer: this.prefer }),
@@ -348,6 +366,8 @@ export class Viewer {
   teardown() {
     clearInterval(this.watchdog);
     this.watchdog = null;
+    clearTimeout(this.layerTimer);
+    this.layerUrl = null;
     release(this.resource, this.token);
     this.resource = null;
     if (this.pc) {
@@ -423,6 +443,9 @@ export class Viewer {
       return;
     }
     this.resource = result.location;
+    // a relay without the layer extension names no layer URL: no choice is offered or asked
+    this.layerUrl = result.layer;
+    if (!this.layerUrl) this.layerCount = 0;
     // a new resource starts on auto: ask again for what the patient chose
     if (this.prefer !== 'auto') this.postPrefer();
     this.readLayers();
