@@ -337,9 +337,8 @@ export class Viewer {
         this.onState(this.state);
       }
     } catch { /* not answered this time: the next look may be */ }
-    // the expert's layers come and go (a new publisher, a ramp-up): look again now and then
-    clearTimeout(this.layerTimer);
-    if (layerUrl === this.layerUrl) this.layerTimer = setTimeout(() => this.readLayers(), 5000);
+    // read once per resource: a request every few seconds on the WHEP resource would also
+    // land mid-way through an ICE restart, and the relay's announced layers are known at once
   }
 
   /** Ask the relay for the patient's choice on this resource; a refusal leaves what it sends. */
