@@ -18,7 +18,7 @@ use webrtc::rtp::header::Header;
 
 use crate::keyframe::KeyframeGate;
 use crate::layer_choice::{Chooser, LayerView, Preference};
-use crate::rewrite::StreamRewriter;
+use crate::rewrite::{StreamRewriter, is_newer};
 
 /// A layer whose last packet is older than this is not offered to viewers (the expert's
 /// browser stops sending its top layers when its own uplink is short).
@@ -365,11 +365,6 @@ impl Selections {
             .cloned()
             .collect()
     }
-}
-
-/// RFC 1982 serial number comparison for 16-bit sequence numbers.
-fn is_newer(a: u16, b: u16) -> bool {
-    a != b && a.wrapping_sub(b) < 0x8000
 }
 
 #[cfg(test)]

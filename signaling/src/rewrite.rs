@@ -68,7 +68,7 @@ impl StreamRewriter {
 }
 
 /// RFC 1982 serial number comparison for 16-bit sequence numbers.
-fn is_newer(a: u16, b: u16) -> bool {
+pub(crate) fn is_newer(a: u16, b: u16) -> bool {
     a != b && a.wrapping_sub(b) < 0x8000
 }
 

@@ -688,13 +688,7 @@ impl PublisherBuilder<'_> {
                 let rid = layer.rid().unwrap_or_default().to_owned();
                 tokio::spawn(async move {
                     while let Ok((packets, _)) = sender.read_rtcp_simulcast(&rid).await {
-                        let n = packets
-                            .iter()
-                            .filter(|p| {
-                                let any = p.as_any();
-                                any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
-                            })
-                            .count();
+                        let n = keyframe_requests_in(&packets);
                         if n > 0 {
                             requests.fetch_add(n, Ordering::SeqCst);
                             wanted.store(true, Ordering::SeqCst);
@@ -705,13 +699,7 @@ impl PublisherBuilder<'_> {
             let (requests, wanted) = (keyframe_requests.clone(), keyframe_wanted.clone());
             tokio::spawn(async move {
                 while let Ok((packets, _)) = sender.read_rtcp().await {
-                    let n = packets
-                        .iter()
-                        .filter(|p| {
-                            let any = p.as_any();
-                            any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
-                        })
-                        .count();
+                    let n = keyframe_requests_in(&packets);
                     if n > 0 {
                         requests.fetch_add(n, Ordering::SeqCst);
                         wanted.store(true, Ordering::SeqCst);
@@ -753,6 +741,17 @@ impl PublisherBuilder<'_> {
             keyframe_wanted,
         })
     }
+}
+
+/// PLIs and FIRs among RTCP packets a publisher's sender read.
+fn keyframe_requests_in(packets: &[Box<dyn webrtc::rtcp::packet::Packet + Send + Sync>]) -> usize {
+    packets
+        .iter()
+        .filter(|p| {
+            let any = p.as_any();
+            any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
+        })
+        .count()
 }
 
 /// One simulcast layer of a publisher: its own stream, numbering and keyframe requests.
