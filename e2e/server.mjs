@@ -72,7 +72,7 @@ export async function startServer({ args = [], env = {}, listen = '127.0.0.1:0' 
       await exit;
       clearTimeout(timer);
     }
-    await rm(dir, { recursive: true, force: true });
+    if (!process.env.KEEP_DATA) await rm(dir, { recursive: true, force: true });
   }
 
   return { ...normalize(info), logs, stop };

@@ -20,8 +20,12 @@
 //!   part.
 //! - A new part (a new init segment) starts when what the init describes
 //!   changes: the container or codec (VP8 → H.264), the H.264 profile or
-//!   level, the picture size. A new SPS that changes none of these (or an
-//!   SPS repeated before each IDR) stays in band, as the decoder expects.
+//!   level, the H.264 picture size. A new SPS that changes none of these (or an
+//!   SPS repeated before each IDR) stays in band, as the decoder expects. A VP8
+//!   part carries a change of picture size (each VP8 keyframe states its own, as
+//!   in the WebM files browsers' MediaRecorder writes): the recorder moves
+//!   between a simulcast publisher's layers, and a part per move would cut a
+//!   broadcast's first seconds into files of a second each.
 //! - Every sample's duration is the distance to the next sample of its
 //!   track, so each track holds back its newest frame until the next one
 //!   arrives; [`Segmenter::flush`] closes the open segment (publisher gone)
@@ -131,6 +135,7 @@ impl Layout {
                     && a.height == b.height
                     && self.video_codec() == new.video_codec()
             }
+            (Layout::Vp8(_), Layout::Vp8(_)) => true,
             (a, b) => a == b,
         }
     }
@@ -735,14 +740,19 @@ mod tests {
 
     /// VP8 frames from an IVF file.
     fn vp8_frames(dir: &Path, seconds: u32, gop: u32) -> Vec<(Bytes, bool)> {
-        let path = dir.join("v.ivf");
+        vp8_frames_of(dir, "320x240", seconds, gop)
+    }
+
+    fn vp8_frames_of(dir: &Path, size: &str, seconds: u32, gop: u32) -> Vec<(Bytes, bool)> {
+        let path = dir.join(format!("v-{size}.ivf"));
+        let source = format!("testsrc=size={size}:rate=30");
         let gop = gop.to_string();
         let duration = seconds.to_string();
         ffmpeg(&[
             "-f",
             "lavfi",
             "-i",
-            "testsrc=size=320x240:rate=30",
+            &source,
             "-t",
             &duration,
             "-c:v",
@@ -1044,6 +1054,55 @@ mod tests {
             "null",
             "-",
         ]);
+    }
+
+    #[test]
+    fn a_vp8_part_carries_a_change_of_picture_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let small = vp8_frames_of(dir.path(), "320x240", 2, 30);
+        let large = vp8_frames_of(dir.path(), "640x480", 4, 60);
+        let mut seg = Segmenter::new(Duration::from_secs(2), Resume::default());
+        let mut stored = Stored { parts: Vec::new() };
+        stored.take(seg.begin_span(Some(VideoCodec::Vp8)));
+        feed(&mut seg, &mut stored, &small, 0, true);
+        feed(&mut seg, &mut stored, &large, 2000, true);
+        stored.take(seg.flush());
+
+        assert_eq!(stored.parts.len(), 1, "one part across the size change");
+        let path = write_part(dir.path(), &stored.parts[0]);
+        let out = Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
+            .args(["frame=width,height", "-of", "csv=p=0"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let sizes: Vec<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(sizes.len(), 180, "every frame decoded");
+        assert!(
+            sizes[..60].iter().all(|s| s == "320,240"),
+            "{:?}",
+            &sizes[..60]
+        );
+        assert!(
+            sizes[60..].iter().all(|s| s == "640,480"),
+            "{:?}",
+            &sizes[60..]
+        );
+        let (first, last, gap) = span_of(&probe(&path), 0);
+        assert!(
+            first.abs() < 0.001 && (last - 5.967).abs() < 0.01,
+            "{first} {last}"
+        );
+        assert!(gap < 0.04, "video gap {gap}");
     }
 
     #[test]

@@ -27,6 +27,7 @@ mod metrics;
 mod nack;
 mod publisher;
 mod record;
+mod record_follow;
 mod record_rtp;
 mod relay;
 mod rewrite;

@@ -19,8 +19,14 @@ use crate::kind::Kind;
 use crate::layers::{Layer, Layers};
 use crate::metrics::Forwarded;
 use crate::record::{RecorderHandle, SpanInfo, Tap};
+use crate::record_follow::LayerPacket;
 use crate::room::{PatchLock, Publisher, Room, new_resource_id};
 use crate::sdp::{self, Offer};
+
+/// Where a simulcast publisher's bandwidth estimate starts: enough for its three layers
+/// (Chromium turns its top layer on once the estimate covers the two below at their caps,
+/// 150 + 500 kbit/s, and the top one's minimum, 600 kbit/s at 1280×720).
+const SIMULCAST_START_KBPS: u32 = 1500;
 
 /// Negotiates a publisher for `room` and makes it the room's publisher,
 /// replacing (and closing) the previous one. Returns the resource id and the answer.
@@ -100,6 +106,11 @@ pub(crate) async fn publish(
     }
 
     let answer = engine::answer(&pc, &id, offer_sdp, engine.allow_loopback).await?;
+    let answer = if simulcast {
+        sdp::with_start_bitrate(&answer, SIMULCAST_START_KBPS)
+    } else {
+        answer
+    };
 
     let publisher = Publisher {
         id: id.clone(),
@@ -163,7 +174,7 @@ pub(crate) fn remove(room: &Weak<Room>, id: &str) -> bool {
 }
 
 /// Starts forwarding a publisher's new track (audio, or one of its video layers) into the
-/// room. The recorder gets the audio and the top video layer.
+/// room. The recorder gets the audio and every video layer (it records the best that sends).
 pub(crate) fn spawn_forward(
     room: Arc<Room>,
     remote: Arc<TrackRemote>,
@@ -189,14 +200,16 @@ pub(crate) fn spawn_forward(
             }
             Some(Source {
                 layer: layer.clone(),
+                rank: layers
+                    .layers
+                    .iter()
+                    .position(|l| l.source == layer.source)
+                    .unwrap_or_default(),
+                layers: layers.layers.len(),
                 single: layers.layers.len() == 1,
             })
         }
         _ => None,
-    };
-    let tap = match &layer {
-        Some(video) if video.layer.source != layers.top().source => None,
-        _ => tap,
     };
     tokio::spawn(forward(room, remote, generation, tap, layer).instrument(span.clone()));
 }
@@ -204,6 +217,9 @@ pub(crate) fn spawn_forward(
 /// The video layer a forwarding loop carries.
 pub(crate) struct Source {
     layer: Arc<Layer>,
+    /// Its place in the offer, 0 the smallest, of `layers`.
+    rank: usize,
+    layers: usize,
     /// The publisher's only layer: viewers take it from any packet (their decoders ask for a
     /// keyframe), as they always did before simulcast.
     single: bool,
@@ -239,9 +255,22 @@ async fn forward(
             break;
         }
         room.media_arrived(generation);
+        // Padding only (a browser probing its bandwidth, also on a layer it paused): no media,
+        // so neither a layer's activity nor the recorder's; forwarded all the same, since
+        // the viewers' sequence numbers run through it.
+        let media = !packet.payload.is_empty();
+        let keyframe = video.is_some() && starts.check(packet.header.timestamp, &packet.payload);
         // As the publisher sent it: the recorder keeps its own timeline.
-        if let Some(tap) = &tap {
-            tap.offer(kind, &packet);
+        if let Some(tap) = &tap
+            && media
+        {
+            let layer = video.as_ref().map(|video| LayerPacket {
+                source: video.layer.source,
+                rank: video.rank,
+                layers: video.layers,
+                keyframe,
+            });
+            tap.offer(kind, &packet, layer);
         }
         // The publisher's extension ids mean nothing to the viewers; the
         // viewers' own (MID) are added by their senders.
@@ -253,8 +282,9 @@ async fn forward(
         let written = match &video {
             Some(video) => {
                 let now = Instant::now();
-                video.layer.count(bytes, now);
-                let keyframe = starts.check(packet.header.timestamp, &packet.payload);
+                if media {
+                    video.layer.count(bytes, now);
+                }
                 track
                     .write_layer(&packet, video.layer.source, video.single || keyframe)
                     .await

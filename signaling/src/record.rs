@@ -24,6 +24,7 @@ use tracing::Instrument;
 use crate::keyframe::KeyframeSource;
 use crate::kind::Kind;
 use crate::metrics;
+use crate::record_follow::{LayerFollow, LayerPacket, Verdict};
 use crate::record_rtp::{Depacketizer, Payload, TimestampUnwrapper};
 use crate::room::Room;
 
@@ -63,6 +64,8 @@ pub(crate) struct SpanInfo {
 struct Tapped {
     span: Arc<SpanInfo>,
     kind: Kind,
+    /// Video only: the packet's layer.
+    layer: Option<LayerPacket>,
     seq: u16,
     ts: u32,
     marker: bool,
@@ -96,10 +99,16 @@ pub(crate) struct Tap {
 
 impl Tap {
     /// Hands a packet to the recorder, never waiting.
-    pub(crate) fn offer(&self, kind: Kind, packet: &webrtc::rtp::packet::Packet) {
+    pub(crate) fn offer(
+        &self,
+        kind: Kind,
+        packet: &webrtc::rtp::packet::Packet,
+        layer: Option<LayerPacket>,
+    ) {
         let tapped = Tapped {
             span: self.span.clone(),
             kind,
+            layer,
             seq: packet.header.sequence_number,
             ts: packet.header.timestamp,
             marker: packet.header.marker,
@@ -282,6 +291,16 @@ struct Timeline {
     depacketizer: Depacketizer,
 }
 
+impl Timeline {
+    fn new(payload: Payload) -> Timeline {
+        Timeline {
+            unwrap: TimestampUnwrapper::default(),
+            anchor: None,
+            depacketizer: Depacketizer::new(payload),
+        }
+    }
+}
+
 /// The current stretch of publishing.
 struct CurrentSpan {
     info: Arc<SpanInfo>,
@@ -290,6 +309,11 @@ struct CurrentSpan {
     media_ms: u64,
     audio: Timeline,
     video: Timeline,
+    video_payload: Payload,
+    /// Which video layer is recorded (one, or the best of a simulcast publisher's).
+    follow: LayerFollow,
+    /// The newest video frame's media time (ticks): a new layer's timeline starts after it.
+    video_end: Option<u64>,
 }
 
 struct Recorder {
@@ -385,6 +409,26 @@ impl Recorder {
         let Some(span) = self.span.as_mut() else {
             return;
         };
+        if let Some(layer) = packet.layer {
+            match span.follow.packet(layer, packet.at) {
+                Verdict::Record => {}
+                Verdict::Skip => {
+                    self.ask_keyframe_if_due();
+                    return;
+                }
+                Verdict::Switch => {
+                    tracing::debug!(source = layer.source, rank = layer.rank, "recorder switch");
+                    if span.video.anchor.is_some() {
+                        tracing::info!(
+                            source = layer.source,
+                            rank = layer.rank,
+                            "recording another video layer"
+                        );
+                    }
+                    span.video = Timeline::new(span.video_payload);
+                }
+            }
+        }
         let (timeline, track) = match packet.kind {
             Kind::Audio => (&mut span.audio, Track::Audio),
             Kind::Video => (&mut span.video, Track::Video),
@@ -396,7 +440,12 @@ impl Recorder {
             // after the span's first packet (of either track).
             let since = packet.at.saturating_duration_since(span.start);
             let ticks = span.media_ms * rate / 1000 + (since.as_secs_f64() * rate as f64) as u64;
-            (ts, ticks)
+            // A layer moved to never starts before the last one's newest frame.
+            let after = match track {
+                Track::Video => span.video_end.map_or(0, |end| end + 1),
+                Track::Audio => 0,
+            };
+            (ts, ticks.max(after))
         });
         let units =
             timeline
@@ -405,6 +454,10 @@ impl Recorder {
         let mut outputs = Vec::new();
         for unit in units {
             let pts = (anchor.1 as i64 + (unit.ts as i64 - anchor.0 as i64)).max(0) as u64;
+            if track == Track::Video {
+                span.video_end = span.video_end.max(Some(pts));
+                span.follow.wrote_frame(packet.at);
+            }
             outputs.extend(self.segmenter.push(Frame {
                 track,
                 pts,
@@ -439,7 +492,7 @@ impl Recorder {
             video = ?info.video,
             "recording a publisher"
         );
-        let video = match info.video {
+        let video_payload = match info.video {
             Some(VideoCodec::H264) => Payload::H264,
             _ => Payload::Vp8,
         };
@@ -447,16 +500,11 @@ impl Recorder {
             info,
             start: first.at,
             media_ms,
-            audio: Timeline {
-                unwrap: TimestampUnwrapper::default(),
-                anchor: None,
-                depacketizer: Depacketizer::new(Payload::Opus),
-            },
-            video: Timeline {
-                unwrap: TimestampUnwrapper::default(),
-                anchor: None,
-                depacketizer: Depacketizer::new(video),
-            },
+            audio: Timeline::new(Payload::Opus),
+            video: Timeline::new(video_payload),
+            video_payload,
+            follow: LayerFollow::default(),
+            video_end: None,
         });
     }
 
@@ -587,11 +635,19 @@ impl Recorder {
         if span.info.video.is_none() {
             return;
         }
-        let waiting = span.video.anchor.is_some() && span.video.depacketizer.waiting_for_keyframe();
-        if !(waiting || self.segmenter.wants_keyframe()) {
-            return;
-        }
         let now = Instant::now();
+        let source = match span.follow.wanted(now) {
+            // a better layer (or, the recorded one silent, one that sends) to move to
+            Some(source) => Some(source),
+            None => {
+                let waiting =
+                    span.video.anchor.is_some() && span.video.depacketizer.waiting_for_keyframe();
+                if !(waiting || self.segmenter.wants_keyframe()) {
+                    return;
+                }
+                span.follow.current().or(span.follow.first_seen())
+            }
+        };
         if self
             .last_keyframe_request
             .is_some_and(|at| now.duration_since(at) < KEYFRAME_REQUEST_EVERY)
@@ -599,8 +655,10 @@ impl Recorder {
             return;
         }
         if let Some(room) = span.info.room.upgrade() {
+            tracing::debug!(?source, "recorder asks a keyframe");
             self.last_keyframe_request = Some(now);
-            room.request_keyframe(KeyframeSource::Recording, None);
+            // `None` (no packet yet): the room asks the top layer.
+            room.request_keyframe(KeyframeSource::Recording, source);
         }
     }
 }

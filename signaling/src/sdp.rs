@@ -272,6 +272,59 @@ pub(crate) fn check_credentials(ufrag: &str, pwd: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `answer` with `x-google-start-bitrate` (kbit/s) on its video codecs' `a=fmtp` lines (added
+/// where a codec has none). Chromium then starts its bandwidth estimate there instead of at
+/// 300 kbit/s, so a simulcast publisher sends all its layers from the first second rather than
+/// ramping up the top one over about four (measured 3.8 s). Other browsers and OBS ignore the
+/// parameter; it changes nothing on the relay's side of the connection.
+pub(crate) fn with_start_bitrate(answer: &str, kbps: u32) -> String {
+    const VIDEO: [&str; 4] = ["VP8/", "VP9/", "H264/", "AV1/"];
+    let param = format!("x-google-start-bitrate={kbps}");
+    let lines: Vec<&str> = answer.lines().map(str::trim_end).collect();
+    let mut video_pts = Vec::new();
+    let mut in_video = false;
+    for line in &lines {
+        if line.starts_with("m=") {
+            in_video = line.starts_with("m=video");
+        } else if in_video
+            && let Some(rest) = line.strip_prefix("a=rtpmap:")
+            && let Some((pt, codec)) = rest.split_once(' ')
+            && VIDEO
+                .iter()
+                .any(|v| codec.to_ascii_uppercase().starts_with(v))
+        {
+            video_pts.push(pt.to_owned());
+        }
+    }
+    let has_fmtp = |pt: &str| {
+        lines.iter().any(|l| {
+            l.strip_prefix("a=fmtp:")
+                .and_then(|r| r.split_once(' '))
+                .is_some_and(|(p, _)| p == pt)
+        })
+    };
+    let mut out = String::with_capacity(answer.len() + 64 * video_pts.len());
+    for line in &lines {
+        out.push_str(line);
+        if let Some(rest) = line.strip_prefix("a=fmtp:")
+            && let Some((pt, _)) = rest.split_once(' ')
+            && video_pts.iter().any(|p| p == pt)
+        {
+            out.push(';');
+            out.push_str(&param);
+        }
+        out.push_str("\r\n");
+        if let Some(rest) = line.strip_prefix("a=rtpmap:")
+            && let Some((pt, _)) = rest.split_once(' ')
+            && video_pts.iter().any(|p| p == pt)
+            && !has_fmtp(pt)
+        {
+            out.push_str(&format!("a=fmtp:{pt} {param}\r\n"));
+        }
+    }
+    out
+}
+
 /// The offer an ICE restart stands for: the client's previous offer with its
 /// new credentials and none of its old candidates (the fragment's are added on
 /// their own), one version later. WHIP and WHEP renegotiate nothing but ICE
@@ -397,6 +450,28 @@ pub(crate) fn parse_fragment(fragment: &str) -> Trickle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_start_bitrate_goes_on_every_video_codec_and_nothing_else() {
+        let answer = "v=0\r\no=- 1 2 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10;useinbandfec=1\r\nm=video 9 UDP/TLS/RTP/SAVPF 96 97 102\r\na=rtpmap:96 VP8/90000\r\na=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\na=rtpmap:102 H264/90000\r\na=fmtp:102 packetization-mode=1;profile-level-id=42e01f\r\n";
+        let out = with_start_bitrate(answer, 1500);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines.contains(&"a=fmtp:111 minptime=10;useinbandfec=1"));
+        assert!(lines.contains(&"a=fmtp:96 x-google-start-bitrate=1500"));
+        assert!(lines.contains(&"a=fmtp:97 apt=96"));
+        assert!(lines.contains(
+            &"a=fmtp:102 packetization-mode=1;profile-level-id=42e01f;x-google-start-bitrate=1500"
+        ));
+        let at = |l: &str| lines.iter().position(|x| *x == l).unwrap();
+        assert_eq!(
+            at("a=fmtp:96 x-google-start-bitrate=1500"),
+            at("a=rtpmap:96 VP8/90000") + 1
+        );
+        assert_eq!(lines.len(), answer.lines().count() + 1);
+        assert!(out.ends_with("\r\n"));
+        webrtc::sdp::SessionDescription::unmarshal(&mut std::io::Cursor::new(out.as_bytes()))
+            .expect("still SDP");
+    }
 
     #[test]
     fn fragment_candidates_keep_their_section() {

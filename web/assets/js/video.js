@@ -38,9 +38,10 @@ export const LAYERS = [
 
 /**
  * Whether the camera goes out in layers: off unless `localStorage['oncolive.simulcast']` is
- * `true`. A recording takes the top layer, which Chromium ramps up last (its first keyframe came
- * 3.8 s after the first sound in the replay test), so by default the expert sends one layer and
- * recordings start with the picture.
+ * `true`. On the test machines (two busy cores, H.264 in software) Chromium cannot keep its
+ * full-size layer going: it pauses it after a few seconds, and an H.264 recording then moves to
+ * a smaller layer in a new part. Until that is measured on an expert's real laptop, one layer
+ * is the default (see docs/video.md#simulcast-one-layer-per-viewer).
  */
 export function simulcastWanted() {
   try { return localStorage.getItem('oncolive.simulcast') === 'true'; } catch { return false; }
