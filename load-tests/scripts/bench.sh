@@ -9,6 +9,7 @@
 #   load-tests/scripts/bench.sh stall            # p99 with and without one stalled patient
 #   load-tests/scripts/bench.sh storm            # 10k patients drop and reconnect
 #   load-tests/scripts/bench.sh nodes            # 1 vs 2 nodes on a private Redis
+#   load-tests/scripts/bench.sh nodes-busy       # 10k patients, 50 questions/s: 1 node, 2 on Redis
 #   load-tests/scripts/bench.sh video-series     # 10, 50, 100, 200 viewers (own network namespace)
 #   load-tests/scripts/bench.sh plot             # SVGs into docs/img/
 #
@@ -105,6 +106,30 @@ case "${1:-}" in
         --vote-rate 100 | tee "$OUT/redis-2nodes-$n.md" || true
       stop "$p1"; stop "$p2"; sleep 2
     done
+    ;;
+  nodes-busy)
+    # 10,000 patients and 50 questions a second approved (issue 14.6): one node in memory, then
+    # two nodes on one private Redis. SUFFIX names the build measured (before/after).
+    ONCOLIVE_SECRET="$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')"
+    export ONCOLIVE_SECRET
+    suffix="${SUFFIX:-}"
+    qa "busy-memory-10000$suffix" --asks-per-minute 600 -- --patients 10000 --duration 30 \
+      --connect-rate 1000 --ask-rate 50 --vote-rate 200
+    port="${REDIS_PORT:-16391}"
+    dir=$(mktemp -d)
+    redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" \
+      >"$dir/redis.log" 2>&1 &
+    PIDS+=("$!")
+    sleep 0.5
+    redis="redis://127.0.0.1:$port"
+    serve 18101 --redis "$redis" --redis-prefix busy --asks-per-minute 600; p1=$SERVER_PID; r1=$READY
+    serve 18102 --redis "$redis" --redis-prefix busy --asks-per-minute 600; p2=$SERVER_PID
+    echo "== busy-redis-2nodes-10000$suffix"
+    "$BIN/oncolive-load" qa --url http://127.0.0.1:18101 --url http://127.0.0.1:18102 \
+      --ready-file "$r1" --server-pid "$p1" --server-pid "$p2" --quiet \
+      --out "$OUT/busy-redis-2nodes-10000$suffix.json" --patients 10000 --duration 30 \
+      --connect-rate 1000 --ask-rate 50 --vote-rate 200 | tee "$OUT/busy-redis-2nodes-10000$suffix.md" || true
+    stop "$p1"; stop "$p2"
     ;;
   video-series)
     # WebRTC must only ever see loopback: run inside a fresh network namespace.

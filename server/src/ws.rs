@@ -8,7 +8,8 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::future::BoxFuture;
+use futures_util::stream::{FuturesOrdered, SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::Deserialize;
@@ -45,6 +46,17 @@ const WRITE_BUFFER: usize = 4 * 1024;
 const MAX_BATCH: u64 = 64;
 /// Over-limit messages tolerated before the socket is closed as a flood.
 const FLOOD_STRIKES: u32 = 50;
+/// Most commands of one socket waiting to be stored. Beyond, the socket reads no more until one
+/// is answered (the client's sends then wait in TCP), so a socket holds at most this many.
+const MAX_IN_FLIGHT: usize = 32;
+
+/// Commands of one socket waiting to be stored, answered in the order they came. On Redis a
+/// command takes a round trip or two; stored one after another, a moderator approving 50
+/// questions a second fell behind (each waited for the one before it), and the socket's own
+/// events waited too. Each future queues its command with the broker on its first poll, and
+/// `FuturesOrdered` first polls them in the order they were pushed, so a socket's commands are
+/// stored in the order it sent them (votes are stored on their own, as always).
+type InFlight = FuturesOrdered<BoxFuture<'static, ServerMsg>>;
 
 #[derive(Debug, Deserialize)]
 pub struct WsQuery {
@@ -343,13 +355,17 @@ impl Connection {
         let expiry = sleep(self.claims.expires_in());
         tokio::pin!(expiry);
         let shutdown = self.app.cancel.clone();
+        let mut in_flight = InFlight::new();
         loop {
             let result = tokio::select! {
                 _ = shutdown.cancelled() => Err(CloseCode::GoingAway),
                 _ = &mut expiry => Err(CloseCode::TokenExpired),
                 frame = member.frames.recv() => self.outgoing(sink, member, frame).await,
-                incoming = stream.next() => match incoming {
-                    Some(Ok(msg)) => self.incoming(sink, msg).await,
+                Some(reply) = in_flight.next(), if !in_flight.is_empty() => {
+                    self.stored(sink, reply).await
+                }
+                incoming = stream.next(), if in_flight.len() < MAX_IN_FLIGHT => match incoming {
+                    Some(Ok(msg)) => self.incoming(sink, msg, &mut in_flight).await,
                     Some(Err(e)) => Err(read_error(&e)),
                     None => Err(CloseCode::Normal),
                 },
@@ -454,6 +470,7 @@ impl Connection {
         &mut self,
         sink: &mut SplitSink<WebSocket, Message>,
         msg: Message,
+        in_flight: &mut InFlight,
     ) -> Result<(), Stop> {
         self.last_heard = Instant::now();
         if matches!(msg, Message::Close(_)) {
@@ -512,8 +529,20 @@ impl Connection {
             Request::Ping => ServerMsg::Pong { req },
             Request::Consent => self.consent(req).await,
             Request::Screen { text } => self.screen(req, &text),
-            Request::Command(command) => self.execute(req, command).await,
+            Request::Command(command) => {
+                in_flight.push_back(self.execute(req, command));
+                return Ok(());
+            }
         };
+        self.stored(sink, reply).await
+    }
+
+    /// Sends the reply to a request.
+    async fn stored(
+        &mut self,
+        sink: &mut SplitSink<WebSocket, Message>,
+        reply: ServerMsg,
+    ) -> Result<(), Stop> {
         self.reply(sink, &reply).await?;
         // The store refused the command because the links were replaced: this socket's
         // session event may still be on its way, so close now.
@@ -576,65 +605,43 @@ impl Connection {
         }
     }
 
-    async fn execute(&mut self, req: Option<String>, command: Command) -> ServerMsg {
+    /// Checks a command against what this socket knows (consent, budgets) and returns the
+    /// future that stores it, or one that is the refusal (answered in its turn all the same).
+    fn execute(&mut self, req: Option<String>, command: Command) -> BoxFuture<'static, ServerMsg> {
+        match self.check(req, command) {
+            Ok((req, command)) => {
+                let app = self.app.clone();
+                let session = self.session;
+                let actor = self.actor.clone();
+                Box::pin(store_command(app, session, actor, req, command))
+            }
+            Err(refused) => Box::pin(std::future::ready(*refused)),
+        }
+    }
+
+    fn check(
+        &mut self,
+        req: Option<String>,
+        command: Command,
+    ) -> Result<(Option<String>, Command), Box<ServerMsg>> {
         // Before the budgets: a question refused for want of consent was not asked, and must
         // not cost the patient one of their questions. The store checks it again.
         if matches!(command, Command::Ask { .. })
             && self.actor.role == Role::Patient
             && self.actor.consented_at.is_none()
         {
-            return ApiError::from(crate::domain::Refusal::ConsentRequired).into_server_msg(req);
+            return Err(Box::new(
+                ApiError::from(crate::domain::Refusal::ConsentRequired).into_server_msg(req),
+            ));
         }
         if matches!(command, Command::Ask { .. })
             && self.actor.role == crate::model::Role::Patient
             && let Err(refused) = self.ask_budget()
         {
             m::rate_limited().increment(1);
-            return refused.into_server_msg(req);
+            return Err(Box::new(refused.into_server_msg(req)));
         }
-        let is_ask = matches!(command, Command::Ask { .. });
-        let moves_status = m::moves_status(&command);
-        match self
-            .app
-            .broker
-            .apply(self.session, &self.actor, command)
-            .await
-        {
-            Ok(ack) => {
-                if is_ask {
-                    m::questions("submitted").increment(1);
-                }
-                let (question, voted, session) = match ack.reply {
-                    Reply::Question(q) => {
-                        if moves_status {
-                            m::questions(q.status.name()).increment(1);
-                        }
-                        if is_ask {
-                            for f in &q.findings {
-                                m::findings(f.kind).increment(1);
-                            }
-                        }
-                        (Some(q.view_for(self.actor.role, self.actor.id)), None, None)
-                    }
-                    Reply::Voted(v) => (None, Some(v), None),
-                    Reply::Session(s) => {
-                        if s.state == crate::model::SessionState::Ended {
-                            self.app.session_ended(s.id).await;
-                        }
-                        (None, None, Some(s.view_for(self.actor.role)))
-                    }
-                };
-                ServerMsg::Ack(Ack {
-                    req,
-                    seq: ack.seq,
-                    question,
-                    voted,
-                    session,
-                    consented_at: None,
-                })
-            }
-            Err(e) => ApiError::from(e).into_server_msg(req),
-        }
+        Ok((req, command))
     }
 
     /// A patient's question must fit three budgets: the patient's own, the client address's
@@ -745,5 +752,53 @@ fn read_error(e: &axum::Error) -> CloseCode {
     {
         Some(tungstenite::Error::Capacity(_)) => CloseCode::TooBig,
         _ => CloseCode::Normal,
+    }
+}
+
+/// Stores one command and makes its reply.
+async fn store_command(
+    app: AppState,
+    session: SessionId,
+    actor: Actor,
+    req: Option<String>,
+    command: Command,
+) -> ServerMsg {
+    let is_ask = matches!(command, Command::Ask { .. });
+    let moves_status = m::moves_status(&command);
+    match app.broker.apply(session, &actor, command).await {
+        Ok(ack) => {
+            if is_ask {
+                m::questions("submitted").increment(1);
+            }
+            let (question, voted, session) = match ack.reply {
+                Reply::Question(q) => {
+                    if moves_status {
+                        m::questions(q.status.name()).increment(1);
+                    }
+                    if is_ask {
+                        for f in &q.findings {
+                            m::findings(f.kind).increment(1);
+                        }
+                    }
+                    (Some(q.view_for(actor.role, actor.id)), None, None)
+                }
+                Reply::Voted(v) => (None, Some(v), None),
+                Reply::Session(s) => {
+                    if s.state == crate::model::SessionState::Ended {
+                        app.session_ended(s.id).await;
+                    }
+                    (None, None, Some(s.view_for(actor.role)))
+                }
+            };
+            ServerMsg::Ack(Ack {
+                req,
+                seq: ack.seq,
+                question,
+                voted,
+                session,
+                consented_at: None,
+            })
+        }
+        Err(e) => ApiError::from(e).into_server_msg(req),
     }
 }

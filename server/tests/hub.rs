@@ -200,6 +200,65 @@ async fn post_moderated_questions_are_public_at_once_and_removal_reaches_everyon
 }
 
 #[tokio::test]
+async fn a_socket_s_commands_are_stored_and_answered_in_the_order_sent() -> anyhow::Result<()> {
+    let app = spawn_suite_app(with_limits(|l| {
+        l.asks_per_minute = 100;
+        l.asks_per_minute_per_address = 100;
+    }))
+    .await?;
+    let s = app.create_session(Moderation::Pre).await?;
+    let (mut moderator, _) = app.connect(s.id, &s.moderator).await?;
+    let (mut patient, _) = app.connect_patient(s.id).await?;
+    let mut ids = Vec::new();
+    for n in 0..12 {
+        ids.push(
+            patient
+                .ask(format!("Question {n}: how often should I be screened?"))
+                .await?
+                .id,
+        );
+    }
+    // Sent without waiting for any reply: a pin is refused on a question not yet approved, so
+    // every pin acknowledged shows its approve was stored first.
+    let mut sent = Vec::new();
+    for &question in &ids {
+        sent.push(
+            moderator
+                .submit(Command::Approve {
+                    question,
+                    text: None,
+                    original: false,
+                })
+                .await?,
+        );
+        sent.push(
+            moderator
+                .submit(Command::Pin {
+                    question,
+                    pinned: true,
+                })
+                .await?,
+        );
+    }
+    let mut answered = Vec::new();
+    while answered.len() < sent.len() {
+        match moderator.recv().await? {
+            ServerMsg::Ack(ack) => answered.push(ack.req.context("an ack without req")?),
+            ServerMsg::Error(err) => bail!("refused: {err:?}"),
+            _ => {}
+        }
+    }
+    assert_eq!(
+        answered, sent,
+        "replies in the order the commands were sent"
+    );
+    let (_, snap) = app.connect_patient(s.id).await?;
+    let pinned = snap.questions.iter().filter(|q| q.pinned).count();
+    assert_eq!(pinned, ids.len());
+    Ok(())
+}
+
+#[tokio::test]
 async fn merging_moves_votes_and_pinning_reorders_the_queue() -> anyhow::Result<()> {
     let app = spawn_app().await?;
     let s = app.create_session(Moderation::Post).await?;
