@@ -2,9 +2,10 @@
 // Network.emulateNetworkConditions: 400 kbit/s down, 150 kbit/s up, 300 ms latency). Printed and
 // written to artifacts/reach.json, never asserted (timings on a shared machine are not pass/fail).
 //
-// The emulation slows HTTP and the WebSocket, not WebRTC media (ICE/DTLS/SRTP over UDP is not
-// throttled by it), so "first frame" includes the slowed page, join and WHEP signalling, and an
-// unthrottled media path. The page's files come through e2e/wire.mjs (this checkout's web/,
+// The emulation slows HTTP, the WebSocket and the browser's WebRTC packets too (a packet capture
+// shows each STUN answer and DTLS flight the browser sends ≈300–640 ms late; see
+// docs/benchmarks.md), so "first frame" includes the slowed page, join, WHEP signalling, ICE and
+// DTLS. The page's files come through e2e/wire.mjs (this checkout's web/,
 // gzipped over a real socket), so the emulation applies to them and the bytes are wire bytes.
 //
 // REACH_RUNS (default 3) runs of each: video, then sound only.
@@ -168,7 +169,7 @@ test('reach on a weak link: first frame, first sound, bytes, page size', async (
   const direct = await directGzip(Object.keys(runs.video[0].pageFiles));
   const sum = (list, key) => ({ median: median(list.map((x) => x[key])), range: range(list.map((x) => x[key])) });
   const report = {
-    link: !THROTTLE ? 'not emulated (REACH_LINK=none)' : `${LINK.down / 1000} kbit/s down, ${LINK.up / 1000} kbit/s up, ${LINK.latency} ms latency (CDP Network.emulateNetworkConditions; WebRTC media not throttled)`,
+    link: !THROTTLE ? 'not emulated (REACH_LINK=none)' : `${LINK.down / 1000} kbit/s down, ${LINK.up / 1000} kbit/s up, ${LINK.latency} ms latency (CDP Network.emulateNetworkConditions; the browser's WebRTC packets are delayed too)`,
     runs: RUNS,
     video: {
       tapToFirstFrameMs: sum(runs.video, 'tapToFirstMs'),
