@@ -1,6 +1,7 @@
 //! A hub client over a real WebSocket that speaks the server's own `ClientMsg`/`ServerMsg`, and
 //! checks what every client may rely on: a logged event's `seq` only ever grows.
 
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -101,6 +102,9 @@ pub struct HubClient {
     /// for tests that check what a client saw as a whole (one order on every node, no gap).
     pub events: Vec<ServerMsg>,
     keep_events: bool,
+    /// What came while [`HubClient::reply_to`] waited (but pongs): an event a command causes may
+    /// come before the command's reply, so [`HubClient::recv`] returns these first.
+    held: VecDeque<ServerMsg>,
     next_req: u64,
     /// Whether an `ask` refused with `consent_required` is answered by agreeing to the privacy
     /// notice and asking again, as the pages do (default `true`; tests of consent turn it off).
@@ -127,6 +131,7 @@ impl HubClient {
             wait: WAIT,
             events: Vec::new(),
             keep_events: false,
+            held: VecDeque::new(),
             next_req: 0,
             auto_consent: true,
         }
@@ -165,6 +170,13 @@ impl HubClient {
     /// The next message, within [`HubClient::wait`]. A close or a `seq` that goes back is an
     /// error.
     pub async fn recv(&mut self) -> anyhow::Result<ServerMsg> {
+        match self.held.pop_front() {
+            Some(msg) => Ok(msg),
+            None => self.recv_from_socket().await,
+        }
+    }
+
+    async fn recv_from_socket(&mut self) -> anyhow::Result<ServerMsg> {
         let deadline = Instant::now() + self.wait;
         loop {
             let frame = tokio::time::timeout_at(deadline, self.ws.next())
@@ -378,12 +390,18 @@ impl HubClient {
     /// The ack or error answering `req`, skipping events on the way.
     pub async fn reply_to(&mut self, req: &str) -> anyhow::Result<Result<Ack, ErrorMsg>> {
         let mine = |r: &Option<String>| r.as_deref() == Some(req);
-        self.recv_until(|m| match m {
-            ServerMsg::Ack(ack) if mine(&ack.req) => Some(Ok(ack.clone())),
-            ServerMsg::Error(err) if mine(&err.req) => Some(Err(err.clone())),
-            _ => None,
-        })
-        .await
+        let deadline = Instant::now() + self.wait;
+        loop {
+            if Instant::now() >= deadline {
+                bail!("no reply to {req} within {:?}", self.wait);
+            }
+            match self.recv_from_socket().await? {
+                ServerMsg::Ack(ack) if mine(&ack.req) => return Ok(Ok(ack)),
+                ServerMsg::Error(err) if mine(&err.req) => return Ok(Err(err)),
+                ServerMsg::Pong { .. } => {}
+                msg => self.held.push_back(msg),
+            }
+        }
     }
 
     /// Sends a command that must be acknowledged.
