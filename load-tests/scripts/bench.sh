@@ -44,6 +44,11 @@ serve() {
 
 stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 
+# cpu_seconds PID: the user and system CPU time PID has used, in seconds.
+cpu_seconds() {
+  awk -v tck="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f\n", ($12 + $13) / tck }' "/proc/$1/stat"
+}
+
 # qa NAME PORT_FLAGS… -- LOAD_FLAGS…
 qa() {
   local name=$1; shift
@@ -119,7 +124,8 @@ case "${1:-}" in
     dir=$(mktemp -d)
     redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" \
       >"$dir/redis.log" 2>&1 &
-    PIDS+=("$!")
+    redis_pid=$!
+    PIDS+=("$redis_pid")
     sleep 0.5
     redis="redis://127.0.0.1:$port"
     serve 18101 --redis "$redis" --redis-prefix busy --asks-per-minute 600; p1=$SERVER_PID; r1=$READY
@@ -129,6 +135,8 @@ case "${1:-}" in
       --ready-file "$r1" --server-pid "$p1" --server-pid "$p2" --quiet \
       --out "$OUT/busy-redis-2nodes-10000$suffix.json" --patients 10000 --duration 30 \
       --connect-rate 1000 --ask-rate 50 --vote-rate 200 | tee "$OUT/busy-redis-2nodes-10000$suffix.md" || true
+    echo "redis CPU over the whole run (connect, 30 s of load, drain): $(cpu_seconds "$redis_pid") s" \
+      | tee -a "$OUT/busy-redis-2nodes-10000$suffix.md"
     stop "$p1"; stop "$p2"
     ;;
   video-series)

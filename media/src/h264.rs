@@ -3,6 +3,7 @@
 //! (ITU-T H.264 §7.3.2.1.1), for the `avcC` box and the RFC 6381 codec string.
 
 /// NAL unit types the recorder looks at.
+pub const NAL_SLICE: u8 = 1;
 pub const NAL_IDR: u8 = 5;
 pub const NAL_SPS: u8 = 7;
 pub const NAL_PPS: u8 = 8;
@@ -24,6 +25,17 @@ pub fn avcc_nalus(access_unit: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 pub fn nal_type(nalu: &[u8]) -> u8 {
     nalu.first().map_or(0, |b| b & 0x1f)
+}
+
+/// Whether an access unit's first slice begins its picture: `first_mb_in_slice`, the slice
+/// header's first Exp-Golomb code (§7.3.3), is 0, which is the single bit `1`. An encoder that
+/// cuts a picture into several slices (libx264 with sliced threads) sends each in its own
+/// packets; a unit that lost its first slices to a hole starts with a later one and decodes
+/// corrupt, keyframe or not. A unit without slices says nothing and passes.
+pub fn starts_picture(access_unit: &[u8]) -> bool {
+    avcc_nalus(access_unit)
+        .find(|n| matches!(nal_type(n), NAL_SLICE | NAL_IDR))
+        .is_none_or(|slice| slice.get(1).is_some_and(|b| b & 0x80 != 0))
 }
 
 /// What a sequence parameter set says that a container must repeat.
@@ -200,6 +212,33 @@ impl<'a> Bits<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn avcc(nalus: &[&[u8]]) -> Vec<u8> {
+        nalus
+            .iter()
+            .flat_map(|n| {
+                (n.len() as u32)
+                    .to_be_bytes()
+                    .into_iter()
+                    .chain(n.iter().copied())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_unit_starts_its_picture_only_with_the_first_slice() {
+        // IDR slices: first_mb_in_slice 0 (the bit 1) and 40 (ue 40 = 00000101001).
+        let first: &[u8] = &[0x65, 0x88, 0x84];
+        let later: &[u8] = &[0x65, 0x05, 0x20];
+        let sps: &[u8] = &[0x67, 0x42, 0xc0, 0x1e];
+        assert!(starts_picture(&avcc(&[sps, first, later])));
+        assert!(!starts_picture(&avcc(&[later])), "the first slice was lost");
+        assert!(!starts_picture(&avcc(&[sps, later])));
+        // a P slice (type 1) is read the same way
+        assert!(starts_picture(&avcc(&[&[0x41, 0x9a, 0x00]])));
+        assert!(!starts_picture(&avcc(&[&[0x41, 0x02, 0x00]])));
+        assert!(starts_picture(&avcc(&[sps])), "no slice: nothing to say");
+    }
 
     #[test]
     fn parses_a_baseline_sps() {

@@ -222,6 +222,11 @@ impl Depacketizer {
                 for payload in payloads {
                     data.extend_from_slice(&depacketizer.depacketize(payload).ok()?);
                 }
+                // Its packets are consecutive up to the marker, but a hole just before them may
+                // have taken its first slices.
+                if !oncolive_media::h264::starts_picture(&data) {
+                    return None;
+                }
                 let keyframe = oncolive_media::h264::avcc_nalus(&data)
                     .any(|n| oncolive_media::h264::nal_type(n) == oncolive_media::h264::NAL_IDR);
                 Some(AccessUnit {
@@ -304,6 +309,29 @@ mod tests {
         let units = d.push(16, 500, true, vp8(true, true), later);
         assert_eq!(units.iter().map(|u| u.ts).collect::<Vec<_>>(), [500]);
         assert!(!d.waiting_for_keyframe());
+    }
+
+    #[test]
+    fn an_h264_keyframe_that_lost_its_first_slice_is_not_taken_for_one() {
+        let t = Instant::now();
+        let mut d = Depacketizer::new(Payload::H264);
+        // One picture in two IDR slices, one packet each (single NAL units, as libx264 with
+        // sliced threads sends them): first_mb_in_slice 0, then 40.
+        let first = Bytes::from_static(&[0x65, 0x88, 0x84, 0x00]);
+        let second = Bytes::from_static(&[0x65, 0x05, 0x20, 0x00]);
+        let delta = Bytes::from_static(&[0x41, 0x9a, 0x00]);
+        // The first slice (seq 10) is lost: after the wait the rest is no keyframe, and the
+        // delta frame after it is dropped too.
+        assert!(d.push(11, 100, true, second.clone(), t).is_empty());
+        let later = t + MAX_WAIT * 2;
+        assert!(d.push(12, 200, true, delta.clone(), later).is_empty());
+        assert!(d.waiting_for_keyframe());
+        // The next picture comes whole.
+        assert!(d.push(13, 300, false, first, later).is_empty());
+        let units = d.push(14, 300, true, second, later);
+        assert_eq!(units.len(), 1);
+        assert!(units[0].keyframe);
+        assert_eq!(d.push(15, 400, true, delta, later).len(), 1);
     }
 
     #[test]
