@@ -107,6 +107,7 @@ async fn a_patient_on_one_node_sees_what_a_moderator_on_another_approved_in_one_
 async fn burst(
     target: WsTarget,
     asks: usize,
+    sent: Arc<AtomicUsize>,
     acked: Arc<AtomicUsize>,
 ) -> anyhow::Result<(Vec<String>, u64)> {
     let mut ws = HubClient::connect(&target).await?;
@@ -119,6 +120,7 @@ async fn burst(
         let req = ws.submit(Command::Ask { text: text.clone() }).await?;
         reqs.insert(req, text);
     }
+    sent.fetch_add(1, Ordering::Relaxed);
     let mut acknowledged = Vec::new();
     // Until the node dies.
     ws.until_closed(|msg| {
@@ -140,6 +142,10 @@ async fn a_node_killed_mid_burst_loses_no_acknowledged_question() -> anyhow::Res
     let s = nodes[0].live_session(Moderation::Post).await?;
     let (mut observer, _) = nodes[1].connect(s.id, &s.moderator).await?;
     observer.keep_events();
+    // How many bursts have sent all their asks: the node dies only after every patient is in
+    // (commands are pipelined, so the first bursts' acks can pass 100 before the last one has
+    // its snapshot).
+    let sent = Arc::new(AtomicUsize::new(0));
     let acked = Arc::new(AtomicUsize::new(0));
     let mut tokens = Vec::new();
     let mut bursts = Vec::new();
@@ -151,12 +157,13 @@ async fn a_node_killed_mid_burst_loses_no_acknowledged_question() -> anyhow::Res
         bursts.push(tokio::spawn(burst(
             nodes[0].ws_url(s.id, &token, None),
             200,
+            sent.clone(),
             acked.clone(),
         )));
         tokens.push(token);
     }
     let deadline = Instant::now() + WAIT;
-    while acked.load(Ordering::Relaxed) < 100 {
+    while sent.load(Ordering::Relaxed) < 8 || acked.load(Ordering::Relaxed) < 100 {
         assert!(Instant::now() < deadline, "the burst did not start");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
