@@ -137,6 +137,9 @@ case "${1:-}" in
       --connect-rate 1000 --ask-rate 50 --vote-rate 200 | tee "$OUT/busy-redis-2nodes-10000$suffix.md" || true
     echo "redis CPU over the whole run (connect, 30 s of load, drain): $(cpu_seconds "$redis_pid") s" \
       | tee -a "$OUT/busy-redis-2nodes-10000$suffix.md"
+    for port in 18101 18102; do
+      echo "node $port: $(curl -s "http://127.0.0.1:$port/metrics" | grep -E '^oncolive_(commit_conflicts|ws_messages_in)_total' | tr '\n' ' ')"
+    done | tee -a "$OUT/busy-redis-2nodes-10000$suffix.md"
     stop "$p1"; stop "$p2"
     ;;
   video-series)

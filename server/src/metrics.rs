@@ -21,6 +21,7 @@ const SESSIONS: &str = "oncolive_sessions";
 const MESSAGES_IN_TOTAL: &str = "oncolive_ws_messages_in_total";
 const MESSAGES_OUT_TOTAL: &str = "oncolive_ws_messages_out_total";
 const SLOW_DISCONNECTS_TOTAL: &str = "oncolive_ws_slow_disconnects_total";
+const COMMIT_CONFLICTS_TOTAL: &str = "oncolive_commit_conflicts_total";
 const RATE_LIMITED_TOTAL: &str = "oncolive_rate_limited_total";
 const QUESTIONS_TOTAL: &str = "oncolive_questions_total";
 const URL_TOKENS_TOTAL: &str = "oncolive_ws_url_tokens_total";
@@ -99,6 +100,10 @@ fn describe() {
         "WebSockets closed with 4000 (too slow): a full queue, write buffer or send timeout."
     );
     describe_counter!(
+        COMMIT_CONFLICTS_TOTAL,
+        "Commits of a batch of commands lost to another node's commit (Redis only): the batch is read and applied again."
+    );
+    describe_counter!(
         RATE_LIMITED_TOTAL,
         "Questions refused by the per-patient question budget."
     );
@@ -162,7 +167,7 @@ fn describe() {
     for state in QUESTION_EVENTS {
         questions(state).increment(0);
     }
-    for c in [slow_disconnects(), rate_limited()] {
+    for c in [slow_disconnects(), rate_limited(), commit_conflicts()] {
         c.increment(0);
     }
     // By name: the cached handles below call `handle()`, which is still initialising here.
@@ -215,6 +220,12 @@ pub fn messages_out() -> &'static Counter {
 
 pub fn slow_disconnects() -> Counter {
     counter!(SLOW_DISCONNECTS_TOTAL)
+}
+
+/// A batch read at a version another node moved on from before the commit: read again and
+/// applied again. How often two nodes race on one session.
+pub fn commit_conflicts() -> Counter {
+    counter!(COMMIT_CONFLICTS_TOTAL)
 }
 
 /// Recordings in the media store (all nodes' together), as of this node's last sweep.

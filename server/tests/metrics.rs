@@ -13,12 +13,13 @@ use oncolive_server::model::{Moderation, SessionState};
 use oncolive_testkit::spawn_app;
 
 /// Every metric docs/operations.md documents, server and relay.
-const DOCUMENTED: [&str; 12] = [
+const DOCUMENTED: [&str; 13] = [
     "oncolive_ws_connections",
     "oncolive_sessions",
     "oncolive_ws_messages_in_total",
     "oncolive_ws_messages_out_total",
     "oncolive_ws_slow_disconnects_total",
+    "oncolive_commit_conflicts_total",
     "oncolive_rate_limited_total",
     "oncolive_questions_total",
     "oncolive_video_publishers",
@@ -116,6 +117,7 @@ async fn a_fresh_node_exports_every_series_and_gauges_go_down_when_things_end() 
         "oncolive_questions_total{state=\"submitted\"}",
         "oncolive_questions_total{state=\"approved\"}",
         "oncolive_ws_slow_disconnects_total",
+        "oncolive_commit_conflicts_total",
         "oncolive_rate_limited_total",
         "oncolive_video_publishers",
         "oncolive_video_viewers",

@@ -217,6 +217,7 @@ impl Committer {
                 }
                 Committed::Moved => {
                     tracing::debug!(attempt, "session changed on another node; applying again");
+                    crate::metrics::commit_conflicts().increment(1);
                     held = Some(Cached {
                         version,
                         data,
